@@ -4,8 +4,9 @@ Measurement (torch, transformers, vLLM, the SQLite cache) lives in :mod:`models.
 imported explicitly.
 """
 
+from .errors import ArchoptError
 from .arch import DTYPE_BYTES, SHAPE_FIELDS, Arch, ArchError
 from .parametrize import SearchSpace, budget_bounds, build_arch, enumerate_archs
 
-__all__ = ["Arch", "ArchError", "DTYPE_BYTES", "SHAPE_FIELDS", "SearchSpace", "budget_bounds",
+__all__ = ["Arch", "ArchError", "ArchoptError", "DTYPE_BYTES", "SHAPE_FIELDS", "SearchSpace", "budget_bounds",
            "build_arch", "enumerate_archs"]

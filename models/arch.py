@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import ArchoptError
+
 __all__ = ["Arch", "ArchError", "SHAPE_FIELDS", "DTYPE_BYTES"]
 
 #: The fields that define a shape, in the order run tables and the CLI use.
@@ -33,7 +35,7 @@ SHAPE_FIELDS: tuple[str, ...] = (
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1}
 
 
-class ArchError(ValueError):
+class ArchError(ArchoptError):
     """An impossible shape; the message names the field."""
 
 

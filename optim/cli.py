@@ -1,0 +1,71 @@
+"""The ``archopt`` command line: a thin shell over the Python API.
+
+Each command group lives in its own ``cli_*`` module exposing ``register(app)``; modules import
+heavy libraries (torch, ax, jax) inside the command bodies so ``archopt arch`` stays fast.
+Every :class:`~models.errors.ArchoptError` (bad input) becomes one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from models.errors import ArchoptError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Bayesian multi-objective optimization of LLM architectures.")
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in ("cli_models", "cli_surrogate", "cli_campaign", "cli_bench"):
+        try:
+            module = importlib.import_module(f"optim.{name}")
+        except ModuleNotFoundError as exc:  # a command group not built yet
+            if exc.name != f"optim.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_all()
+
+
+def fail(message: str) -> "typer.Exit":
+    """Print one line on stderr and return the exit-2 exception to raise."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    return typer.Exit(code=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point. Returns the exit code (also used by tests)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ArchoptError as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:  # typer/click usage errors
+        return int(exc.code or 0)
+    except Exception as exc:  # click.UsageError and friends: bad flags are bad input too
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry() -> None:
+    """setuptools console-script target."""
+    sys.exit(main())
