@@ -1,0 +1,210 @@
+"""Run tables: reading, validating and the bundled real data.
+
+A run table has one row per training run with the shared columns of ``surrogate/data``:
+``source, run``, the eight shape fields of :class:`~models.arch.Arch`, ``params`` (total
+parameters), ``tokens`` (training tokens), ``loss`` and ``loss_kind``. Extra columns are kept.
+Validation happens here, at the boundary, and every error names the file, the line (or row)
+and the column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from models.arch import SHAPE_FIELDS, Arch, ArchError
+from models.errors import ArchoptError
+
+__all__ = [
+    "RunTableError",
+    "RUN_COLUMNS",
+    "BUNDLED_RUN_TABLES",
+    "load_runs",
+    "validate_runs",
+    "bundled_path",
+    "bundled_runs",
+    "reference_architectures",
+    "table_archs",
+    "source_keys",
+]
+
+#: The shared columns, in file order.
+RUN_COLUMNS: tuple[str, ...] = ("source", "run", *SHAPE_FIELDS, "params", "tokens", "loss",
+                                "loss_kind")
+#: The four bundled run tables (real training runs; provenance in surrogate/data/README.md).
+BUNDLED_RUN_TABLES: tuple[str, ...] = ("morph_runs.csv", "openlm_grid.csv", "openlm_runs.csv",
+                                       "gemstones_runs.csv")
+_DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+class RunTableError(ArchoptError):
+    """A run table is missing columns or holds an invalid value (message names row/column)."""
+
+
+def _where(name: str, index: object, position: int, from_file: bool, run: object) -> str:
+    # Files report the 1-based line (header = line 1); frames report the index label.
+    loc = f"line {position + 2}" if from_file else f"row {index!r}"
+    if isinstance(run, str) and run:
+        loc += f" (run {run!r})"
+    return f"{name}: {loc}"
+
+
+def validate_runs(df: pd.DataFrame, *, require_loss: bool = True, require_tokens: bool = True,
+                  name: str = "table", _from_file: bool = False) -> pd.DataFrame:
+    """Check a run table and return a typed copy.
+
+    Args:
+        df: the table (``n`` rows).
+        require_loss: ``loss`` (and ``loss_kind``) must be present; when False (prediction) they
+            are optional but still checked when present. ``source`` is optional then too.
+        require_tokens: ``tokens`` must be present (False when the caller supplies tokens).
+        name: what to call the table in errors (a file name).
+
+    Returns:
+        A copy with integer shape fields, boolean ``tie_embeddings``, int64 ``params`` and
+        float64 ``tokens`` / ``loss``; other columns unchanged.
+
+    Raises:
+        RunTableError: naming the table, the row and the column of the first problem.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise RunTableError(f"{name}: expected a table, got {type(df).__name__}")
+    required = ["run", *SHAPE_FIELDS]
+    if require_loss:
+        required = ["source", *required, "loss", "loss_kind"]
+    if require_tokens:
+        required.append("tokens")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise RunTableError(f"{name}: missing column(s) {', '.join(missing)}")
+    if len(df) == 0:
+        raise RunTableError(f"{name}: no rows")
+    out = df.copy()
+    runs = out["run"].tolist()
+    shapes: dict[str, list] = {f: [] for f in SHAPE_FIELDS}
+    for i, (index, row) in enumerate(zip(out.index, out.to_dict("records"))):
+        where = _where(name, index, i, _from_file, runs[i])
+        for col in ("source", "run", "loss_kind"):
+            if col in out.columns:
+                value = row[col]
+                if not isinstance(value, str) or not value.strip():
+                    raise RunTableError(f"{where}, column {col!r}: must be a non-empty string, "
+                                        f"got {value!r}")
+        try:
+            arch = Arch.from_mapping(row)
+        except ArchError as exc:
+            column = next((f for f in SHAPE_FIELDS if f in str(exc)), "shape")
+            raise RunTableError(f"{where}, column {column!r}: {exc}") from None
+        if "params" in out.columns:
+            value = row["params"]
+            if not _is_number(value) or float(value) != arch.params:
+                raise RunTableError(f"{where}, column 'params': {value!r} does not match "
+                                    f"{arch.params} computed from the shape")
+        for col in ("tokens", "loss"):
+            if col in out.columns:
+                value = row[col]
+                if not _is_number(value) or not np.isfinite(float(value)) or float(value) <= 0:
+                    raise RunTableError(f"{where}, column {col!r}: must be a finite positive "
+                                        f"number, got {value!r}")
+        for f in SHAPE_FIELDS:  # the types Arch normalised (e.g. "True", 512.0)
+            shapes[f].append(getattr(arch, f))
+    for f in SHAPE_FIELDS:
+        out[f] = np.asarray(shapes[f], dtype=bool if f == "tie_embeddings" else np.int64)
+    if "params" in out.columns:
+        out["params"] = out["params"].astype("int64")
+    for col in ("tokens", "loss"):
+        if col in out.columns:
+            out[col] = out[col].astype("float64")
+    return out
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def load_runs(*paths: str | Path, require_loss: bool = True, require_tokens: bool = True
+              ) -> pd.DataFrame:
+    """Read and validate one or more run CSVs and concatenate them (index 0..n-1).
+
+    Raises:
+        RunTableError: unreadable file, missing column, or invalid value (file, line, column).
+    """
+    if not paths:
+        raise RunTableError("no run table given")
+    frames = []
+    for path in paths:
+        path = Path(path)
+        try:
+            raw = pd.read_csv(path)
+        except FileNotFoundError:
+            raise RunTableError(f"run table not found: {path}") from None
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+                pd.errors.EmptyDataError) as exc:
+            raise RunTableError(f"cannot read run table {path}: "
+                                f"{' '.join(str(exc).split())}") from None
+        frames.append(validate_runs(raw, require_loss=require_loss,
+                                    require_tokens=require_tokens, name=str(path),
+                                    _from_file=True))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def bundled_path(filename: str) -> Path:
+    """Path of a file in ``surrogate/data`` (the bundled real data)."""
+    path = _DATA_DIR / filename
+    if not path.is_file():
+        known = ", ".join(sorted(p.name for p in _DATA_DIR.glob("*.csv")))
+        raise RunTableError(f"no bundled file {filename!r}; bundled: {known}")
+    return path
+
+
+def bundled_runs() -> pd.DataFrame:
+    """All four bundled run tables, validated and concatenated (738 rows)."""
+    return load_runs(*(bundled_path(f) for f in BUNDLED_RUN_TABLES))
+
+
+def reference_architectures() -> pd.DataFrame:
+    """Real model configs (Llama 3.x; arXiv 2510.18245 Table 1 models with reported losses).
+
+    Columns: ``name``, the shape fields, ``params``, ``reported_loss`` and ``tokens`` (NaN when
+    not reported), ``source`` (provenance text). Shapes and params are validated.
+    """
+    path = bundled_path("reference_architectures.csv")
+    df = pd.read_csv(path)
+    checked = validate_runs(df.rename(columns={"name": "run"}).drop(columns=["source", "tokens"]),
+                            require_loss=False, require_tokens=False, name=str(path),
+                            _from_file=True)
+    for f in SHAPE_FIELDS:
+        df[f] = checked[f].to_numpy()
+    return df
+
+
+def table_archs(df: pd.DataFrame) -> list[Arch]:
+    """The :class:`Arch` of every row of a validated table, in row order."""
+    cols = [df[f].tolist() for f in SHAPE_FIELDS]
+    return [Arch(*values) for values in zip(*cols)]
+
+
+def source_keys(df: pd.DataFrame) -> np.ndarray:
+    """The key that per-source terms are attached to, one per row.
+
+    It is the ``source`` column, refined by ``dataset`` when the table has one (rows of one
+    repository trained on different datasets have different losses, e.g. openlm_runs.csv).
+    Rows without a source get ``""``.
+    """
+    if "source" not in df.columns:
+        return np.full(len(df), "", dtype=object)
+    keys = df["source"].astype(str).to_numpy(dtype=object)
+    if "dataset" in df.columns:
+        ds = df["dataset"]
+        keys = np.array([k if pd.isna(d) or d == "" else f"{k}/{d}" for k, d in zip(keys, ds)],
+                        dtype=object)
+    return keys
