@@ -7,6 +7,24 @@ imported explicitly.
 from .errors import ArchoptError
 from .arch import DTYPE_BYTES, SHAPE_FIELDS, Arch, ArchError
 from .parametrize import SearchSpace, budget_bounds, build_arch, enumerate_archs
+from .hardware import Hardware, HardwareError, get_hardware, hardware_for_device, list_hardware
+from .throughput import (
+    BACKENDS,
+    Calibration,
+    CalibrationError,
+    ThroughputPrediction,
+    TimingRecord,
+    Workload,
+    WorkloadError,
+    calibrate,
+    load_calibration,
+    predict_throughput,
+    predict_throughput_many,
+    save_calibration,
+)
 
 __all__ = ["Arch", "ArchError", "ArchoptError", "DTYPE_BYTES", "SHAPE_FIELDS", "SearchSpace", "budget_bounds",
-           "build_arch", "enumerate_archs"]
+           "build_arch", "enumerate_archs", "Hardware", "HardwareError", "get_hardware",
+           "hardware_for_device", "list_hardware", "BACKENDS", "Calibration", "CalibrationError",
+           "ThroughputPrediction", "TimingRecord", "Workload", "WorkloadError", "calibrate",
+           "load_calibration", "predict_throughput", "predict_throughput_many", "save_calibration"]
