@@ -1,0 +1,165 @@
+"""Cached loaders: the only place the app calls the expensive Python API.
+
+Every function here is a thin wrapper over :mod:`optim.campaign`, :mod:`surrogate` or
+:mod:`models.throughput`, cached with ``st.cache_data`` (tables) or ``st.cache_resource``
+(live objects). Heavy libraries are imported inside the functions, so importing this module is
+cheap. Cache keys include a *version* of the file they read (its modification time), so a
+campaign changed by the CLI or by another page shows up on the next rerun.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+__all__ = [
+    "file_version", "store_version", "campaign_names", "load_campaign", "hardware_ids",
+    "calibration_table", "throughput_measurements", "reference_table", "validation_report",
+]
+
+
+def file_version(path: str | Path) -> float:
+    """Modification time of ``path`` (0.0 when missing): a cache key that changes on writes."""
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def store_version(path: str | Path) -> float:
+    """:func:`file_version` of a SQLite store, counting its write-ahead log too."""
+    path = Path(path)
+    return max(file_version(path), file_version(path.with_name(path.name + "-wal")))
+
+
+# ---- campaigns ---------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def campaign_names(store: str, version: float) -> list[str]:
+    """Names of the campaigns in ``store`` (``version`` only keys the cache)."""
+    from optim.campaign import list_campaigns
+
+    if not Path(store).exists():
+        return []
+    out = []
+    for item in list_campaigns(store=store):
+        out.append(item if isinstance(item, str) else (item.get("name") if isinstance(item, dict)
+                                                       else getattr(item, "name", str(item))))
+    return [str(n) for n in out]
+
+
+@st.cache_resource(show_spinner="Loading campaign...", max_entries=4)
+def load_campaign(name: str, store: str, version: float) -> Any:
+    """The live :class:`optim.campaign.Campaign` (reloaded when the store changes)."""
+    from optim.campaign import Campaign
+
+    return Campaign.load(name, store=store)
+
+
+# ---- throughput --------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def hardware_ids(version: float) -> list[tuple[str, str]]:
+    """``(id, name)`` of every hardware profile (built-in and ``$ARCHOPT_HOME/hardware.json``)."""
+    from models.hardware import list_hardware
+
+    return [(hw.id, hw.name) for hw in list_hardware()]
+
+
+@st.cache_data(show_spinner=False)
+def calibration_table(hardware_id: str, backend: str, version: float) -> dict[str, Any]:
+    """The calibration in force for (hardware, backend), as a plain dict."""
+    from models.throughput import load_calibration
+
+    return load_calibration(hardware_id, backend).to_dict()
+
+
+def _measured_rows(hardware_id: str, backend: str) -> list[dict[str, Any]]:
+    """Successful measurements from the cache plus the bundled published latencies."""
+    from models.arch import SHAPE_FIELDS
+    from models.hardware import hardware_for_device
+    from surrogate.runs import bundled_path
+
+    rows: list[dict[str, Any]] = []
+    try:
+        from models.measure import MeasurementCache
+    except ModuleNotFoundError:  # measurement harness not installed in this checkout
+        MeasurementCache = None  # noqa: N806
+    if MeasurementCache is not None:
+        for rec in MeasurementCache().records(hardware_id=hardware_id, backend=backend):
+            data = rec.to_dict() if hasattr(rec, "to_dict") else dict(vars(rec))
+            if data.get("error") or data.get("status") not in (None, "ok", "success"):
+                continue
+            total = data.get("total_s") or data.get("latency_s")
+            if not total:
+                continue
+            arch = data.get("arch")
+            shape = arch if isinstance(arch, dict) else (arch.shape() if arch is not None else
+                                                        {f: data[f] for f in SHAPE_FIELDS})
+            workload = data.get("workload") or {}
+            if not isinstance(workload, dict):
+                workload = workload.to_dict()
+            rows.append({**shape, "label": data.get("label") or data.get("name") or "measured",
+                         "origin": "measurement cache",
+                         "batch_size": workload.get("batch_size", data.get("batch_size")),
+                         "input_len": workload.get("input_len", data.get("input_len")),
+                         "output_len": workload.get("output_len", data.get("output_len")),
+                         "dtype": workload.get("dtype", data.get("dtype", "bfloat16")),
+                         "total_s": float(total), "ttft_s": data.get("ttft_s")})
+    if backend == "hf":
+        ref = pd.read_csv(bundled_path("reference_latency.csv"))
+        for _, r in ref.iterrows():
+            if hardware_for_device(str(r["gpu"])) != hardware_id or r["backend"] != "hf-generate":
+                continue
+            rows.append({**{f: r[f] for f in SHAPE_FIELDS}, "label": r["name"],
+                         "origin": "published (" + str(r["source"]) + ")",
+                         "batch_size": int(r["batch_size"]), "input_len": int(r["input_tokens"]),
+                         "output_len": int(r["output_tokens"]), "dtype": "bfloat16",
+                         "total_s": float(r["latency_s"]), "ttft_s": None})
+    return rows
+
+
+@st.cache_data(show_spinner="Comparing the throughput model with measurements...")
+def throughput_measurements(hardware_id: str, backend: str, version: float) -> pd.DataFrame:
+    """One row per successful measurement on (hardware, backend) with the model's prediction.
+
+    Columns: the shape fields, ``label``, ``origin``, workload sizes, ``measured`` and
+    ``predicted`` (generated tokens/s), ``measured_s`` / ``predicted_s`` (total seconds),
+    ``params``, ``non_embedding_params``, ``residual`` = ``log(measured / predicted)`` tokens/s.
+    """
+    from models.arch import Arch
+    from models.throughput import Workload, predict_throughput
+
+    out = []
+    for row in _measured_rows(hardware_id, backend):
+        arch = Arch.from_mapping(row)
+        wl = Workload(row["batch_size"], row["input_len"], row["output_len"], row["dtype"], backend)
+        pred = predict_throughput(arch, hardware_id, wl)
+        measured = wl.batch_size * wl.output_len / row["total_s"]
+        out.append({**arch.shape(), "label": row["label"], "origin": row["origin"],
+                    "workload": str(wl), "batch_size": wl.batch_size, "input_len": wl.input_len,
+                    "output_len": wl.output_len, "params": arch.params,
+                    "non_embedding_params": arch.non_embedding_params,
+                    "measured_s": row["total_s"], "predicted_s": pred.total_s,
+                    "measured": measured, "predicted": pred.tokens_per_s,
+                    "residual": math.log(measured / pred.tokens_per_s)})
+    return pd.DataFrame(out)
+
+
+# ---- surrogate ---------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def reference_table() -> pd.DataFrame:
+    """:func:`surrogate.runs.reference_architectures` (published model shapes)."""
+    from surrogate.runs import reference_architectures
+
+    return reference_architectures()
+
+
+@st.cache_data(show_spinner=False)
+def validation_report(path: str, version: float) -> str | None:
+    """Text of the surrogate's held-out validation report, or None when it is missing."""
+    p = Path(path)
+    return p.read_text() if p.exists() else None

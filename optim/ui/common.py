@@ -1,0 +1,68 @@
+"""Pieces every page shares: the campaign picker in the sidebar and small formatting helpers.
+
+The picker is drawn by ``app.py`` before the page runs, so its value (``st.session_state
+["campaign"]``) survives page switches; pages read it with :func:`current_campaign`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from optim.ui import cache
+
+__all__ = ["CAMPAIGN_KEY", "campaign_picker", "current_campaign", "store_path", "show_error",
+           "fmt_params"]
+
+#: Session-state key of the selected campaign name.
+CAMPAIGN_KEY = "campaign"
+
+
+def store_path() -> Path:
+    """The campaign store the app reads (``$ARCHOPT_HOME/campaigns.sqlite``)."""
+    from optim.storage import default_store_path
+
+    return Path(default_store_path())
+
+
+def campaign_picker() -> str | None:
+    """Sidebar selectbox over the campaigns in the default store; returns the chosen name."""
+    names = cache.campaign_names(str(store_path()), cache.store_version(store_path()))
+    with st.sidebar:
+        st.caption(f"store: `{store_path()}`")
+        if not names:
+            st.info("No campaigns yet: create one on the Campaigns page.")
+            st.session_state.pop(CAMPAIGN_KEY, None)
+            return None
+        if st.session_state.get(CAMPAIGN_KEY) not in names:
+            st.session_state[CAMPAIGN_KEY] = names[0]
+        return st.selectbox("Campaign", names, key=CAMPAIGN_KEY)
+
+
+def current_campaign() -> str | None:
+    """The campaign picked in the sidebar (None when the store is empty)."""
+    name = st.session_state.get(CAMPAIGN_KEY)
+    return str(name) if name else None
+
+
+def show_error(exc: BaseException, what: str) -> None:
+    """One red box for a user error (:class:`~models.errors.ArchoptError`), a trace otherwise."""
+    from models.errors import ArchoptError
+
+    if isinstance(exc, ArchoptError):
+        st.error(f"{what}: {exc}")
+    else:
+        st.error(f"{what} failed unexpectedly: {type(exc).__name__}: {exc}")
+        st.exception(exc)
+
+
+def fmt_params(n: Any) -> str:
+    """``1235814400 -> '1.24B'``, ``52_000_000 -> '52.0M'``."""
+    n = float(n)
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    return f"{n:,.0f}"

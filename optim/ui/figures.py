@@ -1,0 +1,383 @@
+"""Pure plotly figure builders for the app: tables in, ``go.Figure`` out.
+
+No Streamlit here and no model evaluation: every function takes the numbers the Python API
+produced (DataFrames with the field names of ``Campaign.trials()`` / ``LawPosterior.predict``)
+and only draws them, so each is testable on its own (``tests/test_figures.py``).
+
+Point identity for selection: every marker of the Pareto chart carries ``customdata = [key]``
+where ``key`` is the row's ``key`` column (``"trial 3"``, ``"candidate 17"``, ``"ref Llama-3.2-1B"``);
+:func:`selected_keys` reads them back from a Streamlit selection event.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "COLORS",
+    "pareto_figure",
+    "selected_keys",
+    "posterior_figure",
+    "band_figure",
+    "calibration_figure",
+    "law_comparison_figure",
+    "throughput_parity_figure",
+    "residual_figure",
+]
+
+#: One colour per kind of point, shared by every chart.
+COLORS: dict[str, str] = {
+    "candidate": "#9aa5b1",
+    "trial": "#1f77b4",
+    "observed": "#d62728",
+    "front": "#ff7f0e",
+    "reference": "#2ca02c",
+    "selected": "#000000",
+    "band90": "rgba(31,119,180,0.15)",
+    "band50": "rgba(31,119,180,0.35)",
+    "model": "#1f77b4",
+}
+
+_LOSS = "pred_loss_mean"
+_LO = "pred_loss_q05"
+_HI = "pred_loss_q95"
+_TPS = "pred_tokens_per_s"
+
+
+def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"{what} table lacks column(s) {', '.join(missing)}")
+
+
+def _error_y(df: pd.DataFrame) -> dict[str, Any] | None:
+    if _LO not in df.columns or _HI not in df.columns:
+        return None
+    lo = df[_LOSS] - df[_LO]
+    hi = df[_HI] - df[_LOSS]
+    return dict(type="data", symmetric=False, array=hi.clip(lower=0).to_numpy(),
+                arrayminus=lo.clip(lower=0).to_numpy(), thickness=1, width=0)
+
+
+def _hover(df: pd.DataFrame) -> list[str]:
+    lines = []
+    for _, row in df.iterrows():
+        parts = [f"<b>{row.get('label', row.get('key', ''))}</b>"]
+        if "params" in row and pd.notna(row["params"]):
+            parts.append(f"params {row['params'] / 1e6:,.1f}M")
+        for name, fmt in (("d_model", "d {}"), ("n_layers", "L {}"), ("ffn_dim", "ffn {}")):
+            if name in row and pd.notna(row[name]):
+                parts.append(fmt.format(int(row[name])))
+        parts.append(f"loss {row[_LOSS]:.4f} [{row.get(_LO, np.nan):.4f}, {row.get(_HI, np.nan):.4f}]")
+        if "observed_loss" in row and pd.notna(row.get("observed_loss")):
+            parts.append(f"observed {row['observed_loss']:.4f}")
+        parts.append(f"{row[_TPS]:,.0f} tok/s")
+        lines.append("<br>".join(parts))
+    return lines
+
+
+def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
+                  front: pd.DataFrame | None = None, references: pd.DataFrame | None = None, *,
+                  selected: str | None = None, candidate_error_bars: bool | None = None,
+                  log_x: bool = False, title: str | None = None) -> go.Figure:
+    """Predicted loss (5-95% error bars) versus predicted throughput.
+
+    Args:
+        candidates: one row per candidate architecture with columns ``key``,
+            ``pred_loss_mean``, ``pred_loss_q05``, ``pred_loss_q95``, ``pred_tokens_per_s``
+            (optional shape columns for the hover text).
+        trials: proposed/observed trials (same columns, optional ``observed_loss``): drawn with
+            error bars; observed losses as red crosses.
+        front: the Pareto-optimal rows, drawn as a connected line in throughput order.
+        references: published models (``label`` names them) predicted by the same model.
+        selected: a ``key`` to highlight.
+        candidate_error_bars: draw the candidates' bars too (default: when <= 400 candidates).
+        log_x: log throughput axis (reference models far from the budget).
+
+    Returns:
+        A figure whose traces all carry ``customdata = [[key], ...]``.
+    """
+    fig = go.Figure()
+    layers: list[tuple[str, pd.DataFrame | None]] = [
+        ("candidate", candidates), ("trial", trials), ("front", front), ("reference", references)]
+    for kind, df in layers:
+        if df is None or len(df) == 0:
+            continue
+        _require(df, ("key", _LOSS, _TPS), kind)
+        if kind == "front":
+            df = df.sort_values(_TPS)
+        many = len(df) > 400
+        show_bars = (candidate_error_bars if candidate_error_bars is not None else not many) \
+            if kind == "candidate" else True
+        trace_cls = go.Scattergl if many else go.Scatter
+        marker: dict[str, Any] = dict(color=COLORS[kind], size=6 if kind == "candidate" else 10)
+        if kind == "candidate":
+            marker.update(opacity=0.45, size=5)
+        elif kind == "reference":
+            marker.update(symbol="diamond", size=12, line=dict(width=1, color="white"))
+        elif kind == "front":
+            marker.update(symbol="star", size=13, line=dict(width=1, color="white"))
+        name = {"candidate": f"candidates ({len(df)})", "trial": f"trials ({len(df)})",
+                "front": "predicted Pareto front", "reference": "reference models"}[kind]
+        error_y = _error_y(df) if show_bars else None
+        if error_y is not None:
+            error_y["color"] = COLORS[kind]
+        fig.add_trace(trace_cls(
+            x=df[_TPS], y=df[_LOSS], mode="lines+markers" if kind == "front" else "markers",
+            name=name, marker=marker, error_y=error_y,
+            line=dict(color=COLORS[kind], width=1.5, dash="dot") if kind == "front" else None,
+            customdata=[[k] for k in df["key"]], hovertext=_hover(df), hoverinfo="text",
+            text=df["label"] if kind == "reference" and "label" in df else None,
+            textposition="top center",
+        ))
+        if kind == "reference" and "label" in df:
+            fig.data[-1].mode = "markers+text"
+        if kind == "trial" and "observed_loss" in df.columns:
+            obs = df[df["observed_loss"].notna()]
+            if len(obs):
+                fig.add_trace(go.Scatter(
+                    x=obs[_TPS], y=obs["observed_loss"], mode="markers", name="observed loss",
+                    marker=dict(color=COLORS["observed"], symbol="x", size=11),
+                    customdata=[[k] for k in obs["key"]],
+                    hovertext=[f"<b>{k}</b><br>observed {v:.4f}" for k, v in
+                               zip(obs["key"], obs["observed_loss"])], hoverinfo="text"))
+    if selected is not None:
+        for kind, df in layers:
+            if df is None or len(df) == 0 or "key" not in df:
+                continue
+            hit = df[df["key"] == selected]
+            if len(hit):
+                fig.add_trace(go.Scatter(
+                    x=hit[_TPS], y=hit[_LOSS], mode="markers", name="selected",
+                    marker=dict(size=20, color="rgba(0,0,0,0)",
+                                line=dict(width=2.5, color=COLORS["selected"])),
+                    customdata=[[selected]], hoverinfo="skip"))
+                break
+    fig.update_layout(
+        title=title, xaxis_title="predicted throughput (tokens/s, higher is better)",
+        yaxis_title="predicted loss (lower is better; bars 5-95%)", height=560,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+        margin=dict(l=60, r=20, t=60 if title else 30, b=50), clickmode="event+select",
+        dragmode="select",
+    )
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def selected_keys(event: Any) -> list[str]:
+    """The ``key`` values of the points in a Streamlit plotly selection event.
+
+    Accepts the object ``st.plotly_chart(..., on_select="rerun")`` returns (or its dict form);
+    returns ``[]`` when nothing is selected.
+    """
+    if not event:
+        return []
+    selection = event.get("selection") if isinstance(event, Mapping) else getattr(event, "selection", None)
+    if not selection:
+        return []
+    points = selection.get("points") if isinstance(selection, Mapping) else getattr(selection, "points", None)
+    out: list[str] = []
+    for point in points or []:
+        data = point.get("customdata") if isinstance(point, Mapping) else None
+        if isinstance(data, (list, tuple)) and data:
+            data = data[0]
+        if data is not None and str(data) not in out:
+            out.append(str(data))
+    return out
+
+
+def posterior_figure(samples: Mapping[str, np.ndarray], *, kind: str = "histogram",
+                     prior_samples: Mapping[str, np.ndarray] | None = None,
+                     ncols: int = 3, title: str | None = None) -> go.Figure:
+    """One panel per coefficient: posterior samples as a histogram or a violin.
+
+    Args:
+        samples: coefficient name -> samples of any shape (``chains x draws`` is flattened).
+        kind: ``"histogram"`` or ``"violin"``.
+        prior_samples: optional draws from the prior, overlaid in grey (shows which terms the
+            data moved).
+        ncols: panels per row.
+    """
+    if kind not in ("histogram", "violin"):
+        raise ValueError(f"kind must be 'histogram' or 'violin', got {kind!r}")
+    names = [n for n in samples if np.size(samples[n]) > 0]
+    if not names:
+        raise ValueError("no posterior samples to draw")
+    ncols = max(1, min(ncols, len(names)))
+    nrows = math.ceil(len(names) / ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=names,
+                        horizontal_spacing=0.08, vertical_spacing=0.5 / max(nrows, 1))
+    for i, name in enumerate(names):
+        row, col = i // ncols + 1, i % ncols + 1
+        values = np.asarray(samples[name], dtype=float).ravel()
+        prior = None if prior_samples is None or name not in prior_samples else \
+            np.asarray(prior_samples[name], dtype=float).ravel()
+        if kind == "histogram":
+            if prior is not None:
+                fig.add_trace(go.Histogram(x=prior, histnorm="probability density", nbinsx=40,
+                                           marker_color="rgba(128,128,128,0.45)", name="prior",
+                                           legendgroup="prior", showlegend=i == 0), row=row, col=col)
+            fig.add_trace(go.Histogram(x=values, histnorm="probability density", nbinsx=40,
+                                       marker_color=COLORS["model"], opacity=0.8, name="posterior",
+                                       legendgroup="posterior", showlegend=i == 0), row=row, col=col)
+        else:
+            if prior is not None:
+                fig.add_trace(go.Violin(y=prior, name="prior", side="negative", line_color="grey",
+                                        legendgroup="prior", showlegend=i == 0, x0=name,
+                                        points=False), row=row, col=col)
+            fig.add_trace(go.Violin(y=values, name="posterior", side="positive" if prior is not None
+                                    else "both", line_color=COLORS["model"], box_visible=True,
+                                    meanline_visible=True, legendgroup="posterior",
+                                    showlegend=i == 0, x0=name, points=False), row=row, col=col)
+    fig.update_layout(barmode="overlay", height=max(300, 260 * nrows), title=title,
+                      margin=dict(l=40, r=20, t=60, b=40), violinmode="overlay",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0))
+    return fig
+
+
+def band_figure(x: Sequence[float], quantiles: pd.DataFrame, *, x_title: str,
+                observed: pd.DataFrame | None = None, log_x: bool = False,
+                title: str | None = None, marker_x: float | None = None) -> go.Figure:
+    """A predicted-loss curve with its 50% and 90% bands and observed runs on top.
+
+    Args:
+        x: the swept values, length ``n``.
+        quantiles: ``n`` rows with ``q05, q25, q50, q75, q95`` (and optionally ``mean``).
+        observed: runs to overlay, columns ``x``, ``loss`` and optionally ``label``.
+        marker_x: draw a vertical line here (the current shape).
+    """
+    _require(quantiles, ("q05", "q25", "q50", "q75", "q95"), "quantile")
+    x = np.asarray(x, dtype=float)
+    if len(x) != len(quantiles):
+        raise ValueError(f"x has {len(x)} values but the quantile table {len(quantiles)} rows")
+    order = np.argsort(x)
+    x = x[order]
+    q = quantiles.iloc[order].reset_index(drop=True)
+    fig = go.Figure()
+    for lo, hi, color, name in (("q05", "q95", COLORS["band90"], "90% band"),
+                                ("q25", "q75", COLORS["band50"], "50% band")):
+        fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
+                                 y=np.concatenate([q[hi].to_numpy(), q[lo].to_numpy()[::-1]]),
+                                 fill="toself", fillcolor=color, line=dict(width=0),
+                                 hoverinfo="skip", name=name))
+    fig.add_trace(go.Scatter(x=x, y=q["q50"], mode="lines", name="median",
+                             line=dict(color=COLORS["model"], width=2)))
+    if observed is not None and len(observed):
+        _require(observed, ("x", "loss"), "observed")
+        fig.add_trace(go.Scatter(
+            x=observed["x"], y=observed["loss"], mode="markers", name=f"observed runs ({len(observed)})",
+            marker=dict(color=COLORS["observed"], size=8, symbol="circle-open", line=dict(width=2)),
+            hovertext=observed["label"] if "label" in observed else None,
+            hoverinfo="text+x+y" if "label" in observed else "x+y"))
+    if marker_x is not None and np.isfinite(marker_x):
+        fig.add_vline(x=marker_x, line=dict(color="grey", dash="dash", width=1))
+    fig.update_layout(xaxis_title=x_title, yaxis_title="loss", title=title, height=360,
+                      margin=dict(l=50, r=10, t=50 if title else 20, b=45),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=10)))
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def calibration_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Observed loss against the predicted median with 5-95% bars, and the y = x line.
+
+    Args:
+        table: rows with ``loss`` (observed), ``pred_q50`` (or ``pred_mean``), ``pred_q05``,
+            ``pred_q95`` and optionally ``label`` and ``group`` (one colour per group).
+    """
+    centre = "pred_q50" if "pred_q50" in table.columns else "pred_mean"
+    _require(table, ("loss", centre, "pred_q05", "pred_q95"), "calibration")
+    fig = go.Figure()
+    groups = table.groupby("group", sort=True) if "group" in table.columns else [("runs", table)]
+    for name, df in groups:
+        inside = ((df["loss"] >= df["pred_q05"]) & (df["loss"] <= df["pred_q95"])).mean()
+        fig.add_trace(go.Scatter(
+            x=df[centre], y=df["loss"], mode="markers", name=f"{name} ({inside:.0%} inside 90%)",
+            error_x=dict(type="data", symmetric=False,
+                         array=(df["pred_q95"] - df[centre]).clip(lower=0),
+                         arrayminus=(df[centre] - df["pred_q05"]).clip(lower=0),
+                         thickness=1, width=0),
+            hovertext=df["label"] if "label" in df else None))
+    lo = float(np.nanmin([table[centre].min(), table["loss"].min()]))
+    hi = float(np.nanmax([table[centre].max(), table["loss"].max()]))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                             line=dict(color="grey", dash="dash")))
+    fig.update_layout(xaxis_title="predicted loss (median, bars 5-95%)", yaxis_title="observed loss",
+                      title=title, height=420, margin=dict(l=50, r=10, t=50 if title else 20, b=45))
+    return fig
+
+
+def law_comparison_figure(table: pd.DataFrame, *, metric: str, group: str = "law",
+                          color: str | None = "method", title: str | None = None) -> go.Figure:
+    """Grouped bars of one held-out metric per law (and fit method).
+
+    Args:
+        table: one row per (law, method, ...) with a numeric ``metric`` column.
+        metric: the column to draw (e.g. ``"rmse"``, ``"spearman"``).
+        group: x-axis column; color: column splitting the bars (None: one series).
+    """
+    _require(table, (group, metric), "comparison")
+    fig = go.Figure()
+    series = table.groupby(color, sort=False) if color and color in table.columns else [(metric, table)]
+    for name, df in series:
+        fig.add_trace(go.Bar(x=df[group].astype(str), y=pd.to_numeric(df[metric], errors="coerce"),
+                             name=str(name), text=[f"{v:.3g}" for v in pd.to_numeric(df[metric], errors="coerce")],
+                             textposition="outside"))
+    fig.update_layout(barmode="group", yaxis_title=metric, xaxis_title=group, title=title,
+                      height=380, margin=dict(l=50, r=10, t=50 if title else 20, b=45))
+    return fig
+
+
+def throughput_parity_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Measured against predicted tokens/s on log axes, one colour per ``group``.
+
+    Args:
+        table: rows with ``predicted`` and ``measured`` (tokens/s), optional ``label``, ``group``.
+    """
+    _require(table, ("predicted", "measured"), "throughput")
+    fig = go.Figure()
+    groups = table.groupby("group", sort=True) if "group" in table.columns else [("measurements", table)]
+    for name, df in groups:
+        fig.add_trace(go.Scatter(x=df["predicted"], y=df["measured"], mode="markers", name=str(name),
+                                 marker=dict(size=9),
+                                 hovertext=df["label"] if "label" in df else None))
+    positive = pd.concat([table["predicted"], table["measured"]])
+    positive = positive[positive > 0]
+    if len(positive):
+        lo, hi = float(positive.min()) / 1.2, float(positive.max()) * 1.2
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                                 line=dict(color="grey", dash="dash")))
+    fig.update_xaxes(type="log", title="model (tokens/s)")
+    fig.update_yaxes(type="log", title="measured (tokens/s)")
+    fig.update_layout(title=title, height=420, margin=dict(l=60, r=10, t=50 if title else 20, b=45))
+    return fig
+
+
+def residual_figure(table: pd.DataFrame, *, x: str, x_title: str | None = None,
+                    title: str | None = None, log_x: bool = False) -> go.Figure:
+    """Calibration residuals ``log(measured / predicted)`` against one column.
+
+    Args:
+        table: rows with ``predicted``, ``measured`` and the column ``x``; optional ``group``.
+    """
+    _require(table, ("predicted", "measured", x), "residual")
+    df = table.assign(residual=np.log(table["measured"] / table["predicted"]))
+    fig = go.Figure()
+    groups = df.groupby("group", sort=True) if "group" in df.columns else [("measurements", df)]
+    for name, g in groups:
+        fig.add_trace(go.Scatter(x=g[x], y=g["residual"], mode="markers", name=str(name),
+                                 marker=dict(size=9), hovertext=g["label"] if "label" in g else None))
+    fig.add_hline(y=0, line=dict(color="grey", dash="dash"))
+    fig.update_layout(xaxis_title=x_title or x, yaxis_title="log(measured / model)", title=title,
+                      height=360, margin=dict(l=60, r=10, t=50 if title else 20, b=45))
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig

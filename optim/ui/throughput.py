@@ -1,0 +1,77 @@
+"""Throughput page: the calibrated roofline model against measurements, per hardware.
+
+Shows the calibration in force for (hardware, backend), every successful measurement (the
+measurement cache plus the bundled published latencies) against the model's prediction for the
+same workload, and the calibration residuals ``log(measured / model)``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from optim.ui import cache, figures
+from optim.ui.common import show_error
+
+__all__ = ["render"]
+
+
+def _home_version() -> float:
+    from models.home import archopt_home
+
+    home = archopt_home()
+    return max(cache.file_version(home / name) for name in
+               ("hardware.json", "calibrations.json", "measurements.jsonl", "measurements.sqlite",
+                "measurements"))
+
+
+def render() -> None:
+    st.title("Throughput model")
+    st.caption("A roofline model of generation time (prefill + decode, FLOP- or bandwidth-bound, "
+               "plus per-layer and per-step overheads), calibrated per hardware and backend.")
+    from models.throughput import BACKENDS
+
+    version = _home_version()
+    hardware = cache.hardware_ids(version)
+    ids = [h for h, _ in hardware]
+    names = dict(hardware)
+    col1, col2 = st.columns(2)
+    default = ids.index("a100-40gb") if "a100-40gb" in ids else 0
+    hw = col1.selectbox("Hardware", ids, index=default, format_func=lambda h: f"{h} ({names[h]})",
+                        key="tp_hardware")
+    backend = col2.selectbox("Backend", list(BACKENDS), key="tp_backend")
+
+    try:
+        cal = cache.calibration_table(hw, backend, version)
+        table = cache.throughput_measurements(hw, backend, version)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc, "Reading calibration and measurements")
+        return
+
+    st.subheader("Calibration in force")
+    c = st.columns(5)
+    c[0].metric("FLOP efficiency", f"{cal['flops_efficiency']:.3g}")
+    c[1].metric("Bandwidth efficiency", f"{cal['bandwidth_efficiency']:.3g}")
+    c[2].metric("Per-layer overhead", f"{cal['layer_overhead_s'] * 1e3:.3g} ms")
+    c[3].metric("Per-step overhead", f"{cal['step_overhead_s'] * 1e3:.3g} ms")
+    c[4].metric("Uncertainty (log sd)", f"{cal['rel_sigma']:.3f}")
+    st.caption(f"{cal['n_points']} measurement(s); source: {cal['source']}")
+
+    st.subheader("Model versus measurements")
+    if table.empty:
+        st.info(f"No measurements for {hw}/{backend} yet. Measure on this machine with the "
+                "`archopt bench` commands; they land in the measurement cache under $ARCHOPT_HOME.")
+        return
+    plot = table.assign(group=table["origin"].str.slice(0, 40))
+    left, right = st.columns(2)
+    left.plotly_chart(figures.throughput_parity_figure(plot, title=f"{hw} / {backend}"),
+                      key="tp_parity")
+    x = right.selectbox("Residuals against", ["n_layers", "params", "batch_size", "input_len",
+                                              "d_model"], key="tp_residual_x")
+    right.plotly_chart(figures.residual_figure(plot, x=x, log_x=x in ("params", "batch_size")),
+                       key="tp_residuals")
+    rms = float((table["residual"] ** 2).mean() ** 0.5)
+    st.caption(f"RMS log residual over {len(table)} measurement(s): {rms:.3f} "
+               f"(the calibration's held-out estimate: {cal['rel_sigma']:.3f}).")
+    st.dataframe(table[["label", "origin", "d_model", "n_layers", "params", "workload",
+                        "measured_s", "predicted_s", "measured", "predicted", "residual"]],
+                 hide_index=True, width="stretch")
