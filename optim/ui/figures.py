@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 __all__ = [
     "COLORS",
     "pareto_figure",
+    "trial_bands_figure",
     "selected_keys",
     "posterior_figure",
     "band_figure",
@@ -168,6 +169,34 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
     )
     if log_x:
         fig.update_xaxes(type="log")
+    return fig
+
+
+def trial_bands_figure(trials: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Each trial's predicted loss band (5-95%, mean marked) with its observed loss, if any.
+
+    Args:
+        trials: rows with ``trial``, ``pred_loss_mean``, ``pred_loss_q05``, ``pred_loss_q95``
+            and optionally ``observed_loss`` and ``status``; one horizontal bar per trial.
+    """
+    _require(trials, ("trial", _LOSS, _LO, _HI), "trial")
+    df = trials.sort_values("trial")
+    labels = [f"trial {int(t)}" for t in df["trial"]]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=df[_LOSS], y=labels, mode="markers", name="predicted (5-95%)",
+        marker=dict(color=COLORS["trial"], size=9), error_x=_error_y(df),
+        hovertext=[f"{lab}: {m:.4f} [{lo:.4f}, {hi:.4f}]" for lab, m, lo, hi in
+                   zip(labels, df[_LOSS], df[_LO], df[_HI])], hoverinfo="text"))
+    if "observed_loss" in df.columns and df["observed_loss"].notna().any():
+        obs = df[df["observed_loss"].notna()]
+        fig.add_trace(go.Scatter(
+            x=obs["observed_loss"], y=[f"trial {int(t)}" for t in obs["trial"]], mode="markers",
+            name="observed", marker=dict(color=COLORS["observed"], symbol="x", size=12)))
+    fig.update_layout(xaxis_title="loss", title=title, height=max(220, 40 + 28 * len(df)),
+                      margin=dict(l=80, r=10, t=40 if title else 10, b=40),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+    fig.update_yaxes(autorange="reversed")
     return fig
 
 
