@@ -50,7 +50,7 @@ __all__ = [
     "BACKENDS", "CONSTANT_NAMES", "Calibration", "CalibrationError", "DEFAULT_CONSTANTS",
     "DEFAULT_REL_SIGMA", "MEMORY_FRACTION", "ThroughputPrediction", "TimingRecord", "Workload",
     "WorkloadError", "calibrate", "default_calibration", "load_calibration", "predict_throughput",
-    "predict_throughput_many", "predict_times", "save_calibration", "BUNDLED_CALIBRATIONS",
+    "predict_throughput_many", "predict_times", "memory_bytes", "save_calibration", "BUNDLED_CALIBRATIONS",
     "USER_CALIBRATION_FILE",
 ]
 
@@ -409,6 +409,17 @@ def predict_times(q: Mapping[str, np.ndarray], batch_size: np.ndarray, input_len
     return prefill, decode
 
 
+def _memory_bytes(weight_bytes: np.ndarray | float, kv_bytes_per_token: np.ndarray | float,
+                  wl: Workload) -> np.ndarray | float:
+    return weight_bytes + wl.batch_size * (wl.input_len + wl.output_len) * kv_bytes_per_token
+
+
+def memory_bytes(arch: Arch, workload: Workload) -> float:
+    """Weights plus the full KV cache (every sequence at ``input_len + output_len``), bytes."""
+    return float(_memory_bytes(arch.weight_bytes(workload.dtype),
+                               arch.kv_bytes_per_token(workload.dtype), workload))
+
+
 @dataclass(frozen=True)
 class ThroughputPrediction:
     """Generation speed of one (arch, hardware, workload).
@@ -459,7 +470,7 @@ def predict_throughput_many(archs: Sequence[Arch], hardware: Hardware | str,
                                     hw.peak_flops, hw.mem_bandwidth, cal.constants)
     total = prefill + decode
     steps = wl.output_len - 1
-    memory = q["weight_bytes"] + wl.batch_size * (wl.input_len + wl.output_len) * q["kv_bytes"]
+    memory = _memory_bytes(q["weight_bytes"], q["kv_bytes"], wl)
     return {
         "tokens_per_s": wl.batch_size * wl.output_len / total,
         "ttft_s": prefill,
