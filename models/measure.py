@@ -35,11 +35,16 @@ from .home import archopt_home
 from .throughput import (BACKENDS, MEMORY_FRACTION, ThroughputPrediction, TimingRecord, Workload,
                          WorkloadError, memory_bytes)
 
-__all__ = ["Measurement", "MeasurementCache", "MeasurementUnavailable", "measure",
+__all__ = ["Measurement", "MeasurementCache", "MeasurementUnavailable", "measure", "default_cache_path",
            "library_versions", "detect_device", "MEASUREMENT_DB"]
 
 #: File name of the cache under ``$ARCHOPT_HOME``.
 MEASUREMENT_DB = "measurements.sqlite"
+
+
+def default_cache_path() -> Path:
+    """``$ARCHOPT_HOME/measurements.sqlite``."""
+    return archopt_home() / MEASUREMENT_DB
 
 
 class MeasurementUnavailable(RuntimeError):
@@ -179,7 +184,7 @@ class MeasurementCache:
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else archopt_home() / MEASUREMENT_DB
+        self.path = Path(path) if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(_SCHEMA)

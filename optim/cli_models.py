@@ -1,0 +1,319 @@
+"""``archopt arch | throughput | measure | hardware | calibrate``: shapes, speed and measurement.
+
+The shape flags (``--d-model ... --tie-embeddings`` or ``--hf-config PATH``) are defined once,
+in :func:`shape_options`, a decorator any command group can reuse::
+
+    @app.command()
+    @shape_options
+    def my_command(arch: Arch, json_out: bool = False) -> None: ...
+
+JSON outputs (a contract other tools read):
+
+* ``arch --json``: :meth:`Arch.features` (shape fields, params, non_embedding_params,
+  attention_params, mlp_params, mlp_attn_ratio, d_over_sqrt_n, aspect_ratio, gqa_group,
+  kv_bytes_per_token, ...) plus ``label``.
+* ``throughput --json``: tokens_per_s, ttft_s, decode_s_per_token, total_s, memory_bytes,
+  fits_in_memory, source (``"model"`` or ``"measured"``), rel_sigma, plus label, hardware,
+  workload fields (batch_size, input_len, output_len, dtype, backend) and calibration.
+* ``measure --json``: :meth:`Measurement.to_dict` (status, reason, tokens_per_s,
+  tokens_per_s_spread, ttft_s, decode_s_per_token, total_s, peak_mem_bytes, hardware_id,
+  backend, workload fields, versions, arch, label, ...). Exit 1 when the run failed.
+
+torch is never imported at module level; only ``measure`` imports it, inside the command.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from models.arch import Arch, ArchError
+
+__all__ = ["register", "shape_options", "arch_from_options", "SHAPE_OPTION_NAMES"]
+
+#: Parameter names :func:`shape_options` adds to a command.
+SHAPE_OPTION_NAMES: tuple[str, ...] = ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                                       "ffn_dim", "vocab_size", "tie_embeddings", "hf_config")
+
+_SHAPE_PANEL = "Shape (flags or --hf-config)"
+
+_SHAPE_PARAMETERS: list[inspect.Parameter] = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, default, annotation in (
+        ("d_model", None, Annotated[Optional[int], typer.Option(
+            "--d-model", help="Hidden size.", rich_help_panel=_SHAPE_PANEL)]),
+        ("n_layers", None, Annotated[Optional[int], typer.Option(
+            "--n-layers", help="Decoder blocks.", rich_help_panel=_SHAPE_PANEL)]),
+        ("n_heads", None, Annotated[Optional[int], typer.Option(
+            "--n-heads", help="Query heads.", rich_help_panel=_SHAPE_PANEL)]),
+        ("n_kv_heads", None, Annotated[Optional[int], typer.Option(
+            "--n-kv-heads", help="Key/value heads (default: n_heads).", rich_help_panel=_SHAPE_PANEL)]),
+        ("head_dim", None, Annotated[Optional[int], typer.Option(
+            "--head-dim", help="Per-head dim (default: d_model / n_heads).", rich_help_panel=_SHAPE_PANEL)]),
+        ("ffn_dim", None, Annotated[Optional[int], typer.Option(
+            "--ffn-dim", help="SwiGLU intermediate size.", rich_help_panel=_SHAPE_PANEL)]),
+        ("vocab_size", None, Annotated[Optional[int], typer.Option(
+            "--vocab-size", help="Vocabulary size.", rich_help_panel=_SHAPE_PANEL)]),
+        ("tie_embeddings", None, Annotated[Optional[bool], typer.Option(
+            "--tie-embeddings/--no-tie-embeddings", help="Share input and output embeddings (default: no).",
+            rich_help_panel=_SHAPE_PANEL)]),
+        ("hf_config", None, Annotated[Optional[Path], typer.Option(
+            "--hf-config", help="Read the shape from a LLaMA config.json instead of the flags.",
+            rich_help_panel=_SHAPE_PANEL)]),
+    )
+]
+
+
+def arch_from_options(*, d_model: int | None = None, n_layers: int | None = None,
+                      n_heads: int | None = None, n_kv_heads: int | None = None,
+                      head_dim: int | None = None, ffn_dim: int | None = None,
+                      vocab_size: int | None = None, tie_embeddings: bool | None = None,
+                      hf_config: Path | str | None = None) -> Arch:
+    """The Arch the shape flags describe, or the one in ``hf_config`` (not both).
+
+    Raises:
+        ArchError: missing or conflicting flags, invalid sizes, unreadable config.
+    """
+    flags = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
+             "n_kv_heads": n_kv_heads, "head_dim": head_dim, "ffn_dim": ffn_dim,
+             "vocab_size": vocab_size, "tie_embeddings": tie_embeddings}
+    given = [name for name, value in flags.items() if value is not None]
+    if hf_config is not None:
+        if given:
+            raise ArchError(f"give either --hf-config or shape flags, not both "
+                            f"(got --{given[0].replace('_', '-')})")
+        return Arch.from_hf_config(Path(hf_config))
+    missing = [name for name in ("d_model", "n_layers", "n_heads", "ffn_dim", "vocab_size")
+               if flags[name] is None]
+    if missing:
+        raise ArchError("missing shape flag(s) " + ", ".join("--" + m.replace("_", "-") for m in missing)
+                        + " (or give --hf-config)")
+    for name in ("d_model", "n_heads"):
+        if flags[name] <= 0:
+            raise ArchError(f"{name} must be positive, got {flags[name]}")
+    if head_dim is None:
+        if d_model % n_heads:
+            raise ArchError(f"d_model ({d_model}) is not divisible by n_heads ({n_heads}); give --head-dim")
+        head_dim = d_model // n_heads
+    return Arch(d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                n_kv_heads=n_heads if n_kv_heads is None else n_kv_heads, head_dim=head_dim,
+                ffn_dim=ffn_dim, vocab_size=vocab_size, tie_embeddings=bool(tie_embeddings))
+
+
+def shape_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for a Typer command taking ``arch: Arch``: replaces that parameter by the shape
+    flags and ``--hf-config``, and passes the parsed :class:`Arch` (bad input -> ArchError)."""
+    hints = typing.get_type_hints(func, include_extras=True)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation))
+           for p in inspect.signature(func).parameters.values() if p.name != "arch"]
+    params = own + _SHAPE_PARAMETERS
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        shape = {name: kwargs.pop(name) for name in SHAPE_OPTION_NAMES}
+        return func(arch=arch_from_options(**shape), **kwargs)
+
+    del wrapper.__wrapped__  # Typer must see the new signature, not the wrapped one
+    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        sorted(params, key=lambda p: p.kind))
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=_json_default, allow_nan=False))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def _table(title: str, rows: list[tuple[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    for key, value in rows:
+        if isinstance(value, float):
+            text = f"{value:.6g}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = f"{value:,}"
+        else:
+            text = str(value)
+        table.add_row(key, text)
+    Console().print(table)
+
+
+def _workload(batch_size: int, input_len: int, output_len: int, dtype: str, backend: str,
+              workload: str | None):
+    from models.throughput import Workload
+
+    if workload is not None:
+        return Workload.parse(workload if "backend=" in workload else f"{workload},backend={backend}")
+    return Workload(batch_size=batch_size, input_len=input_len, output_len=output_len,
+                    dtype=dtype, backend=backend)
+
+
+_JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+_BatchOpt = Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")]
+_InputOpt = Annotated[int, typer.Option("--input-len", help="Prompt tokens per sequence.")]
+_OutputOpt = Annotated[int, typer.Option("--output-len", help="New tokens per sequence.")]
+_DtypeOpt = Annotated[str, typer.Option("--dtype", help="Weights and KV-cache dtype.")]
+_BackendOpt = Annotated[str, typer.Option("--backend", help="hf or vllm.")]
+_WorkloadOpt = Annotated[Optional[str], typer.Option(
+    "--workload", help='Instead of the size flags: "batch=64,input=4096,output=1024".')]
+_HwFileOpt = Annotated[Optional[Path], typer.Option(
+    "--hardware-file", help="Extra hardware profiles (JSON) (default: $ARCHOPT_HOME/hardware.json).")]
+
+
+# ---- commands ---------------------------------------------------------------------------------
+@shape_options
+def arch_command(arch: Arch, json_out: _JsonOpt = False) -> None:
+    """Parameter counts and shape descriptors of an architecture."""
+    features = {**arch.features(), "label": arch.label()}
+    if json_out:
+        _print_json(features)
+    else:
+        _table(arch.label(), list(features.items()))
+
+
+@shape_options
+def throughput_command(
+    arch: Arch,
+    hardware: Annotated[str, typer.Option("--hardware", help="Hardware id (see `archopt hardware`).")] = "a100-40gb",
+    batch_size: _BatchOpt = 1,
+    input_len: _InputOpt = 128,
+    output_len: _OutputOpt = 256,
+    dtype: _DtypeOpt = "bfloat16",
+    backend: _BackendOpt = "hf",
+    workload: _WorkloadOpt = None,
+    hardware_file: _HwFileOpt = None,
+    json_out: _JsonOpt = False,
+) -> None:
+    """Predicted generation speed (or the cached measurement when there is one)."""
+    from models.hardware import get_hardware
+    from models.measure import MeasurementCache, default_cache_path
+    from models.throughput import load_calibration, predict_throughput
+
+    wl = _workload(batch_size, input_len, output_len, dtype, backend, workload)
+    hw = get_hardware(hardware, hardware_file)
+    cal = load_calibration(hw.id, wl.backend)
+    prediction = predict_throughput(arch, hw, wl, cal)
+    if default_cache_path().exists():  # never create the cache just to look into it
+        hit = MeasurementCache().lookup(arch, hw.id, wl.backend, wl)
+        if hit is not None and hit.ok:
+            prediction = hit.to_prediction()
+    out = {**prediction.to_dict(), "label": arch.label(), "hardware": hw.id, **wl.to_dict(),
+           "calibration": cal.to_dict()}
+    if json_out:
+        _print_json(out)
+    else:
+        rows = [(k, v) for k, v in out.items() if k != "calibration"]
+        rows.append(("calibration", f"{cal.source} (n={cal.n_points})"))
+        _table(f"{arch.label()} on {hw.id}", rows)
+
+
+@shape_options
+def measure_command(
+    arch: Arch,
+    backend: _BackendOpt = "hf",
+    batch_size: _BatchOpt = 1,
+    input_len: _InputOpt = 128,
+    output_len: _OutputOpt = 256,
+    dtype: _DtypeOpt = "bfloat16",
+    workload: _WorkloadOpt = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed repetitions (median reported).")] = 3,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda[:i] (default: cuda if present).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Measure again even if cached.")] = False,
+    json_out: _JsonOpt = False,
+) -> None:
+    """Run the model on this machine's device (random weights), time it and cache the result."""
+    from models.errors import ArchoptError
+    from models.measure import measure
+
+    wl = _workload(batch_size, input_len, output_len, dtype, backend, workload)
+    if repeats < 1:
+        raise ArchoptError(f"--repeats must be >= 1, got {repeats}")
+    if device is not None and not (device == "cpu" or device.startswith("cuda")):
+        raise ArchoptError(f"--device must be cpu or cuda[:i], got {device!r}")
+    result = measure(arch, wl, repeats=repeats, device=device, force=force)
+    if json_out:
+        _print_json(result.to_dict())
+    else:
+        rows = [(k, v) for k, v in result.to_dict().items() if k not in ("arch", "times_s")]
+        _table(f"{arch.label()} measured", rows)
+    if not result.ok:
+        if not json_out:
+            typer.echo(f"measurement failed: {result.reason}", err=True)
+        raise typer.Exit(code=1)
+
+
+def hardware_command(hardware_file: _HwFileOpt = None, json_out: _JsonOpt = False) -> None:
+    """List the hardware profiles (built-in and user)."""
+    from models.hardware import list_hardware
+
+    profiles = list_hardware(hardware_file)
+    if json_out:
+        _print_json([hw.to_dict() for hw in profiles])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="hardware")
+    for col in ("id", "name", "TFLOP/s (bf16)", "GB/s", "GB", "source"):
+        table.add_column(col)
+    for hw in profiles:
+        table.add_row(hw.id, hw.name, f"{hw.peak_flops / 1e12:.4g}", f"{hw.mem_bandwidth / 1e9:.4g}",
+                      f"{hw.mem_bytes / 1e9:.4g}", hw.source)
+    Console().print(table)
+
+
+def calibrate_command(
+    hardware: Annotated[str, typer.Option("--hardware", help="Hardware id whose cached measurements to fit.")] = "cpu",
+    backend: _BackendOpt = "hf",
+    save: Annotated[bool, typer.Option("--save/--no-save", help="Write to $ARCHOPT_HOME/calibrations.json.")] = True,
+    json_out: _JsonOpt = False,
+) -> None:
+    """Fit the throughput model's constants to the cached measurements of one hardware/backend."""
+    from models.errors import ArchoptError
+    from models.hardware import get_hardware
+    from models.measure import MeasurementCache, default_cache_path
+    from models.throughput import calibrate, save_calibration
+
+    hw = get_hardware(hardware)
+    if not default_cache_path().exists():
+        raise ArchoptError("no measurements cached yet (run `archopt measure` first)")
+    records = MeasurementCache().records(hw.id, backend, status="ok")
+    if not records:
+        raise ArchoptError(f"no successful cached measurements for {hw.id}/{backend}")
+    cal = calibrate(records, hw, backend, source=f"archopt calibrate: {len(records)} cached measurements")
+    path = save_calibration(cal) if save else None
+    out = {**cal.to_dict(), "saved_to": str(path) if path else None}
+    if json_out:
+        _print_json(out)
+    else:
+        _table(f"calibration {hw.id}/{backend}", list(out.items()))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the ``archopt`` app."""
+    app.command("arch")(arch_command)
+    app.command("throughput")(throughput_command)
+    app.command("measure")(measure_command)
+    app.command("hardware")(hardware_command)
+    app.command("calibrate")(calibrate_command)
