@@ -163,3 +163,123 @@ def validation_report(path: str, version: float) -> str | None:
     """Text of the surrogate's held-out validation report, or None when it is missing."""
     p = Path(path)
     return p.read_text() if p.exists() else None
+
+
+# ---- law posteriors ----------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Fitting the default scaling-law prior (once per server)...")
+def default_posterior() -> Any:
+    """The package's default prior (:func:`surrogate.default_prior`), fitted once per server."""
+    from surrogate import default_prior
+
+    return default_prior()
+
+
+@st.cache_resource(show_spinner="Loading posterior...", max_entries=4)
+def posterior_file(path: str, version: float) -> Any:
+    """A saved :class:`~surrogate.posterior.LawPosterior` (``version`` keys the cache)."""
+    from surrogate.posterior import LawPosterior
+
+    return LawPosterior.load(path)
+
+
+@st.cache_data(show_spinner=False)
+def bundled_run_table() -> pd.DataFrame:
+    """:func:`surrogate.runs.bundled_runs` with a ``source_key`` column (per-source terms key)."""
+    from surrogate.runs import bundled_runs, source_keys
+
+    df = bundled_runs()
+    return df.assign(source_key=source_keys(df))
+
+
+def prior_draws(law: str, names: list[str], n: int = 2000) -> dict[str, np.ndarray]:
+    """Draws from each coefficient's documented prior (for the prior/posterior overlay)."""
+    from surrogate.laws import get_law
+
+    law_obj = get_law(law)
+    out = {}
+    for i, name in enumerate(names):
+        try:
+            dist = law_obj.param(name).prior._scipy()  # the law's own prior definition
+        except Exception:  # noqa: BLE001 - a term without a prior (per-source terms)
+            continue
+        out[name] = np.asarray(dist.rvs(size=n, random_state=i), dtype=float)
+    return out
+
+
+#: The quantiles the band plots need (90% and 50% bands, median).
+BAND_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+_KNOBS = ("d_over_sqrt_n", "mlp_attn_ratio", "aspect_ratio", "non_embedding_params", "tokens")
+
+
+@st.cache_data(show_spinner="Sweeping the law...", max_entries=64)
+def law_sweep(_posterior: Any, posterior_key: str, knob: str, n_params: float, tokens: float,
+              source: str, d_over_sqrt_n: float, r: float, gqa_group: int, head_dim: int,
+              vocab_size: int, tie_embeddings: bool, n_points: int = 12) -> pd.DataFrame:
+    """Posterior-predictive loss along one knob, other knobs held at the given values.
+
+    Shapes come from :func:`models.parametrize.build_arch` (the nearest valid integer
+    architecture at the budget), so every point is a real architecture; the ``x`` column is
+    that architecture's actual knob value. Returns columns ``x``, ``label``, ``q05 ... q95``,
+    ``mean`` (one row per distinct architecture / token count).
+    """
+    from models.arch import ArchError
+    from models.parametrize import SearchSpace, build_arch
+
+    if knob not in _KNOBS:
+        raise ValueError(f"unknown knob {knob!r}")
+    space = SearchSpace()
+    common = dict(gqa_group=gqa_group, head_dim=head_dim, vocab_size=vocab_size,
+                  tie_embeddings=tie_embeddings)
+    ranges = {"d_over_sqrt_n": space.d_over_sqrt_n_range, "mlp_attn_ratio": space.r_range,
+              "aspect_ratio": space.aspect_range,
+              "non_embedding_params": (n_params / 10, n_params * 10), "tokens": (tokens / 10, tokens * 10)}
+    grid = np.geomspace(*ranges[knob], n_points)
+    archs, toks = [], []
+    for value in grid:
+        try:
+            if knob == "d_over_sqrt_n":
+                a = build_arch(n_params, d_over_sqrt_n=value, r=r, **common)
+            elif knob == "mlp_attn_ratio":
+                a = build_arch(n_params, d_over_sqrt_n=d_over_sqrt_n, r=value, **common)
+            elif knob == "aspect_ratio":
+                a = build_arch(n_params, aspect_ratio=value, r=r, **common)
+            elif knob == "non_embedding_params":
+                a = build_arch(value, d_over_sqrt_n=d_over_sqrt_n, r=r, **common)
+            else:
+                a = build_arch(n_params, d_over_sqrt_n=d_over_sqrt_n, r=r, **common)
+        except ArchError:  # no grid shape there (e.g. too few layers for that aspect ratio)
+            continue
+        archs.append(a)
+        toks.append(value if knob == "tokens" else tokens)
+    if not archs:
+        return pd.DataFrame(columns=["x", "label", "mean", "q05", "q25", "q50", "q75", "q95"])
+    pred = _posterior.predict(archs, np.asarray(toks, dtype=float), source=source,
+                              quantiles=BAND_QUANTILES)
+    x = [t if knob == "tokens" else getattr(a, knob) for a, t in zip(archs, toks)]
+    table = pd.DataFrame({"x": x, "label": [a.label() for a in archs], "mean": pred["pred_mean"].to_numpy()})
+    for q in BAND_QUANTILES:
+        table[f"q{round(q * 100):02d}"] = pred[_quantile_column(q)].to_numpy()
+    return table.drop_duplicates(subset=["x"]).reset_index(drop=True)
+
+
+def _quantile_column(q: float) -> str:
+    from surrogate.posterior import quantile_column
+
+    return quantile_column(q)
+
+
+@st.cache_data(show_spinner="Predicting the observed runs...", max_entries=16)
+def run_predictions(_posterior: Any, posterior_key: str, source: str) -> pd.DataFrame:
+    """The bundled runs of ``source`` with their posterior-predictive quantiles and features."""
+    from surrogate.runs import table_archs
+
+    runs = bundled_run_table()
+    runs = runs[runs["source_key"] == source].drop(columns=["source_key"])
+    if runs.empty:
+        return runs
+    pred = _posterior.predict(runs, source=source, quantiles=BAND_QUANTILES)
+    archs = table_archs(runs)
+    out = runs.reset_index(drop=True).join(pred.reset_index(drop=True))
+    for name in ("d_over_sqrt_n", "mlp_attn_ratio", "aspect_ratio", "non_embedding_params"):
+        out[name] = [getattr(a, name) for a in archs]
+    return out

@@ -1,0 +1,242 @@
+"""Scaling-law page: the law posterior a campaign's loss model rests on.
+
+Coefficient posteriors (with the documented priors overlaid) and diagnostics; which terms the
+data determined and which the prior; posterior-predictive loss along d/sqrt(N), r, aspect
+ratio, N and D with 50% and 90% bands and the real runs overlaid; predictive calibration on
+the runs; the held-out comparison of laws and fit methods (results/surrogate_validation.md).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from optim.ui import cache, figures
+from optim.ui.common import current_campaign, fmt_params, show_error, store_path
+
+__all__ = ["render", "VALIDATION_REPORT"]
+
+#: The surrogate engineer's held-out validation report (laws x fit methods).
+VALIDATION_REPORT = Path(__file__).resolve().parents[2] / "results" / "surrogate_validation.md"
+
+_SWEEPS = (
+    ("d_over_sqrt_n", "d_model / sqrt(N)", True),
+    ("mlp_attn_ratio", "r = MLP / attention params per block", True),
+    ("aspect_ratio", "aspect ratio d_model / n_layers", True),
+    ("non_embedding_params", "N (non-embedding params)", True),
+    ("tokens", "D (training tokens)", True),
+)
+
+
+def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
+    """The posterior to show, its cache key and the campaign context (N, D, shape defaults)."""
+    name = current_campaign()
+    options = (["campaign prior"] if name else []) + ["default prior", "saved posterior file"]
+    kind = st.radio("Posterior", options, horizontal=True, key="sl_kind",
+                    help="The campaign's law posterior (its GP prior mean), the package default "
+                         "fitted on the bundled runs, or a file from `archopt surrogate fit`.")
+    context: dict[str, Any] = {}
+    try:
+        if kind == "campaign prior":
+            version = cache.store_version(store_path())
+            campaign = cache.load_campaign(name, str(store_path()), version)
+            spec = campaign.spec
+            context = {"params": float(spec.params), "tokens": float(spec.tokens),
+                       "vocab_size": int(spec.vocab_size), "tie_embeddings": bool(spec.tie_embeddings)}
+            return campaign.prior, f"campaign:{name}:{version}", context
+        if kind == "default prior":
+            return cache.default_posterior(), "default", context
+        path = st.text_input("Posterior file (.nc)", key="sl_path")
+        if not path:
+            st.info("Enter the path of a posterior saved by `archopt surrogate fit --out`.")
+            return None
+        return cache.posterior_file(path, cache.file_version(path)), f"file:{path}:" \
+            f"{cache.file_version(path)}", context
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc, f"Loading the {kind}")
+        return None
+
+
+def _diagnostics(post: Any) -> None:
+    diag = post.diagnostics
+    cols = st.columns(5)
+    cols[0].metric("Law", post.law)
+    cols[1].metric("Method", str(diag.get("method", post.method)))
+    cols[2].metric("Draws", f"{post.num_samples} ({post.num_chains} chain(s))")
+    r_hat, ess = diag.get("max_r_hat"), diag.get("min_ess_bulk")
+    cols[3].metric("max r_hat", "n/a" if r_hat is None or not np.isfinite(r_hat) else f"{r_hat:.3f}")
+    cols[4].metric("min bulk ESS", "n/a" if ess is None or not np.isfinite(ess) else f"{ess:.0f}")
+    st.caption(f"Sources: {', '.join(post.sources)} (reference: {post.reference_source}); "
+               f"divergences: {diag.get('divergences', 0)}; per-source terms: {post.source_terms}.")
+    for warning in diag.get("warnings") or []:
+        st.warning(warning)
+
+
+def _coefficients(post: Any, key: str) -> None:
+    st.subheader("Coefficient posteriors")
+    names = [n for n in post.law_obj.param_names if n not in post.fixed]
+    fixed = [n for n in post.law_obj.param_names if n in post.fixed]
+    c1, c2 = st.columns([1, 1])
+    kind = c1.radio("Draw as", ["histogram", "violin"], horizontal=True, key="sl_plot_kind")
+    with_prior = c2.checkbox("Overlay the prior", value=True, key="sl_prior")
+    prior = cache.prior_draws(post.law, names) if with_prior else None
+    st.plotly_chart(figures.posterior_figure({n: post.samples[n] for n in names}, kind=kind,
+                                             prior_samples=prior), key="sl_posterior")
+    if fixed:
+        st.caption(f"Held fixed in this fit (the data barely vary what identifies them): "
+                   f"{', '.join(fixed)}.")
+    table = post.summary()
+    dominated = table["dominated_by"]
+    data_terms = [t for t in dominated.index if dominated[t] == "data"]
+    prior_terms = [t for t in dominated.index if dominated[t] in ("prior", "fixed")]
+    st.markdown(f"**Data-dominated** (posterior sd < half the prior sd): "
+                f"{', '.join(data_terms) or 'none'}  \n"
+                f"**Prior-dominated or fixed**: {', '.join(prior_terms) or 'none'}")
+    if (dominated == "n/a").all():
+        st.caption("This fit has no prior (least squares): every term is determined by the data alone.")
+    st.dataframe(table, width="stretch")
+
+
+def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
+    st.subheader("Predicted loss along each knob")
+    runs = cache.bundled_run_table()
+    sources = list(post.sources)
+    src = st.selectbox("Loss source (per-source scale/offset applied)", sources,
+                       index=sources.index(post.reference_source), key="sl_source")
+    here = runs[runs["source_key"] == src]
+    if context:
+        n0, d0 = context["params"], context["tokens"]
+    elif len(here):
+        # The most common (N, D) of this source's runs: the slice with the most runs on it.
+        from surrogate.runs import table_archs
+
+        n_ne = np.array([a.non_embedding_params for a in table_archs(here)], dtype=float)
+        groups = pd.DataFrame({"N": np.round(np.log(n_ne) / math.log(1.25)),
+                               "D": np.round(np.log(here["tokens"].to_numpy(float)) / math.log(1.25)),
+                               "n": n_ne, "d": here["tokens"].to_numpy(float)})
+        top = groups.groupby(["N", "D"]).size().idxmax()
+        sel = groups[(groups["N"] == top[0]) & (groups["D"] == top[1])]
+        n0, d0 = float(sel["n"].median()), float(sel["d"].median())
+    else:
+        n0, d0 = 1e9, 2e10
+    cols = st.columns(6)
+    n_params = cols[0].number_input("N (non-embedding)", min_value=1e6, value=float(n0),
+                                    format="%.4g", key="sl_n")
+    tokens = cols[1].number_input("D (tokens)", min_value=1e6, value=float(d0), format="%.4g",
+                                  key="sl_d")
+    x0 = cols[2].number_input("d/sqrt(N)", min_value=0.01, max_value=0.5, value=0.08,
+                              step=0.005, format="%.3f", key="sl_x")
+    r0 = cols[3].number_input("r", min_value=0.3, max_value=8.0, value=3.0, step=0.25, key="sl_r")
+    gqa = cols[4].selectbox("GQA group", [1, 2, 4, 8], index=2, key="sl_gqa")
+    head_dim = cols[5].selectbox("head_dim", [64, 128], key="sl_hd")
+    tol = st.slider("Overlay runs within this factor of N and D", 1.05, 3.0, 1.3, 0.05,
+                    key="sl_tol")
+    st.caption(f"Slice: N = {fmt_params(n_params)}, D = {tokens:.3g} tokens; each point is the "
+               "nearest real architecture at that budget; bands are posterior-predictive "
+               "(coefficient uncertainty and run noise).")
+    try:
+        observed = cache.run_predictions(post, key, src)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc, "Predicting the runs")
+        observed = pd.DataFrame()
+    vocab = int(context.get("vocab_size", 128256))
+    tie = bool(context.get("tie_embeddings", True))
+    grid = st.columns(2)
+    for i, (knob, title, log_x) in enumerate(_SWEEPS):
+        try:
+            sweep = cache.law_sweep(post, key, knob, float(n_params), float(tokens), src, float(x0),
+                                    float(r0), int(gqa), int(head_dim), vocab, tie)
+        except Exception as exc:  # noqa: BLE001
+            with grid[i % 2]:
+                show_error(exc, f"Sweeping {knob}")
+            continue
+        near = pd.DataFrame()
+        if len(observed):
+            ok_n = np.abs(np.log(observed["non_embedding_params"] / n_params)) <= math.log(tol)
+            ok_d = np.abs(np.log(observed["tokens"] / tokens)) <= math.log(tol)
+            mask = ok_d if knob == "non_embedding_params" else ok_n if knob == "tokens" else ok_n & ok_d
+            hits = observed[mask]
+            near = pd.DataFrame({"x": hits["tokens"] if knob == "tokens" else hits[knob],
+                                 "loss": hits["loss"], "label": hits["run"]})
+        marker = {"d_over_sqrt_n": x0, "mlp_attn_ratio": r0, "non_embedding_params": n_params,
+                  "tokens": tokens}.get(knob)
+        with grid[i % 2]:
+            if sweep.empty:
+                st.info(f"No architecture on the grid for the {title} sweep at this slice.")
+                continue
+            st.plotly_chart(figures.band_figure(sweep["x"], sweep, x_title=title, observed=near,
+                                                log_x=log_x, marker_x=marker),
+                            key=f"sl_sweep_{knob}")
+    if len(observed):
+        st.subheader("Predictive calibration on the runs")
+        table = observed.assign(group=src, label=observed["run"])
+        st.plotly_chart(figures.calibration_figure(table), key="sl_calibration")
+        inside90 = ((table["loss"] >= table["pred_q05"]) & (table["loss"] <= table["pred_q95"])).mean()
+        inside50 = ((table["loss"] >= table["pred_q25"]) & (table["loss"] <= table["pred_q75"])).mean()
+        st.caption(f"{len(table)} runs of {src}: {inside50:.0%} inside the 50% band, "
+                   f"{inside90:.0%} inside the 90% band (in-sample when these runs were fitted).")
+
+
+def _validation() -> None:
+    st.subheader("Held-out comparison of laws and fit methods")
+    text = cache.validation_report(str(VALIDATION_REPORT), cache.file_version(VALIDATION_REPORT))
+    if text is None:
+        st.info(f"No validation report yet ({VALIDATION_REPORT.relative_to(VALIDATION_REPORT.parents[1])}); "
+                "the surrogate validation script writes it.")
+        return
+    tables = _markdown_tables(text)
+    for i, table in enumerate(tables):
+        numeric = [c for c in table.columns if pd.to_numeric(table[c], errors="coerce").notna().all()]
+        group = "law" if "law" in table.columns else None
+        if group and numeric:
+            metric = numeric[0] if len(numeric) == 1 else st.selectbox(
+                "Metric", numeric, key=f"sl_val_metric_{i}")
+            color = "method" if "method" in table.columns else None
+            st.plotly_chart(figures.law_comparison_figure(table, metric=metric, group=group,
+                                                          color=color), key=f"sl_val_{i}")
+    with st.expander("Full report", expanded=not tables):
+        st.markdown(text)
+
+
+def _markdown_tables(text: str) -> list[pd.DataFrame]:
+    """Pipe tables of a markdown document as DataFrames (numbers parsed where possible)."""
+    tables, block = [], []
+    for line in text.splitlines() + [""]:
+        if line.strip().startswith("|"):
+            block.append(line.strip())
+            continue
+        if len(block) >= 3:
+            rows = [[c.strip().strip("*`") for c in b.strip("|").split("|")] for b in block]
+            header, body = rows[0], [r for r in rows[2:] if len(r) == len(rows[0])]
+            df = pd.DataFrame(body, columns=[h.lower() for h in header])
+            for c in df.columns:
+                conv = pd.to_numeric(df[c].str.rstrip("%"), errors="coerce")
+                if conv.notna().all():
+                    df[c] = conv
+            tables.append(df)
+        block = []
+    return tables
+
+
+def render() -> None:
+    st.title("Scaling law")
+    st.caption("The law posterior behind the loss predictions: inspect its uncertainty before "
+               "spending GPU-months on what it recommends.")
+    chosen = _choose_posterior()
+    if chosen is None:
+        _validation()
+        return
+    post, key, context = chosen
+    _diagnostics(post)
+    tabs = st.tabs(["Coefficients", "Predicted loss", "Held-out validation"])
+    with tabs[0]:
+        _coefficients(post, key)
+    with tabs[1]:
+        _sweeps(post, key, context)
+    with tabs[2]:
+        _validation()
