@@ -83,32 +83,17 @@ def _measured_rows(hardware_id: str, backend: str) -> list[dict[str, Any]]:
     from models.hardware import hardware_for_device
     from surrogate.runs import bundled_path
 
+    from models.measure import MeasurementCache
+
     rows: list[dict[str, Any]] = []
-    try:
-        from models.measure import MeasurementCache
-    except ModuleNotFoundError:  # measurement harness not installed in this checkout
-        MeasurementCache = None  # noqa: N806
-    if MeasurementCache is not None:
-        for rec in MeasurementCache().records(hardware_id=hardware_id, backend=backend):
-            data = rec.to_dict() if hasattr(rec, "to_dict") else dict(vars(rec))
-            if data.get("error") or data.get("status") not in (None, "ok", "success"):
-                continue
-            total = data.get("total_s") or data.get("latency_s")
-            if not total:
-                continue
-            arch = data.get("arch")
-            shape = arch if isinstance(arch, dict) else (arch.shape() if arch is not None else
-                                                        {f: data[f] for f in SHAPE_FIELDS})
-            workload = data.get("workload") or {}
-            if not isinstance(workload, dict):
-                workload = workload.to_dict()
-            rows.append({**shape, "label": data.get("label") or data.get("name") or "measured",
-                         "origin": "measurement cache",
-                         "batch_size": workload.get("batch_size", data.get("batch_size")),
-                         "input_len": workload.get("input_len", data.get("input_len")),
-                         "output_len": workload.get("output_len", data.get("output_len")),
-                         "dtype": workload.get("dtype", data.get("dtype", "bfloat16")),
-                         "total_s": float(total), "ttft_s": data.get("ttft_s")})
+    for rec in MeasurementCache().records(hardware_id=hardware_id, backend=backend, status="ok"):
+        if rec.total_s is None:
+            continue
+        rows.append({**rec.arch.shape(), "label": rec.arch.label(),
+                     "origin": f"measured ({rec.device or hardware_id})",
+                     "batch_size": rec.batch_size, "input_len": rec.input_len,
+                     "output_len": rec.output_len, "dtype": rec.dtype,
+                     "total_s": float(rec.total_s), "ttft_s": rec.ttft_s})
     if backend == "hf":
         ref = pd.read_csv(bundled_path("reference_latency.csv"))
         for _, r in ref.iterrows():

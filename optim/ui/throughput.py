@@ -16,12 +16,15 @@ __all__ = ["render"]
 
 
 def _home_version() -> float:
+    from models.hardware import USER_HARDWARE_FILE
     from models.home import archopt_home
+    from models.measure import default_cache_path
+    from models.throughput import USER_CALIBRATION_FILE
 
     home = archopt_home()
-    return max(cache.file_version(home / name) for name in
-               ("hardware.json", "calibrations.json", "measurements.jsonl", "measurements.sqlite",
-                "measurements"))
+    return max(cache.file_version(home / USER_HARDWARE_FILE),
+               cache.file_version(home / USER_CALIBRATION_FILE),
+               cache.store_version(default_cache_path()))
 
 
 def render() -> None:
@@ -58,8 +61,9 @@ def render() -> None:
 
     st.subheader("Model versus measurements")
     if table.empty:
-        st.info(f"No measurements for {hw}/{backend} yet. Measure on this machine with the "
-                "`archopt bench` commands; they land in the measurement cache under $ARCHOPT_HOME.")
+        st.info(f"No measurements for {hw}/{backend} yet: `archopt measure` times a shape on "
+                "this machine and `archopt calibrate` refits the constants; measurements land "
+                "in $ARCHOPT_HOME/measurements.sqlite.")
         return
     plot = table.assign(group=table["origin"].str.slice(0, 40))
     left, right = st.columns(2)
