@@ -13,11 +13,14 @@ import streamlit as st
 
 from optim.ui import cache
 
-__all__ = ["CAMPAIGN_KEY", "campaign_picker", "current_campaign", "store_path", "show_error",
+__all__ = ["CAMPAIGN_KEY", "SELECT_NEXT_KEY", "campaign_picker", "current_campaign", "store_path", "show_error",
            "fmt_params"]
 
 #: Session-state key of the selected campaign name.
 CAMPAIGN_KEY = "campaign"
+#: A page sets this to select a campaign on the next run (a widget's own key cannot be set
+#: after the widget is drawn in the same run).
+SELECT_NEXT_KEY = "_select_campaign_next"
 
 
 def store_path() -> Path:
@@ -36,6 +39,9 @@ def campaign_picker() -> str | None:
             st.info("No campaigns yet: create one on the Campaigns page.")
             st.session_state.pop(CAMPAIGN_KEY, None)
             return None
+        wanted = st.session_state.pop(SELECT_NEXT_KEY, None)
+        if wanted in names:
+            st.session_state[CAMPAIGN_KEY] = wanted
         if st.session_state.get(CAMPAIGN_KEY) not in names:
             st.session_state[CAMPAIGN_KEY] = names[0]
         return st.selectbox("Campaign", names, key=CAMPAIGN_KEY)

@@ -1,0 +1,247 @@
+"""Campaigns page: create a campaign, see its status, propose the next batch, record results.
+
+Every action is one call of the campaign API (:mod:`optim.campaign`), the same the CLI makes:
+``Campaign.create``, ``propose``, ``observe`` and ``observe_runs``. Uploaded run tables are
+validated with :func:`surrogate.runs.validate_runs` first; on any error nothing is saved.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from optim.ui import cache, figures
+from optim.ui.common import SELECT_NEXT_KEY, current_campaign, fmt_params, show_error, store_path
+
+__all__ = ["render", "read_run_tables"]
+
+_PRED_COLUMNS = ["trial", "status", "label", "params", "non_embedding_params", "d_model",
+                 "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "pred_loss_mean",
+                 "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi", "observed_loss"]
+
+
+def read_run_tables(files: list[Any]) -> pd.DataFrame:
+    """Parse and validate uploaded run-table CSVs (``name`` + bytes); one combined table.
+
+    Raises:
+        RunTableError: a file that is not a CSV run table, with its name, line and column.
+    """
+    from surrogate.runs import RunTableError, validate_runs
+
+    tables = []
+    for f in files:
+        name = getattr(f, "name", "upload.csv")
+        raw = f.getvalue() if hasattr(f, "getvalue") else bytes(f)
+        try:
+            df = pd.read_csv(io.BytesIO(raw))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise RunTableError(f"{name}: not a readable CSV ({exc})") from None
+        tables.append(validate_runs(df, require_loss=True, name=name))
+    if not tables:
+        raise RunTableError("no run table uploaded")
+    return pd.concat(tables, ignore_index=True)
+
+
+def _create_form() -> None:
+    from models.throughput import Workload
+    from surrogate.laws import LAWS
+
+    hardware = cache.hardware_ids(0.0)
+    ids = [h for h, _ in hardware]
+    with st.form("create_campaign", clear_on_submit=False):
+        st.markdown("The same options as `archopt campaign create`.")
+        c = st.columns(3)
+        name = c[0].text_input("Name", value="", placeholder="e.g. llama-1b-a100", key="new_name")
+        params_m = c[1].number_input("Non-embedding params N (millions)", min_value=1.0,
+                                     value=1000.0, step=50.0, key="new_params_m")
+        tokens_b = c[2].number_input("Training tokens D (billions)", min_value=0.001, value=100.0,
+                                     step=10.0, format="%.3f", key="new_tokens_b")
+        c = st.columns(3)
+        hw = c[0].selectbox("Hardware", ids, index=ids.index("a100-40gb") if "a100-40gb" in ids else 0,
+                            key="new_hardware")
+        band = c[1].number_input("Band (relative tolerance on N)", min_value=0.001, max_value=0.5,
+                                 value=0.05, step=0.01, format="%.3f", key="new_band")
+        workload = c[2].text_input("Workload", value=str(Workload(64, 4096, 1024)), key="new_workload",
+                                   help="batch=..,input=..,output=..[,dtype=..][,backend=hf|vllm]")
+        c = st.columns(3)
+        max_loss = c[0].number_input("Max loss (optional, 0 = none)", min_value=0.0, value=0.0,
+                                     step=0.1, key="new_max_loss")
+        min_tps = c[1].number_input("Min throughput tokens/s (optional, 0 = none)", min_value=0.0,
+                                    value=0.0, step=100.0, key="new_min_tps")
+        law = c[2].selectbox("Law", list(LAWS), index=list(LAWS).index("conditional"), key="new_law")
+        c = st.columns(3)
+        vocab = c[0].number_input("Vocabulary size", min_value=1, value=128256, step=1, key="new_vocab")
+        tie = c[1].checkbox("Tie embeddings", value=True, key="new_tie")
+        must_fit = c[2].checkbox("Must fit device memory", value=True, key="new_must_fit")
+        uploads = st.file_uploader("Run tables (CSV, optional: your own runs refit the prior)",
+                                   type=["csv"], accept_multiple_files=True, key="new_runs")
+        submitted = st.form_submit_button("Create campaign", type="primary")
+    if not submitted:
+        return
+    try:
+        from optim.campaign import Campaign, CampaignSpec
+
+        runs = read_run_tables(uploads) if uploads else None
+        spec = CampaignSpec(name=name.strip(), params=params_m * 1e6, tokens=tokens_b * 1e9,
+                            hardware=hw, band=band, workload=Workload.parse(workload),
+                            max_loss=max_loss or None, min_throughput=min_tps or None,
+                            must_fit=must_fit, vocab_size=int(vocab), tie_embeddings=tie, law=law)
+    except Exception as exc:  # noqa: BLE001 - shown to the user, nothing saved
+        show_error(exc, "Campaign not created")
+        return
+    with st.status(f"Creating campaign {spec.name!r}...", expanded=True) as status:
+        try:
+            st.write(f"Enumerating shapes with N = {fmt_params(spec.params)} +- {spec.band:.1%}, "
+                     "predicting loss and throughput for each...")
+            campaign = Campaign.create(spec, runs=runs, store=str(store_path()))
+        except Exception as exc:  # noqa: BLE001
+            status.update(label="Campaign not created", state="error")
+            show_error(exc, "Campaign not created")
+            return
+        n = len(campaign.problem.candidates)
+        status.update(label=f"Created {spec.name!r}: {n} candidate architectures", state="complete")
+    st.session_state[SELECT_NEXT_KEY] = spec.name  # the picker applies it on the rerun
+    st.rerun()
+
+
+def _status(campaign: Any) -> None:
+    info = campaign.status()
+    scalars = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    shown = [(k, v) for k, v in scalars.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if shown:
+        cols = st.columns(min(6, len(shown)))
+        for i, (k, v) in enumerate(shown[:6]):
+            cols[i].metric(k.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else f"{v:,}")
+    with st.expander("Full status"):
+        st.json(info, expanded=False)
+
+
+def _trials_table(trials: pd.DataFrame) -> None:
+    if trials.empty:
+        st.info("No trials yet: propose a batch below.")
+        return
+    st.plotly_chart(figures.trial_bands_figure(trials), key="trial_bands")
+    cols = [c for c in _PRED_COLUMNS if c in trials.columns]
+    st.dataframe(trials[cols], hide_index=True, width="stretch")
+
+
+def _propose(campaign: Any, name: str) -> None:
+    with st.form("propose"):
+        c = st.columns([1, 3])
+        k = c[0].number_input("Batch size", min_value=1, max_value=32, value=4, key="propose_k")
+        c[1].caption("Proposes the next architectures to train: maximizes expected hypervolume "
+                     "improvement of (loss, throughput) over the candidate set.")
+        go = st.form_submit_button("Propose next batch", type="primary")
+    if not go:
+        return
+    with st.status(f"Proposing {k} architecture(s)...", expanded=True) as status:
+        try:
+            st.write("Fitting the loss model and optimizing the acquisition function...")
+            proposals = campaign.propose(k=int(k))
+        except Exception as exc:  # noqa: BLE001
+            status.update(label="Proposal failed", state="error")
+            show_error(exc, "Proposal failed")
+            return
+        status.update(label=f"Proposed {len(proposals)} architecture(s)", state="complete")
+    st.session_state["_flash"] = f"Proposed trials {', '.join(str(p['trial']) for p in proposals)}."
+    st.rerun()
+
+
+def _record(campaign: Any, trials: pd.DataFrame) -> None:
+    pending = trials[trials["observed_loss"].isna()] if "observed_loss" in trials else trials
+    with st.form("record"):
+        c = st.columns([2, 2, 1])
+        options = [int(t) for t in pending["trial"]] if len(pending) else []
+        trial = c[0].selectbox("Trial", options, key="record_trial",
+                               format_func=lambda t: f"trial {t}",
+                               placeholder="no trial waits for a result")
+        loss = c[1].number_input("Observed loss", min_value=0.0, value=0.0, step=0.01,
+                                 format="%.4f", key="record_loss")
+        force = c[2].checkbox("Force", key="record_force",
+                              help="record even if the trial already has a result")
+        go = st.form_submit_button("Record result")
+    if not go:
+        return
+    if trial is None or loss <= 0:
+        st.error("Choose a trial and enter its observed (positive) loss.")
+        return
+    progress = st.progress(0, text=f"Recording trial {trial}...")
+    try:
+        campaign.observe(int(trial), float(loss), force=force)
+    except Exception as exc:  # noqa: BLE001
+        progress.empty()
+        show_error(exc, "Result not recorded")
+        return
+    progress.progress(100, text=f"Recorded trial {trial}: loss {loss:.4f}")
+    st.session_state["_flash"] = f"Recorded trial {trial}: loss {loss:.4f}."
+    st.rerun()
+
+
+def _upload(campaign: Any) -> None:
+    uploads = st.file_uploader("Run-table CSV with results (the shared run-table columns)",
+                               type=["csv"], accept_multiple_files=True, key="observe_runs")
+    force = st.checkbox("Force (overwrite existing results)", key="observe_force")
+    if not uploads:
+        return
+    try:
+        table = read_run_tables(uploads)
+    except Exception as exc:  # noqa: BLE001 - nothing saved
+        show_error(exc, "Upload rejected, nothing saved")
+        return
+    st.dataframe(table, hide_index=True, width="stretch")
+    if not st.button(f"Record {len(table)} run(s)", key="observe_runs_go", type="primary"):
+        return
+    with st.status(f"Recording {len(table)} run(s)...", expanded=True) as status:
+        try:
+            result = campaign.observe_runs(table, force=force)
+        except Exception as exc:  # noqa: BLE001
+            status.update(label="Nothing recorded", state="error")
+            show_error(exc, "Runs not recorded")
+            return
+        status.update(label=f"Recorded {len(table)} run(s)", state="complete")
+    st.session_state["_flash"] = f"Recorded {len(table)} run(s)." + (
+        f" {result}" if isinstance(result, str) else "")
+    st.rerun()
+
+
+def render() -> None:
+    st.title("Campaigns")
+    flash = st.session_state.pop("_flash", None)
+    if flash:
+        st.success(flash)
+    store = store_path()
+    version = cache.store_version(store)
+    names = cache.campaign_names(str(store), version)
+    with st.expander("Create a campaign", expanded=not names):
+        _create_form()
+    if names:
+        st.dataframe(pd.DataFrame({"campaign": names}), hide_index=True)
+    name = current_campaign()
+    if not name:
+        return
+    try:
+        campaign = cache.load_campaign(name, str(store), version)
+        tables = cache.campaign_tables(name, str(store), version)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc, f"Loading campaign {name!r}")
+        return
+    spec = campaign.spec
+    st.header(name)
+    st.caption(f"N = {fmt_params(spec.params)} +- {spec.band:.1%} non-embedding params, "
+               f"D = {spec.tokens:.3g} tokens, {spec.hardware}, workload {spec.workload}, "
+               f"law {spec.law}")
+    _status(campaign)
+    st.subheader("Trials and proposals (predicted loss, 5-95%)")
+    _trials_table(tables["trials"])
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Propose")
+        _propose(campaign, name)
+    with right:
+        st.subheader("Record a result")
+        _record(campaign, tables["trials"])
+    st.subheader("Record results from a run table")
+    _upload(campaign)

@@ -1,0 +1,113 @@
+"""Pareto page: predicted loss (5-95% bars) against throughput for a campaign.
+
+Candidates, trials (with observed losses), the predicted Pareto front and published reference
+models on one interactive chart. Clicking or box-selecting a point shows its architecture and
+numbers; a selectbox does the same without the mouse.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from optim.ui import cache, figures
+from optim.ui.common import current_campaign, fmt_params, show_error, store_path
+
+__all__ = ["render", "CHART_KEY", "PICK_KEY"]
+
+CHART_KEY = "pareto_chart"
+PICK_KEY = "pareto_pick"
+_SEEN_KEY = "_pareto_seen_selection"
+
+
+def _lookup(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("front", "trials", "references", "candidates"):
+        df = tables[name]
+        if len(df):
+            for row in df.to_dict("records"):
+                out.setdefault(row["key"], row)
+    return out
+
+
+def _sync_pick_with_chart() -> None:
+    """A new chart selection (click, box, lasso) becomes the picked architecture."""
+    keys = figures.selected_keys(st.session_state.get(CHART_KEY))
+    if keys and keys != st.session_state.get(_SEEN_KEY):
+        st.session_state[PICK_KEY] = keys[0]
+    st.session_state[_SEEN_KEY] = keys
+
+
+def _details(row: dict[str, Any]) -> None:
+    from models.arch import Arch, SHAPE_FIELDS
+
+    st.subheader(row.get("label") or row["key"])
+    cols = st.columns(4)
+    cols[0].metric("Predicted loss", f"{row['pred_loss_mean']:.4f}",
+                   help="posterior-predictive mean; the range is its 5-95% interval")
+    cols[0].caption(f"5-95%: {row.get('pred_loss_q05', float('nan')):.4f} - "
+                    f"{row.get('pred_loss_q95', float('nan')):.4f}")
+    cols[1].metric("Throughput", f"{row['pred_tokens_per_s']:,.0f} tok/s")
+    cols[2].metric("Params", fmt_params(row.get("params", float("nan"))),
+                   help="total, with embeddings")
+    cols[2].caption(f"non-embedding: {fmt_params(row.get('non_embedding_params', float('nan')))}")
+    observed = row.get("observed_loss")
+    if observed is not None and pd.notna(observed):
+        cols[3].metric("Observed loss", f"{observed:.4f}")
+    elif pd.notna(row.get("reported_loss", float("nan"))):
+        cols[3].metric("Reported loss", f"{row['reported_loss']:.4f}",
+                       help="published loss (different data/tokenizer than the campaign)")
+    else:
+        cols[3].metric("Status", str(row.get("status", row.get("source", "candidate"))))
+    shape = {k: row[k] for k in ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                                 "ffn_dim", "vocab_size", "tie_embeddings") if k in row}
+    derived = {k: row[k] for k in ("mlp_attn_ratio", "d_over_sqrt_n", "aspect_ratio", "gqa_group",
+                                   "ehvi") if k in row and pd.notna(row[k])}
+    left, right = st.columns(2)
+    left.dataframe(pd.DataFrame({"value": {**shape, **{k: f"{v:.4g}" for k, v in derived.items()}}})
+                   .astype(str), width="stretch")
+    if all(k in row for k in SHAPE_FIELDS):
+        right.code(json.dumps(Arch.from_mapping(row).to_hf_config(), indent=2), language="json")
+
+
+def render() -> None:
+    st.title("Pareto front")
+    name = current_campaign()
+    if not name:
+        st.info("No campaign selected: create one on the Campaigns page.")
+        return
+    store = store_path()
+    try:
+        tables = cache.campaign_tables(name, str(store), cache.store_version(store))
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc, f"Loading campaign {name!r}")
+        return
+    lookup = _lookup(tables)
+    c = st.columns(4)
+    show_cands = c[0].checkbox("Candidates", value=True, key="pareto_show_candidates")
+    show_refs = c[1].checkbox("Reference models", value=True, key="pareto_show_refs",
+                              help="published shapes predicted by this campaign's models "
+                                   "(other parameter counts: their loss is far off the band)")
+    log_x = c[2].checkbox("Log throughput axis", value=False, key="pareto_log_x")
+    cand_bars = c[3].checkbox("Candidate error bars", value=len(tables["candidates"]) <= 400,
+                              key="pareto_cand_bars")
+
+    _sync_pick_with_chart()
+    options = list(lookup)
+    if st.session_state.get(PICK_KEY) not in lookup:
+        st.session_state[PICK_KEY] = options[0]
+    fig = figures.pareto_figure(
+        tables["candidates"] if show_cands else None, tables["trials"], tables["front"],
+        tables["references"] if show_refs else None, selected=st.session_state[PICK_KEY],
+        candidate_error_bars=cand_bars, log_x=log_x,
+        title=f"{name}: {len(tables['candidates'])} candidates, {len(tables['trials'])} trials")
+    st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"))
+    st.caption("Click a point (or drag a box) to inspect it; the legend toggles layers.")
+    pick = st.selectbox("Architecture", options, key=PICK_KEY,
+                        format_func=lambda k: f"{k}: {lookup[k].get('label', '')}")
+    _details(lookup[pick])
+    with st.expander(f"Predicted Pareto front ({len(tables['front'])} architectures)"):
+        st.dataframe(tables["front"], hide_index=True, width="stretch")
