@@ -268,3 +268,68 @@ def run_predictions(_posterior: Any, posterior_key: str, source: str) -> pd.Data
     for name in ("d_over_sqrt_n", "mlp_attn_ratio", "aspect_ratio", "non_embedding_params"):
         out[name] = [getattr(a, name) for a in archs]
     return out
+
+
+# ---- campaign tables ---------------------------------------------------------------------------
+def _with_keys(rows: list[dict[str, Any]] | pd.DataFrame, prefix: str, by: str | None) -> pd.DataFrame:
+    df = pd.DataFrame(rows).reset_index(drop=True)
+    if df.empty:
+        return df
+    ids = df[by].astype(int).astype(str) if by and by in df.columns else df.index.astype(str)
+    df.insert(0, "key", [f"{prefix} {i}" for i in ids])
+    if "label" not in df.columns and "d_model" in df.columns:
+        from models.arch import Arch
+
+        df.insert(1, "label", [Arch.from_mapping(r).label() for r in df.to_dict("records")])
+    return df
+
+
+def _arch_rows(archs: list[Any], pred: pd.DataFrame) -> pd.DataFrame:
+    feats = pd.DataFrame([a.features() for a in archs])
+    pred = pred.reset_index(drop=True)
+    return pd.concat([feats, pred[[c for c in pred.columns if c not in feats.columns]]], axis=1)
+
+
+@st.cache_data(show_spinner="Predicting loss and throughput for every candidate...", max_entries=8)
+def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataFrame]:
+    """The tables the Pareto and Campaigns pages draw, from the campaign API.
+
+    ``candidates`` (:meth:`Campaign.predict` over the whole candidate set), ``trials``
+    (:meth:`Campaign.trials`), ``front`` (:meth:`Campaign.pareto`) and ``references``
+    (:func:`surrogate.runs.reference_architectures` predicted by the same campaign), each with a
+    ``key`` column (``"candidate 12"``, ``"trial 3"``, ``"front 0"``, ``"ref Llama-3.2-1B"``).
+    """
+    from models.arch import Arch
+
+    campaign = load_campaign(name, store, version)
+    archs = list(campaign.problem.candidates)
+    candidates = _with_keys(_arch_rows(archs, campaign.predict(archs)), "candidate", None)
+    trials = _with_keys(campaign.trials(), "trial", "trial")
+    front = _with_keys(campaign.pareto(), "front", None)
+    refs = reference_table()
+    ref_archs = [Arch.from_mapping(r) for r in refs.to_dict("records")]
+    references = _arch_rows(ref_archs, campaign.predict(ref_archs))
+    references.insert(0, "label", refs["name"].to_numpy())
+    references.insert(0, "key", [f"ref {n}" for n in refs["name"]])
+    references["reported_loss"] = refs["reported_loss"].to_numpy()
+    return {"candidates": candidates, "trials": trials, "front": front, "references": references}
+
+
+@st.cache_data(show_spinner="Writing the export files...", max_entries=8)
+def export_files(name: str, store: str, version: float, chosen: tuple[str, ...]) -> dict[str, bytes]:
+    """The files ``archopt pareto --export`` writes (:meth:`Campaign.export`), as bytes by
+    relative path, restricted to the chosen config folders (``pareto.csv``/``.json`` rows too)."""
+    import json
+    import tempfile
+
+    campaign = load_campaign(name, store, version)
+    with tempfile.TemporaryDirectory(prefix="archopt-export-") as tmp:
+        paths = campaign.export(tmp)
+        root = Path(tmp)
+        files = {}
+        for p in sorted(Path(x) for x in paths):
+            files[str(p.relative_to(root))] = p.read_bytes()
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                files.setdefault(str(p.relative_to(root)), p.read_bytes())
+    return files
