@@ -1,0 +1,376 @@
+"""Point fits of a law, the way the papers fitted them (the baselines for the Bayesian fit).
+
+* ``method="lsq"``: unweighted least squares on the raw loss with Levenberg-Marquardt
+  (:func:`scipy.optimize.least_squares`, ``method="lm"``) from several random starts, as
+  arXiv 2501.18107 / 2510.18245 did. Starts whose optimum leaves the coefficient bounds (e.g.
+  a negative exponent) are discarded; if none stays inside, a bounded trust-region fit is used.
+* ``method="huber"``: Epoch AI's Chinchilla replication -- the Huber loss (delta 1e-3) of
+  ``log(prediction) - log(loss)`` minimised by L-BFGS(-B) from several starts. The prefactors
+  are already log-parametrised (``log_A``, ``log_B``, the LSE trick), ``E`` is bounded positive.
+
+Per-source terms (see :mod:`surrogate.posterior`) are fitted jointly: ``log_scale`` and
+``offset`` for each non-reference source. Terms whose identifying feature barely varies in the
+data (e.g. the ``r`` terms of ``conditional``: r spans 2.0-2.4 in the shared tables) are held
+at their prior (= published) mean, and reported as fixed.
+
+:meth:`LawFit.to_posterior` turns the point fit into a :class:`~surrogate.posterior.LawPosterior`
+by drawing from the Laplace (Gauss-Newton) approximation ``N(theta_hat, s^2 (J^T J)^-1)`` with
+``s^2`` the residual variance and ``J`` the Jacobian of the raw-loss residuals; noise ``sigma``
+is each source's residual sd. Every method then predicts through the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from models.errors import ArchoptError
+
+from .laws import Law, get_law, law_features
+from .posterior import SOURCE_TERMS, LawPosterior, apply_source_terms
+from .runs import source_keys, table_archs, validate_runs
+
+__all__ = ["LawFit", "fit_lsq", "FitError", "auto_fixed", "FitData", "prepare_fit_data",
+           "IDENTIFIED_LOG_RANGE", "HUBER_DELTA"]
+
+#: A term is identifiable when its feature spans more than this in natural-log units.
+IDENTIFIED_LOG_RANGE: float = 0.5
+#: Epoch AI's Huber delta on log loss.
+HUBER_DELTA: float = 1e-3
+_METHODS = ("lsq", "huber")
+
+
+class FitError(ArchoptError):
+    """Bad fit inputs (unknown method, too few rows, unknown source)."""
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Everything a fitter needs from a run table.
+
+    Attributes:
+        features: law features, arrays ``(n,)``.
+        loss: observed loss ``(n,)``.
+        src_idx: ``(n,)`` int index into ``sources`` (0 = the reference source).
+        sources: source keys, reference first.
+    """
+
+    features: dict[str, np.ndarray]
+    loss: np.ndarray
+    src_idx: np.ndarray
+    sources: list[str]
+
+    @property
+    def reference_source(self) -> str:
+        return self.sources[0]
+
+
+def prepare_fit_data(runs: pd.DataFrame, reference_source: str | None = None,
+                     name: str = "runs") -> FitData:
+    """Validate a run table and order its sources with the reference first.
+
+    The default reference is the source with the most rows (ties: alphabetical).
+    """
+    df = validate_runs(runs, require_loss=True, name=name)
+    keys = source_keys(df)
+    counts = pd.Series(keys).value_counts()
+    if reference_source is None:
+        top = counts.max()
+        reference_source = sorted(k for k, c in counts.items() if c == top)[0]
+    elif reference_source not in counts.index:
+        raise FitError(f"reference source {reference_source!r} not in the runs; sources: "
+                       f"{', '.join(sorted(counts.index))}")
+    sources = [reference_source] + sorted(k for k in counts.index if k != reference_source)
+    pos = {s: i for i, s in enumerate(sources)}
+    return FitData(features=law_features(table_archs(df), df["tokens"].to_numpy(np.float64)),
+                   loss=df["loss"].to_numpy(np.float64),
+                   src_idx=np.array([pos[k] for k in keys], dtype=np.int64), sources=sources)
+
+
+def auto_fixed(law: Law, features: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Coefficients whose identifying feature spans less than :data:`IDENTIFIED_LOG_RANGE`
+    (natural-log units) in ``features``, mapped to their prior mean."""
+    fixed = {}
+    for p in law.params:
+        if p.identified_by is None:
+            continue
+        values = np.asarray(features[p.identified_by], dtype=np.float64)
+        if np.log(values.max() / values.min()) < IDENTIFIED_LOG_RANGE:
+            fixed[p.name] = p.prior.mean
+    return fixed
+
+
+class _Layout:
+    """The free-parameter vector: free law coefficients, then log_scale / offset per source."""
+
+    def __init__(self, law: Law, fixed: Mapping[str, float], n_sources: int,
+                 source_terms: str) -> None:
+        self.law = law
+        self.fixed = dict(fixed)
+        self.free = [p for p in law.params if p.name not in self.fixed]
+        self.n_sources = n_sources
+        self.has_scale = n_sources > 1 and source_terms in ("scale", "affine")
+        self.has_offset = n_sources > 1 and source_terms in ("offset", "affine")
+        k = n_sources - 1
+        self.size = len(self.free) + k * (self.has_scale + self.has_offset)
+
+    def names(self, sources: Sequence[str]) -> list[str]:
+        out = [p.name for p in self.free]
+        if self.has_scale:
+            out += [f"log_scale[{s}]" for s in sources[1:]]
+        if self.has_offset:
+            out += [f"offset[{s}]" for s in sources[1:]]
+        return out
+
+    def unpack(self, x: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+        """``x (..., size)`` -> theta dict, scale ``(..., n_sources)``, offset ``(..., n_sources)``."""
+        theta: dict[str, Any] = {p.name: x[..., i] for i, p in enumerate(self.free)}
+        theta.update(self.fixed)
+        i = len(self.free)
+        k = self.n_sources - 1
+        scale = offset = None
+        lead = x.shape[:-1]
+        if self.has_scale:
+            scale = np.concatenate([np.ones(lead + (1,)), np.exp(x[..., i:i + k])], axis=-1)
+            i += k
+        if self.has_offset:
+            offset = np.concatenate([np.zeros(lead + (1,)), x[..., i:i + k]], axis=-1)
+        return theta, scale, offset
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        k = self.n_sources - 1
+        lo = [p.bounds[0] for p in self.free] + [-3.0] * k * self.has_scale \
+            + [-5.0] * k * self.has_offset
+        hi = [p.bounds[1] for p in self.free] + [3.0] * k * self.has_scale \
+            + [5.0] * k * self.has_offset
+        return np.array(lo), np.array(hi)
+
+    def random_start(self, rng: np.random.Generator) -> np.ndarray:
+        k = self.n_sources - 1
+        law_part = [rng.uniform(*p.start) for p in self.free]
+        return np.array(law_part + [0.0] * k * (self.has_scale + self.has_offset))
+
+
+def _predict_vec(layout: _Layout, x: np.ndarray, data: FitData) -> np.ndarray:
+    theta, scale, offset = layout.unpack(x)
+    mu = layout.law(data.features, theta, np)
+    return apply_source_terms(mu, None if scale is None else scale[data.src_idx],
+                              None if offset is None else offset[data.src_idx])
+
+
+def _jacobian(fun, x: np.ndarray) -> np.ndarray:
+    """Central-difference Jacobian ``(n, p)`` of ``fun: (p,) -> (n,)``."""
+    cols = []
+    for j in range(x.size):
+        h = 1e-6 * max(1.0, abs(x[j]))
+        up, down = x.copy(), x.copy()
+        up[j] += h
+        down[j] -= h
+        cols.append((fun(up) - fun(down)) / (2 * h))
+    return np.stack(cols, axis=1)
+
+
+@dataclass
+class LawFit:
+    """A point fit of a law (least squares or Huber) with its Laplace covariance.
+
+    Attributes:
+        law: law name.
+        method: ``"lsq"`` or ``"huber"``.
+        theta: every law coefficient (free and fixed) at the optimum.
+        source_theta: ``scale[src]`` / ``offset[src]`` of the non-reference sources.
+        sigma: residual sd per source (loss units).
+        cov: covariance ``(p, p)`` of the free vector (``param_vector_names`` order).
+        param_vector_names: names of the free vector entries.
+        fixed: coefficients held constant (not fitted) and their values.
+        sources, reference_source, source_terms: as in :class:`LawPosterior`.
+        cost: objective at the optimum; n_obs: rows; n_starts_ok: starts that converged inside
+        the bounds; seconds: wall time.
+    """
+
+    law: str
+    method: str
+    theta: dict[str, float]
+    source_theta: dict[str, float]
+    sigma: dict[str, float]
+    cov: np.ndarray
+    x: np.ndarray
+    param_vector_names: list[str]
+    fixed: dict[str, float]
+    sources: list[str]
+    reference_source: str
+    source_terms: str
+    cost: float
+    n_obs: int
+    n_starts_ok: int
+    seconds: float
+    _posterior: LawPosterior | None = field(default=None, repr=False)
+
+    def to_posterior(self, n_samples: int = 1000, seed: int = 0) -> LawPosterior:
+        """Draws from ``N(x_hat, cov)`` as a :class:`LawPosterior` (method = this fit's)."""
+        if self._posterior is not None and self._posterior.num_samples == n_samples:
+            return self._posterior
+        law = get_law(self.law)
+        layout = _Layout(law, self.fixed, len(self.sources), self.source_terms)
+        rng = np.random.default_rng(seed)
+        cov = 0.5 * (self.cov + self.cov.T)
+        if np.all(np.isfinite(cov)):
+            draws = rng.multivariate_normal(self.x, cov, size=n_samples, method="eigh")
+        else:
+            draws = np.repeat(self.x[None, :], n_samples, axis=0)
+        theta, scale, offset = layout.unpack(draws)
+        samples: dict[str, np.ndarray] = {}
+        for name in law.param_names:
+            samples[name] = np.broadcast_to(np.asarray(theta[name], np.float64),
+                                            (n_samples,)).copy()
+        for j, src in enumerate(self.sources):
+            if j and scale is not None:
+                samples[f"scale[{src}]"] = scale[:, j]
+            if j and offset is not None:
+                samples[f"offset[{src}]"] = offset[:, j]
+            samples[f"sigma[{src}]"] = np.full(n_samples, self.sigma[src])
+        warnings = [] if np.all(np.isfinite(self.cov)) else ["covariance not finite; no spread"]
+        self._posterior = LawPosterior(
+            self.law, samples, sources=self.sources, reference_source=self.reference_source,
+            source_terms=self.source_terms, method=self.method, num_chains=1,
+            diagnostics={"method": self.method, "max_r_hat": None, "min_ess_bulk": None,
+                         "divergences": 0, "num_chains": 1, "num_samples": n_samples,
+                         "cost": self.cost, "n_starts_ok": self.n_starts_ok,
+                         "seconds": self.seconds, "warnings": warnings},
+            fixed=list(self.fixed), info={"n_obs": self.n_obs, "seconds": self.seconds})
+        return self._posterior
+
+    def predict(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
+                quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+        """Posterior-predictive table via :meth:`to_posterior`, plus ``pred_point`` (the law
+        at the optimum with the row's source terms)."""
+        post = self.to_posterior()
+        out = post.predict(archs_or_runs, tokens, source=source, quantiles=quantiles)
+        feats, _, _ = post.features_for(archs_or_runs, tokens)
+        point = get_law(self.law)(feats, self.theta, np)
+        scale = np.array([self.source_theta.get(f"scale[{s}]", 1.0) for s in out["pred_source"]])
+        offset = np.array([self.source_theta.get(f"offset[{s}]", 0.0) for s in out["pred_source"]])
+        out.insert(0, "pred_point", point * scale + offset)
+        return out
+
+
+def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq",
+            n_starts: int = 16, seed: int = 0, source_terms: str = "affine",
+            reference_source: str | None = None, fixed: Mapping[str, float] | None = None,
+            huber_delta: float = HUBER_DELTA) -> LawFit:
+    """Fit ``law`` to a run table by least squares (LM) or Huber-on-log-loss (L-BFGS).
+
+    Args:
+        runs: validated or raw run table (``n`` rows, needs ``loss``).
+        law: registered law name.
+        method: ``"lsq"`` or ``"huber"``.
+        n_starts: random starts (uniform in each coefficient's ``start`` range; seeded).
+        source_terms: per-source terms, see :data:`surrogate.posterior.SOURCE_TERMS`.
+        reference_source: source with scale 1 / offset 0 (default: the one with most rows).
+        fixed: coefficients to hold constant; None = :func:`auto_fixed` (barely varied
+            features), ``{}`` = fit everything.
+        huber_delta: Huber threshold on the log-loss residual.
+
+    Returns:
+        The best :class:`LawFit` over the starts.
+    """
+    t0 = time.perf_counter()
+    law_obj = get_law(law)
+    if method not in _METHODS:
+        raise FitError(f"unknown fit method {method!r}; known: {', '.join(_METHODS)}")
+    if source_terms not in SOURCE_TERMS:
+        raise FitError(f"source_terms must be one of {SOURCE_TERMS}, got {source_terms!r}")
+    if n_starts < 1:
+        raise FitError(f"n_starts must be >= 1, got {n_starts}")
+    data = prepare_fit_data(runs, reference_source)
+    fixed_values = auto_fixed(law_obj, data.features) if fixed is None else dict(fixed)
+    unknown = [k for k in fixed_values if k not in law_obj.param_names]
+    if unknown:
+        raise FitError(f"cannot fix {', '.join(unknown)}: not coefficients of law {law!r}")
+    layout = _Layout(law_obj, fixed_values, len(data.sources), source_terms)
+    n = data.loss.size
+    if n <= layout.size:
+        raise FitError(f"{n} runs cannot determine {layout.size} coefficients of law {law!r}")
+    lo, hi = layout.bounds()
+    rng = np.random.default_rng(seed)
+    y = data.loss
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            r = _predict_vec(layout, x, data) - y
+        return np.where(np.isfinite(r), r, 1e6)
+
+    log_y = np.log(y)
+
+    def huber_objective(x: np.ndarray) -> float:
+        with np.errstate(all="ignore"):
+            pred = _predict_vec(layout, x, data)
+            r = np.log(pred) - log_y
+        if not np.all(np.isfinite(r)):
+            return 1e12
+        a = np.abs(r)
+        return float(np.sum(np.where(a <= huber_delta, 0.5 * r ** 2,
+                                     huber_delta * (a - 0.5 * huber_delta))))
+
+    def inside(x: np.ndarray) -> bool:
+        return bool(np.all(x >= lo - 1e-9) and np.all(x <= hi + 1e-9) and np.all(np.isfinite(x)))
+
+    best_x, best_cost, n_ok = None, np.inf, 0
+    starts = [np.clip(layout.random_start(rng), lo, hi) for _ in range(n_starts)]
+    for x0 in starts:
+        try:
+            if method == "lsq":
+                res = optimize.least_squares(residuals, x0, method="lm", x_scale="jac",
+                                             max_nfev=4000)
+                cost = float(res.cost)
+            else:
+                res = optimize.minimize(huber_objective, x0, method="L-BFGS-B",
+                                        bounds=list(zip(lo, hi)), options={"maxiter": 2000})
+                cost = float(res.fun)
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if not inside(res.x) or not np.isfinite(cost):
+            continue
+        n_ok += 1
+        if cost < best_cost:
+            best_x, best_cost = res.x, cost
+    if best_x is None and method == "lsq":  # every LM start left the bounds: bounded TRF
+        for x0 in starts:
+            res = optimize.least_squares(residuals, x0, method="trf", bounds=(lo, hi),
+                                         x_scale="jac", max_nfev=4000)
+            if np.isfinite(res.cost) and res.cost < best_cost:
+                best_x, best_cost = res.x, float(res.cost)
+    if best_x is None:
+        raise FitError(f"no start of the {method} fit of law {law!r} converged")
+
+    # Laplace covariance from the raw-loss residual Jacobian (Gauss-Newton).
+    resid = residuals(best_x)
+    jac = _jacobian(residuals, best_x)
+    dof = max(n - layout.size, 1)
+    s2 = float(resid @ resid) / dof
+    try:
+        cov = s2 * np.linalg.pinv(jac.T @ jac, rcond=1e-12)
+    except np.linalg.LinAlgError:
+        cov = np.full((layout.size, layout.size), np.nan)
+    theta, scale, offset = layout.unpack(best_x)
+    source_theta: dict[str, float] = {}
+    sigma: dict[str, float] = {}
+    for j, src in enumerate(data.sources):
+        if j and scale is not None:
+            source_theta[f"scale[{src}]"] = float(scale[j])
+        if j and offset is not None:
+            source_theta[f"offset[{src}]"] = float(offset[j])
+        rs = resid[data.src_idx == j]
+        sigma[src] = float(np.sqrt(np.sum(rs ** 2) / max(rs.size - layout.size / len(data.sources),
+                                                         1.0)))
+    return LawFit(law=law, method=method, theta={k: float(v) for k, v in theta.items()},
+                  source_theta=source_theta, sigma=sigma, cov=cov, x=np.asarray(best_x),
+                  param_vector_names=layout.names(data.sources), fixed=fixed_values,
+                  sources=data.sources, reference_source=data.reference_source,
+                  source_terms=source_terms, cost=best_cost, n_obs=n, n_starts_ok=n_ok,
+                  seconds=time.perf_counter() - t0)

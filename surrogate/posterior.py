@@ -1,0 +1,516 @@
+"""A posterior over a law's coefficients, and everything computed from it.
+
+:class:`LawPosterior` holds ``S`` joint draws of a law's coefficients, of per-source terms and of
+the observation noise, however they were obtained (NUTS in :mod:`surrogate.bayes`, a Laplace
+approximation around a least-squares fit in :mod:`surrogate.lsq`), so every fitting method goes
+through the same prediction path.
+
+The observation model, shared by every fitter (one concept, defined here)::
+
+    loss[i] ~ Normal(scale[s_i] * law(x_i; theta) + offset[s_i], sigma[s_i])
+
+with ``s_i`` the row's source key (:func:`surrogate.runs.source_keys`). The reference source has
+``scale = 1`` and ``offset = 0``; other sources get a scale and/or an offset according to
+``source_terms`` (``"none"``, ``"offset"``, ``"scale"`` or ``"affine"`` = both). ``sigma`` is in
+loss units (nats/token) and per source, because loss kinds differ in noise.
+
+Sample keys: the law's coefficient names; ``scale[src]`` / ``offset[src]`` for non-reference
+sources; ``sigma[src]`` for every source. Saved as ArviZ InferenceData (netCDF, never pickle):
+per-source terms become variables with a ``source`` dimension.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from models.arch import Arch
+from models.errors import ArchoptError
+
+from .laws import Law, get_law, law_features
+from .runs import source_keys, table_archs, validate_runs
+
+__all__ = ["LawPosterior", "PosteriorError", "SOURCE_TERMS", "apply_source_terms",
+           "quantile_column", "PRIOR_DOMINATED_RATIO"]
+
+#: The per-source term options.
+SOURCE_TERMS: tuple[str, ...] = ("none", "offset", "scale", "affine")
+#: A term whose posterior sd exceeds this fraction of its prior sd is called prior-dominated.
+PRIOR_DOMINATED_RATIO: float = 0.5
+_PER_SOURCE = ("scale", "offset", "sigma")
+_FORMAT_VERSION = 1
+
+
+class PosteriorError(ArchoptError):
+    """Unreadable posterior file, or a prediction request that does not fit the posterior."""
+
+
+def apply_source_terms(mu: Any, scale: Any = None, offset: Any = None) -> Any:
+    """``scale * mu + offset`` (either may be None): the per-source calibration of a law value.
+
+    Works for numpy, jax and torch arrays alike; shapes broadcast (``(S, 1)`` terms with
+    ``(S, n)`` law values).
+    """
+    if scale is not None:
+        mu = mu * scale
+    if offset is not None:
+        mu = mu + offset
+    return mu
+
+
+def quantile_column(q: float) -> str:
+    """Column name of quantile ``q``: 0.05 -> ``pred_q05``, 0.5 -> ``pred_q50``, 0.975 -> ``pred_q97.5``."""
+    pct = q * 100.0
+    text = f"{pct:.10g}"
+    if "." not in text and len(text) < 2:
+        text = "0" + text
+    return f"pred_q{text}"
+
+
+def _even_indices(total: int, n_draws: int | None) -> np.ndarray:
+    if n_draws is None or n_draws >= total:
+        return np.arange(total)
+    if n_draws <= 0:
+        raise PosteriorError(f"n_draws must be positive, got {n_draws}")
+    return np.unique(np.linspace(0, total - 1, n_draws).round().astype(np.int64))
+
+
+class LawPosterior:
+    """Joint draws of a law's coefficients, per-source terms and noise.
+
+    Args:
+        law: registered law name (see :data:`surrogate.laws.LAWS`).
+        samples: name -> array ``(S,)`` (chain-major when ``num_chains > 1``).
+        sources: every source key seen in the fit; ``sources[0]`` need not be the reference.
+        reference_source: the source whose scale is 1 and offset 0.
+        source_terms: one of :data:`SOURCE_TERMS`.
+        method: ``"bayes"``, ``"lsq"`` or ``"huber"``.
+        num_chains: chains the draws came from (diagnostics split by chain).
+        diagnostics: dict (see :attr:`diagnostics`).
+        prior_sd: name -> prior sd for the summary's data/prior column (empty without priors).
+        fixed: names held constant during the fit (e.g. r-terms when r is barely varied).
+        info: free-form JSON-able metadata (data hash, settings, timings).
+        sample_stats: optional per-draw arrays ``(S,)`` (e.g. ``diverging``) for ArviZ.
+    """
+
+    def __init__(self, law: str, samples: Mapping[str, np.ndarray], *, sources: Sequence[str],
+                 reference_source: str, source_terms: str = "affine", method: str = "bayes",
+                 num_chains: int = 1, diagnostics: Mapping[str, Any] | None = None,
+                 prior_sd: Mapping[str, float] | None = None, fixed: Sequence[str] = (),
+                 info: Mapping[str, Any] | None = None,
+                 sample_stats: Mapping[str, np.ndarray] | None = None) -> None:
+        self._law: Law = get_law(law)
+        if source_terms not in SOURCE_TERMS:
+            raise PosteriorError(f"source_terms must be one of {SOURCE_TERMS}, got {source_terms!r}")
+        self.law: str = law
+        self.samples: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.float64).reshape(-1)
+                                               for k, v in samples.items()}
+        self.sources: list[str] = list(sources)
+        if reference_source not in self.sources:
+            raise PosteriorError(f"reference source {reference_source!r} not among {self.sources}")
+        self.reference_source: str = reference_source
+        self.source_terms: str = source_terms
+        self.method: str = method
+        self.num_chains: int = int(num_chains)
+        self.prior_sd: dict[str, float] = dict(prior_sd or {})
+        self.fixed: list[str] = list(fixed)
+        self.info: dict[str, Any] = dict(info or {})
+        self.sample_stats: dict[str, np.ndarray] = {k: np.asarray(v).reshape(-1)
+                                                    for k, v in (sample_stats or {}).items()}
+        missing = [p for p in self._law.param_names if p not in self.samples]
+        missing += [f"sigma[{s}]" for s in self.sources if f"sigma[{s}]" not in self.samples]
+        if missing:
+            raise PosteriorError(f"posterior lacks samples for {', '.join(missing)}")
+        sizes = {v.shape[0] for v in self.samples.values()}
+        if len(sizes) != 1 or 0 in sizes:
+            raise PosteriorError(f"all sample arrays must have the same positive length, got {sizes}")
+        self.num_samples: int = sizes.pop()
+        if self.num_samples % self.num_chains:
+            raise PosteriorError("sample count is not a multiple of num_chains")
+        self._diagnostics = dict(diagnostics) if diagnostics is not None else None
+
+    # ---- coefficients -----------------------------------------------------------------
+    @property
+    def law_obj(self) -> Law:
+        """The :class:`~surrogate.laws.Law` instance."""
+        return self._law
+
+    def theta(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Law coefficients ``name -> (S', 1)`` for draws ``idx`` (all when None)."""
+        sel = slice(None) if idx is None else idx
+        return {p: self.samples[p][sel][:, None] for p in self._law.param_names}
+
+    def _source_term(self, kind: str, source: str, idx: np.ndarray) -> np.ndarray | None:
+        key = f"{kind}[{source}]"
+        if key in self.samples:
+            return self.samples[key][idx][:, None]
+        return None
+
+    def _resolve_source(self, source: str | None) -> str:
+        if source is None:
+            return self.reference_source
+        if source not in self.sources:
+            raise PosteriorError(f"unknown source {source!r}; fitted sources: "
+                                 f"{', '.join(self.sources)}")
+        return source
+
+    @property
+    def noise_sigma(self) -> float:
+        """Posterior mean of the reference source's observation noise sd (loss units)."""
+        return float(np.mean(self.samples[f"sigma[{self.reference_source}]"]))
+
+    def noise_sigma_for(self, source: str | None = None) -> float:
+        """Posterior mean noise sd (loss units) of ``source`` (default: the reference)."""
+        return float(np.mean(self.samples[f"sigma[{self._resolve_source(source)}]"]))
+
+    # ---- evaluation -------------------------------------------------------------------
+    def law_draws(self, features: Mapping[str, Any], *, source: str | None = None,
+                  n_draws: int | None = None, xp: Any = np) -> Any:
+        """Noise-free law values (with ``source``'s scale/offset) for every draw.
+
+        Args:
+            features: feature arrays ``(n,)`` as from :func:`~surrogate.laws.law_features`
+                (numpy arrays, or torch tensors when ``xp`` is torch; torch tensors may carry a
+                batch shape ``batch x n``, the result is then ``S x batch x n`` only if the
+                caller reshapes; the documented use is ``(n,)``).
+            source: whose per-source terms to apply (default: the reference source).
+            n_draws: use this many draws, evenly spaced over the chains (default: all ``S``).
+            xp: numpy, jax.numpy or torch.
+
+        Returns:
+            ``(S', n)`` array of the same library as ``features`` (dtype and device follow the
+            features for torch), ``S' = min(S, n_draws)``.
+        """
+        src = self._resolve_source(source)
+        idx = _even_indices(self.num_samples, n_draws)
+        theta = self.theta(idx)
+        scale = self._source_term("scale", src, idx)
+        offset = self._source_term("offset", src, idx)
+        convert = _converter(features, xp)
+        theta_x = {k: convert(v) for k, v in theta.items()}
+        mu = self._law(features, theta_x, xp)
+        return apply_source_terms(mu, None if scale is None else convert(scale),
+                                  None if offset is None else convert(offset))
+
+    def features_for(self, archs_or_runs: Any, tokens: Any = None
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, pd.Index | None]:
+        """Features from a run table, a sequence of :class:`Arch` or a feature mapping.
+
+        Returns ``(features, row_source_keys or None, index or None)``.
+        """
+        if isinstance(archs_or_runs, pd.DataFrame):
+            df = validate_runs(archs_or_runs, require_loss=False,
+                               require_tokens=tokens is None, name="runs")
+            toks = df["tokens"].to_numpy(np.float64) if tokens is None else tokens
+            feats = law_features(table_archs(df), toks)
+            keys = source_keys(df) if "source" in df.columns else None
+            return feats, keys, df.index
+        if isinstance(archs_or_runs, Mapping):
+            feats = {k: np.asarray(v, dtype=np.float64) for k, v in archs_or_runs.items()}
+            if tokens is not None:
+                n = len(next(iter(feats.values())))
+                feats["D"] = np.broadcast_to(np.asarray(tokens, np.float64), (n,)).copy()
+            return feats, None, None
+        archs = list(archs_or_runs)
+        if not all(isinstance(a, Arch) for a in archs):
+            raise PosteriorError("predict takes a run table, a sequence of Arch or features")
+        if tokens is None:
+            raise PosteriorError("tokens are required when predicting for Arch objects")
+        return law_features(archs, tokens), None, None
+
+    def predict(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
+                quantiles: Sequence[float] = (0.05, 0.5, 0.95), n_draws: int | None = 1000,
+                seed: int = 0) -> pd.DataFrame:
+        """Posterior-predictive loss (observation noise included) for ``n`` candidates.
+
+        Args:
+            archs_or_runs: a run table (``loss`` optional; ``tokens`` unless given), a
+                sequence of :class:`Arch`, or a feature mapping (:func:`law_features`).
+            tokens: training tokens, scalar or ``(n,)``; overrides a table's ``tokens``.
+            source: whose per-source terms to use for every row. When None, a table's rows use
+                their own source key if it was fitted, else the reference source.
+            quantiles: predictive quantiles in (0, 1) to report.
+            n_draws: posterior draws used (evenly spaced; None = all). 1000 keeps 10,000
+                candidates well under a second.
+            seed: seed of the (stratified) noise draws; fixed so predictions are reproducible.
+
+        Returns:
+            One row per candidate (the table's index when a table was given): ``pred_mean``,
+            ``pred_sd``, one ``pred_qXX`` per quantile, ``pred_law_sd`` (sd of the noise-free law,
+            i.e. coefficient uncertainty only) and ``pred_source`` (whose terms were applied).
+        """
+        qs = [float(q) for q in quantiles]
+        if any(not 0.0 < q < 1.0 for q in qs):
+            raise PosteriorError(f"quantiles must lie in (0, 1), got {qs}")
+        feats, keys, index = self.features_for(archs_or_runs, tokens)
+        n = len(feats["D"])
+        if source is not None or keys is None:
+            row_src = np.full(n, self._resolve_source(source), dtype=object)
+        else:
+            known = set(self.sources)
+            row_src = np.array([k if k in known else self.reference_source for k in keys],
+                               dtype=object)
+        idx = _even_indices(self.num_samples, n_draws)
+        s = len(idx)
+        # Stratified standard-normal noise, one per draw, shuffled against the draw order.
+        rng = np.random.default_rng(seed)
+        from scipy.special import ndtri
+
+        z = ndtri((rng.permutation(s) + 0.5) / s)[:, None]
+        out = {"pred_mean": np.empty(n), "pred_sd": np.empty(n), "pred_law_sd": np.empty(n)}
+        for q in qs:
+            out[quantile_column(q)] = np.empty(n)
+        theta = self.theta(idx)
+        for src in dict.fromkeys(row_src.tolist()):
+            rows = np.flatnonzero(row_src == src)
+            sub = {k: v[rows] for k, v in feats.items()}
+            mu = apply_source_terms(self._law(sub, theta, np), self._source_term("scale", src, idx),
+                                    self._source_term("offset", src, idx))  # (s, n_src)
+            sigma = self.samples[f"sigma[{src}]"][idx][:, None]
+            y = mu + sigma * z
+            out["pred_mean"][rows] = mu.mean(axis=0)
+            out["pred_law_sd"][rows] = mu.std(axis=0)
+            out["pred_sd"][rows] = np.sqrt(mu.var(axis=0) + np.mean(sigma ** 2))
+            if qs:
+                qv = np.quantile(y, qs, axis=0)
+                for q, v in zip(qs, qv):
+                    out[quantile_column(q)][rows] = v
+        result = pd.DataFrame(out, index=index)
+        result["pred_source"] = row_src
+        if not np.all(np.isfinite(result["pred_mean"].to_numpy())):
+            raise PosteriorError("the law is not finite for some candidates (check the inputs)")
+        return result
+
+    # ---- reporting --------------------------------------------------------------------
+    def _chains(self, values: np.ndarray) -> np.ndarray:
+        return values.reshape(self.num_chains, -1)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per coefficient, per-source term and noise sd.
+
+        Columns: ``mean``, ``sd``, ``q05``, ``q95`` (90% interval), ``r_hat``, ``ess_bulk``
+        (NaN for non-MCMC fits), ``prior_sd``, ``sd_ratio`` (posterior sd / prior sd) and
+        ``dominated_by``: ``"data"`` when the posterior is much narrower than the prior
+        (ratio < :data:`PRIOR_DOMINATED_RATIO`), ``"prior"`` otherwise, ``"fixed"`` for terms
+        held constant, ``"n/a"`` without a prior. Rows ``A`` and ``B`` (= exp(log_A), exp(log_B))
+        are added for comparison with published values.
+        """
+        az = _arviz()
+
+        rows = []
+        names = list(self.samples)
+        for name in names:
+            v = self.samples[name]
+            rows.append(self._summary_row(name, v, az))
+        for log_name, nat in (("log_A", "A"), ("log_B", "B")):
+            if log_name in self.samples:
+                row = self._summary_row(nat, np.exp(self.samples[log_name]), az)
+                row["prior_sd"], row["sd_ratio"] = np.nan, np.nan
+                row["dominated_by"] = next(r["dominated_by"] for r in rows if r["term"] == log_name)
+                rows.append(row)
+        return pd.DataFrame(rows).set_index("term")
+
+    def _summary_row(self, name: str, v: np.ndarray, az: Any) -> dict[str, Any]:
+        mean, sd = float(np.mean(v)), float(np.std(v))
+        q05, q95 = (float(x) for x in np.quantile(v, [0.05, 0.95]))
+        r_hat = ess = np.nan
+        if self.num_chains > 1 and self.method == "bayes" and sd > 0:
+            chains = self._chains(v)
+            r_hat = float(az.rhat(chains))
+            ess = float(az.ess(chains, method="bulk"))
+        elif self.method == "bayes" and sd > 0:
+            ess = float(az.ess(self._chains(v), method="bulk"))
+        prior_sd = self.prior_sd.get(name, np.nan)
+        ratio = sd / prior_sd if prior_sd and np.isfinite(prior_sd) else np.nan
+        if name in self.fixed:
+            dom = "fixed"
+        elif np.isfinite(ratio):
+            dom = "prior" if ratio > PRIOR_DOMINATED_RATIO else "data"
+        else:
+            dom = "n/a"
+        return {"term": name, "mean": mean, "sd": sd, "q05": q05, "q95": q95, "r_hat": r_hat,
+                "ess_bulk": ess, "prior_sd": prior_sd, "sd_ratio": ratio, "dominated_by": dom}
+
+    @property
+    def diagnostics(self) -> dict[str, Any]:
+        """``max_r_hat``, ``min_ess_bulk``, ``divergences``, ``num_chains``, ``num_samples``,
+        ``warnings`` (list of str, empty when healthy) and fit-specific entries."""
+        if self._diagnostics is None:
+            self._diagnostics = self._compute_diagnostics()
+        return self._diagnostics
+
+    def _compute_diagnostics(self) -> dict[str, Any]:
+        table = self.summary()
+        free = table.loc[[n for n in self.samples if n not in self.fixed]]
+        max_r_hat = float(np.nanmax(free["r_hat"])) if free["r_hat"].notna().any() else float("nan")
+        min_ess = float(np.nanmin(free["ess_bulk"])) if free["ess_bulk"].notna().any() \
+            else float("nan")
+        divergences = int(np.sum(self.sample_stats.get("diverging", np.zeros(1))))
+        warnings: list[str] = []
+        if np.isfinite(max_r_hat) and max_r_hat > 1.01:
+            worst = free["r_hat"].idxmax()
+            warnings.append(f"r_hat {max_r_hat:.3f} > 1.01 (worst: {worst}); chains disagree")
+        if np.isfinite(min_ess) and min_ess < 100 * self.num_chains:
+            worst = free["ess_bulk"].idxmin()
+            warnings.append(f"bulk ESS {min_ess:.0f} < {100 * self.num_chains} (worst: {worst})")
+        if divergences:
+            warnings.append(f"{divergences} divergent transitions")
+        return {"method": self.method, "max_r_hat": max_r_hat, "min_ess_bulk": min_ess,
+                "divergences": divergences, "num_chains": self.num_chains,
+                "num_samples": self.num_samples, "warnings": warnings}
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able description: law, method, sources, coefficients with intervals,
+        diagnostics (the CLI prints this)."""
+        table = self.summary()
+        coefs = {name: {k: _json_float(row[k]) if k != "dominated_by" else row[k]
+                        for k in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "dominated_by")}
+                 for name, row in table.iterrows()}
+        diag = {k: (_json_float(v) if isinstance(v, float) else v)
+                for k, v in self.diagnostics.items()}
+        return {"law": self.law, "method": self.method, "sources": self.sources,
+                "reference_source": self.reference_source, "source_terms": self.source_terms,
+                "fixed": self.fixed, "noise_sigma": self.noise_sigma, "coefficients": coefs,
+                "diagnostics": diag, "info": self.info}
+
+    # ---- persistence ------------------------------------------------------------------
+    def to_inference_data(self) -> Any:
+        """An :class:`arviz.InferenceData` (per-source terms on a ``source`` dimension)."""
+        az = _arviz()
+
+        posterior: dict[str, np.ndarray] = {}
+        dims: dict[str, list[str]] = {}
+        for name in self._law.param_names:
+            posterior[name] = self._chains(self.samples[name])
+        for kind in _PER_SOURCE:
+            if any(f"{kind}[{s}]" in self.samples for s in self.sources):
+                # NaN where a source has no such term (the reference's scale/offset).
+                stacked = np.stack([self._chains(self.samples.get(f"{kind}[{s}]",
+                                                                   np.full(self.num_samples, np.nan)))
+                                    for s in self.sources], axis=-1)
+                posterior[kind] = stacked
+                dims[kind] = ["source"]
+        stats = {k: self._chains(v.astype(np.int8) if v.dtype == bool else v)
+                 for k, v in self.sample_stats.items()}
+        attrs = {
+            "archopt_format": _FORMAT_VERSION,
+            "law": self.law,
+            "method": self.method,
+            "reference_source": self.reference_source,
+            "source_terms": self.source_terms,
+            "sources": json.dumps(self.sources),
+            "fixed": json.dumps(self.fixed),
+            "prior_sd": json.dumps(self.prior_sd),
+            "info": json.dumps(self.info, default=str),
+            "diagnostics": json.dumps(self._diagnostics, default=_json_default)
+            if self._diagnostics is not None else "",
+        }
+        return az.from_dict(posterior=posterior, sample_stats=stats or None,
+                            coords={"source": self.sources}, dims=dims, attrs=attrs)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the posterior as ArviZ InferenceData netCDF (atomically: temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            self.to_inference_data().to_netcdf(str(tmp), engine="h5netcdf")
+            tmp.replace(path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LawPosterior":
+        """Read a file written by :meth:`save`; any unreadable file raises PosteriorError."""
+        az = _arviz()
+
+        path = Path(path)
+        if not path.is_file():
+            raise PosteriorError(f"posterior file not found: {path}")
+        try:
+            idata = az.from_netcdf(str(path), engine="h5netcdf")
+            post = idata.posterior
+            attrs = dict(post.attrs)
+            if "law" not in attrs or "sources" not in attrs:
+                raise PosteriorError(f"{path} is not an archopt posterior (no law/sources)")
+            sources = json.loads(attrs["sources"])
+            law = get_law(str(attrs["law"]))
+            num_chains = int(post.sizes["chain"])
+            samples: dict[str, np.ndarray] = {}
+            for name in law.param_names:
+                samples[name] = np.asarray(post[name].values, np.float64).reshape(-1)
+            for kind in _PER_SOURCE:
+                if kind in post:
+                    arr = np.asarray(post[kind].values, np.float64)  # chain, draw, source
+                    for j, src in enumerate(sources):
+                        col = arr[..., j].reshape(-1)
+                        if not np.all(np.isnan(col)):
+                            samples[f"{kind}[{src}]"] = col
+            stats = {}
+            if hasattr(idata, "sample_stats"):
+                for k in idata.sample_stats.data_vars:
+                    stats[str(k)] = np.asarray(idata.sample_stats[k].values).reshape(-1)
+            diag_text = attrs.get("diagnostics", "")
+            return cls(str(attrs["law"]), samples, sources=sources,
+                       reference_source=str(attrs["reference_source"]),
+                       source_terms=str(attrs.get("source_terms", "affine")),
+                       method=str(attrs.get("method", "bayes")), num_chains=num_chains,
+                       diagnostics=json.loads(diag_text) if diag_text else None,
+                       prior_sd=json.loads(attrs.get("prior_sd", "{}")),
+                       fixed=json.loads(attrs.get("fixed", "[]")),
+                       info=json.loads(attrs.get("info", "{}")), sample_stats=stats)
+        except ArchoptError as exc:
+            if isinstance(exc, PosteriorError):
+                raise
+            raise PosteriorError(f"cannot read posterior {path}: {exc}") from None
+        except Exception as exc:  # netCDF/HDF5/JSON errors of any kind: the file is unusable
+            raise PosteriorError(f"cannot read posterior {path}: "
+                                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+
+    def __repr__(self) -> str:
+        return (f"LawPosterior(law={self.law!r}, method={self.method!r}, S={self.num_samples}, "
+                f"sources={self.sources}, reference={self.reference_source!r})")
+
+
+def _arviz() -> Any:
+    """Import ArviZ without its refactor FutureWarning (noise for users of this API)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def _converter(features: Mapping[str, Any], xp: Any):
+    """A function turning numpy ``(S, 1)`` arrays into ``xp`` arrays matching the features."""
+    if xp is np:
+        return lambda a: a
+    if getattr(xp, "__name__", "") == "torch":
+        ref = next((v for v in features.values() if isinstance(v, xp.Tensor)), None)
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else xp.float64
+        device = ref.device if ref is not None else None
+        return lambda a: xp.as_tensor(a, dtype=dtype, device=device)
+    return lambda a: xp.asarray(a)
+
+
+def _json_float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
