@@ -1,0 +1,165 @@
+"""End to end: ``streamlit run app.py`` in a subprocess, every page loaded in headless Chromium.
+
+Chromium and its driver come from Debian (``chromium``, ``chromium-driver``); the test installs
+them with apt-get when it runs as root and they are missing, and skips with the reason only
+where that is impossible. Screenshots of every page go to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts" / "screenshots"
+#: (url path, page title in the app, file name of the screenshot)
+PAGES = [("campaigns", "Campaigns", "campaigns"), ("pareto", "Pareto front", "pareto"),
+         ("scaling-law", "Scaling law", "scaling_law"), ("throughput", "Throughput model", "throughput"),
+         ("export", "Export", "export")]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--hide-scrollbars"]
+
+
+def _ensure_chromium() -> tuple[str, str]:
+    """Paths of chromium and chromedriver, installing the Debian packages when possible."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    if not shutil.which("apt-get"):
+        pytest.skip("headless Chromium is not installed and there is no apt-get to install it")
+    if os.geteuid() != 0:
+        pytest.skip("headless Chromium is not installed and installing it needs root (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300,
+                       capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+                       check=True, env=env, timeout=600, capture_output=True)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"could not install chromium with apt-get: {exc}")
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("apt-get ran but chromium/chromedriver are still missing")
+    return chromium, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (dev extra)")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = _ensure_chromium()
+    profile = tempfile.mkdtemp(prefix="archopt-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}", "--window-size=1440,2000"]:
+        options.add_argument(flag)
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download drivers
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app served from a home that holds one small campaign with a few trials."""
+    from tests.app_fixtures import make_demo_campaign
+
+    home = tmp_path_factory.mktemp("browser-home")
+    make_demo_campaign(home)
+    port = _free_port()
+    log = open(home / "streamlit.log", "w")
+    env = {**os.environ, "ARCHOPT_HOME": str(home), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            break
+    else:
+        proc.terminate()
+        pytest.fail(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
+    if proc.poll() is not None:
+        pytest.fail(f"streamlit exited: {(home / 'streamlit.log').read_text()[-2000:]}")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _wait_idle(driver, timeout: float = 120.0) -> None:
+    """Until the script has run (the app reports notRunning) and no spinner is left."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    idle_since = None
+    while time.time() < deadline:
+        states = [e.get_attribute("data-test-script-state")
+                  for e in driver.find_elements(By.CSS_SELECTOR, "[data-test-script-state]")]
+        busy = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSpinner"]')
+        if states and all(s == "notRunning" for s in states) and not busy:
+            idle_since = idle_since or time.time()
+            if time.time() - idle_since > 1.5:  # charts finish drawing after the script ends
+                return
+        else:
+            idle_since = None
+        time.sleep(0.3)
+    raise AssertionError(f"page did not finish running within {timeout}s")
+
+
+def test_every_page_renders_in_chromium(browser, server):
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for path, title, shot in PAGES:
+        browser.get(f"{server}/{path}")
+        _wait_idle(browser)
+        text = browser.find_element(By.TAG_NAME, "body").text
+        browser.save_screenshot(str(ARTIFACTS / f"{shot}.png"))
+        exceptions = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+        assert not exceptions, f"{path}: {exceptions[0].text[:500]}"
+        assert title in text, f"{path}: page title {title!r} not shown"
+        if path == "pareto":
+            plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+            assert plots, "the Pareto chart did not render"
+            points = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .point")
+            assert len(points) > 3, "the Pareto chart has no points"
+        if path in ("scaling-law", "throughput"):
+            assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), f"{path}: no chart"
