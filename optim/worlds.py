@@ -21,8 +21,9 @@ How a world is built (:func:`make_world`), per seed:
   the optimizer does not know -- and an observed throughput adds measurement noise of the same
   size on top.
 
-The objectives are ``(-loss, tokens_per_s)``, both maximized, as BoTorch's multi-objective
-utilities expect.
+The objectives are ``(-loss, ln tokens_per_s)``, both maximized, as BoTorch's multi-objective
+utilities expect -- the same space the campaign's acquisition works in (:mod:`optim.acquisition`),
+so the benchmark scores what the optimizer optimizes. Regret is in plain tokens/s.
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ class World:
         loss_noise_rel: relative noise sd of an observed loss.
         throughput_noise_rel: relative noise sd of a measured throughput.
         loss_target: the loss a chosen architecture must reach (final-regret metric).
-        ref_point: hypervolume reference in objective space ``(-loss, tokens/s)``, shape ``(2,)``.
+        ref_point: hypervolume reference in objective space ``(-loss, ln tokens/s)``, ``(2,)``.
         info: provenance (law, source, draw, residual size, noise method) for the report.
     """
 
@@ -283,7 +284,8 @@ class World:
         n = len(self.candidates)
         for name in ("true_loss", "true_tokens_per_s"):
             arr = np.asarray(getattr(self, name), float)
-            if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+            if arr.shape != (n,) or not np.all(np.isfinite(arr)) or (
+                    name == "true_tokens_per_s" and np.any(arr <= 0)):
                 raise WorldError(f"{name} must be finite with shape ({n},), got {arr.shape}")
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "ref_point", np.asarray(self.ref_point, float).reshape(2))
@@ -294,9 +296,9 @@ class World:
         return len(self.candidates)
 
     def objectives(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """True ``(-loss, tokens/s)`` of ``indices`` (all candidates if None), shape ``k x 2``."""
+        """True ``(-loss, ln tokens/s)`` of ``indices`` (all if None), shape ``k x 2``."""
         idx = np.arange(self.n) if indices is None else np.asarray(indices, dtype=np.int64)
-        return np.stack([-self.true_loss[idx], self.true_tokens_per_s[idx]], axis=-1)
+        return np.stack([-self.true_loss[idx], np.log(self.true_tokens_per_s[idx])], axis=-1)
 
     def observe(self, indices: Sequence[int] | np.ndarray, rng: np.random.Generator
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -349,7 +351,8 @@ class World:
 
 
 def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthLaw,
-               source: str | None, throughput_model: np.ndarray, throughput_rel_sigma: float,
+               source: str | None, throughput_model: np.ndarray,
+               throughput_rel_sigma: float | np.ndarray,
                seed: int, noise: NoiseEstimate, residual_rel_sigma: float,
                loss_target_quantile: float = 0.25, residual_lengthscale: float = 1.0,
                n_law_draws: int | None = None, name: str = "world",
@@ -362,7 +365,8 @@ def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthLaw,
         truth: the fitted law whose posterior draws are the ground-truth law.
         source: the loss source (scale) to evaluate the law in.
         throughput_model: the throughput model's tokens/s per candidate, shape ``(n,)``.
-        throughput_rel_sigma: the model's relative error (calibration ``rel_sigma``).
+        throughput_rel_sigma: the model's relative error (calibration ``rel_sigma``), a scalar
+            or one per candidate.
         seed: picks the law draw, the residual and the throughput errors.
         noise: run-to-run loss noise.
         residual_rel_sigma: sd of the smooth shape residual (relative, ln-loss units).
@@ -376,8 +380,9 @@ def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthLaw,
     if n < 2:
         raise WorldError(f"a world needs at least 2 candidates, got {n}")
     tput = np.asarray(throughput_model, float)
-    if tput.shape != (n,) or not np.all(np.isfinite(tput) & (tput >= 0)):
-        raise WorldError(f"throughput_model must be finite, >= 0, with shape ({n},)")
+    if tput.shape != (n,) or not np.all(np.isfinite(tput) & (tput > 0)):
+        raise WorldError(f"throughput_model must be finite, > 0, with shape ({n},)")
+    tput_sigma = np.broadcast_to(np.asarray(throughput_rel_sigma, float), (n,))
     rng = np.random.default_rng([int(seed), 7919])
     feats = law_features(list(candidates), tokens)
     draws = np.asarray(truth.law_draws(feats, source=source, n_draws=n_law_draws), float)
@@ -386,7 +391,7 @@ def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthLaw,
     resid = residual_rel_sigma * smooth_residual(shape_feature_matrix(candidates), rng,
                                                  lengthscale=residual_lengthscale)
     true_loss = base * np.exp(resid)
-    true_tps = tput * np.exp(rng.normal(0.0, throughput_rel_sigma, n))
+    true_tps = tput * np.exp(rng.normal(0.0, 1.0, n) * tput_sigma)
     loss_target = float(np.quantile(true_loss, loss_target_quantile))
     ref = _reference_point(true_loss, true_tps, loss_target)
     meta = {
@@ -397,7 +402,7 @@ def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthLaw,
         "residual_lengthscale": float(residual_lengthscale),
         "loss_noise_rel": float(noise.rel_sigma),
         "noise_method": noise.method,
-        "throughput_rel_sigma": float(throughput_rel_sigma),
+        "throughput_rel_sigma": float(np.mean(tput_sigma)),
         "loss_target_quantile": float(loss_target_quantile),
         "loss_range": [float(true_loss.min()), float(true_loss.max())],
         **dict(info or {}),
@@ -405,7 +410,7 @@ def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthLaw,
     return World(name=name, candidates=tuple(candidates), tokens=float(tokens),
                  true_loss=true_loss, true_tokens_per_s=true_tps,
                  loss_noise_rel=float(noise.rel_sigma),
-                 throughput_noise_rel=float(throughput_rel_sigma), loss_target=loss_target,
+                 throughput_noise_rel=float(np.mean(tput_sigma)), loss_target=loss_target,
                  ref_point=ref, info=meta)
 
 
@@ -417,7 +422,7 @@ def _reference_point(true_loss: np.ndarray, true_tps: np.ndarray, loss_target: f
     side is the nadir of the true front within the target, widened by 10% of the front's range
     (BoTorch's ``infer_reference_point`` convention), so every front point counts.
     """
-    y = np.stack([-true_loss, true_tps], axis=-1)
+    y = np.stack([-true_loss, np.log(true_tps)], axis=-1)
     ok = true_loss <= loss_target
     front = y[ok][pareto_mask(y[ok])]
     lo, hi = front[:, 1].min(), front[:, 1].max()
