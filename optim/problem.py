@@ -1,0 +1,409 @@
+"""One optimization problem over a discrete, budget-preserving candidate set (no storage).
+
+:class:`CampaignSpec` says what a campaign optimizes; :meth:`Problem.build` turns it into
+arrays every strategy shares: the candidates (:func:`models.parametrize.enumerate_archs`, the
+parameter band holds exactly), their GP features, their throughput (measured where the cache
+has it, else the calibrated model, lognormal with ``rel_sigma``), memory fit, and draws of the
+scaling-law posterior at every candidate.
+
+GP features (``Problem.X``, ``n x d`` with ``d = 5``, each min-max scaled to ``[0, 1]`` over the
+candidate set; :data:`FEATURE_NAMES`):
+
+====  ==========================  =============================================
+col   feature                     why
+====  ==========================  =============================================
+0     ``log(d_model / sqrt(N))``  width knob of the conditional law
+1     ``log(r)``                  MLP-to-attention parameter ratio
+2     ``log2(gqa_group)``         KV sharing (the law has no term for it)
+3     ``log2(head_dim)``          per-head width (no law term either)
+4     ``log(N)``                  position inside the budget band
+====  ==========================  =============================================
+
+``n_layers`` and ``d_model`` are functions of these (given ``N``), so they are not repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from models.arch import Arch
+from models.errors import ArchoptError
+from models.parametrize import SearchSpace, budget_bounds, enumerate_archs
+from models.throughput import Workload
+
+from surrogate.gp import ResidualHyper
+
+__all__ = ["CampaignSpec", "Problem", "FEATURE_NAMES", "N_LAW_DRAWS", "DEFAULT_REL_SIGMA_MEASURED",
+           "features_of", "ProblemError"]
+
+FEATURE_NAMES: tuple[str, ...] = ("log_d_over_sqrt_n", "log_r", "log2_gqa_group",
+                                  "log2_head_dim", "log_n")
+#: Law-posterior draws kept per candidate (predictions; acquisition uses a subset).
+N_LAW_DRAWS = 64
+#: Relative spread assumed for a measured throughput when the cache gives none.
+DEFAULT_REL_SIGMA_MEASURED = 0.03
+#: Run-to-run standard deviation of a final loss (seeds, data order), loss units.
+LOSS_NOISE_SD = 0.01
+#: Prior standard deviation of the campaign's loss offset from the law's source.
+OFFSET_SD = 0.1
+
+
+class ProblemError(ArchoptError):
+    """A campaign specification that cannot define a problem."""
+
+
+def _space_from(value: Any) -> SearchSpace:
+    if isinstance(value, SearchSpace):
+        return value
+    if isinstance(value, Mapping):
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        return SearchSpace(**kwargs)
+    raise ProblemError(f"space must be a SearchSpace or a mapping, got {type(value).__name__}")
+
+
+def _workload_from(value: Any) -> Workload:
+    if isinstance(value, Workload):
+        return value
+    if isinstance(value, str):
+        return Workload.parse(value)
+    if isinstance(value, Mapping):
+        return Workload(**value)
+    raise ProblemError(f"workload must be a Workload, a mapping or 'batch=..,input=..', got {value!r}")
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ProblemError(f"{name} must be a number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ProblemError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """What a campaign optimizes.
+
+    Args:
+        name: campaign name (letters, digits, ``-_.``).
+        params: target non-embedding parameter count N.
+        tokens: training tokens D of every run.
+        hardware: hardware profile id (:func:`models.hardware.get_hardware`).
+        band: relative tolerance on N; candidates hold it exactly.
+        workload: serving workload throughput is predicted/measured for.
+        max_loss: optional loss constraint (also the hypervolume reference loss).
+        min_throughput: optional tokens/s constraint (also the reference throughput).
+        must_fit: drop candidates whose weights + KV cache do not fit the device memory.
+        vocab_size, tie_embeddings: fixed for all candidates.
+        law: the scaling law of the prior posterior.
+        space: the candidate grid.
+        source: the run-table source whose offset/scale the campaign's losses are on
+            (``None``: the prior's reference source); a remaining offset is learned.
+    """
+
+    name: str
+    params: float
+    tokens: float
+    hardware: str
+    band: float = 0.05
+    workload: Workload = field(default_factory=lambda: Workload(64, 4096, 1024))
+    max_loss: float | None = None
+    min_throughput: float | None = None
+    must_fit: bool = True
+    vocab_size: int = 128256
+    tie_embeddings: bool = True
+    law: str = "conditional"
+    space: SearchSpace = field(default_factory=SearchSpace)
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
+            raise ProblemError(f"campaign name must be letters, digits, '-', '_' or '.', got {self.name!r}")
+        object.__setattr__(self, "params", _positive("params", self.params))
+        object.__setattr__(self, "tokens", _positive("tokens", self.tokens))
+        budget_bounds(self.params, float(self.band))
+        object.__setattr__(self, "band", float(self.band))
+        object.__setattr__(self, "workload", _workload_from(self.workload))
+        object.__setattr__(self, "space", _space_from(self.space))
+        from models.hardware import get_hardware
+
+        object.__setattr__(self, "hardware", get_hardware(self.hardware).id)
+        for name in ("max_loss", "min_throughput"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _positive(name, getattr(self, name)))
+        object.__setattr__(self, "vocab_size", int(_positive("vocab_size", self.vocab_size)))
+        object.__setattr__(self, "tie_embeddings", bool(self.tie_embeddings))
+        object.__setattr__(self, "must_fit", bool(self.must_fit))
+
+    def budget_bounds(self) -> tuple[int, int]:
+        """Inclusive non-embedding parameter bounds of the band."""
+        return budget_bounds(self.params, self.band)
+
+    def in_band(self, arch: Arch) -> bool:
+        lo, hi = self.budget_bounds()
+        return lo <= arch.non_embedding_params <= hi
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (round-trips through :meth:`from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["workload"] = self.workload.to_dict()
+        out["space"] = dataclasses.asdict(self.space)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CampaignSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def features_of(archs: Sequence[Arch]) -> np.ndarray:
+    """Raw (unscaled) GP features of :data:`FEATURE_NAMES`, ``n x 5``."""
+    return np.array([[math.log(a.d_over_sqrt_n), math.log(a.mlp_attn_ratio), math.log2(a.gqa_group),
+                      math.log2(a.head_dim), math.log(a.non_embedding_params)] for a in archs],
+                    dtype=np.float64).reshape(len(archs), len(FEATURE_NAMES))
+
+
+def _noise_sigma(prior: Any, source: str | None) -> float | None:
+    if hasattr(prior, "noise_sigma_for"):
+        return float(prior.noise_sigma_for(source))
+    sigma = getattr(prior, "noise_sigma", None)
+    if sigma is None:
+        return None
+    if isinstance(sigma, Mapping):
+        key = source if source is not None else getattr(prior, "reference_source", None)
+        if key in sigma:
+            sigma = sigma[key]
+        else:
+            sigma = float(np.median([float(np.mean(v)) for v in sigma.values()]))
+    return float(np.mean(np.asarray(sigma, dtype=np.float64)))
+
+
+@dataclass
+class Problem:
+    """Arrays over ``n`` candidates that every strategy reads (see the module docstring).
+
+    Attributes:
+        spec: the campaign specification.
+        candidates: ``n`` archs; the first ``n_grid`` come from ``enumerate_archs``, the rest
+            are observed shapes outside that grid (never proposed when out of band).
+        tokens: training tokens D.
+        X: ``n x d`` GP features in ``[0, 1]`` (float64).
+        throughput_mean: ``(n,)`` tokens/s (median of the lognormal).
+        throughput_rel_sigma: ``(n,)`` std of ``log(tokens/s)``.
+        throughput_source: ``(n,)`` ``"measured"`` or ``"model"``.
+        fits_in_memory: ``(n,)`` weights + KV cache fit the device.
+        memory_bytes: ``(n,)``.
+        in_band: ``(n,)`` non-embedding params inside the band.
+        proposable: ``(n,)`` may be proposed (in band, on the grid, fits when ``must_fit``).
+        prior: the law posterior (``None``: strategies without a prior only).
+        source: which source's offset/scale the losses are on (``None`` = reference).
+        law_samples: ``N_LAW_DRAWS x n`` noise-free law values, or ``None`` without a prior.
+        residual_hyper: hyper-parameters of the residual GP prior.
+    """
+
+    spec: CampaignSpec
+    candidates: list[Arch]
+    tokens: float
+    X: torch.Tensor
+    throughput_mean: np.ndarray
+    throughput_rel_sigma: np.ndarray
+    throughput_source: np.ndarray
+    fits_in_memory: np.ndarray
+    memory_bytes: np.ndarray
+    in_band: np.ndarray
+    proposable: np.ndarray
+    prior: Any | None
+    source: str | None
+    law_samples: np.ndarray | None
+    residual_hyper: ResidualHyper
+    n_grid: int
+    feature_bounds: np.ndarray = field(repr=False, default=None)
+    _index: dict[Arch, int] = field(repr=False, default_factory=dict)
+
+    # ---- construction --------------------------------------------------------------------
+    @classmethod
+    def build(cls, spec: CampaignSpec, prior: Any | None, measurement_cache: Any | None = None, *,
+              extra_archs: Sequence[Arch] = (), candidates: Sequence[Arch] | None = None
+              ) -> "Problem":
+        """Enumerate candidates and evaluate throughput, memory and the law at all of them.
+
+        Args:
+            spec: the campaign.
+            prior: a ``LawPosterior`` (or ``None``).
+            measurement_cache: a ``models.measure.MeasurementCache``; ``None`` uses the default
+                cache when it exists, ``False`` ignores measurements.
+            extra_archs: observed shapes to add when they are not on the grid.
+            candidates: override the enumeration (tests, benchmarks with small sets).
+        """
+        grid = list(candidates) if candidates is not None else enumerate_archs(
+            spec.params, spec.band, space=spec.space, vocab_size=spec.vocab_size,
+            tie_embeddings=spec.tie_embeddings)
+        if not grid:
+            raise ProblemError(f"no candidate architecture has {spec.params:.4g} non-embedding "
+                               f"params +-{spec.band:.1%} on the search grid")
+        seen = set(grid)
+        extras = []
+        for a in extra_archs:
+            if a not in seen:
+                seen.add(a)
+                extras.append(a)
+        archs = grid + extras
+        n = len(archs)
+        raw = features_of(archs)
+        # Scale with the grid's range so adding observed shapes does not move the features.
+        lo, hi = raw[: len(grid)].min(0), raw[: len(grid)].max(0)
+        span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
+        X = torch.as_tensor((raw - lo) / span, dtype=torch.float64)
+
+        tps, rel, src, fits, mem = _throughput(spec, archs, measurement_cache)
+        lo_n, hi_n = spec.budget_bounds()
+        nonemb = np.array([a.non_embedding_params for a in archs])
+        in_band = (nonemb >= lo_n) & (nonemb <= hi_n)
+        proposable = in_band & (fits if spec.must_fit else True)
+        proposable[len(grid):] = False
+        if not proposable.any():
+            raise ProblemError("no candidate fits in the device memory for this workload; "
+                               "use a smaller batch/context or must_fit=False")
+
+        law_samples = None
+        sigma = None
+        source = spec.source
+        if prior is not None:
+            from surrogate.laws import law_features
+
+            feats = law_features(archs, spec.tokens)
+            law_samples = np.asarray(prior.law_draws(feats, source=source, n_draws=N_LAW_DRAWS),
+                                     dtype=np.float64)
+            sigma = _noise_sigma(prior, source)
+        # The law misfit scale: the fitted residual sd of the law (includes run noise).
+        misfit = max(sigma if sigma is not None and math.isfinite(sigma) else 0.03, 0.01)
+        hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=OFFSET_SD ** 2,
+                              noise_var=LOSS_NOISE_SD ** 2, lengthscale=(0.5,))
+        problem = cls(spec=spec, candidates=archs, tokens=spec.tokens, X=X, throughput_mean=tps,
+                      throughput_rel_sigma=rel, throughput_source=src, fits_in_memory=fits,
+                      memory_bytes=mem, in_band=in_band, proposable=proposable, prior=prior,
+                      source=source, law_samples=law_samples, residual_hyper=hyper,
+                      n_grid=len(grid), feature_bounds=np.stack([lo, span]))
+        problem._index = {a: i for i, a in enumerate(archs)}
+        return problem
+
+    # ---- views ---------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return len(self.candidates)
+
+    @property
+    def max_loss(self) -> float | None:
+        return self.spec.max_loss
+
+    @property
+    def min_throughput(self) -> float | None:
+        return self.spec.min_throughput
+
+    @property
+    def log_throughput(self) -> np.ndarray:
+        """``(n,)`` natural log of tokens/s: the second objective (see :mod:`optim.acquisition`)."""
+        return np.log(self.throughput_mean)
+
+    def index_of(self, arch: Arch) -> int | None:
+        """Position of ``arch`` among the candidates, or ``None``."""
+        return self._index.get(arch)
+
+    def law_mean(self) -> np.ndarray:
+        """``(n,)`` posterior-mean law value (NaN without a prior)."""
+        if self.law_samples is None:
+            return np.full(self.n, np.nan)
+        return self.law_samples.mean(0)
+
+    def reference_point(self, loss_mean: np.ndarray | None = None) -> tuple[float, float]:
+        """Hypervolume reference point ``(loss, tokens/s)``: worst values that still count.
+
+        ``max_loss`` / ``min_throughput`` when given. Otherwise BoTorch's
+        ``infer_reference_point`` (nadir of the predicted Pareto front minus 10% of its range)
+        over the proposable candidates, using ``loss_mean`` (default: the law mean) and the
+        throughput, computed in the objective space ``(-loss, log tokens/s)``.
+        """
+        from botorch.utils.multi_objective import is_non_dominated
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+
+        ok = self.proposable
+        if loss_mean is None:
+            loss_mean = self.law_mean()
+        loss = np.asarray(loss_mean, dtype=np.float64)
+        if not np.all(np.isfinite(loss[ok])):
+            loss = np.zeros(self.n)  # no prior: only throughput defines the default
+        Y = torch.as_tensor(np.stack([-loss[ok], self.log_throughput[ok]], -1))
+        front = Y[is_non_dominated(Y)]
+        ref = infer_reference_point(front)
+        ref_loss = -float(ref[0]) if self.max_loss is None else float(self.max_loss)
+        if ref_loss == 0.0:
+            ref_loss = 1e-6
+        ref_tps = math.exp(float(ref[1])) if self.min_throughput is None else float(self.min_throughput)
+        return ref_loss, ref_tps
+
+    @property
+    def ref_point(self) -> tuple[float, float]:
+        """The default reference point at the prior law mean (see :meth:`reference_point`)."""
+        return self.reference_point()
+
+    def with_measurements(self, measurement_cache: Any) -> "Problem":
+        """A copy whose throughput uses measurements in ``measurement_cache`` where present."""
+        tps, rel, src, fits, mem = _throughput(self.spec, self.candidates, measurement_cache)
+        return dataclasses.replace(self, throughput_mean=tps, throughput_rel_sigma=rel,
+                                   throughput_source=src)
+
+
+def _default_cache() -> Any | None:
+    try:
+        from models.measure import MeasurementCache
+    except ImportError:
+        return None
+    try:
+        return MeasurementCache()
+    except ArchoptError:
+        return None
+
+
+def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Model prediction for all archs, replaced by cached measurements where present."""
+    from models.throughput import predict_throughput_many
+
+    pred = predict_throughput_many(archs, spec.hardware, spec.workload)
+    tps = np.asarray(pred["tokens_per_s"], dtype=np.float64).copy()
+    rel = np.asarray(pred["rel_sigma"], dtype=np.float64).copy()
+    src = np.full(len(archs), "model", dtype=object)
+    fits = np.asarray(pred["fits_in_memory"], dtype=bool)
+    mem = np.asarray(pred["memory_bytes"], dtype=np.float64)
+    if cache is None:
+        cache = _default_cache()
+    if cache is False or cache is None:
+        return tps, rel, src, fits, mem
+    # One query for all candidates (a lookup per candidate would open thousands of
+    # connections); the newest ok record of this hardware/backend/workload wins.
+    wl = spec.workload
+    index = {a: i for i, a in enumerate(archs)}
+    for m in cache.records(spec.hardware, wl.backend, status="ok"):
+        i = index.get(m.arch)
+        if i is None or (m.batch_size, m.input_len, m.output_len, m.dtype) != (
+                wl.batch_size, wl.input_len, wl.output_len, wl.dtype):
+            continue
+        value = float(m.tokens_per_s or 0.0)
+        if not (math.isfinite(value) and value > 0):
+            continue
+        spread = float(m.tokens_per_s_spread or 0.0)
+        tps[i] = value
+        # max-min over repeats ~ 2 sd for a handful of repeats
+        rel[i] = max(0.5 * spread / value if math.isfinite(spread) else 0.0,
+                     DEFAULT_REL_SIGMA_MEASURED)
+        src[i] = "measured"
+    return tps, rel, src, fits, mem

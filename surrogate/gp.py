@@ -1,0 +1,283 @@
+"""A Gaussian-process residual on top of the scaling-law posterior: the loss model of archopt.
+
+The loss of architecture ``x`` is modelled, for each posterior draw ``s`` of the law, as::
+
+    y(x) = m_s(x) + c + g(x) + eps,    c ~ N(0, offset_var),  g ~ GP(0, outputscale * Matern52),
+                                       eps ~ N(0, noise_var)
+
+``m_s`` is the noise-free law of draw ``s`` (:meth:`LawPosterior.law_draws`), ``c`` a constant
+offset between the data the law was fitted on and the campaign's own runs (a different dataset,
+tokenizer or loss kind shifts every loss alike), ``g`` a smooth shape-dependent misfit of the law
+and ``eps`` the run-to-run noise of a final loss. ``c`` is integrated out analytically (a
+constant kernel), so one observed run already shifts every prediction, and with *zero*
+observations the model is the law posterior widened by ``offset_var + outputscale``.
+
+Why an ensemble of residual GPs rather than a GP with the law as ``mean_module``: the members
+share kernel hyper-parameters, so conditioning on ``n`` runs costs one ``n x n`` Cholesky for all
+``S`` members; only the residual targets ``y - m_s(X)`` differ. This is exactly the posterior a
+batched ``SingleTaskGP`` with batch shape ``[S]``, mean ``m_s + 0`` and no outcome transform would
+give (tested), without fighting its Y standardization, and it also works with ``n = 0``.
+Hyper-parameters are fitted (MAP, BoTorch's ``fit_gpytorch_mll`` on a ``SingleTaskGP`` of the
+mean residual with priors centred on the law's residual scale) once enough runs exist, otherwise
+kept at their prior values.
+
+Inputs are the ``d`` GP features of :class:`optim.problem.Problem` (scaled to ``[0, 1]``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ResidualHyper", "LawPriorGP", "mixture_quantiles"]
+
+DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class ResidualHyper:
+    """Kernel hyper-parameters of the residual GP (loss units; features in ``[0, 1]``).
+
+    Attributes:
+        outputscale: prior variance of the smooth law misfit ``g`` (loss^2).
+        offset_var: prior variance of the constant offset ``c`` (loss^2).
+        noise_var: variance of one run's final loss around its expectation (loss^2).
+        lengthscale: Matern-5/2 length scales, one per feature (``d``), or one shared value.
+    """
+
+    outputscale: float = 0.02 ** 2
+    offset_var: float = 0.1 ** 2
+    noise_var: float = 0.01 ** 2
+    lengthscale: tuple[float, ...] = (0.5,)
+
+    def __post_init__(self) -> None:
+        for name in ("outputscale", "offset_var", "noise_var"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not self.lengthscale or any(not (v > 0) for v in self.lengthscale):
+            raise ValueError("lengthscale must be positive")
+
+
+def _kernel(d: int, hyper: ResidualHyper):
+    """``outputscale * Matern52(ARD) + offset_var`` as a GPyTorch kernel (float64)."""
+    from gpytorch.kernels import ConstantKernel, MaternKernel, ScaleKernel
+    from gpytorch.priors import GammaPrior
+
+    # Priors centred on the hyper-parameters given: MAP fitting stays near them with few runs.
+    ls = np.broadcast_to(np.asarray(hyper.lengthscale, dtype=np.float64), (d,)).copy()
+    matern = MaternKernel(nu=2.5, ard_num_dims=d, lengthscale_prior=GammaPrior(3.0, 6.0))
+    scaled = ScaleKernel(matern, outputscale_prior=GammaPrior(2.0, 2.0 / hyper.outputscale))
+    const = ConstantKernel()
+    kernel = (scaled + const).to(DTYPE)
+    matern.lengthscale = torch.as_tensor(ls, dtype=DTYPE).reshape(1, d)
+    scaled.outputscale = torch.tensor(hyper.outputscale, dtype=DTYPE)
+    const.constant = torch.tensor(hyper.offset_var, dtype=DTYPE)
+    const.raw_constant.requires_grad_(False)  # the offset prior is a modelling choice, not fitted
+    return kernel
+
+
+class LawPriorGP:
+    """Loss model over a finite table of points: scaling-law prior plus residual GP.
+
+    Two ways to carry the law posterior (``mode``):
+
+    * ``"gaussian"`` (default): the law draws enter as a Gaussian process prior with mean
+      ``mbar = mean_s m_s`` and covariance ``Phi Phi^T``, ``Phi = (m_s - mbar) / sqrt(S)`` (the
+      draws' empirical covariance; a Bayesian linear model on the draws' deviations, Rasmussen &
+      Williams 2006, sec. 2.7). The full prior kernel is ``Phi Phi^T + offset_var +
+      outputscale * Matern52``. Conditioning on runs updates the law part too: draws that
+      disagree with the campaign's runs lose weight, which an ensemble of fixed draws never does.
+      The posterior is one Gaussian, so batch acquisition costs what a plain GP costs.
+    * ``"ensemble"``: one member per draw, prior mean ``m_s``, kernel ``offset_var +
+      outputscale * Matern52`` (the batched-``SingleTaskGP`` recipe of NOTES.md); posteriors are
+      equal-weight mixtures, and MC acquisition pays ``S`` times the samples.
+
+    Both use one Cholesky of ``n x n`` for all members (kernel hyper-parameters are shared).
+
+    Args:
+        features: ``n_all x d`` GP features of every point of the table.
+        law_samples: ``S x n_all`` noise-free law values of the draws at every point.
+        hyper: kernel hyper-parameters.
+        mode: ``"gaussian"`` or ``"ensemble"``.
+        members: in ensemble mode, which draws (rows of ``law_samples``) form the ensemble
+            (default: all).
+    """
+
+    def __init__(self, features: Tensor, law_samples: Tensor, hyper: ResidualHyper | None = None,
+                 *, mode: str = "gaussian", members: np.ndarray | None = None) -> None:
+        if mode not in ("gaussian", "ensemble"):
+            raise ValueError(f"mode must be 'gaussian' or 'ensemble', got {mode!r}")
+        self.features = torch.as_tensor(features, dtype=DTYPE)
+        law = torch.as_tensor(law_samples, dtype=DTYPE)
+        if law.dim() != 2 or law.shape[1] != self.features.shape[0]:
+            raise ValueError(f"law_samples must be S x {self.features.shape[0]}, got {tuple(law.shape)}")
+        self.mode = mode
+        self.hyper = hyper or ResidualHyper()
+        self.kernel = _kernel(self.features.shape[1], self.hyper)
+        if mode == "gaussian":
+            mbar = law.mean(0, keepdim=True)
+            self.prior_mean = mbar  # (1, n_all)
+            self.phi = ((law - mbar) / math.sqrt(law.shape[0])).T.contiguous()  # (n_all, S)
+        else:
+            rows = np.arange(law.shape[0]) if members is None else np.asarray(members)
+            self.prior_mean = law[torch.as_tensor(rows, dtype=torch.long)]  # (S', n_all)
+            self.phi = None
+        self.train_idx = torch.zeros(0, dtype=torch.long)
+        self._chol: Tensor | None = None
+        self._alpha: Tensor | None = None  # (n, S')
+        self.fitted_hyper = False
+
+    @property
+    def n_members(self) -> int:
+        """Mixture components of the posterior (1 in gaussian mode)."""
+        return self.prior_mean.shape[0]
+
+    def _k(self, a: Tensor, b: Tensor | None = None) -> Tensor:
+        """Prior covariance between table points ``a`` (``... x q``) and ``b`` (``... x p``)."""
+        xa = self.features[a]
+        if b is None:
+            K = self.kernel(xa).to_dense()
+            pa = pb = None if self.phi is None else self.phi[a]
+        else:
+            K = self.kernel(xa, self.features[b]).to_dense()
+            pa, pb = (None, None) if self.phi is None else (self.phi[a], self.phi[b])
+        if pa is not None:
+            K = K + pa @ pb.transpose(-1, -2)
+        return K
+
+    # ---- fitting -----------------------------------------------------------------------
+    def fit(self, train_idx: np.ndarray | Tensor, y: np.ndarray | Tensor, *,
+            fit_hyper: bool | None = None, min_points_for_fit: int = 5) -> "LawPriorGP":
+        """Condition on observed losses.
+
+        Args:
+            train_idx: ``(n,)`` table indices of the observed runs (``n`` may be 0; repeats
+                allowed).
+            y: ``(n,)`` observed losses.
+            fit_hyper: fit length scales / outputscale by MAP; default when
+                ``n >= min_points_for_fit``.
+        """
+        idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long).reshape(-1)
+        y = torch.as_tensor(np.asarray(y, dtype=np.float64), dtype=DTYPE).reshape(-1)
+        if idx.shape != y.shape:
+            raise ValueError(f"{len(idx)} indices but {len(y)} losses")
+        n = len(idx)
+        self.train_idx = idx
+        if fit_hyper is None:
+            fit_hyper = n >= min_points_for_fit
+        if fit_hyper and n >= 2:
+            resid = y - self.prior_mean[:, idx].mean(0)
+            self._fit_hyper(self.features[idx], resid)
+        if n == 0:
+            self._chol, self._alpha = None, None
+            return self
+        with torch.no_grad():
+            K = self._k(idx) + self.hyper.noise_var * torch.eye(n, dtype=DTYPE)
+            self._chol = torch.linalg.cholesky(K)
+            resid = (y.unsqueeze(0) - self.prior_mean[:, idx]).T  # (n, S')
+            self._alpha = torch.cholesky_solve(resid.contiguous(), self._chol)
+        return self
+
+    def _fit_hyper(self, X: Tensor, y: Tensor) -> None:
+        """MAP length scales and outputscale on the residual to the mean law (BoTorch fitter)."""
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from gpytorch.means import ZeroMean
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        Yvar = torch.full((X.shape[0], 1), self.hyper.noise_var, dtype=DTYPE)
+        model = SingleTaskGP(X, y.unsqueeze(-1), Yvar, covar_module=self.kernel,
+                             mean_module=ZeroMean(), outcome_transform=None)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        state = {k: v.clone() for k, v in self.kernel.state_dict().items()}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit_gpytorch_mll(mll)
+            self.fitted_hyper = True
+        except Exception:  # an ill-posed fit keeps the prior hyper-parameters
+            self.kernel.load_state_dict(state)
+        self.kernel.eval()
+
+    # ---- prediction --------------------------------------------------------------------
+    @torch.no_grad()
+    def posterior(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Joint posterior of the noise-free loss at table points.
+
+        Args:
+            idx: ``batch_shape x q`` table indices (long).
+
+        Returns:
+            ``mean``: ``batch_shape x S' x q`` (one row per mixture member) and
+            ``covariance``: ``batch_shape x q x q`` (shared by all members).
+        """
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        prior_cov = self._k(idx)
+        prior_mean = self.prior_mean[:, idx].movedim(0, -2)  # (..., S', q)
+        if self._chol is None:
+            return prior_mean, prior_cov
+        batch = idx.shape[:-1]
+        Kxs = self._k(idx, self.train_idx.expand(*batch, -1))  # (..., q, n)
+        mean = prior_mean + (Kxs @ self._alpha).transpose(-1, -2)
+        L = self._chol.expand(*batch, *self._chol.shape)
+        v = torch.linalg.solve_triangular(L, Kxs.transpose(-1, -2), upper=False)  # (..., n, q)
+        return mean, prior_cov - v.transpose(-1, -2) @ v
+
+    def marginals(self, idx: np.ndarray | Tensor | None = None, chunk: int = 4096
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Member means ``S' x m`` and shared variances ``(m,)`` of the noise-free loss."""
+        if idx is None:
+            idx = torch.arange(self.features.shape[0])
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        means, variances = [], []
+        for start in range(0, len(idx), chunk):
+            mean, cov = self.posterior(idx[start:start + chunk].unsqueeze(-1))  # (m, S', 1)
+            means.append(mean[..., 0].T)
+            variances.append(cov[..., 0, 0])
+        if not means:
+            return np.zeros((self.n_members, 0)), np.zeros(0)
+        return (torch.cat(means, -1).numpy(), torch.cat(variances).clamp_min(0.0).numpy())
+
+    def predictive(self, idx: np.ndarray | Tensor | None = None,
+                   probs: tuple[float, ...] = (0.05, 0.95)) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive loss of a new run (noise included): ``mean (m,)`` and quantiles
+        ``len(probs) x m`` (mixture quantiles in ensemble mode)."""
+        members, var = self.marginals(idx)
+        sd = np.sqrt(var + self.hyper.noise_var)
+        return members.mean(0), mixture_quantiles(members, sd, probs)
+
+
+def mixture_quantiles(means: np.ndarray, sd: np.ndarray, probs: tuple[float, ...],
+                      iters: int = 60) -> np.ndarray:
+    """Quantiles of an equal-weight Gaussian mixture, per point, by bisection on the CDF.
+
+    Args:
+        means: ``S x n`` component means.
+        sd: ``n`` or ``S x n`` component standard deviations.
+        probs: the probabilities wanted.
+
+    Returns:
+        ``len(probs) x n``.
+    """
+    from scipy.special import ndtr
+
+    means = np.asarray(means, dtype=np.float64)
+    sd = np.broadcast_to(np.maximum(np.asarray(sd, dtype=np.float64), 1e-12), means.shape)
+    out = np.empty((len(probs), means.shape[1]))
+    lo0 = (means - 8 * sd).min(0)
+    hi0 = (means + 8 * sd).max(0)
+    for i, p in enumerate(probs):
+        lo, hi = lo0.copy(), hi0.copy()
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            below = ndtr((mid - means) / sd).mean(0) < p
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        out[i] = 0.5 * (lo + hi)
+    return out
