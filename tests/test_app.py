@@ -102,6 +102,8 @@ def test_scaling_law_page_shows_posterior_bands_and_terms(home, tiny_prior):
     _no_exception(at)
     at.number_input(key="sl_r").set_value(1.0).run()
     _no_exception(at)
+    at.number_input(key="sl_n_m").set_value(300.0).run()
+    _no_exception(at)
     assert keys
 
 

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "screenshots"
 #: (url path, page title in the app, file name of the screenshot)
-PAGES = [("campaigns", "Campaigns", "campaigns"), ("pareto", "Pareto front", "pareto"),
+PAGES = [("", "Campaigns", "campaigns"),  # the default page lives at the root URL
+          ("pareto", "Pareto front", "pareto"),
          ("scaling-law", "Scaling law", "scaling_law"), ("throughput", "Throughput model", "throughput"),
          ("export", "Export", "export")]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -307,9 +307,9 @@ def band_figure(x: Sequence[float], quantiles: pd.DataFrame, *, x_title: str,
             hoverinfo="text+x+y" if "label" in observed else "x+y"))
     if marker_x is not None and np.isfinite(marker_x):
         fig.add_vline(x=marker_x, line=dict(color="grey", dash="dash", width=1))
-    fig.update_layout(xaxis_title=x_title, yaxis_title="loss", title=title, height=360,
-                      margin=dict(l=50, r=10, t=50 if title else 20, b=45),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=10)))
+    fig.update_layout(xaxis_title=x_title, yaxis_title="loss", title=title, height=420,
+                      margin=dict(l=50, r=10, t=50 if title else 30, b=100),
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)))
     if log_x:
         fig.update_xaxes(type="log")
     return fig
@@ -385,8 +385,9 @@ def throughput_parity_figure(table: pd.DataFrame, *, title: str | None = None) -
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
                                  line=dict(color="grey", dash="dash")))
     fig.update_xaxes(type="log", title="model (tokens/s)")
-    fig.update_yaxes(type="log", title="measured (tokens/s)")
-    fig.update_layout(title=title, height=420, margin=dict(l=60, r=10, t=50 if title else 20, b=45))
+    fig.update_yaxes(type="log", title="measured (tokens/s)", scaleanchor="x", scaleratio=1)
+    fig.update_layout(title=title, height=440, margin=dict(l=60, r=10, t=50 if title else 20, b=100),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     return fig
 
 
@@ -406,7 +407,8 @@ def residual_figure(table: pd.DataFrame, *, x: str, x_title: str | None = None,
                                  marker=dict(size=9), hovertext=g["label"] if "label" in g else None))
     fig.add_hline(y=0, line=dict(color="grey", dash="dash"))
     fig.update_layout(xaxis_title=x_title or x, yaxis_title="log(measured / model)", title=title,
-                      height=360, margin=dict(l=60, r=10, t=50 if title else 20, b=45))
+                      height=440, margin=dict(l=60, r=10, t=50 if title else 20, b=100),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     if log_x:
         fig.update_xaxes(type="log")
     return fig

@@ -25,8 +25,8 @@ __all__ = ["render", "VALIDATION_REPORT"]
 VALIDATION_REPORT = Path(__file__).resolve().parents[2] / "results" / "surrogate_validation.md"
 
 _SWEEPS = (
-    ("d_over_sqrt_n", "d_model / sqrt(N)", True),
-    ("mlp_attn_ratio", "r = MLP / attention params per block", True),
+    ("d_over_sqrt_n", "d_model / sqrt(N)", False),
+    ("mlp_attn_ratio", "r = MLP / attention params per block", False),
     ("aspect_ratio", "aspect ratio d_model / n_layers", True),
     ("non_embedding_params", "N (non-embedding params)", True),
     ("tokens", "D (training tokens)", True),
@@ -67,7 +67,7 @@ def _diagnostics(post: Any) -> None:
     cols = st.columns(5)
     cols[0].metric("Law", post.law)
     cols[1].metric("Method", str(diag.get("method", post.method)))
-    cols[2].metric("Draws", f"{post.num_samples} ({post.num_chains} chain(s))")
+    cols[2].metric("Draws", f"{post.num_samples:,}", help=f"{post.num_chains} chain(s)")
     r_hat, ess = diag.get("max_r_hat"), diag.get("min_ess_bulk")
     cols[3].metric("max r_hat", "n/a" if r_hat is None or not np.isfinite(r_hat) else f"{r_hat:.3f}")
     cols[4].metric("min bulk ESS", "n/a" if ess is None or not np.isfinite(ess) else f"{ess:.0f}")
@@ -97,9 +97,12 @@ def _coefficients(post: Any, key: str) -> None:
     st.markdown(f"**Data-dominated** (posterior sd < half the prior sd): "
                 f"{', '.join(data_terms) or 'none'}  \n"
                 f"**Prior-dominated or fixed**: {', '.join(prior_terms) or 'none'}")
-    if (dominated == "n/a").all():
-        st.caption("This fit has no prior (least squares): every term is determined by the data alone.")
-    st.dataframe(table, width="stretch")
+    if not dominated.isin(["data", "prior"]).any():
+        st.caption("This fit has no prior (least squares): free terms are determined by the data "
+                   "alone, their spread is the Laplace approximation.")
+    number = st.column_config.NumberColumn(format="%.4g")
+    st.dataframe(table, width="stretch", column_config={
+        c: number for c in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "prior_sd", "sd_ratio")})
 
 
 def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
@@ -125,10 +128,10 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
     else:
         n0, d0 = 1e9, 2e10
     cols = st.columns(6)
-    n_params = cols[0].number_input("N (non-embedding)", min_value=1e6, value=float(n0),
-                                    format="%.4g", key="sl_n")
-    tokens = cols[1].number_input("D (tokens)", min_value=1e6, value=float(d0), format="%.4g",
-                                  key="sl_d")
+    n_params = 1e6 * cols[0].number_input("N, non-embedding (M)", min_value=1.0,
+                                          value=round(n0 / 1e6, 1), step=10.0, key="sl_n_m")
+    tokens = 1e9 * cols[1].number_input("D, tokens (B)", min_value=0.01, value=round(d0 / 1e9, 2),
+                                        step=1.0, key="sl_d_b")
     x0 = cols[2].number_input("d/sqrt(N)", min_value=0.01, max_value=0.5, value=0.08,
                               step=0.005, format="%.3f", key="sl_x")
     r0 = cols[3].number_input("r", min_value=0.3, max_value=8.0, value=3.0, step=0.25, key="sl_r")

@@ -65,17 +65,24 @@ def render() -> None:
                 "this machine and `archopt calibrate` refits the constants; measurements land "
                 "in $ARCHOPT_HOME/measurements.sqlite.")
         return
-    plot = table.assign(group=table["origin"].str.slice(0, 40))
+    plot = table.assign(group=table["origin"].str.slice(0, 48))
+    x = st.selectbox("Residuals against", ["n_layers", "params", "batch_size", "input_len",
+                                           "d_model"], key="tp_residual_x")
     left, right = st.columns(2)
-    left.plotly_chart(figures.throughput_parity_figure(plot, title=f"{hw} / {backend}"),
+    left.plotly_chart(figures.throughput_parity_figure(plot, title=f"{hw} / {backend}: model vs measured"),
                       key="tp_parity")
-    x = right.selectbox("Residuals against", ["n_layers", "params", "batch_size", "input_len",
-                                              "d_model"], key="tp_residual_x")
-    right.plotly_chart(figures.residual_figure(plot, x=x, log_x=x in ("params", "batch_size")),
-                       key="tp_residuals")
+    right.plotly_chart(figures.residual_figure(plot, x=x, log_x=x in ("params", "batch_size"),
+                                               title="calibration residuals"), key="tp_residuals")
     rms = float((table["residual"] ** 2).mean() ** 0.5)
     st.caption(f"RMS log residual over {len(table)} measurement(s): {rms:.3f} "
                f"(the calibration's held-out estimate: {cal['rel_sigma']:.3f}).")
-    st.dataframe(table[["label", "origin", "d_model", "n_layers", "params", "workload",
-                        "measured_s", "predicted_s", "measured", "predicted", "residual"]],
-                 hide_index=True, width="stretch")
+    st.dataframe(table[["label", "d_model", "n_layers", "params", "batch_size", "input_len",
+                        "output_len", "measured_s", "predicted_s", "measured", "predicted",
+                        "residual", "origin"]],
+                 hide_index=True, width="stretch", column_config={
+                     "params": st.column_config.NumberColumn(format="compact"),
+                     "measured_s": st.column_config.NumberColumn("measured s", format="%.3f"),
+                     "predicted_s": st.column_config.NumberColumn("model s", format="%.3f"),
+                     "measured": st.column_config.NumberColumn("measured tok/s", format="%.1f"),
+                     "predicted": st.column_config.NumberColumn("model tok/s", format="%.1f"),
+                     "residual": st.column_config.NumberColumn("log(meas/model)", format="%+.3f")})
