@@ -156,7 +156,7 @@ def default_posterior() -> Any:
     """The package's default prior (:func:`surrogate.default_prior`), fitted once per server."""
     from surrogate import default_prior
 
-    return default_prior()
+    return default_prior(progress=False)
 
 
 @st.cache_resource(show_spinner="Loading posterior...", max_entries=4)
