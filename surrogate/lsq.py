@@ -92,15 +92,23 @@ def prepare_fit_data(runs: pd.DataFrame, reference_source: str | None = None,
                    src_idx=np.array([pos[k] for k in keys], dtype=np.int64), sources=sources)
 
 
-def auto_fixed(law: Law, features: Mapping[str, np.ndarray]) -> dict[str, float]:
+def auto_fixed(law: Law, features: Mapping[str, np.ndarray],
+               src_idx: np.ndarray | None = None) -> dict[str, float]:
     """Coefficients whose identifying feature spans less than :data:`IDENTIFIED_LOG_RANGE`
-    (natural-log units) in ``features``, mapped to their prior mean."""
+    (natural-log units) within every source, mapped to their prior mean.
+
+    Variation *between* sources does not count: per-source terms absorb it (gemstones has
+    r ~ 4 and the other tables r ~ 2, which says nothing about r at fixed data).
+    """
+    groups = np.zeros(len(features["D"]), np.int64) if src_idx is None else np.asarray(src_idx)
     fixed = {}
     for p in law.params:
         if p.identified_by is None:
             continue
         values = np.asarray(features[p.identified_by], dtype=np.float64)
-        if np.log(values.max() / values.min()) < IDENTIFIED_LOG_RANGE:
+        spread = max(np.log(values[groups == g].max() / values[groups == g].min())
+                     for g in np.unique(groups))
+        if spread < IDENTIFIED_LOG_RANGE:
             fixed[p.name] = p.prior.mean
     return fixed
 
@@ -288,7 +296,7 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
     if n_starts < 1:
         raise FitError(f"n_starts must be >= 1, got {n_starts}")
     data = prepare_fit_data(runs, reference_source)
-    fixed_values = auto_fixed(law_obj, data.features) if fixed is None else dict(fixed)
+    fixed_values = auto_fixed(law_obj, data.features, data.src_idx) if fixed is None else dict(fixed)
     unknown = [k for k in fixed_values if k not in law_obj.param_names]
     if unknown:
         raise FitError(f"cannot fix {', '.join(unknown)}: not coefficients of law {law!r}")

@@ -437,7 +437,7 @@ class LawPosterior:
         try:
             idata = az.from_netcdf(str(path), engine="h5netcdf")
             post = idata.posterior
-            attrs = dict(post.attrs)
+            attrs = {**dict(post.attrs), **dict(getattr(idata, "attrs", None) or {})}
             if "law" not in attrs or "sources" not in attrs:
                 raise PosteriorError(f"{path} is not an archopt posterior (no law/sources)")
             sources = json.loads(attrs["sources"])
