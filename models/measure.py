@@ -344,7 +344,7 @@ def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
         return elapsed
 
     with torch.inference_mode():
-        run(min(wl.output_len, 4))  # warm-up: allocator, kernels, lazy init
+        run(wl.output_len, FirstTokenClock())  # warm-up, same shape: allocator, kernels, lazy init
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
         else:

@@ -1,0 +1,130 @@
+"""The measurement harness really runs a tiny model on CPU, caches, and records failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from models import measure as measure_mod
+from models.arch import Arch
+from models.measure import Measurement, MeasurementCache, library_versions, measure
+from models.throughput import Workload, calibrate
+
+TINY = Arch(128, 2, 4, 2, 32, 256, 512, True)
+WL = Workload(batch_size=2, input_len=8, output_len=6, dtype="float32")
+
+
+@pytest.fixture
+def cache(tmp_path) -> MeasurementCache:
+    return MeasurementCache(tmp_path / "m.sqlite")
+
+
+@pytest.mark.slow
+def test_tiny_model_really_runs_and_is_cached(cache, monkeypatch) -> None:
+    m = measure(TINY, WL, repeats=2, cache=cache, device="cpu")
+    assert m.ok, m.reason
+    assert (m.hardware_id, m.backend, m.device) == ("cpu", "hf", "cpu")
+    assert (m.batch_size, m.input_len, m.output_len, m.dtype, m.repeats) == (2, 8, 6, "float32", 2)
+    assert len(m.times_s) == 2 and all(t > 0 for t in m.times_s)
+    rates = [2 * 6 / t for t in m.times_s]
+    assert min(rates) <= m.tokens_per_s <= max(rates) and min(m.times_s) <= m.total_s <= max(m.times_s)
+    assert m.tokens_per_s_spread == pytest.approx(max(rates) - min(rates))
+    assert 0 < m.ttft_s < max(m.times_s)
+    assert 0 < m.decode_s_per_token < max(m.times_s) / 5
+    assert m.tokens_per_s_spread >= 0 and m.peak_mem_bytes > 0
+    assert m.versions == library_versions("hf")
+
+    # Second call: served from the cache, the model is not run again.
+    def boom(*args, **kwargs):
+        raise AssertionError("measured twice")
+
+    monkeypatch.setitem(measure_mod._RUNNERS, "hf", boom)
+    assert measure(TINY, WL, repeats=2, cache=cache, device="cpu") == m
+    assert cache.lookup(TINY, "cpu", "hf", WL) == m
+    assert [r.status for r in cache.records("cpu", "hf")] == ["ok"]
+    # Measurements feed calibration directly.
+    assert calibrate([m], "cpu", "hf").n_points == 1
+
+
+def test_runner_crash_is_recorded_not_raised(cache, monkeypatch) -> None:
+    calls = []
+
+    def crash(arch, wl, repeats, device):
+        calls.append(1)
+        raise RuntimeError("CUDA error: device-side assert\ntriggered")
+
+    monkeypatch.setitem(measure_mod._RUNNERS, "hf", crash)
+    m = measure(TINY, WL, cache=cache, device="cpu")
+    assert m.status == "failed" and not m.ok
+    assert m.reason == "RuntimeError: CUDA error: device-side assert triggered"
+    assert m.tokens_per_s is None and m.to_timing_record() is None
+    assert measure(TINY, WL, cache=cache, device="cpu") == m and len(calls) == 1  # cached
+    measure(TINY, WL, cache=cache, device="cpu", force=True)
+    assert len(calls) == 2 and len(cache) == 1
+
+
+def test_out_of_memory_is_recorded(cache, monkeypatch) -> None:
+    def oom(arch, wl, repeats, device):
+        raise MemoryError("cannot allocate 12 GB")
+
+    monkeypatch.setitem(measure_mod._RUNNERS, "hf", oom)
+    m = measure(TINY, WL, cache=cache, device="cpu")
+    assert m.status == "failed" and m.reason.startswith("out of memory")
+
+
+def test_model_larger_than_memory_is_refused_before_running(cache, monkeypatch) -> None:
+    monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
+    huge = Arch(16384, 126, 128, 8, 128, 53248, 128256)
+    m = measure(huge, Workload(1, 16, 4), cache=cache, device="cpu")
+    assert m.status == "failed" and "does not fit in memory" in m.reason
+
+
+def test_vllm_without_vllm_or_gpu_fails_with_clear_reason(cache) -> None:
+    m = measure(TINY, WL, backend="vllm", cache=cache, device="cpu")
+    assert m.status == "failed" and m.backend == "vllm"
+    try:
+        import vllm  # noqa: F401
+        assert "GPU" in m.reason
+    except ImportError:
+        assert "vllm is not installed" in m.reason
+    assert m.versions["vllm"] in ("absent",) or m.versions["vllm"]
+    assert cache.records(backend="vllm")[0].reason == m.reason
+
+
+def test_cache_key_includes_versions_and_workload(cache) -> None:
+    m = Measurement("ok", "", TINY, "cpu", "hf", 1, 8, 4, "bfloat16", tokens_per_s=10.0,
+                    tokens_per_s_spread=1.0, ttft_s=0.1, decode_s_per_token=0.1, total_s=0.4,
+                    peak_mem_bytes=1e6, repeats=3, device="cpu", versions=library_versions("hf"),
+                    created_at=1.0, times_s=(0.4, 0.41, 0.39))
+    cache.put(m)
+    wl = Workload(1, 8, 4)
+    assert cache.lookup(TINY, "CPU", "hf", wl) == m
+    assert cache.lookup(TINY, "cpu", "hf", wl, versions={"torch": "0.1", "transformers": "1"}) is None
+    assert cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 5)) is None
+    assert cache.lookup(TINY, "cpu", "vllm", wl) is None
+    assert cache.lookup(TINY.replace(n_layers=3), "cpu", "hf", wl) is None
+    assert cache.records("a100-40gb") == [] and cache.records(status="failed") == []
+    assert Measurement.from_dict(m.to_dict()) == m
+    pred = m.to_prediction()
+    assert pred.source == "measured" and pred.tokens_per_s == 10.0
+
+
+def test_cache_persists_across_instances(tmp_path) -> None:
+    path = tmp_path / "m.sqlite"
+    m = Measurement("failed", "why", TINY, "cpu", "hf", 1, 8, 4, "bfloat16",
+                    versions=library_versions("hf"))
+    MeasurementCache(path).put(m)
+    assert MeasurementCache(path).lookup(TINY, "cpu", "hf", Workload(1, 8, 4)) == m
+
+
+def test_default_cache_lives_in_archopt_home(archopt_home, monkeypatch) -> None:
+    monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: (_ for _ in ()).throw(RuntimeError("x")))
+    measure(TINY, WL, device="cpu")
+    assert (archopt_home / "measurements.sqlite").exists()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(repeats=0), "repeats"), (dict(backend="trt"), "backend"), (dict(device="tpu"), "device"),
+])
+def test_bad_arguments_raise(cache, kwargs, match) -> None:
+    with pytest.raises(Exception, match=match):
+        measure(TINY, WL, cache=cache, **kwargs)
