@@ -15,12 +15,14 @@ at their prior (= published) mean, and reported as fixed.
 
 :meth:`LawFit.to_posterior` turns the point fit into a :class:`~surrogate.posterior.LawPosterior`
 by drawing from the Laplace (Gauss-Newton) approximation ``N(theta_hat, s^2 (J^T J)^-1)`` with
-``s^2`` the residual variance and ``J`` the Jacobian of the raw-loss residuals; noise ``sigma``
-is each source's residual sd. Every method then predicts through the same code.
+``s^2`` the residual variance and ``J`` the Jacobian of the raw-loss residuals, re-weighted by
+the Gaussian likelihood (importance resampling, flat prior) so curved, weakly identified
+directions stay plausible; noise ``sigma`` is each source's residual sd. Every method then predicts through the same code.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -217,20 +219,17 @@ class LawFit:
     n_obs: int
     n_starts_ok: int
     seconds: float
+    sigma_pooled: float = float("nan")
+    _data: FitData | None = field(default=None, repr=False)
     _posterior: LawPosterior | None = field(default=None, repr=False)
 
     def to_posterior(self, n_samples: int = 1000, seed: int = 0) -> LawPosterior:
-        """Draws from ``N(x_hat, cov)`` as a :class:`LawPosterior` (method = this fit's)."""
+        """Laplace draws (see :meth:`_laplace_draws`) as a :class:`LawPosterior`."""
         if self._posterior is not None and self._posterior.num_samples == n_samples:
             return self._posterior
         law = get_law(self.law)
         layout = _Layout(law, self.fixed, len(self.sources), self.source_terms)
-        rng = np.random.default_rng(seed)
-        cov = 0.5 * (self.cov + self.cov.T)
-        if np.all(np.isfinite(cov)):
-            draws = rng.multivariate_normal(self.x, cov, size=n_samples, method="eigh")
-        else:
-            draws = np.repeat(self.x[None, :], n_samples, axis=0)
+        draws = self._laplace_draws(layout, n_samples, np.random.default_rng(seed))
         theta, scale, offset = layout.unpack(draws)
         samples: dict[str, np.ndarray] = {}
         for name in law.param_names:
@@ -252,6 +251,38 @@ class LawFit:
                          "seconds": self.seconds, "warnings": warnings},
             fixed=list(self.fixed), info={"n_obs": self.n_obs, "seconds": self.seconds})
         return self._posterior
+
+    def _laplace_draws(self, layout: _Layout, n_samples: int, rng: np.random.Generator
+                       ) -> np.ndarray:
+        """``(n_samples, p)`` draws: Gaussian proposals ``N(x_hat, cov)`` re-weighted by the
+        Gaussian likelihood of the residuals (sampling-importance-resampling, flat prior,
+        draws outside the coefficient bounds dropped), so weakly identified, curved directions
+        (e.g. eps and gamma when the aspect term is small) do not produce absurd laws."""
+        cov = 0.5 * (self.cov + self.cov.T)
+        if not np.all(np.isfinite(cov)) or self._data is None:
+            return np.repeat(self.x[None, :], n_samples, axis=0)
+        n_prop = 4 * n_samples
+        prop = rng.multivariate_normal(self.x, cov, size=n_prop, method="eigh")
+        lo, hi = layout.bounds()
+        ok = np.all((prop >= lo) & (prop <= hi), axis=1)
+        data = self._data
+        theta, scale, offset = layout.unpack(prop)
+        theta = {k: (v[:, None] if np.ndim(v) else v) for k, v in theta.items()}
+        with np.errstate(all="ignore"):
+            mu = apply_source_terms(layout.law(data.features, theta, np),
+                                    None if scale is None else scale[:, data.src_idx],
+                                    None if offset is None else offset[:, data.src_idx])
+            ssr = np.sum((mu - data.loss) ** 2, axis=1)
+        s2 = max(self.sigma_pooled ** 2, 1e-12)
+        diff = prop - self.x
+        sol = np.linalg.lstsq(cov, diff.T, rcond=None)[0].T
+        log_q = -0.5 * np.sum(diff * sol, axis=1)
+        log_w = np.where(ok & np.isfinite(ssr), -ssr / (2 * s2) - log_q, -np.inf)
+        if not np.any(np.isfinite(log_w)):
+            return np.repeat(self.x[None, :], n_samples, axis=0)
+        w = np.exp(log_w - np.max(log_w))
+        pick = rng.choice(n_prop, size=n_samples, replace=True, p=w / w.sum())
+        return prop[pick]
 
     def predict(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
                 quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
@@ -381,4 +412,4 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
                   param_vector_names=layout.names(data.sources), fixed=fixed_values,
                   sources=data.sources, reference_source=data.reference_source,
                   source_terms=source_terms, cost=best_cost, n_obs=n, n_starts_ok=n_ok,
-                  seconds=time.perf_counter() - t0)
+                  seconds=time.perf_counter() - t0, sigma_pooled=math.sqrt(s2), _data=data)
