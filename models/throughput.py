@@ -599,7 +599,7 @@ def calibrate(records: Iterable[Any], hardware: Hardware | str, backend: str = "
 
     Residuals are ``log(predicted / measured)`` of the total generation time, plus (weight 0.5)
     of the time to first token where measured, plus a weak pull of each log-constant toward the
-    prior (default: :func:`load_calibration`'s current constants for the pair), which keeps
+    prior (default: :func:`default_calibration` for the pair), which keeps
     constants the data cannot identify at their prior value. Efficiencies are bounded to
     ``(0, 1]`` and the overlap to ``[0, 1]``.
 
@@ -629,7 +629,9 @@ def calibrate(records: Iterable[Any], hardware: Hardware | str, backend: str = "
         recs.append(rec)
     if not recs:
         raise CalibrationError(f"no successful measurements to calibrate {hw.id}/{backend}")
-    prior_constants = (prior or load_calibration(hw.id, backend)).constants
+    # The default prior is the documented defaults, not a stored calibration: re-using a fit as
+    # its own prior would count its data twice (and leak held-out rows into leave-one-out).
+    prior_constants = (prior or default_calibration(hw.id, backend)).constants
     constants = _fit(recs, hw, prior_constants)
     if len(recs) >= 3:
         held_out = [
