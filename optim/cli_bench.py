@@ -1,0 +1,64 @@
+"""``archopt bench``: the sample-efficiency benchmark (:mod:`optim.bench`).
+
+``--json`` prints ``{"methods": {NAME: {"trainings_to_95": int | null, "final_hv_ratio": float,
+"propose_seconds": float, "regret": float}}, "seeds": n, "world": kind, "targets": {...}}`` for
+the headline world; the full numbers go to ``OUT/results.json`` with ``report.md`` and PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command to ``app``."""
+
+    @app.command("bench")
+    def bench(
+        quick: Annotated[bool, typer.Option(
+            "--quick", help="Under 10 minutes: 300-candidate subset, shifted world only.")] = False,
+        seeds: Annotated[Optional[int], typer.Option(
+            "--seeds", help="Seeds per world and method (default 10).")] = None,
+        out: Annotated[Path, typer.Option(
+            "--out", help="Folder for report.md, results.json and PNGs.")] = Path("results/bench"),
+        methods: Annotated[Optional[str], typer.Option(
+            "--methods", help="Comma-separated strategy names (default: all four).")] = None,
+        batches: Annotated[Optional[int], typer.Option(
+            "--batches", help="Proposal batches after the initial trainings.")] = None,
+        max_candidates: Annotated[Optional[int], typer.Option(
+            "--max-candidates", help="Random subset of the candidate set.")] = None,
+        real_data: Annotated[bool, typer.Option(
+            "--real-data/--no-real-data", help="Run the leave-one-size-out check too.")] = True,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Benchmark archopt against plain qNEHVI, Algorithm 1 and random search."""
+        from optim.bench import BenchConfig, bench_json, run_bench, write_report
+
+        overrides: dict = {}
+        if seeds is not None:
+            overrides["seeds"] = seeds
+        if methods:
+            overrides["methods"] = tuple(m.strip() for m in methods.split(",") if m.strip())
+        if batches is not None:
+            overrides["batches"] = batches
+        if max_candidates is not None:
+            overrides["max_candidates"] = max_candidates
+        config = (BenchConfig.quick_preset(**overrides) if quick
+                  else BenchConfig.full(**overrides))
+        result = run_bench(config, progress=not json_out, real_data=real_data)
+        report = write_report(result, out)
+        if json_out:
+            typer.echo(json.dumps(bench_json(result)))
+            return
+        typer.echo(f"report: {report}")
+        for name, m in bench_json(result)["methods"].items():
+            t95 = m["trainings_to_95"]
+            typer.echo(f"{name:>13}: trainings to 95% HV {t95 if t95 is not None else '>budget'}, "
+                       f"HV ratio at budget {m['final_hv_ratio']:.3f}, regret {m['regret']:.3f}, "
+                       f"{m['propose_seconds']:.2f} s/propose")
