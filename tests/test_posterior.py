@@ -1,0 +1,104 @@
+"""LawPosterior: prediction, law_draws in numpy/torch, summary, netCDF round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.arch import Arch
+from surrogate.laws import law_features
+from surrogate.lsq import fit_lsq
+from surrogate.posterior import LawPosterior, PosteriorError, quantile_column
+from surrogate.runs import bundled_path, load_runs
+
+
+@pytest.fixture(scope="module")
+def morph():
+    return load_runs(bundled_path("morph_runs.csv"))
+
+
+@pytest.fixture(scope="module")
+def post(morph):
+    return fit_lsq(morph, "conditional", n_starts=4).to_posterior()
+
+
+@pytest.fixture(scope="module")
+def bayes_post(morph):
+    from surrogate.bayes import fit_bayes
+
+    return fit_bayes(morph, "conditional", num_warmup=150, num_samples=150, progress=False)
+
+
+def test_quantile_columns():
+    assert [quantile_column(q) for q in (0.05, 0.5, 0.95, 0.975)] == [
+        "pred_q05", "pred_q50", "pred_q95", "pred_q97.5"]
+
+
+def test_predict_table_and_archs(post, morph):
+    pred = post.predict(morph, quantiles=(0.05, 0.25, 0.5, 0.95))
+    assert list(pred.index) == list(morph.index)
+    assert (pred["pred_q05"] <= pred["pred_q25"]).all() and (pred["pred_q25"] <= pred["pred_q50"]).all()
+    assert (pred["pred_q50"] <= pred["pred_q95"]).all() and (pred["pred_sd"] > 0).all()
+    assert np.abs(pred["pred_mean"] - morph["loss"]).mean() < 0.05
+    arch = Arch(2048, 24, 16, 16, 128, 5632, 50432, False)
+    a = post.predict([arch] * 3, tokens=[1e10, 3e10, 1e11])
+    assert a["pred_mean"].is_monotonic_decreasing
+    with pytest.raises(PosteriorError, match="tokens"):
+        post.predict([arch])
+    with pytest.raises(PosteriorError, match="quantiles"):
+        post.predict([arch], tokens=1e10, quantiles=(1.5,))
+    with pytest.raises(PosteriorError, match="unknown source"):
+        post.predict([arch], tokens=1e10, source="elsewhere")
+
+
+def test_predict_many_candidates(post):
+    arch = [Arch(d, l, 16, 4, 64, 4 * d, 50000) for d in range(512, 4096, 64) for l in range(4, 40)]
+    pred = post.predict(law_features(arch, 2e10))
+    assert len(pred) == len(arch) >= 1500 and np.isfinite(pred[["pred_mean", "pred_q05", "pred_q95"]].to_numpy()).all()
+
+
+def test_law_draws_numpy_and_torch(post, morph):
+    import torch
+
+    f = law_features([Arch(1024, 16, 16, 16, 64, 2816, 50432)] * 2, [1e10, 2e10])
+    draws = post.law_draws(f)
+    assert draws.shape == (post.num_samples, 2)
+    few = post.law_draws(f, n_draws=10)
+    assert few.shape == (10, 2)
+    np.testing.assert_allclose(few[0], draws[0]) and np.testing.assert_allclose(few[-1], draws[-1])
+    tf = {k: torch.tensor(v, dtype=torch.float64) for k, v in f.items()}
+    t = post.law_draws(tf, n_draws=10, xp=torch)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float64
+    np.testing.assert_allclose(t.numpy(), few, rtol=1e-10)
+    t32 = post.law_draws({k: v.float() for k, v in tf.items()}, n_draws=5, xp=torch)
+    assert t32.dtype == torch.float32
+
+
+def test_save_load_round_trip(post, morph, tmp_path):
+    path = post.save(tmp_path / "p.nc")
+    back = LawPosterior.load(path)
+    assert back.law == post.law and back.sources == post.sources and back.fixed == post.fixed
+    pd.testing.assert_frame_equal(back.predict(morph), post.predict(morph))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(PosteriorError, match="not found"):
+        LawPosterior.load(tmp_path / "missing.nc")
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not netcdf")
+    with pytest.raises(PosteriorError, match="cannot read"):
+        LawPosterior.load(bad)
+
+
+@pytest.mark.slow
+def test_bayes_summary_marks_r_terms_prior_dominated(bayes_post, tmp_path):
+    table = bayes_post.summary()
+    assert {"mean", "q05", "q95", "r_hat", "ess_bulk", "dominated_by"} <= set(table.columns)
+    assert table.loc["b1", "dominated_by"] == "prior" and table.loc["b2", "dominated_by"] == "prior"
+    assert table.loc["beta", "dominated_by"] == "data"
+    assert np.isfinite(table.loc["E", "r_hat"])
+    assert isinstance(bayes_post.diagnostics["warnings"], list)
+    back = LawPosterior.load(bayes_post.save(tmp_path / "b.nc"))
+    assert back.num_chains == 2 and back.diagnostics == bayes_post.diagnostics
+    np.testing.assert_array_equal(back.samples["a1"], bayes_post.samples["a1"])
