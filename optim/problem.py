@@ -52,6 +52,9 @@ DEFAULT_REL_SIGMA_MEASURED = 0.03
 LOSS_NOISE_SD = 0.01
 #: Prior standard deviation of the campaign's loss offset from the law's source.
 OFFSET_SD = 0.1
+#: Prior Matern length scales of the residual per feature (features span [0, 1]): the law
+#: already carries d/sqrt(N) and r, head_dim and the GQA group are believed to matter little.
+PRIOR_LENGTHSCALES: tuple[float, ...] = (0.5, 0.5, 1.0, 2.0, 1.0)
 
 
 class ProblemError(ArchoptError):
@@ -287,7 +290,7 @@ class Problem:
         # The law misfit scale: the fitted residual sd of the law (includes run noise).
         misfit = max(sigma if sigma is not None and math.isfinite(sigma) else 0.03, 0.01)
         hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=OFFSET_SD ** 2,
-                              noise_var=LOSS_NOISE_SD ** 2, lengthscale=(0.5,))
+                              noise_var=LOSS_NOISE_SD ** 2, lengthscale=PRIOR_LENGTHSCALES)
         problem = cls(spec=spec, candidates=archs, tokens=spec.tokens, X=X, throughput_mean=tps,
                       throughput_rel_sigma=rel, throughput_source=src, fits_in_memory=fits,
                       memory_bytes=mem, in_band=in_band, proposable=proposable, prior=prior,
