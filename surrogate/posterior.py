@@ -265,19 +265,25 @@ class LawPosterior:
         out = {"pred_mean": np.empty(n), "pred_sd": np.empty(n), "pred_law_sd": np.empty(n)}
         for q in qs:
             out[quantile_column(q)] = np.empty(n)
-        theta = self.theta(idx)
+        # Candidates on axis 0 and draws on axis 1 (contiguous per candidate): the quantiles
+        # along axis 1 are ~2x faster than along a strided axis 0.
+        theta = {k: v[:, 0] for k, v in self.theta(idx).items()}
+        z = z[:, 0]
         for src in dict.fromkeys(row_src.tolist()):
             rows = np.flatnonzero(row_src == src)
-            sub = {k: v[rows] for k, v in feats.items()}
-            mu = apply_source_terms(self._law(sub, theta, np), self._source_term("scale", src, idx),
-                                    self._source_term("offset", src, idx))  # (s, n_src)
-            sigma = self.samples[f"sigma[{src}]"][idx][:, None]
-            y = mu + sigma * z
-            out["pred_mean"][rows] = mu.mean(axis=0)
-            out["pred_law_sd"][rows] = mu.std(axis=0)
-            out["pred_sd"][rows] = np.sqrt(mu.var(axis=0) + np.mean(sigma ** 2))
+            sub = {k: v[rows][:, None] for k, v in feats.items()}
+            scale = self._source_term("scale", src, idx)
+            offset = self._source_term("offset", src, idx)
+            mu = apply_source_terms(self._law(sub, theta, np),
+                                    None if scale is None else scale[:, 0],
+                                    None if offset is None else offset[:, 0])  # (n_src, s)
+            sigma = self.samples[f"sigma[{src}]"][idx]
+            out["pred_mean"][rows] = mu.mean(axis=1)
+            out["pred_law_sd"][rows] = mu.std(axis=1)
+            out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(sigma ** 2))
             if qs:
-                qv = np.quantile(y, qs, axis=0)
+                mu += sigma * z
+                qv = np.quantile(mu, qs, axis=1)
                 for q, v in zip(qs, qv):
                     out[quantile_column(q)][rows] = v
         result = pd.DataFrame(out, index=index)
