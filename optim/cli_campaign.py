@@ -1,0 +1,280 @@
+"""``archopt campaign create|list``, ``propose``, ``observe``, ``status``, ``pareto``, ``demo``.
+
+A thin shell over :class:`optim.campaign.Campaign`. Every command takes ``--store PATH``
+(default ``$ARCHOPT_HOME/campaigns.sqlite``). JSON outputs (a contract other tools read):
+
+* ``propose --json``: a list of objects with :data:`optim.campaign.PROPOSAL_FIELDS` -- trial,
+  d_model, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tie_embeddings, params,
+  non_embedding_params, pred_loss_mean, pred_loss_q05, pred_loss_q95, pred_tokens_per_s,
+  mlp_attn_ratio, d_over_sqrt_n, gqa_group, ehvi -- plus pred_tokens_per_s_q05/q95,
+  throughput_source, aspect_ratio, memory_bytes, fits_in_memory, in_band, label, strategy.
+* ``pareto --json``: the same fields plus observed_loss (null when not observed) and source
+  (``"observed"`` / ``"predicted"``); trial is null for never-proposed candidates.
+* ``status --json``: :meth:`Campaign.status`; ``observe --json``: the trial(s) recorded.
+
+Heavy libraries (torch, ax, botorch, jax) are imported inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["register"]
+
+StoreOpt = Annotated[Optional[Path], typer.Option(
+    "--store", help="Campaign store file (default $ARCHOPT_HOME/campaigns.sqlite).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str, allow_nan=False))
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec)
+
+
+def _arch_table(rows: list[dict[str, Any]], title: str, *, observed: bool = False):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    cols = ["trial"] if not observed else ["trial", "source"]
+    for c in cols + ["shape", "params", "N", "r", "d/sqrt(N)", "GQA", "loss (pred, 90%)"]:
+        table.add_column(c, justify="right" if c not in ("shape", "source") else "left")
+    if observed:
+        table.add_column("observed", justify="right")
+    table.add_column("tokens/s (pred)", justify="right")
+    if not observed:
+        table.add_column("EHVI", justify="right")
+    for r in rows:
+        band = (f"{_fmt(r['pred_loss_mean'], '.3f')} [{_fmt(r['pred_loss_q05'], '.3f')}, "
+                f"{_fmt(r['pred_loss_q95'], '.3f')}]")
+        cells = [_fmt(r.get("trial"), "d")]
+        if observed:
+            cells.append(r["source"])
+        cells += [r["label"], f"{r['params'] / 1e9:.3f}B", f"{r['non_embedding_params'] / 1e9:.3f}B",
+                  f"{r['mlp_attn_ratio']:.2f}", f"{r['d_over_sqrt_n']:.4f}", str(r["gqa_group"]),
+                  band]
+        if observed:
+            cells.append(_fmt(r.get("observed_loss"), ".4f"))
+        tps = f"{r['pred_tokens_per_s']:,.0f}"
+        if r.get("throughput_source") == "measured":
+            tps += " (measured)"
+        cells.append(tps)
+        if not observed:
+            cells.append(_fmt(r.get("ehvi"), ".3g"))
+        table.add_row(*cells)
+    return table
+
+
+def _print(renderable: Any) -> None:
+    from rich.console import Console
+
+    Console(width=200).print(renderable)
+
+
+def register(app: typer.Typer) -> None:
+    campaign_app = typer.Typer(no_args_is_help=True, help="Create and list campaigns.")
+    app.add_typer(campaign_app, name="campaign")
+
+    @campaign_app.command("create")
+    def create(
+        name: Annotated[str, typer.Argument(help="Campaign name.")],
+        params: Annotated[float, typer.Option("--params", help="Target non-embedding params N.")],
+        tokens: Annotated[float, typer.Option("--tokens", help="Training tokens D.")],
+        hardware: Annotated[str, typer.Option("--hardware", help="Hardware profile id.")],
+        band: Annotated[float, typer.Option("--band", help="Relative tolerance on N.")] = 0.05,
+        runs: Annotated[Optional[list[Path]], typer.Option(
+            "--runs", help="Extra prior run table(s) (CSV); the law is refitted with them.")] = None,
+        workload: Annotated[str, typer.Option(
+            "--workload", help="Serving workload.")] = "batch=64,input=4096,output=1024",
+        max_loss: Annotated[Optional[float], typer.Option("--max-loss")] = None,
+        min_throughput: Annotated[Optional[float], typer.Option("--min-throughput")] = None,
+        allow_oom: Annotated[bool, typer.Option(
+            "--allow-oom", help="Keep candidates that do not fit the device memory.")] = False,
+        vocab_size: Annotated[int, typer.Option("--vocab-size")] = 128256,
+        untied: Annotated[bool, typer.Option("--untied", help="Untied output head.")] = False,
+        source: Annotated[Optional[str], typer.Option(
+            "--source", help="Prior source whose loss units the campaign's runs share.")] = None,
+        store: StoreOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Create a campaign (fits or loads the scaling-law prior)."""
+        from models.throughput import Workload
+
+        from .campaign import Campaign, CampaignSpec
+
+        spec = CampaignSpec(name=name, params=params, tokens=tokens, hardware=hardware, band=band,
+                            workload=Workload.parse(workload), max_loss=max_loss,
+                            min_throughput=min_throughput, must_fit=not allow_oom,
+                            vocab_size=vocab_size, tie_embeddings=not untied, source=source)
+        camp = Campaign.create(spec, runs=list(runs) if runs else None, store=store,
+                               progress=not json_out)
+        status = camp.status()
+        if json_out:
+            _echo_json(status)
+        else:
+            typer.echo(f"created campaign {name!r} in {status['store']}: "
+                       f"{status['n_proposable']} proposable candidates of {status['n_candidates']} "
+                       f"in [{status['budget_bounds'][0]:,}, {status['budget_bounds'][1]:,}] "
+                       f"non-embedding params")
+
+    @campaign_app.command("list")
+    def list_cmd(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+        """List the campaigns in the store."""
+        from .campaign import list_campaigns
+
+        names = list_campaigns(store)
+        if json_out:
+            _echo_json(names)
+        else:
+            for n in names:
+                typer.echo(n)
+
+    @app.command("propose")
+    def propose(
+        name: Annotated[str, typer.Argument(help="Campaign name.")],
+        k: Annotated[int, typer.Option("-k", "--k", help="Architectures to propose.")] = 4,
+        strategy: Annotated[str, typer.Option(
+            "--strategy", help="archopt | plain_qnehvi | algorithm1 | random")] = "archopt",
+        seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+        store: StoreOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Propose the next batch of architectures to train (recorded as pending trials)."""
+        from .campaign import Campaign, CampaignError
+
+        if k < 1:
+            raise CampaignError(f"-k must be >= 1, got {k}")
+        camp = Campaign.load(name, store)
+        rows = camp.propose(k, strategy=strategy, seed=seed)
+        if json_out:
+            _echo_json(rows)
+        else:
+            _print(_arch_table(rows, f"{name}: {len(rows)} proposals ({strategy}); "
+                                     "loss and throughput are model predictions"))
+
+    @app.command("observe")
+    def observe(
+        name: Annotated[str, typer.Argument(help="Campaign name.")],
+        trial: Annotated[Optional[int], typer.Argument(help="Trial index.")] = None,
+        loss: Annotated[Optional[float], typer.Option("--loss", help="Final loss of the run.")] = None,
+        runs: Annotated[Optional[Path], typer.Option(
+            "--runs", help="Run table CSV of finished runs.")] = None,
+        force: Annotated[bool, typer.Option(
+            "--force", help="Replace an existing result / accept out-of-budget runs.")] = False,
+        store: StoreOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Record a finished run: TRIAL --loss X, or --runs FILE.csv."""
+        from .campaign import Campaign, CampaignError
+
+        if (runs is None) == (trial is None):
+            raise CampaignError("give either TRIAL --loss X or --runs FILE.csv")
+        if trial is not None and loss is None:
+            raise CampaignError("--loss is required with TRIAL")
+        camp = Campaign.load(name, store)
+        if runs is not None:
+            out = camp.observe_runs(runs, force=force)
+        else:
+            out = [camp.observe(trial, loss, force=force)]
+        if json_out:
+            _echo_json(out)
+        else:
+            for t in out:
+                typer.echo(f"trial {t['trial']} ({t['label']}): loss {t['observed_loss']:.4f}")
+
+    @app.command("status")
+    def status(name: Annotated[str, typer.Argument(help="Campaign name.")],
+               store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+        """Campaign summary and trials."""
+        from rich.table import Table
+
+        from .campaign import Campaign
+
+        st = Campaign.load(name, store).status()
+        if json_out:
+            _echo_json(st)
+            return
+        typer.echo(f"campaign {st['name']} ({st['store']})")
+        typer.echo(f"  budget: {st['params']:.4g} non-embedding params +-{st['band']:.0%}, "
+                   f"{st['tokens']:.4g} tokens; {st['hardware']}, {st['workload']}")
+        typer.echo(f"  candidates: {st['n_proposable']} proposable of {st['n_candidates']}; "
+                   f"trials: {st['n_trials']} ({st['n_pending']} pending, {st['n_observed']} observed)")
+        if st["best_observed_loss"] is not None:
+            typer.echo(f"  best observed loss: {st['best_observed_loss']:.4f} "
+                       f"(trial {st['best_observed_trial']})")
+        table = Table(title="trials", title_justify="left")
+        for c in ("trial", "status", "kind", "shape", "observed", "pred loss (90%)", "tokens/s (pred)"):
+            table.add_column(c)
+        for t in st["trials"]:
+            table.add_row(str(t["trial"]), t["status"], t["kind"], t["label"],
+                          _fmt(t["observed_loss"], ".4f"),
+                          f"{_fmt(t['pred_loss_mean'], '.3f')} [{_fmt(t['pred_loss_q05'], '.3f')}, "
+                          f"{_fmt(t['pred_loss_q95'], '.3f')}]",
+                          _fmt(t["pred_tokens_per_s"], ",.0f"))
+        _print(table)
+
+    @app.command("pareto")
+    def pareto(name: Annotated[str, typer.Argument(help="Campaign name.")],
+               export: Annotated[Optional[Path], typer.Option(
+                   "--export", help="Write config.json per architecture, pareto.csv/json.")] = None,
+               store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+        """Current Pareto set (observed vs model-predicted)."""
+        from .campaign import Campaign
+        from .export import export_pareto
+
+        camp = Campaign.load(name, store)
+        rows = camp.pareto()
+        if export is not None:
+            written = export_pareto(rows, export, campaign=camp.status_brief())
+        if json_out:
+            _echo_json(rows)
+        else:
+            _print(_arch_table(rows, f"{name}: Pareto set (observed = measured loss; "
+                                     "predicted = model prediction)", observed=True))
+        if export is not None and not json_out:
+            typer.echo(f"wrote {len(rows)} configs and pareto.csv/json to {export}")
+        elif export is not None:
+            typer.echo(f"wrote {len(written)} files to {export}", err=True)
+
+    @app.command("demo")
+    def demo(store: StoreOpt = None,
+             out: Annotated[Optional[Path], typer.Option(
+                 "--out", help="Export directory (default ./archopt-demo).")] = None,
+             k: Annotated[int, typer.Option("-k", help="Proposals.")] = 4,
+             json_out: JsonOpt = False) -> None:
+        """1B non-embedding params, 100B tokens, A100-40GB, batch 64 / 4096 in / 1024 out."""
+        from .campaign import run_demo
+
+        result = run_demo(store=store, out=out if out is not None else Path("archopt-demo"), k=k,
+                          progress=not json_out)
+        if json_out:
+            _echo_json(result)
+            return
+        _print(_arch_table(result["proposals"], "proposed next runs (predictions)"))
+        _print(_arch_table(result["pareto"], "predicted Pareto set", observed=True))
+        from rich.table import Table
+
+        table = Table(title="reference shapes vs the fastest Pareto shape with predicted loss <= "
+                            "theirs (all numbers are model predictions)", title_justify="left")
+        for c in ("model", "N", "pred loss", "tokens/s", "best Pareto shape", "its pred loss",
+                  "its tokens/s", "speed-up"):
+            table.add_column(c)
+        for r in result["references"]:
+            table.add_row(r["name"], f"{r['non_embedding_params'] / 1e9:.3f}B",
+                          f"{r['pred_loss_mean']:.3f}", f"{r['pred_tokens_per_s']:,.0f}",
+                          r.get("match_label") or "-", _fmt(r.get("match_pred_loss_mean"), ".3f"),
+                          _fmt(r.get("match_pred_tokens_per_s"), ",.0f"),
+                          _fmt(r.get("speedup"), ".2f") + ("x" if r.get("speedup") else ""))
+        _print(table)
+        for note in result["notes"]:
+            typer.echo(note)
+        typer.echo(f"exported {len(result['pareto'])} configs to {result['export_dir']}")
