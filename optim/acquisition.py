@@ -131,7 +131,8 @@ def optimize_nehvi(model: CandidateSetModel, *, choices: np.ndarray, k: int,
         k: batch size q.
         ref_point: ``(loss, tokens/s)`` reference in natural units.
         observed_idx: ``(n,)`` indices with observed loss (the NEHVI baseline).
-        pending_idx: ``(p,)`` indices being trained (integrated over as pending points).
+        pending_idx: ``(p,)`` indices being trained (added to the baseline: their unknown
+            losses are integrated over).
         mc_samples: quasi-MC samples.
 
     Returns:
@@ -152,14 +153,18 @@ def optimize_nehvi(model: CandidateSetModel, *, choices: np.ndarray, k: int,
     torch.manual_seed(seed)
     objective = WeightedMCMultiOutputObjective(torch.tensor([-1.0, 1.0], dtype=DTYPE))
     ref = torch.tensor([-float(ref_point[0]), float(np.log(ref_point[1]))], dtype=DTYPE)
-    X_baseline = torch.as_tensor(np.asarray(observed_idx, dtype=np.float64)).reshape(-1, 1)
-    X_pending = None
+    # Pending trials join the baseline: NEHVI samples baseline values jointly with the batch,
+    # which integrates over their unknown results (as fantasies would) at a cost linear in
+    # their number; passing them as X_pending would add them to the q-batch, whose
+    # inclusion-exclusion cost grows as 2^(q + pending).
+    base = np.asarray(observed_idx, dtype=np.int64).reshape(-1)
     if pending_idx is not None and len(pending_idx):
-        X_pending = torch.as_tensor(np.asarray(pending_idx, dtype=np.float64)).reshape(-1, 1)
+        base = np.concatenate([base, np.asarray(pending_idx, dtype=np.int64).reshape(-1)])
+    X_baseline = torch.as_tensor(base.astype(np.float64)).reshape(-1, 1)
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed)
     acqf = qLogNoisyExpectedHypervolumeImprovement(
         model=model, ref_point=ref, X_baseline=X_baseline, sampler=sampler, objective=objective,
-        X_pending=X_pending, prune_baseline=len(X_baseline) > 0, cache_root=False)
+        prune_baseline=len(X_baseline) > 0, cache_root=False)
     choice_X = torch.as_tensor(np.asarray(choices, dtype=np.float64)).reshape(-1, 1)
     with torch.no_grad():
         X, values = optimize_acqf_discrete(acqf, q=k, choices=choice_X,

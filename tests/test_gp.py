@@ -1,0 +1,89 @@
+"""The law-prior GP (surrogate/gp.py): prior, conditioning, offset absorption, and equality of
+the ensemble mode with a batched SingleTaskGP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from surrogate.gp import LawPriorGP, ResidualHyper, mixture_quantiles
+
+HYPER = ResidualHyper(outputscale=0.02 ** 2, offset_var=0.1 ** 2, noise_var=0.01 ** 2,
+                      lengthscale=(0.4,))
+
+
+def _table(n=40, d=3, S=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, d, generator=g, dtype=torch.float64)
+    base = 2.5 + 0.1 * X[:, 0] - 0.05 * X[:, 1]
+    law = base + 0.03 * torch.randn(S, 1, generator=g, dtype=torch.float64) * (1 + X[:, 0])
+    return X, law
+
+
+def test_gaussian_prior_is_law_mean_plus_law_and_residual_variance():
+    X, law = _table()
+    gp = LawPriorGP(X, law, HYPER).fit([], [])
+    members, var = gp.marginals()
+    assert members.shape == (1, 40)
+    np.testing.assert_allclose(members[0], law.mean(0).numpy(), atol=1e-12)
+    law_var = law.var(0, unbiased=False).numpy()
+    np.testing.assert_allclose(var, law_var + HYPER.offset_var + HYPER.outputscale, rtol=1e-6)
+
+
+def test_one_observation_shifts_every_prediction_by_the_offset():
+    X, law = _table()
+    gp = LawPriorGP(X, law, HYPER)
+    prior_mean = gp.fit([], []).marginals()[0][0]
+    shift = 0.3
+    post_mean, post_var = gp.fit([5], [float(law.mean(0)[5]) + shift]).marginals()
+    moved = post_mean[0] - prior_mean
+    assert moved[5] == pytest.approx(shift, abs=0.02)
+    # A constant offset is shared: far points move most of the way too.
+    assert np.all(moved > 0.5 * shift)
+    assert post_var[5] < 0.1 * (HYPER.offset_var + HYPER.outputscale)
+
+
+def test_ensemble_mode_matches_batched_single_task_gp():
+    from botorch.models import SingleTaskGP
+    from gpytorch.means import ZeroMean
+
+    X, law = _table(S=4)
+    idx = torch.tensor([1, 7, 19, 30])
+    y = torch.tensor([2.61, 2.55, 2.58, 2.70], dtype=torch.float64)
+    gp = LawPriorGP(X, law, HYPER, mode="ensemble").fit(idx, y, fit_hyper=False)
+    test = torch.tensor([[0, 2, 33]])
+    mean, cov = gp.posterior(test)  # (1, S, 3), (1, 3, 3)
+
+    resid = (y - law[:, idx]).unsqueeze(-1)  # (S, n, 1)
+    ref = SingleTaskGP(X[idx].expand(4, -1, -1), resid, torch.full_like(resid, HYPER.noise_var),
+                       covar_module=gp.kernel, mean_module=ZeroMean(), outcome_transform=None)
+    ref.eval()
+    with torch.no_grad():
+        post = ref.posterior(X[test[0]].expand(4, -1, -1))
+    expected_mean = post.mean.squeeze(-1) + law[:, test[0]]
+    torch.testing.assert_close(mean[0], expected_mean, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(cov[0].expand(4, 3, 3), post.covariance_matrix, rtol=1e-5, atol=1e-9)
+
+
+def test_mixture_quantiles_single_component_is_gaussian():
+    q = mixture_quantiles(np.array([[1.0, 2.0]]), np.array([0.5, 2.0]), (0.05, 0.95))
+    np.testing.assert_allclose(q[:, 0], 1.0 + 0.5 * norm.ppf([0.05, 0.95]), atol=1e-8)
+    np.testing.assert_allclose(q[:, 1], 2.0 + 2.0 * norm.ppf([0.05, 0.95]), atol=1e-8)
+
+
+def test_mixture_quantiles_match_sampling():
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0], [3.0]])
+    q = mixture_quantiles(means, np.array([1.0]), (0.05, 0.5, 0.95))
+    draws = np.concatenate([rng.normal(0, 1, 200_000), rng.normal(3, 1, 200_000)])
+    np.testing.assert_allclose(q[:, 0], np.quantile(draws, [0.05, 0.5, 0.95]), atol=0.02)
+
+
+def test_bad_shapes_raise():
+    X, law = _table()
+    with pytest.raises(ValueError):
+        LawPriorGP(X, law[:, :10], HYPER)
+    with pytest.raises(ValueError):
+        LawPriorGP(X, law, HYPER).fit([1, 2], [2.5])
