@@ -53,8 +53,12 @@ def home(archopt_home, tiny_prior, monkeypatch):
 
     import surrogate
 
-    # Set in the package namespace directly: the lazy attribute would import the real module.
-    monkeypatch.setitem(vars(surrogate), "default_prior", lambda *a, **k: tiny_prior)
+    import surrogate.prior
+
+    fake = lambda *a, **k: tiny_prior  # noqa: E731
+    # Both the package's lazy attribute and the module the campaign imports from.
+    monkeypatch.setitem(vars(surrogate), "default_prior", fake)
+    monkeypatch.setattr(surrogate.prior, "default_prior", fake)
     st.cache_data.clear()
     st.cache_resource.clear()
     yield archopt_home
@@ -125,3 +129,107 @@ def test_upload_validation_rejects_bad_tables():
         read_run_tables([Upload("bad.csv", bad)])
     with pytest.raises(ArchoptError):
         read_run_tables([Upload("empty.csv", b"")])
+
+
+def _csv(rows: list[dict]) -> bytes:
+    return pd.DataFrame(rows).to_csv(index=False).encode()
+
+
+@pytest.mark.slow
+def test_campaign_lifecycle_through_the_pages(home):
+    """Create, propose, record, upload (bad, then good), inspect the Pareto chart, export."""
+    from optim.campaign import Campaign
+
+    at = _app("campaigns").run()
+    _no_exception(at)
+    assert at.expander[0].proto.expanded  # the create form opens when there is no campaign
+    at.text_input(key="new_name").input("small")
+    at.number_input(key="new_params_m").set_value(50.0)
+    at.number_input(key="new_tokens_b").set_value(1.0)
+    at.number_input(key="new_band").set_value(0.02)
+    at.text_input(key="new_workload").input("batch=8,input=512,output=128")
+    at.button(key="FormSubmitter:create_campaign-Create campaign").click().run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.sidebar.selectbox(key="campaign").value == "small"
+    assert at.header[0].value == "small"
+    assert [m.value for m in at.metric][1:4] == ["0", "0", "0"]
+
+    at.number_input(key="propose_k").set_value(2)
+    at.button(key="FormSubmitter:propose-Propose next batch").click().run()
+    _no_exception(at)
+    assert any("Proposed trials 0, 1" in s.value for s in at.success)
+    trials = at.dataframe[1].value
+    assert list(trials["trial"]) == [0, 1] and trials["pred_loss_q05"].lt(trials["pred_loss_q95"]).all()
+
+    at.selectbox(key="record_trial").set_value(1)
+    at.number_input(key="record_loss").set_value(3.25)
+    at.button(key="FormSubmitter:record-Record result").click().run()
+    _no_exception(at)
+    assert any("Recorded trial 1" in s.value for s in at.success)
+    campaign = Campaign.load("small")
+    assert [(t["trial"], t["observed_loss"]) for t in campaign.trials()] == [(0, None), (1, 3.25)]
+
+    # A bad upload is rejected with its file and row named, and nothing is recorded.
+    pending = [t for t in campaign.trials() if t["trial"] == 0][0]
+    row = {"source": "mine", "run": "r0", **{k: pending[k] for k in (
+        "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab_size",
+        "tie_embeddings")}, "params": pending["params"], "tokens": 1e9, "loss": 3.3,
+        "loss_kind": "val"}
+    at.file_uploader(key="observe_runs").set_value(
+        ("bad.csv", _csv([{**row, "loss": "nan?"}]), "text/csv")).run()
+    _no_exception(at)
+    assert any("bad.csv" in e.value and "nothing saved" in e.value for e in at.error)
+    assert Campaign.load("small").trials()[0]["observed_loss"] is None
+    at.file_uploader(key="observe_runs").set_value(("runs.csv", _csv([row]), "text/csv")).run()
+    _no_exception(at)
+    at.button(key="observe_runs_go").click().run()
+    _no_exception(at)
+    assert any("Recorded 1 run" in s.value for s in at.success)
+    assert Campaign.load("small").trials()[0]["observed_loss"] == pytest.approx(3.3)
+
+    # Pareto: the chart, and the fallback selectbox shows the picked architecture.
+    at = _app("pareto").run()
+    _no_exception(at)
+    assert len(at.get("plotly_chart")) == 1
+    at.selectbox(key="pareto_pick").set_value("ref Llama-3.2-1B").run()
+    _no_exception(at)
+    assert at.subheader[0].value == "Llama-3.2-1B"
+    hf = json.loads(at.code[0].value)
+    assert hf["hidden_size"] == 2048 and hf["num_hidden_layers"] == 16
+
+    # Scaling law defaults to the campaign's own prior and its (N, D).
+    at = _app("scaling_law").run()
+    _no_exception(at)
+    assert at.radio(key="sl_kind").value == "campaign prior"
+    assert at.number_input(key="sl_n_m").value == pytest.approx(50.0)
+
+    # Export: the same files as `archopt pareto --export`, then a subset.
+    at = _app("export").run()
+    _no_exception(at)
+    front = Campaign.load("small").pareto()
+    labels = at.multiselect(key="export_chosen").value
+    assert len(labels) == len(front)
+    zipped = at.get("download_button")
+    assert zipped, "no download buttons"
+    from optim.ui import cache
+
+    files = cache.export_files("small", str(home / "campaigns.sqlite"),
+                               cache.store_version(home / "campaigns.sqlite"), None)
+    with zipfile.ZipFile(io.BytesIO(_zip_of(files))) as zf:
+        names = zf.namelist()
+    assert "pareto.csv" in names and "pareto.json" in names
+    assert sum(n.endswith("/config.json") for n in names) == len(front)
+    cli_dir = home / "cli-export"
+    written = Campaign.load("small").export(cli_dir)
+    assert sorted(files) == sorted(p.relative_to(cli_dir).as_posix() for p in written)
+    if len(front) > 1:
+        at.multiselect(key="export_chosen").set_value([0]).run()
+        _no_exception(at)
+        assert sum(e.label.endswith("config.json") for e in at.expander) == 1
+
+
+def _zip_of(files: dict[str, bytes]) -> bytes:
+    from optim.ui.export import zip_bytes
+
+    return zip_bytes(files)

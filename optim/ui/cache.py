@@ -284,52 +284,75 @@ def _with_keys(rows: list[dict[str, Any]] | pd.DataFrame, prefix: str, by: str |
     return df
 
 
-def _arch_rows(archs: list[Any], pred: pd.DataFrame) -> pd.DataFrame:
-    feats = pd.DataFrame([a.features() for a in archs])
-    pred = pred.reset_index(drop=True)
-    return pd.concat([feats, pred[[c for c in pred.columns if c not in feats.columns]]], axis=1)
-
-
 @st.cache_data(show_spinner="Predicting loss and throughput for every candidate...", max_entries=8)
 def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataFrame]:
     """The tables the Pareto and Campaigns pages draw, from the campaign API.
 
-    ``candidates`` (:meth:`Campaign.predict` over the whole candidate set), ``trials``
-    (:meth:`Campaign.trials`), ``front`` (:meth:`Campaign.pareto`) and ``references``
-    (:func:`surrogate.runs.reference_architectures` predicted by the same campaign), each with a
-    ``key`` column (``"candidate 12"``, ``"trial 3"``, ``"front 0"``, ``"ref Llama-3.2-1B"``).
+    ``candidates``: the proposable candidates with :meth:`Campaign.predictions` (loss of a new
+    run given the observations) and the problem's throughput; ``trials``: :meth:`Campaign.trials`
+    (predictions made at proposal time, current ones where a trial has none); ``front``:
+    :meth:`Campaign.pareto`; ``references``: :func:`surrogate.runs.reference_architectures`
+    through :meth:`Campaign.predict`. Each has a ``key`` column (``"candidate 12"``,
+    ``"trial 3"``, ``"front 0"``, ``"ref Llama-3.2-1B"``) and a ``label``.
     """
     from models.arch import Arch
 
     campaign = load_campaign(name, store, version)
-    archs = list(campaign.problem.candidates)
-    candidates = _with_keys(_arch_rows(archs, campaign.predict(archs)), "candidate", None)
+    problem = campaign.problem
+    mean, q05, q95 = campaign.predictions()
+    rows = []
+    for i in np.flatnonzero(problem.proposable):
+        arch = problem.candidates[i]
+        rows.append({"candidate": int(i), "label": arch.label(), **arch.features(),
+                     "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
+                     "pred_loss_q95": float(q95[i]),
+                     "pred_tokens_per_s": float(problem.throughput_mean[i]),
+                     "throughput_source": str(problem.throughput_source[i])})
+    candidates = _with_keys(rows, "candidate", "candidate")
     trials = _with_keys(campaign.trials(), "trial", "trial")
+    if len(trials):
+        current = {"pred_loss_mean": mean, "pred_loss_q05": q05, "pred_loss_q95": q95,
+                   "pred_tokens_per_s": problem.throughput_mean}
+        at = [problem.index_of(Arch.from_mapping(r)) for r in trials.to_dict("records")]
+        for column, values in current.items():
+            now = pd.Series([float(values[i]) if i is not None else np.nan for i in at],
+                            index=trials.index)
+            trials[column] = pd.to_numeric(trials[column], errors="coerce").fillna(now)
     front = _with_keys(campaign.pareto(), "front", None)
     refs = reference_table()
     ref_archs = [Arch.from_mapping(r) for r in refs.to_dict("records")]
-    references = _arch_rows(ref_archs, campaign.predict(ref_archs))
+    references = campaign.predict(ref_archs).drop(columns=["label"], errors="ignore")
     references.insert(0, "label", refs["name"].to_numpy())
     references.insert(0, "key", [f"ref {n}" for n in refs["name"]])
     references["reported_loss"] = refs["reported_loss"].to_numpy()
     return {"candidates": candidates, "trials": trials, "front": front, "references": references}
 
 
+@st.cache_data(show_spinner="Reading the campaign status (Ax frontier)...", max_entries=8)
+def campaign_status(name: str, store: str, version: float) -> dict[str, Any]:
+    """:meth:`Campaign.status` (slow once results exist: Ax computes its observed frontier)."""
+    return load_campaign(name, store, version).status()
+
+
 @st.cache_data(show_spinner="Writing the export files...", max_entries=8)
-def export_files(name: str, store: str, version: float, chosen: tuple[str, ...]) -> dict[str, bytes]:
-    """The files ``archopt pareto --export`` writes (:meth:`Campaign.export`), as bytes by
-    relative path, restricted to the chosen config folders (``pareto.csv``/``.json`` rows too)."""
-    import json
+def export_files(name: str, store: str, version: float, ranks: tuple[int, ...] | None = None
+                 ) -> dict[str, bytes]:
+    """What ``archopt pareto NAME --export DIR`` writes, as ``relative path -> bytes``.
+
+    ``ranks`` (0-based positions in :meth:`Campaign.pareto`) restricts the export to those
+    architectures, through the same writer (:func:`optim.export.export_pareto`); None = all,
+    which is exactly :meth:`Campaign.export`.
+    """
     import tempfile
+
+    from optim.export import export_pareto
 
     campaign = load_campaign(name, store, version)
     with tempfile.TemporaryDirectory(prefix="archopt-export-") as tmp:
-        paths = campaign.export(tmp)
+        if ranks is None:
+            paths = campaign.export(tmp)
+        else:
+            rows = campaign.pareto()
+            paths = export_pareto([rows[i] for i in ranks], tmp, campaign=campaign.status_brief())
         root = Path(tmp)
-        files = {}
-        for p in sorted(Path(x) for x in paths):
-            files[str(p.relative_to(root))] = p.read_bytes()
-        for p in sorted(root.rglob("*")):
-            if p.is_file():
-                files.setdefault(str(p.relative_to(root)), p.read_bytes())
-    return files
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in map(Path, paths)}

@@ -107,16 +107,21 @@ def _create_form() -> None:
     st.rerun()
 
 
-def _status(campaign: Any) -> None:
-    info = campaign.status()
-    scalars = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
-    shown = [(k, v) for k, v in scalars.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if shown:
-        cols = st.columns(min(6, len(shown)))
-        for i, (k, v) in enumerate(shown[:6]):
-            cols[i].metric(k.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else f"{v:,}")
-    with st.expander("Full status"):
-        st.json(info, expanded=False)
+def _status(name: str, tables: dict[str, pd.DataFrame]) -> None:
+    trials = tables["trials"]
+    observed = trials[trials["status"] == "observed"] if len(trials) else trials
+    cols = st.columns(5)
+    cols[0].metric("Candidates", f"{len(tables['candidates']):,}", help="proposable: in the band, "
+                   "fit the device memory")
+    cols[1].metric("Trials", len(trials))
+    cols[2].metric("Pending", int((trials["status"] == "pending").sum()) if len(trials) else 0)
+    cols[3].metric("Observed", len(observed))
+    best = observed["observed_loss"].min() if len(observed) else None
+    cols[4].metric("Best observed loss", f"{best:.4f}" if best is not None else "-")
+    if st.toggle("Full status (Ax's observed frontier and reference point; slow after results)",
+                 key="campaign_full_status"):
+        store = store_path()
+        st.json(cache.campaign_status(name, str(store), cache.store_version(store)), expanded=False)
 
 
 def _trials_table(trials: pd.DataFrame) -> None:
@@ -233,7 +238,7 @@ def render() -> None:
     st.caption(f"N = {fmt_params(spec.params)} +- {spec.band:.1%} non-embedding params, "
                f"D = {spec.tokens:.3g} tokens, {spec.hardware}, workload {spec.workload}, "
                f"law {spec.law}")
-    _status(campaign)
+    _status(name, tables)
     st.subheader("Trials and proposals (predicted loss, 5-95%)")
     _trials_table(tables["trials"])
     left, right = st.columns(2)

@@ -42,30 +42,40 @@ def render() -> None:
     store = store_path()
     version = cache.store_version(store)
     try:
-        files = cache.export_files(name, str(store), version)
+        front = cache.campaign_tables(name, str(store), version)["front"]
     except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc, f"Loading campaign {name!r}")
+        return
+    st.caption(f"The files `archopt pareto {name} --export DIR` writes: one HF config.json per "
+               "Pareto-optimal architecture, pareto.csv and pareto.json.")
+    if front.empty:
+        st.info("The Pareto set is empty (constraints exclude every candidate).")
+        return
+    labels = [f"{i + 1:02d}. {r['label']}  ({r['source']}, loss {r['pred_loss_mean']:.3f}, "
+              f"{r['pred_tokens_per_s']:,.0f} tok/s)" for i, r in enumerate(front.to_dict("records"))]
+    chosen = st.multiselect("Architectures to export", list(range(len(front))),
+                            default=list(range(len(front))), key="export_chosen",
+                            format_func=lambda i: labels[i])
+    if not chosen:
+        st.info("Choose at least one architecture.")
+        return
+    ranks = None if len(chosen) == len(front) else tuple(sorted(chosen))
+    try:
+        files = cache.export_files(name, str(store), version, ranks)
+    except Exception as exc:  # noqa: BLE001
         show_error(exc, f"Exporting campaign {name!r}")
         return
     configs = config_files(files)
     tables = [p for p in files if p not in configs]
-    st.caption(f"The files `archopt pareto {name} --export DIR` writes: {len(configs)} config(s) "
-               f"and {', '.join(tables) or 'no tables'}.")
-    if not configs:
-        st.info("The predicted Pareto front is empty: propose and record results first.")
-        return
-    chosen = st.multiselect("Configs", configs, default=configs, key="export_chosen",
-                            format_func=lambda p: str(PurePosixPath(p).parent) or p)
-    picked = {p: files[p] for p in chosen}
     c = st.columns(len(tables) + 1)
-    c[0].download_button(f"Download {len(chosen)} config(s) + tables (zip)",
-                         data=zip_bytes({**picked, **{t: files[t] for t in tables}}),
-                         file_name=f"{name}-pareto.zip", mime="application/zip",
-                         key="export_zip", disabled=not chosen, type="primary")
+    c[0].download_button(f"Download all ({len(configs)} configs + tables, zip)",
+                         data=zip_bytes(files), file_name=f"{name}-pareto.zip",
+                         mime="application/zip", key="export_zip", type="primary")
     for i, t in enumerate(tables, start=1):
         mime = "text/csv" if t.endswith(".csv") else "application/json"
         c[i].download_button(f"Download {t}", data=files[t], file_name=PurePosixPath(t).name,
                              mime=mime, key=f"export_table_{t}")
-    for p in chosen:
+    for p in configs:
         with st.expander(p):
             st.download_button(f"Download {p}", data=files[p], file_name="config.json",
                                mime="application/json", key=f"export_cfg_{p}")
