@@ -84,7 +84,6 @@ class BenchConfig:
             squares, Laplace posterior); also the table the shape residual is measured on.
         source: the loss source (scale) of the campaign and of every world.
         loss_target_quantile: the loss target is this quantile of a world's true losses.
-        n_prior_draws: posterior draws the strategies get (fewer = faster acquisition).
         quick: label only (the report says which preset ran).
     """
 
@@ -106,7 +105,6 @@ class BenchConfig:
     truth_table: str = "morph_runs.csv"
     source: str = "open-lm-morph"
     loss_target_quantile: float = 0.25
-    n_prior_draws: int | None = 32
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -135,9 +133,9 @@ class BenchConfig:
 
     @classmethod
     def quick_preset(cls, **overrides: Any) -> "BenchConfig":
-        """Under 10 minutes on 2 cores: a 300-candidate subset, the shifted world only, fewer
-        posterior draws; same budget of 4 initial + 4 batches of 4 trainings."""
-        base = dict(max_candidates=300, worlds=("shifted",), n_prior_draws=16, quick=True)
+        """Under 10 minutes on 2 cores: a 200-candidate subset, the shifted world only; same
+        budget of 4 initial + 4 batches of 4 trainings."""
+        base = dict(max_candidates=200, worlds=("shifted",), quick=True)
         base.update(overrides)
         return cls(**base)
 
@@ -497,10 +495,7 @@ def _strategies(names: Sequence[str], config: BenchConfig) -> dict[str, Any]:
     out = {}
     for name in names:
         cls = STRATEGIES[name]
-        if name == "archopt" and config.n_prior_draws:
-            out[name] = cls(n_members=min(8, config.n_prior_draws))
-        else:
-            out[name] = cls()
+        out[name] = cls()
     return out
 
 
@@ -582,7 +577,11 @@ def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, An
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
     worlds_out: dict[str, dict[str, Any]] = {}
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    from rich.console import Console
+
+    # Progress goes to stderr so ``--json`` output on stdout stays machine-readable.
+    with Progress(*columns, disable=not progress, transient=False,
+                  console=Console(stderr=True)) as bar:
         task = bar.add_task("bench", total=total)
         for kind in config.worlds:
             traces: dict[str, list[MethodTrace]] = {m: [] for m in config.methods}
@@ -647,11 +646,11 @@ def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "con
 
     * Algorithm 1 ranks by the law's posterior mean (what :class:`~optim.strategies.Algorithm1Strategy`
       predicts before any run of that size exists).
-    * archopt ranks by the law plus its residual GP (:class:`surrogate.gp.LawResidualGP`, the
-      campaign's loss model) conditioned on the other sizes' runs of the same table, so what
-      the law misses about shape elsewhere informs the held-out size.
+    * archopt ranks by its loss model (:class:`surrogate.gp.LawPriorGP`: the law draws as a GP
+      prior plus a residual GP over shape features) conditioned on the other sizes' runs of the
+      same table, so what the law misses about shape elsewhere informs the held-out size.
 
-    Both use the same law posterior, so the difference is the residual GP. (archopt's campaign
+    Both use the same law posterior, so the difference is archopt's GP conditioning. (archopt's campaign
     prior is a NUTS fit on every table; refitting NUTS per held-out group would take ~1 min each,
     so the check uses the Laplace posterior for both.)
 
@@ -662,7 +661,7 @@ def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "con
     import torch
     from rich.progress import Progress
 
-    from surrogate.gp import LawResidualGP, ResidualHyper
+    from surrogate.gp import LawPriorGP, ResidualHyper
     from surrogate.laws import law_features
     from surrogate.lsq import FitError, fit_lsq
     from surrogate.runs import bundled_path, load_runs, table_archs
@@ -680,7 +679,9 @@ def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "con
             counts = held.groupby("tokens")["run"].count()
             if (counts >= 2).any():
                 jobs.append((table, runs, groups, g))
-    with Progress(disable=not progress, transient=True) as bar:
+    from rich.console import Console
+
+    with Progress(disable=not progress, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("leave-one-size-out", total=len(jobs))
         for table, runs, groups, g in jobs:
             bar.advance(task)
@@ -694,18 +695,16 @@ def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "con
             lo, span = raw.min(0), np.where(np.ptp(raw, 0) > 1e-12, np.ptp(raw, 0), 1.0)
             X = torch.as_tensor((raw - lo) / span, dtype=torch.float64)
             tr, he = np.flatnonzero(groups != g), np.flatnonzero(groups == g)
-            f_tr = law_features(table_archs(train), train["tokens"].to_numpy(float))
-            f_he = law_features(table_archs(held), held["tokens"].to_numpy(float))
-            draws_tr = np.asarray(post.law_draws(f_tr, source=src))  # (S, n_train)
-            draws_he = np.asarray(post.law_draws(f_he, source=src))  # (S, n_held)
+            feats = law_features(table_archs(runs), runs["tokens"].to_numpy(float))
+            draws = np.asarray(post.law_draws(feats, source=src))  # (S, n_rows)
             misfit = max(post.noise_sigma_for(src), 0.01)
             hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=OFFSET_SD ** 2,
                                   noise_var=LOSS_NOISE_SD ** 2, lengthscale=(0.5,))
-            gp = LawResidualGP(X.shape[1], hyper).fit(
-                X[tr], torch.as_tensor(train["loss"].to_numpy(float)[None, :] - draws_tr))
-            res_mean, _ = gp.variance(X[he])
-            pred = {"archopt": (draws_he + res_mean.numpy()).mean(0),
-                    "algorithm1": draws_he.mean(0)}
+            gp = LawPriorGP(X, torch.as_tensor(draws), hyper).fit(
+                tr, runs["loss"].to_numpy(float)[tr])
+            archopt_mean, _ = gp.predictive(he)
+            # Indexed by position within the held-out rows.
+            pred = {"archopt": np.asarray(archopt_mean), "algorithm1": draws[:, he].mean(0)}
             loss = held["loss"].to_numpy(float)
             tokens = held["tokens"].to_numpy(float)
             for t in np.unique(tokens):
@@ -775,8 +774,7 @@ def _report_markdown(result: BenchResult) -> str:
         + (f" (a seeded random subset of the campaign's proposable set, max {cfg.max_candidates})"
            if cfg.max_candidates else " (every proposable candidate of the campaign)")
         + f", budget {cfg.n_init} shared initial random trainings + {cfg.batches} batches of "
-        f"{cfg.batch_size} = {cfg.budget} trainings, {cfg.n_prior_draws} prior draws in "
-        f"archopt's acquisition ensemble (at most 8). Wall time {result.seconds / 60:.1f} min.",
+        f"{cfg.batch_size} = {cfg.budget} trainings. Wall time {result.seconds / 60:.1f} min.",
         "",
         "Reproduce: `" + ("archopt bench --quick" if cfg.quick else "archopt bench")
         + f" --seeds {cfg.seeds} --out results/bench` "

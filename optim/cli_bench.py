@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
         quick: Annotated[bool, typer.Option(
-            "--quick", help="Under 10 minutes: 300-candidate subset, shifted world only.")] = False,
+            "--quick", help="Under 10 minutes: 200-candidate subset, shifted world only.")] = False,
         seeds: Annotated[Optional[int], typer.Option(
             "--seeds", help="Seeds per world and method (default 10).")] = None,
         out: Annotated[Path, typer.Option(
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             overrides["max_candidates"] = max_candidates
         config = (BenchConfig.quick_preset(**overrides) if quick
                   else BenchConfig.full(**overrides))
-        result = run_bench(config, progress=not json_out, real_data=real_data)
+        result = run_bench(config, progress=True, real_data=real_data)  # bars on stderr
         report = write_report(result, out)
         if json_out:
             typer.echo(json.dumps(bench_json(result)))
