@@ -11,7 +11,8 @@ lock, copies the store to a temporary file beside it, yields that copy's URL, an
 ``fsync`` s and ``os.replace`` s it over the store. A crash or kill at any point leaves either
 the old or the new file, never a half-written one, and any error (bad input) leaves the store
 byte-identical. Ax writes several commits per operation; the copy makes them one atomic step.
-Reads take the same lock briefly so they never see a file mid-replacement.
+Reads copy the store under the same lock and work on that private snapshot (Ax writes to
+the database it loads from, and the store must not change on a read).
 """
 
 from __future__ import annotations
@@ -133,15 +134,28 @@ class CampaignStore:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Path]:
-        """Lock, check and yield the store path (read-only use)."""
+        """Yield a private snapshot of the store (taken under the lock, deleted afterwards).
+
+        Ax's ``load_from_database`` writes to the database it loads from, so reads must never
+        touch the store itself; the snapshot also isolates a read from concurrent writers.
+        """
         if not self.exists():
             raise StoreError(f"no campaign store at {self.path} (create a campaign first)")
-        lock = self._lock()
+        fd, tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                        suffix=".read")
+        os.close(fd)
+        tmp = Path(tmp_name)
         try:
-            self.check()
-            yield self.path
+            lock = self._lock()
+            try:
+                self.check()
+                shutil.copyfile(self.path, tmp)
+            finally:
+                lock.release()
+            yield tmp
         finally:
-            lock.release()
+            _dispose_ax_engine()
+            tmp.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Path]:
