@@ -86,8 +86,6 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app served from a home that holds one small campaign with a few trials."""
-    from tests.app_fixtures import make_demo_campaign
-
     home = tmp_path_factory.mktemp("browser-home")
     make_demo_campaign(home)
     port = _free_port()
@@ -123,6 +121,24 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def make_demo_campaign(home: Path) -> None:
+    """A 1B / 20B-token / A100-40GB campaign with three trials, two of them observed.
+
+    The prior is a quick least-squares fit on the Morph runs (the package default is a NUTS fit,
+    too slow for a test); observed losses are the predicted means plus a small offset.
+    """
+    from optim.campaign import Campaign, CampaignSpec
+    from surrogate import bundled_path, fit_lsq, load_runs
+
+    prior = fit_lsq(load_runs(bundled_path("morph_runs.csv")), "conditional",
+                    n_starts=2).to_posterior(200)
+    spec = CampaignSpec(name="demo-1b", params=1.0e9, tokens=20e9, hardware="a100-40gb", band=0.02)
+    campaign = Campaign.create(spec, store=home / "campaigns.sqlite", prior=prior, progress=False)
+    proposals = campaign.propose(3)
+    for row, delta in zip(proposals[:2], (0.012, -0.008)):
+        campaign.observe(row["trial"], row["pred_loss_mean"] + delta)
 
 
 def _wait_idle(driver, timeout: float = 120.0) -> None:
@@ -164,3 +180,13 @@ def test_every_page_renders_in_chromium(browser, server):
             assert len(points) > 3, "the Pareto chart has no points"
         if path in ("scaling-law", "throughput"):
             assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), f"{path}: no chart"
+        if path == "scaling-law":
+            tabs = [t for t in browser.find_elements(By.CSS_SELECTOR, '[role="tab"]')
+                    if "Predicted loss" in t.text]
+            assert tabs, "no 'Predicted loss' tab"
+            tabs[0].click()
+            _wait_idle(browser)
+            bands = [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+                     if p.is_displayed()]
+            assert len(bands) >= 5, "the swept-band charts did not render"
+            browser.save_screenshot(str(ARTIFACTS / "scaling_law_bands.png"))

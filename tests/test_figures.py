@@ -121,3 +121,13 @@ def test_law_comparison_and_throughput_figures():
     assert parity.layout.xaxis.type == "log" and parity.data[-1].name == "y = x"
     res = figures.residual_figure(tp, x="n_layers")
     np.testing.assert_allclose(res.data[0].y, np.log([1.1, 0.95]))
+
+
+def test_pareto_figure_labels_shared_reference_shapes_once():
+    rng = np.random.default_rng(3)
+    refs = _table(3, "ref", rng)
+    refs.loc[1, ["pred_loss_mean", "pred_tokens_per_s"]] = refs.loc[0, ["pred_loss_mean",
+                                                                         "pred_tokens_per_s"]]
+    fig = figures.pareto_figure(_table(5, "candidate", rng), references=refs)
+    ref_trace = [t for t in fig.data if t.name == "reference models"][0]
+    assert list(ref_trace.text) == ["ref-0 / ref-1", "", "ref-2"]

@@ -9,6 +9,7 @@ campaign changed by the CLI or by another page shows up on the next rerun.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -208,30 +209,30 @@ def law_sweep(_posterior: Any, posterior_key: str, knob: str, n_params: float, t
     ``mean`` (one row per distinct architecture / token count).
     """
     from models.arch import ArchError
-    from models.parametrize import SearchSpace, build_arch
+    from models.parametrize import SearchSpace
 
     if knob not in _KNOBS:
         raise ValueError(f"unknown knob {knob!r}")
     space = SearchSpace()
-    common = dict(gqa_group=gqa_group, head_dim=head_dim, vocab_size=vocab_size,
-                  tie_embeddings=tie_embeddings)
+    common = (gqa_group, head_dim, vocab_size, tie_embeddings)
     ranges = {"d_over_sqrt_n": space.d_over_sqrt_n_range, "mlp_attn_ratio": space.r_range,
               "aspect_ratio": space.aspect_range,
-              "non_embedding_params": (n_params / 10, n_params * 10), "tokens": (tokens / 10, tokens * 10)}
+              "non_embedding_params": (n_params / 10, n_params * 5), "tokens": (tokens / 10, tokens * 10)}
     grid = np.geomspace(*ranges[knob], n_points)
     archs, toks = [], []
     for value in grid:
+        value = float(value)
         try:
             if knob == "d_over_sqrt_n":
-                a = build_arch(n_params, d_over_sqrt_n=value, r=r, **common)
+                a = _nearest_arch(n_params, value, None, r, *common)
             elif knob == "mlp_attn_ratio":
-                a = build_arch(n_params, d_over_sqrt_n=d_over_sqrt_n, r=value, **common)
+                a = _nearest_arch(n_params, d_over_sqrt_n, None, value, *common)
             elif knob == "aspect_ratio":
-                a = build_arch(n_params, aspect_ratio=value, r=r, **common)
+                a = _nearest_arch(n_params, None, value, r, *common)
             elif knob == "non_embedding_params":
-                a = build_arch(value, d_over_sqrt_n=d_over_sqrt_n, r=r, **common)
+                a = _nearest_arch(value, d_over_sqrt_n, None, r, *common)
             else:
-                a = build_arch(n_params, d_over_sqrt_n=d_over_sqrt_n, r=r, **common)
+                a = _nearest_arch(n_params, d_over_sqrt_n, None, r, *common)
         except ArchError:  # no grid shape there (e.g. too few layers for that aspect ratio)
             continue
         archs.append(a)
@@ -245,6 +246,18 @@ def law_sweep(_posterior: Any, posterior_key: str, knob: str, n_params: float, t
     for q in BAND_QUANTILES:
         table[f"q{round(q * 100):02d}"] = pred[_quantile_column(q)].to_numpy()
     return table.drop_duplicates(subset=["x"]).reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=512)
+def _nearest_arch(n_params: float, d_over_sqrt_n: float | None, aspect_ratio: float | None,
+                  r: float, gqa_group: int, head_dim: int, vocab_size: int,
+                  tie_embeddings: bool) -> Any:
+    """:func:`models.parametrize.build_arch`, memoized (it searches the whole band)."""
+    from models.parametrize import build_arch
+
+    return build_arch(n_params, d_over_sqrt_n=d_over_sqrt_n, aspect_ratio=aspect_ratio, r=r,
+                      gqa_group=gqa_group, head_dim=head_dim, vocab_size=vocab_size,
+                      tie_embeddings=tie_embeddings)
 
 
 def _quantile_column(q: float) -> str:

@@ -18,9 +18,19 @@ from optim.ui.common import SELECT_NEXT_KEY, current_campaign, fmt_params, show_
 
 __all__ = ["render", "read_run_tables"]
 
-_PRED_COLUMNS = ["trial", "status", "label", "params", "non_embedding_params", "d_model",
-                 "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "pred_loss_mean",
-                 "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi", "observed_loss"]
+_PRED_COLUMNS = ["trial", "status", "label", "pred_loss_mean", "pred_loss_q05", "pred_loss_q95",
+                 "observed_loss", "pred_tokens_per_s", "ehvi", "params", "non_embedding_params",
+                 "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "run"]
+_COLUMN_CONFIG = {
+    "pred_loss_mean": st.column_config.NumberColumn("pred. loss", format="%.4f"),
+    "pred_loss_q05": st.column_config.NumberColumn("q05", format="%.4f"),
+    "pred_loss_q95": st.column_config.NumberColumn("q95", format="%.4f"),
+    "observed_loss": st.column_config.NumberColumn("observed", format="%.4f"),
+    "pred_tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.0f"),
+    "ehvi": st.column_config.NumberColumn("EHVI", format="%.3g"),
+    "params": st.column_config.NumberColumn(format="compact"),
+    "non_embedding_params": st.column_config.NumberColumn("N", format="compact"),
+}
 
 
 def read_run_tables(files: list[Any]) -> pd.DataFrame:
@@ -130,7 +140,7 @@ def _trials_table(trials: pd.DataFrame) -> None:
         return
     st.plotly_chart(figures.trial_bands_figure(trials), key="trial_bands")
     cols = [c for c in _PRED_COLUMNS if c in trials.columns]
-    st.dataframe(trials[cols], hide_index=True, width="stretch")
+    st.dataframe(trials[cols], hide_index=True, width="stretch", column_config=_COLUMN_CONFIG)
 
 
 def _propose(campaign: Any, name: str) -> None:
@@ -236,7 +246,7 @@ def render() -> None:
     spec = campaign.spec
     st.header(name)
     st.caption(f"N = {fmt_params(spec.params)} +- {spec.band:.1%} non-embedding params, "
-               f"D = {spec.tokens:.3g} tokens, {spec.hardware}, workload {spec.workload}, "
+               f"D = {fmt_params(spec.tokens)} tokens, {spec.hardware}, workload {spec.workload}, "
                f"law {spec.law}")
     _status(name, tables)
     st.subheader("Trials and proposals (predicted loss, 5-95%)")

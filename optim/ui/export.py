@@ -51,11 +51,20 @@ def render() -> None:
     if front.empty:
         st.info("The Pareto set is empty (constraints exclude every candidate).")
         return
-    labels = [f"{i + 1:02d}. {r['label']}  ({r['source']}, loss {r['pred_loss_mean']:.3f}, "
-              f"{r['pred_tokens_per_s']:,.0f} tok/s)" for i, r in enumerate(front.to_dict("records"))]
-    chosen = st.multiselect("Architectures to export", list(range(len(front))),
-                            default=list(range(len(front))), key="export_chosen",
-                            format_func=lambda i: labels[i])
+    shown = front.assign(rank=range(1, len(front) + 1))[
+        ["rank", "label", "source", "pred_loss_mean", "pred_loss_q05", "pred_loss_q95",
+         "observed_loss", "pred_tokens_per_s", "params", "trial"]]
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+        "pred_loss_mean": st.column_config.NumberColumn("pred. loss", format="%.4f"),
+        "pred_loss_q05": st.column_config.NumberColumn("q05", format="%.4f"),
+        "pred_loss_q95": st.column_config.NumberColumn("q95", format="%.4f"),
+        "observed_loss": st.column_config.NumberColumn("observed", format="%.4f"),
+        "pred_tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.0f"),
+        "params": st.column_config.NumberColumn(format="compact")})
+    labels = [f"{i + 1:02d} {r['label']}" for i, r in enumerate(front.to_dict("records"))]
+    chosen = st.multiselect("Architectures to export (ranks as in the table)",
+                            list(range(len(front))), default=list(range(len(front))),
+                            key="export_chosen", format_func=lambda i: labels[i])
     if not chosen:
         st.info("Choose at least one architecture.")
         return

@@ -113,6 +113,13 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
         _require(df, ("key", _LOSS, _TPS), kind)
         if kind == "front":
             df = df.sort_values(_TPS)
+        text = None
+        if kind == "reference" and "label" in df:
+            # Shapes published under several names (e.g. retrained copies) share one label.
+            names = df.groupby([df[_TPS].round(6), df[_LOSS].round(6)])["label"].transform(
+                lambda s: " / ".join(dict.fromkeys(s)))
+            first = ~names.duplicated()
+            text = names.where(first, "")
         many = len(df) > 400
         show_bars = (candidate_error_bars if candidate_error_bars is not None else not many) \
             if kind == "candidate" else True
@@ -128,14 +135,13 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
                 "front": "predicted Pareto front", "reference": "reference models"}[kind]
         error_y = _error_y(df) if show_bars else None
         if error_y is not None:
-            error_y["color"] = COLORS[kind]
+            error_y["color"] = "rgba(31,119,180,0.45)" if kind == "trial" else COLORS[kind]
         fig.add_trace(trace_cls(
             x=df[_TPS], y=df[_LOSS], mode="lines+markers" if kind == "front" else "markers",
             name=name, marker=marker, error_y=error_y,
             line=dict(color=COLORS[kind], width=1.5, dash="dot") if kind == "front" else None,
             customdata=[[k] for k in df["key"]], hovertext=_hover(df), hoverinfo="text",
-            text=df["label"] if kind == "reference" and "label" in df else None,
-            textposition="top center",
+            text=text, textposition="top center", textfont=dict(size=10),
         ))
         if kind == "reference" and "label" in df:
             fig.data[-1].mode = "markers+text"

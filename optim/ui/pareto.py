@@ -67,8 +67,9 @@ def _details(row: dict[str, Any]) -> None:
     derived = {k: row[k] for k in ("mlp_attn_ratio", "d_over_sqrt_n", "aspect_ratio", "gqa_group",
                                    "ehvi") if k in row and pd.notna(row[k])}
     left, right = st.columns(2)
-    left.dataframe(pd.DataFrame({"value": {**shape, **{k: f"{v:.4g}" for k, v in derived.items()}}})
-                   .astype(str), width="stretch")
+    values = {**shape, **{k: f"{v:.4g}" for k, v in derived.items()}}
+    left.dataframe(pd.DataFrame({"value": values}).astype(str), width="stretch",
+                   height=35 * (len(values) + 1) + 3)
     if all(k in row for k in SHAPE_FIELDS):
         right.code(json.dumps(Arch.from_mapping(row).to_hf_config(), indent=2), language="json")
 
@@ -86,9 +87,12 @@ def render() -> None:
         show_error(exc, f"Loading campaign {name!r}")
         return
     lookup = _lookup(tables)
+    budget = float(cache.load_campaign(name, str(store), cache.store_version(store)).spec.params)
     c = st.columns(4)
     show_cands = c[0].checkbox("Candidates", value=True, key="pareto_show_candidates")
-    show_refs = c[1].checkbox("Reference models", value=True, key="pareto_show_refs",
+    refs = tables["references"]
+    near = refs["non_embedding_params"].between(budget / 3, budget * 3).any() if len(refs) else False
+    show_refs = c[1].checkbox("Reference models", value=bool(near), key="pareto_show_refs",
                               help="published shapes predicted by this campaign's models "
                                    "(other parameter counts: their loss is far off the band)")
     log_x = c[2].checkbox("Log throughput axis", value=False, key="pareto_log_x")

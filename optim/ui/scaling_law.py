@@ -94,12 +94,14 @@ def _coefficients(post: Any, key: str) -> None:
     dominated = table["dominated_by"]
     data_terms = [t for t in dominated.index if dominated[t] == "data"]
     prior_terms = [t for t in dominated.index if dominated[t] in ("prior", "fixed")]
-    st.markdown(f"**Data-dominated** (posterior sd < half the prior sd): "
-                f"{', '.join(data_terms) or 'none'}  \n"
-                f"**Prior-dominated or fixed**: {', '.join(prior_terms) or 'none'}")
-    if not dominated.isin(["data", "prior"]).any():
+    if dominated.isin(["data", "prior"]).any():
+        st.markdown(f"**Data-dominated** (posterior sd < half the prior sd): "
+                    f"{', '.join(data_terms) or 'none'}  \n"
+                    f"**Prior-dominated or fixed**: {', '.join(prior_terms) or 'none'}")
+    else:
         st.caption("This fit has no prior (least squares): free terms are determined by the data "
-                   "alone, their spread is the Laplace approximation.")
+                   "alone, their spread is the Laplace approximation; compare with the documented "
+                   "prior drawn in grey.")
     number = st.column_config.NumberColumn(format="%.4g")
     st.dataframe(table, width="stretch", column_config={
         c: number for c in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "prior_sd", "sd_ratio")})
