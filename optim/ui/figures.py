@@ -168,9 +168,9 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
                 break
     fig.update_layout(
         title=title, xaxis_title="predicted throughput (tokens/s, higher is better)",
-        yaxis_title="predicted loss (lower is better; bars 5-95%)", height=560,
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
-        margin=dict(l=60, r=20, t=60 if title else 30, b=50), clickmode="event+select",
+        yaxis_title="predicted loss (lower is better; bars 5-95%)", height=600,
+        legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0),
+        margin=dict(l=60, r=20, t=60 if title else 30, b=110), clickmode="event+select",
         dragmode="select",
     )
     if log_x:

@@ -194,26 +194,34 @@ def _validation() -> None:
         st.info(f"No validation report yet ({VALIDATION_REPORT.relative_to(VALIDATION_REPORT.parents[1])}); "
                 "the surrogate validation script writes it.")
         return
-    tables = _markdown_tables(text)
-    for i, table in enumerate(tables):
-        numeric = [c for c in table.columns if pd.to_numeric(table[c], errors="coerce").notna().all()]
-        group = "law" if "law" in table.columns else None
-        if group and numeric:
-            metric = numeric[0] if len(numeric) == 1 else st.selectbox(
-                "Metric", numeric, key=f"sl_val_metric_{i}")
-            color = "method" if "method" in table.columns else None
-            st.plotly_chart(figures.law_comparison_figure(table, metric=metric, group=group,
-                                                          color=color), key=f"sl_val_{i}")
+    tables = [(title, t) for title, t in markdown_tables(text)
+              if {"law", "method"} <= set(t.columns)]
+    if tables:
+        numeric = [c for c in tables[0][1].columns if c not in ("law", "method")
+                   and pd.api.types.is_numeric_dtype(tables[0][1][c])]
+        default = numeric.index("mape %") if "mape %" in numeric else 0
+        metric = st.selectbox("Held-out metric", numeric, index=default, key="sl_val_metric")
+        st.caption("Lower is better for MAPE and MSE, higher for R^2 and Spearman; a calibrated "
+                   "model has cov50 near 0.5 and cov90 near 0.9.")
+        grid = st.columns(2)
+        for i, (title, table) in enumerate(tables):
+            if metric not in table.columns:
+                continue
+            with grid[i % 2]:
+                st.plotly_chart(figures.law_comparison_figure(table, metric=metric, group="law",
+                                                              color="method", title=title),
+                                key=f"sl_val_{i}")
     with st.expander("Full report", expanded=not tables):
         st.markdown(text)
 
 
-def _markdown_tables(text: str) -> list[pd.DataFrame]:
-    """Pipe tables of a markdown document as DataFrames (numbers parsed where possible)."""
-    tables, block = [], []
+def markdown_tables(text: str) -> list[tuple[str, pd.DataFrame]]:
+    """Pipe tables of a markdown document with the heading above each (numbers parsed)."""
+    tables, block, heading = [], [], ""
     for line in text.splitlines() + [""]:
-        if line.strip().startswith("|"):
-            block.append(line.strip())
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            block.append(stripped)
             continue
         if len(block) >= 3:
             rows = [[c.strip().strip("*`") for c in b.strip("|").split("|")] for b in block]
@@ -223,8 +231,10 @@ def _markdown_tables(text: str) -> list[pd.DataFrame]:
                 conv = pd.to_numeric(df[c].str.rstrip("%"), errors="coerce")
                 if conv.notna().all():
                     df[c] = conv
-            tables.append(df)
+            tables.append((heading, df))
         block = []
+        if stripped.startswith("#"):
+            heading = stripped.lstrip("#").strip()
     return tables
 
 
