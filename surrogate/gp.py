@@ -182,6 +182,13 @@ class LawPriorGP:
             self._chol = torch.linalg.cholesky(K)
             resid = (y.unsqueeze(0) - self.prior_mean[:, idx]).T  # (n, S')
             self._alpha = torch.cholesky_solve(resid.contiguous(), self._chol)
+            # Cross-covariances with every table point, once: posteriors become look-ups plus
+            # the q x q prior block (the acquisition calls posterior thousands of times).
+            all_idx = torch.arange(self.features.shape[0])
+            K_all = torch.cat([self._k(all_idx[s:s + 4096], idx)
+                               for s in range(0, len(all_idx), 4096)])  # (n_all, n)
+            self._post_mean_all = self.prior_mean + (K_all @ self._alpha).T  # (S', n_all)
+            self._v_all = torch.linalg.solve_triangular(self._chol, K_all.T, upper=False)
         return self
 
     def _fit_hyper(self, X: Tensor, y: Tensor) -> None:
@@ -219,14 +226,11 @@ class LawPriorGP:
         """
         idx = torch.as_tensor(idx, dtype=torch.long)
         prior_cov = self._k(idx)
-        prior_mean = self.prior_mean[:, idx].movedim(0, -2)  # (..., S', q)
         if self._chol is None:
+            prior_mean = self.prior_mean[:, idx].movedim(0, -2)  # (..., S', q)
             return prior_mean, prior_cov
-        batch = idx.shape[:-1]
-        Kxs = self._k(idx, self.train_idx.expand(*batch, -1))  # (..., q, n)
-        mean = prior_mean + (Kxs @ self._alpha).transpose(-1, -2)
-        L = self._chol.expand(*batch, *self._chol.shape)
-        v = torch.linalg.solve_triangular(L, Kxs.transpose(-1, -2), upper=False)  # (..., n, q)
+        mean = self._post_mean_all[:, idx].movedim(0, -2)  # (..., S', q)
+        v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)
         return mean, prior_cov - v.transpose(-1, -2) @ v
 
     def marginals(self, idx: np.ndarray | Tensor | None = None, chunk: int = 4096
