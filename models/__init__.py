@@ -17,7 +17,9 @@ from .throughput import (
     Workload,
     WorkloadError,
     calibrate,
+    default_calibration,
     load_calibration,
+    memory_bytes,
     predict_throughput,
     predict_throughput_many,
     save_calibration,
@@ -27,4 +29,4 @@ __all__ = ["Arch", "ArchError", "ArchoptError", "DTYPE_BYTES", "SHAPE_FIELDS", "
            "build_arch", "enumerate_archs", "Hardware", "HardwareError", "get_hardware",
            "hardware_for_device", "list_hardware", "BACKENDS", "Calibration", "CalibrationError",
            "ThroughputPrediction", "TimingRecord", "Workload", "WorkloadError", "calibrate",
-           "load_calibration", "predict_throughput", "predict_throughput_many", "save_calibration"]
+           "default_calibration", "memory_bytes", "load_calibration", "predict_throughput", "predict_throughput_many", "save_calibration"]

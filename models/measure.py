@@ -10,6 +10,10 @@ Backends:
 * ``vllm``: ``vllm.LLM`` on a saved config with ``load_format="dummy"`` (random weights); needs
   vllm and a CUDA GPU, otherwise the measurement is recorded as failed with that reason.
 
+Wall-clock times are the result; each hf repeat also records process CPU time, which for a
+one-thread CPU run (``threads=1``) is what the wall time would be on an idle machine and is
+unaffected by other processes competing for the cores.
+
 Every result, failed ones included (out of memory, crash, backend unavailable), is stored in a
 SQLite cache keyed by shape, hardware id, backend, workload and library versions, so nothing is
 measured twice; :func:`measure` never raises for a failed run. torch, transformers and vllm are
@@ -87,6 +91,9 @@ class Measurement:
         versions: library versions (part of the cache key).
         created_at: Unix time of the measurement.
         times_s: total seconds of every repeat.
+        cpu_times_s, cpu_ttft_s: the same in process CPU seconds (hf backend). For a
+            single-threaded CPU run this equals wall time on an idle machine and, unlike wall
+            time, does not grow when other processes share the cores.
     """
 
     status: str
@@ -109,6 +116,8 @@ class Measurement:
     versions: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     times_s: tuple[float, ...] = ()
+    cpu_times_s: tuple[float, ...] = ()
+    cpu_ttft_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -118,10 +127,20 @@ class Measurement:
     def workload(self) -> Workload:
         return Workload(self.batch_size, self.input_len, self.output_len, self.dtype, self.backend)
 
-    def to_timing_record(self) -> TimingRecord | None:
-        """For :func:`models.throughput.calibrate`; None for a failed measurement."""
+    def to_timing_record(self, clock: str = "wall") -> TimingRecord | None:
+        """For :func:`models.throughput.calibrate`; None for a failed measurement.
+
+        ``clock="cpu"`` uses the median process CPU times instead of wall times.
+        """
         if not self.ok or self.total_s is None:
             return None
+        if clock == "cpu":
+            if not self.cpu_times_s or self.cpu_ttft_s is None:
+                return None
+            return TimingRecord(self.arch, self.workload, statistics.median(self.cpu_times_s),
+                                self.cpu_ttft_s)
+        if clock != "wall":
+            raise ArchoptError(f"clock must be 'wall' or 'cpu', got {clock!r}")
         return TimingRecord(self.arch, self.workload, self.total_s, self.ttft_s)
 
     def to_prediction(self) -> ThroughputPrediction:
@@ -140,6 +159,7 @@ class Measurement:
         out["arch"] = self.arch.shape()
         out["label"] = self.arch.label()
         out["times_s"] = list(self.times_s)
+        out["cpu_times_s"] = list(self.cpu_times_s)
         return out
 
     @classmethod
@@ -148,6 +168,7 @@ class Measurement:
         values = {k: v for k, v in data.items() if k in known}
         values["arch"] = Arch.from_mapping(data["arch"])
         values["times_s"] = tuple(data.get("times_s") or ())
+        values["cpu_times_s"] = tuple(data.get("cpu_times_s") or ())
         values["versions"] = dict(data.get("versions") or {})
         return cls(**values)
 
@@ -273,6 +294,8 @@ class _Timings:
     totals: list[float]
     ttfts: list[float]
     peak_mem_bytes: float | None
+    cpu_totals: list[float] = field(default_factory=list)
+    cpu_ttfts: list[float] = field(default_factory=list)
 
 
 def _reset_peak_rss() -> None:
@@ -292,7 +315,20 @@ def _peak_rss() -> float | None:
     return None
 
 
-def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
+def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str, threads: int | None = None) -> _Timings:
+    import torch
+
+    if threads is None or device.startswith("cuda"):
+        return _run_hf_threads(arch, wl, repeats, device)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run_hf_threads(arch, wl, repeats, device)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.generation.streamers import BaseStreamer
@@ -303,6 +339,7 @@ def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
         def __init__(self) -> None:
             self.puts = 0
             self.first_token_at: float | None = None
+            self.first_token_cpu: float | None = None
 
         def put(self, value: Any) -> None:
             self.puts += 1
@@ -310,6 +347,7 @@ def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 self.first_token_at = time.perf_counter()
+                self.first_token_cpu = time.process_time()
 
         def end(self) -> None:
             pass
@@ -349,22 +387,25 @@ def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
             torch.cuda.reset_peak_memory_stats(device)
         else:
             _reset_peak_rss()
-        totals, ttfts = [], []
+        timings = _Timings([], [], None)
         for _ in range(repeats):
             clock = FirstTokenClock()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             total = run(wl.output_len, clock)
+            cpu_total = time.process_time() - cpu_start
             if clock.first_token_at is None:
                 raise RuntimeError("the streamer never saw a generated token")
-            totals.append(total)
-            ttfts.append(clock.first_token_at - start)
-    peak = (float(torch.cuda.max_memory_allocated(device)) if device.startswith("cuda")
-            else _peak_rss())
+            timings.totals.append(total)
+            timings.ttfts.append(clock.first_token_at - start)
+            timings.cpu_totals.append(cpu_total)
+            timings.cpu_ttfts.append(clock.first_token_cpu - cpu_start)
+    timings.peak_mem_bytes = (float(torch.cuda.max_memory_allocated(device))
+                              if device.startswith("cuda") else _peak_rss())
     del model
-    return _Timings(totals, ttfts, peak)
+    return timings
 
 
-def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
+def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int | None = None) -> _Timings:
     try:
         import vllm  # noqa: F401
     except ImportError:
@@ -420,7 +461,7 @@ def _failure_reason(exc: BaseException) -> str:
 
 def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None = None,
             repeats: int = 3, cache: MeasurementCache | None = None, device: str | None = None,
-            force: bool = False) -> Measurement:
+            force: bool = False, threads: int | None = None) -> Measurement:
     """Measure ``arch`` generating ``workload`` on this machine, through the cache.
 
     Args:
@@ -432,6 +473,9 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         cache: where results live (default: ``$ARCHOPT_HOME/measurements.sqlite``).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:i"`` (default: CUDA when present).
         force: measure again even when the cache holds a result.
+        threads: CPU threads for torch during the run (default: torch's). An explicit count is
+            part of the cache key (``versions["torch_threads"]``); one thread is far less
+            disturbed by other processes on a shared machine.
 
     Returns:
         The cached or new :class:`Measurement`; a failed run (out of memory, crash, backend not
@@ -452,7 +496,11 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         raise ArchoptError(f"repeats must be an integer >= 1, got {repeats!r}")
     torch_device, device_name, hardware_id = detect_device(device)
     cache = cache if cache is not None else MeasurementCache()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ArchoptError(f"threads must be an integer >= 1, got {threads!r}")
     versions = library_versions(wl.backend)
+    if threads is not None and hardware_id == "cpu":
+        versions["torch_threads"] = str(threads)
     if not force:
         hit = cache.lookup(arch, hardware_id, wl.backend, wl, versions)
         if hit is not None:
@@ -470,7 +518,7 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
             raise MeasurementUnavailable(
                 f"does not fit in memory: weights + KV cache need {need / 1e9:.2f} GB, "
                 f"{MEMORY_FRACTION:.0%} of the device's {have / 1e9:.2f} GB is usable")
-        timings = _RUNNERS[wl.backend](arch, wl, repeats, torch_device)
+        timings = _RUNNERS[wl.backend](arch, wl, repeats, torch_device, threads)
     except Exception as exc:  # noqa: BLE001 - any failure of the run is a result to record
         result = Measurement(status="failed", reason=_failure_reason(exc), **base)
         cache.put(result)
@@ -485,6 +533,8 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         tokens_per_s_spread=max(rates) - min(rates), ttft_s=statistics.median(timings.ttfts),
         decode_s_per_token=statistics.median(decode), total_s=statistics.median(timings.totals),
         peak_mem_bytes=timings.peak_mem_bytes, repeats=repeats, times_s=tuple(timings.totals),
+        cpu_times_s=tuple(timings.cpu_totals),
+        cpu_ttft_s=statistics.median(timings.cpu_ttfts) if timings.cpu_ttfts else None,
         **base)
     cache.put(result)
     return result

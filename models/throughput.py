@@ -6,6 +6,7 @@ forward pass costs
 
     device = max(FLOPs / (flops_efficiency * peak_flops),
                  bytes / (bandwidth_efficiency * mem_bandwidth))
+             + tokens * n_layers * token_layer_s
     overhead = n_layers * layer_overhead_s + step_overhead_s
     time = max(device, overhead) + (1 - overhead_overlap) * min(device, overhead)
 
@@ -13,6 +14,9 @@ forward pass costs
   the context), for every token of the batch.
 * Bytes are all weights (:meth:`Arch.weight_bytes`) plus the KV cache read and written
   (:meth:`Arch.kv_bytes_per_token` times the context of every sequence).
+* ``token_layer_s`` prices the per-token work outside the matmul/bandwidth roofline (norms, RoPE,
+  activations, KV-cache updates; ``tokens`` = tokens in the pass). It is what makes deep-narrow
+  shapes slower at batch 8 than their FLOPs say on a CPU (benchmarks/throughput_validation.py).
 * The overhead terms are kernel launches and framework work: at batch 1 a small model is bound by
   them, so time grows with ``n_layers`` at equal parameters (the Morph-1B table in
   ``surrogate/data/reference_latency.csv`` shows it: same params, 12/16/24 layers,
@@ -22,7 +26,7 @@ forward pass costs
   Morph-1B times are linear in ``n_layers`` although the widest variant has the most weights);
   on a CPU the same threads do both, so they add (overlap 0).
 
-The five constants are a :class:`Calibration` per (hardware, backend), fitted by
+The six constants are a :class:`Calibration` per (hardware, backend), fitted by
 :func:`calibrate` (``scipy.optimize.least_squares`` on log time). Uncalibrated pairs use the
 documented :data:`DEFAULT_CONSTANTS` with a wide ``rel_sigma``. Bundled calibrations are in
 ``models/data/calibrations.json``; :func:`save_calibration` writes user ones to
@@ -63,7 +67,7 @@ MEMORY_FRACTION = 0.9
 
 #: The calibrated constants, in the order the fit uses.
 CONSTANT_NAMES: tuple[str, ...] = ("flops_efficiency", "bandwidth_efficiency", "layer_overhead_s",
-                                   "step_overhead_s", "overhead_overlap")
+                                   "step_overhead_s", "overhead_overlap", "token_layer_s")
 
 #: Constants for uncalibrated (hardware, backend) pairs. Achieved decode bandwidth is typically
 #: 0.6-0.8 of peak and large matmuls reach about half of peak. HF eager generate pays roughly
@@ -74,9 +78,9 @@ CONSTANT_NAMES: tuple[str, ...] = ("flops_efficiency", "bandwidth_efficiency", "
 #: (see :func:`default_calibration`).
 DEFAULT_CONSTANTS: dict[str, dict[str, float]] = {
     "hf": {"flops_efficiency": 0.5, "bandwidth_efficiency": 0.7, "layer_overhead_s": 3e-4,
-           "step_overhead_s": 3e-3, "overhead_overlap": 1.0},
+           "step_overhead_s": 3e-3, "overhead_overlap": 1.0, "token_layer_s": 1e-8},
     "vllm": {"flops_efficiency": 0.6, "bandwidth_efficiency": 0.8, "layer_overhead_s": 1e-5,
-             "step_overhead_s": 1e-3, "overhead_overlap": 1.0},
+             "step_overhead_s": 1e-3, "overhead_overlap": 1.0, "token_layer_s": 1e-8},
 }
 
 #: The model's log-time uncertainty when it has not been calibrated for a pair.
@@ -95,9 +99,12 @@ _TTFT_WEIGHT = 0.5
 _REL_SIGMA_FLOOR = 0.02
 _BOUNDS = {"flops_efficiency": (1e-4, 1.0), "bandwidth_efficiency": (1e-4, 1.0),
            "layer_overhead_s": (1e-9, 1.0), "step_overhead_s": (1e-9, 10.0),
-           "overhead_overlap": (0.0, 1.0)}
+           "overhead_overlap": (0.0, 1.0), "token_layer_s": (1e-12, 1e-2)}
 #: Constants fitted in log space (positive scales); the others (overlap) linearly.
-_LOG_CONSTANTS = ("flops_efficiency", "bandwidth_efficiency", "layer_overhead_s", "step_overhead_s")
+_LOG_CONSTANTS = ("flops_efficiency", "bandwidth_efficiency", "layer_overhead_s", "step_overhead_s",
+                  "token_layer_s")
+#: Constants a stored calibration must give (the others have defaults).
+_REQUIRED_CONSTANTS = ("flops_efficiency", "bandwidth_efficiency", "layer_overhead_s", "step_overhead_s")
 
 
 class WorkloadError(ArchoptError):
@@ -194,6 +201,8 @@ class Calibration:
         layer_overhead_s: fixed seconds per decoder layer per forward pass.
         step_overhead_s: fixed seconds per forward pass.
         overhead_overlap: fraction of the overhead hidden behind device work (1 GPU, 0 CPU).
+        token_layer_s: device seconds per decoder layer per token in the pass, for the work the
+            matmul/bandwidth roofline leaves out (norms, RoPE, activations, KV-cache updates).
         rel_sigma: std of ``log(measured / predicted)`` total time: the model's uncertainty
             (leave-one-out when calibrated on >= 3 points, else :data:`DEFAULT_REL_SIGMA`).
         n_points: number of measurements it was fitted on (0: defaults).
@@ -207,6 +216,7 @@ class Calibration:
     layer_overhead_s: float
     step_overhead_s: float
     overhead_overlap: float = 1.0
+    token_layer_s: float = 1e-8
     rel_sigma: float = DEFAULT_REL_SIGMA
     n_points: int = 0
     source: str = "default constants (uncalibrated)"
@@ -251,7 +261,7 @@ class Calibration:
         unknown = sorted(set(data) - known)
         if unknown:
             raise CalibrationError(f"unknown calibration field(s): {', '.join(unknown)}")
-        missing = [n for n in ("hardware_id", "backend") + _LOG_CONSTANTS if n not in data]
+        missing = [n for n in ("hardware_id", "backend") + _REQUIRED_CONSTANTS if n not in data]
         if missing:
             raise CalibrationError(f"calibration missing field(s): {', '.join(missing)}")
         return cls(**dict(data))
@@ -377,7 +387,7 @@ def predict_times(q: Mapping[str, np.ndarray], batch_size: np.ndarray, input_len
             bytes and KV bytes per token in the workload dtype.
         batch_size, input_len, output_len: workload sizes, broadcastable to ``n``.
         peak_flops, mem_bandwidth: the hardware's peaks.
-        constants: the five :data:`CONSTANT_NAMES`.
+        constants: the six :data:`CONSTANT_NAMES`.
 
     Returns:
         ``(prefill_s, decode_s)``: the prefill pass (time to first token) and the sum of the
@@ -390,11 +400,12 @@ def predict_times(q: Mapping[str, np.ndarray], batch_size: np.ndarray, input_len
     byte_rate = constants["bandwidth_efficiency"] * mem_bandwidth
     overlap = constants["overhead_overlap"]
     overhead = q["n_layers"] * constants["layer_overhead_s"] + constants["step_overhead_s"]
+    per_token = q["n_layers"] * constants["token_layer_s"]  # non-matmul device work per token
     # Prefill: every prompt token attends to (on average) (n_in - 1) / 2 earlier ones.
     prefill_flops = B * n_in * (q["flops0"] + q["flops_per_ctx"] * (n_in - 1) / 2)
     prefill_bytes = q["weight_bytes"] + B * n_in * q["kv_bytes"]
-    prefill = _combine(np.maximum(prefill_flops / flops_rate, prefill_bytes / byte_rate),
-                       overhead, overlap)
+    prefill = _combine(np.maximum(prefill_flops / flops_rate, prefill_bytes / byte_rate)
+                       + B * n_in * per_token, overhead, overlap)
     # Decode step k = 0..n_out-2 processes one token per sequence at context n_in + k.
     ex = (lambda x: np.asarray(x, dtype=float)[..., None])  # broadcast against the k nodes
 
@@ -402,7 +413,7 @@ def predict_times(q: Mapping[str, np.ndarray], batch_size: np.ndarray, input_len
         ctx = ex(n_in) + k
         compute = ex(B) * (ex(q["flops0"]) + ex(q["flops_per_ctx"]) * ctx) / ex(flops_rate)
         memory = (ex(q["weight_bytes"]) + ex(B) * (ctx + 1) * ex(q["kv_bytes"])) / ex(byte_rate)
-        return _combine(np.maximum(compute, memory), ex(overhead), ex(overlap))
+        return _combine(np.maximum(compute, memory) + ex(B) * ex(per_token), ex(overhead), ex(overlap))
 
     steps = np.broadcast_to(n_out - 1, np.broadcast(prefill, n_out).shape)
     decode = _sum_over_steps(step_time, steps)
@@ -595,7 +606,7 @@ def _log_errors(recs: Sequence[TimingRecord], hw: Hardware, constants: Mapping[s
 
 def calibrate(records: Iterable[Any], hardware: Hardware | str, backend: str = "hf", *,
               prior: Calibration | None = None, source: str | None = None) -> Calibration:
-    """Fit the five constants to measurements by least squares on log time.
+    """Fit the six constants to measurements by least squares on log time.
 
     Residuals are ``log(predicted / measured)`` of the total generation time, plus (weight 0.5)
     of the time to first token where measured, plus a weak pull of each log-constant toward the

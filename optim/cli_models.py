@@ -240,6 +240,8 @@ def measure_command(
     repeats: Annotated[int, typer.Option("--repeats", help="Timed repetitions (median reported).")] = 3,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda[:i] (default: cuda if present).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Measure again even if cached.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", help="CPU threads for torch (default: torch's; 1 is steadier on a shared machine).")] = None,
     json_out: _JsonOpt = False,
 ) -> None:
     """Run the model on this machine's device (random weights), time it and cache the result."""
@@ -251,7 +253,9 @@ def measure_command(
         raise ArchoptError(f"--repeats must be >= 1, got {repeats}")
     if device is not None and not (device == "cpu" or device.startswith("cuda")):
         raise ArchoptError(f"--device must be cpu or cuda[:i], got {device!r}")
-    result = measure(arch, wl, repeats=repeats, device=device, force=force)
+    if threads is not None and threads < 1:
+        raise ArchoptError(f"--threads must be >= 1, got {threads}")
+    result = measure(arch, wl, repeats=repeats, device=device, force=force, threads=threads)
     if json_out:
         _print_json(result.to_dict())
     else:

@@ -96,7 +96,7 @@ def test_hardware_list_json(capsys) -> None:
 @pytest.mark.slow
 def test_measure_and_calibrate_cli(capsys, archopt_home) -> None:
     argv = ["measure", *TINY_FLAGS, "--batch-size", "1", "--input-len", "8", "--output-len", "4",
-            "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--json"]
+            "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--threads", "1", "--json"]
     out = _run_json(capsys, argv)
     assert out["status"] == "ok" and out["hardware_id"] == "cpu" and out["tokens_per_s"] > 0
     assert (archopt_home / "measurements.sqlite").exists()
@@ -143,6 +143,7 @@ BAD = [
     ["measure", *TINY_FLAGS, "--repeats", "0"],
     ["measure", *TINY_FLAGS, "--input-len", "-1"],
     ["measure", *TINY_FLAGS, "--device", "tpu"],
+    ["measure", *TINY_FLAGS, "--threads", "0"],
     ["measure", "--d-model", "128", "--n-layers", "0", "--n-heads", "4", "--ffn-dim", "8", "--vocab-size", "8"],
     ["calibrate", "--hardware", "cpu"],
     ["calibrate", "--hardware", "nope"],

@@ -20,7 +20,7 @@ def cache(tmp_path) -> MeasurementCache:
 
 @pytest.mark.slow
 def test_tiny_model_really_runs_and_is_cached(cache, monkeypatch) -> None:
-    m = measure(TINY, WL, repeats=2, cache=cache, device="cpu")
+    m = measure(TINY, WL, repeats=2, cache=cache, device="cpu", threads=1)
     assert m.ok, m.reason
     assert (m.hardware_id, m.backend, m.device) == ("cpu", "hf", "cpu")
     assert (m.batch_size, m.input_len, m.output_len, m.dtype, m.repeats) == (2, 8, 6, "float32", 2)
@@ -31,15 +31,16 @@ def test_tiny_model_really_runs_and_is_cached(cache, monkeypatch) -> None:
     assert 0 < m.ttft_s < max(m.times_s)
     assert 0 < m.decode_s_per_token < max(m.times_s) / 5
     assert m.tokens_per_s_spread >= 0 and m.peak_mem_bytes > 0
-    assert m.versions == library_versions("hf")
+    assert m.versions == {**library_versions("hf"), "torch_threads": "1"}
 
     # Second call: served from the cache, the model is not run again.
     def boom(*args, **kwargs):
         raise AssertionError("measured twice")
 
     monkeypatch.setitem(measure_mod._RUNNERS, "hf", boom)
-    assert measure(TINY, WL, repeats=2, cache=cache, device="cpu") == m
-    assert cache.lookup(TINY, "cpu", "hf", WL) == m
+    assert measure(TINY, WL, repeats=2, cache=cache, device="cpu", threads=1) == m
+    assert cache.lookup(TINY, "cpu", "hf", WL, versions=m.versions) == m
+    assert cache.lookup(TINY, "cpu", "hf", WL) is None  # the thread count is part of the key
     assert [r.status for r in cache.records("cpu", "hf")] == ["ok"]
     # Measurements feed calibration directly.
     assert calibrate([m], "cpu", "hf").n_points == 1
@@ -48,7 +49,7 @@ def test_tiny_model_really_runs_and_is_cached(cache, monkeypatch) -> None:
 def test_runner_crash_is_recorded_not_raised(cache, monkeypatch) -> None:
     calls = []
 
-    def crash(arch, wl, repeats, device):
+    def crash(arch, wl, repeats, device, threads=None):
         calls.append(1)
         raise RuntimeError("CUDA error: device-side assert\ntriggered")
 
@@ -63,7 +64,7 @@ def test_runner_crash_is_recorded_not_raised(cache, monkeypatch) -> None:
 
 
 def test_out_of_memory_is_recorded(cache, monkeypatch) -> None:
-    def oom(arch, wl, repeats, device):
+    def oom(arch, wl, repeats, device, threads=None):
         raise MemoryError("cannot allocate 12 GB")
 
     monkeypatch.setitem(measure_mod._RUNNERS, "hf", oom)
@@ -124,6 +125,7 @@ def test_default_cache_lives_in_archopt_home(archopt_home, monkeypatch) -> None:
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(repeats=0), "repeats"), (dict(backend="trt"), "backend"), (dict(device="tpu"), "device"),
+    (dict(threads=0), "threads"),
 ])
 def test_bad_arguments_raise(cache, kwargs, match) -> None:
     with pytest.raises(Exception, match=match):

@@ -160,13 +160,15 @@ def _synthetic_records(truth: dict[str, float], hw_id: str, rng: np.random.Gener
     return records
 
 
-@pytest.mark.parametrize("overlap,layer_s,step_s", [(0.0, 2e-4, 4e-3), (1.0, 2e-5, 5e-4), (0.6, 5e-5, 1e-3)])
-def test_calibration_recovers_known_constants(overlap: float, layer_s: float, step_s: float) -> None:
+@pytest.mark.parametrize("overlap,layer_s,step_s,token_s", [
+    (0.0, 2e-4, 4e-3, 4e-6), (1.0, 2e-5, 5e-4, 2e-8), (0.6, 5e-5, 1e-3, 1e-7)])
+def test_calibration_recovers_known_constants(overlap: float, layer_s: float, step_s: float,
+                                              token_s: float) -> None:
     # Overheads small enough that compute-, bandwidth- and overhead-bound passes all occur.
     truth = {"flops_efficiency": 0.42, "bandwidth_efficiency": 0.63, "layer_overhead_s": layer_s,
-             "step_overhead_s": step_s, "overhead_overlap": overlap}
+             "step_overhead_s": step_s, "overhead_overlap": overlap, "token_layer_s": token_s}
     records = _synthetic_records(truth, "a100-80gb", np.random.default_rng(1))
-    start = Calibration("a100-80gb", "hf", 0.2, 0.9, 1e-5, 1e-2, 0.5)
+    start = Calibration("a100-80gb", "hf", 0.2, 0.9, 1e-5, 1e-2, 0.5, 1e-6)
     cal = calibrate(records, "a100-80gb", "hf", prior=start)
     for name in CONSTANT_NAMES:
         assert getattr(cal, name) == pytest.approx(truth[name], rel=0.1, abs=0.05 if name == "overhead_overlap" else 0), name
