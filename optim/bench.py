@@ -76,7 +76,7 @@ class BenchConfig:
         n_init: initial trainings shared by every method (random candidates, per seed).
         batches, batch_size: proposal budget after the initial trainings.
         random_extra_batches: further random-search batches (of ``random_extra_batch_size``,
-            default ``n_candidates // 20``) to measure its trainings-to-95%; random proposals do
+            default ``n_candidates // 10``) to measure its trainings-to-95%; random proposals do
             not depend on batch boundaries, so larger batches only coarsen the curve.
         methods: strategy names (keys of ``optim.strategies.STRATEGIES``).
         worlds: world kinds, the first is the headline (``"shifted"``, ``"matched"``).
@@ -97,7 +97,7 @@ class BenchConfig:
     n_init: int = 4
     batches: int = 4
     batch_size: int = 4
-    random_extra_batches: int = 20
+    random_extra_batches: int = 10
     random_extra_batch_size: int | None = None
     methods: tuple[str, ...] = ("archopt", "plain_qnehvi", "algorithm1", "random")
     worlds: tuple[str, ...] = ("shifted", "matched")
@@ -311,9 +311,13 @@ def evaluate_targets(methods: Mapping[str, Mapping[str, Any]],
             return {"met": None, "detail": f"archopt or {other} not run"}
         mine, theirs = methods["archopt"]["trainings_to_95"], methods[other]["trainings_to_95"]
         if mine is None:
-            return {"met": False if theirs is not None else None,
+            # archopt's number is > budget: a miss only if even budget+1 would break the target.
+            missed = theirs is not None and budget + 1 > factor * theirs
+            return {"met": False if missed else None,
                     "detail": f"archopt did not reach 95% within {budget} trainings"
-                              + ("" if theirs is None else f" ({other}: {theirs})")}
+                              + ("" if theirs is None else
+                                 f" ({other}: {theirs}; the target needs <= "
+                                 f"{factor * theirs:.0f})")}
         if theirs is None:
             # Censored: theirs > the longest run we have for it.
             longest = methods[other]["trainings"][-1]
@@ -518,6 +522,15 @@ def _candidates(config: BenchConfig, prior: Any) -> tuple[list[Any], Any]:
     return [full.candidates[i] for i in usable], spec
 
 
+def prior_vs_truth(prior_mean: np.ndarray, true_loss: np.ndarray) -> dict[str, float]:
+    """How well archopt's prior knows a world before any run: Spearman rank correlation of the
+    prior-mean loss with the true loss over the candidates, and the mean offset (true - prior)."""
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(prior_mean, true_loss).statistic
+    return {"prior_spearman": float(rho), "prior_offset": float(np.mean(true_loss - prior_mean))}
+
+
 def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, Any] | None = None,
               progress: bool = True, real_data: bool = True) -> BenchResult:
     """Run every method on every world kind and seed (see the module docstring).
@@ -558,7 +571,7 @@ def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, An
     candidates, spec = _candidates(config, prior)
     # Throughput model arrays (no loss target yet): the worlds' throughput is built on them.
     base = Problem.build(spec, prior, measurement_cache=False, candidates=candidates)
-    extra_size = config.random_extra_batch_size or max(config.batch_size, len(candidates) // 20)
+    extra_size = config.random_extra_batch_size or max(config.batch_size, len(candidates) // 10)
     setup = {
         "n_candidates": len(candidates),
         "prior": {"law": prior.law, "method": prior.method, "num_samples": prior.num_samples,
@@ -599,7 +612,8 @@ def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, An
                 init_idx = np.random.default_rng([seed, 31337]).choice(
                     world.n, config.n_init, replace=False)
                 infos.append({**world.info, "loss_target": world.loss_target,
-                              "true_pareto_size": int(world.pareto_indices.size)})
+                              "true_pareto_size": int(world.pareto_indices.size),
+                              **prior_vs_truth(problem.law_mean(), world.true_loss)})
                 for name, strategy in strategies.items():
                     bar.update(task, description=f"{kind} seed {seed} {name}")
                     sizes = [config.batch_size] * config.batches
@@ -856,7 +870,17 @@ def _report_markdown(result: BenchResult) -> str:
 
 
 def _world_section(kind: str, world: Mapping[str, Any], cfg: BenchConfig) -> list[str]:
-    lines = [f"## {kind} world", "", f"![HV vs trainings](hv_{kind}.png)", "",
+    infos = world.get("world_info", [])
+    rho = [w["prior_spearman"] for w in infos if "prior_spearman" in w]
+    off = [w["prior_offset"] for w in infos if "prior_offset" in w]
+    lines = [f"## {kind} world", ""]
+    if rho:
+        lines += [f"Before any run, archopt's prior mean ranks this world's candidates with "
+                  f"Spearman {np.mean(rho):+.2f} (seeds {np.min(rho):+.2f} to {np.max(rho):+.2f}) "
+                  f"against the true loss, and is off by {np.mean(off):+.3f} in level "
+                  "(true - prior; the GP's offset term absorbs this). Algorithm 1 ranks by the "
+                  "same prior mean.", ""]
+    lines += [f"![HV vs trainings](hv_{kind}.png)", "",
              "| method | trainings to 95% HV | HV ratio at "
              f"{cfg.budget} (95% CI) | seeds reaching 95% | regret at {cfg.budget} (95% CI) | "
              "s / propose |", "|---|---|---|---|---|---|"]

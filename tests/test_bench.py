@@ -125,3 +125,17 @@ def test_cli_rejects_bad_input(capsys):
     assert main(["bench", "--methods", "nope", "--json", "--no-real-data",
                  "--max-candidates", "1"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_data_check_on_morph():
+    from optim.bench import real_data_check
+
+    out = real_data_check(tables=("morph_runs.csv",), ks=(1, 2), progress=False)
+    assert out["overall"]["cases"] >= 10
+    for name in ("archopt", "algorithm1", "chance"):
+        rates = out["overall"][name]
+        assert 0.0 <= rates["1"] <= rates["2"] <= 1.0
+    case = out["cases"][0]
+    assert 1 <= case["archopt_rank"] <= case["n_shapes"]
+    assert 1 <= case["algorithm1_rank"] <= case["n_shapes"]
