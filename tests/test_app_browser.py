@@ -161,6 +161,31 @@ def _wait_idle(driver, timeout: float = 120.0) -> None:
     raise AssertionError(f"page did not finish running within {timeout}s")
 
 
+def _click_a_reference_point(driver) -> None:
+    """Clicking a marker selects it (plotly selection event -> rerun) and shows its details."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from surrogate import reference_architectures
+
+    names = set(reference_architectures()["name"])
+
+    def details_heading() -> str:  # the picked architecture's name, above its numbers
+        return driver.find_elements(By.CSS_SELECTOR, '[data-testid="stHeading"] h3')[-1].text.strip()
+
+    assert details_heading() not in names  # the default pick is the first front architecture
+    # The reference-model trace is the only one with text labels.
+    refs = [t for t in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace")
+            if t.find_elements(By.CSS_SELECTOR, ".textpoint")]
+    assert refs, "no reference-model trace in the Pareto chart"
+    point = refs[0].find_elements(By.CSS_SELECTOR, ".point")[0]
+    ActionChains(driver).move_to_element(point).click().perform()
+    time.sleep(1.0)
+    _wait_idle(driver)
+    heading = details_heading()
+    assert heading in names, f"clicking a reference point did not select it (shows {heading!r})"
+
+
 def test_every_page_renders_in_chromium(browser, server):
     from selenium.webdriver.common.by import By
 
@@ -178,6 +203,8 @@ def test_every_page_renders_in_chromium(browser, server):
             assert plots, "the Pareto chart did not render"
             points = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .point")
             assert len(points) > 3, "the Pareto chart has no points"
+            _click_a_reference_point(browser)
+            browser.save_screenshot(str(ARTIFACTS / "pareto_selected.png"))
         if path in ("scaling-law", "throughput"):
             assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), f"{path}: no chart"
         if path == "scaling-law":

@@ -170,8 +170,9 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
         title=title, xaxis_title="predicted throughput (tokens/s, higher is better)",
         yaxis_title="predicted loss (lower is better; bars 5-95%)", height=600,
         legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0),
-        margin=dict(l=60, r=20, t=60 if title else 30, b=110), clickmode="event+select",
-        dragmode="select",
+        # No dragmode/clickmode here: Streamlit sets click-to-select when on_select is used
+        # (a "select" dragmode would turn clicks into plain events).
+        margin=dict(l=60, r=20, t=60 if title else 30, b=110),
     )
     if log_x:
         fig.update_xaxes(type="log")
