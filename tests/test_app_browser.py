@@ -22,7 +22,9 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts" / "screenshots"
+#: Screenshots go here; ``ARCHOPT_SCREENSHOT_DIR`` overrides it (the README's set is made with
+#: ``ARCHOPT_APP_HOME=<home with the demo campaign> ARCHOPT_SCREENSHOT_DIR=results/screenshots``).
+ARTIFACTS = Path(os.environ.get("ARCHOPT_SCREENSHOT_DIR") or REPO / "test-artifacts" / "screenshots")
 #: (url path, page title in the app, file name of the screenshot)
 PAGES = [("", "Campaigns", "campaigns"),  # the default page lives at the root URL
           ("pareto", "Pareto front", "pareto"),
@@ -86,10 +88,14 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app served from a home that holds one small campaign with a few trials."""
-    home = tmp_path_factory.mktemp("browser-home")
-    make_demo_campaign(home)
+    if os.environ.get("ARCHOPT_APP_HOME"):  # serve an existing home (e.g. `archopt demo`'s)
+        home = Path(os.environ["ARCHOPT_APP_HOME"]).expanduser()
+    else:
+        home = tmp_path_factory.mktemp("browser-home")
+        make_demo_campaign(home)
     port = _free_port()
-    log = open(home / "streamlit.log", "w")
+    log_path = tmp_path_factory.mktemp("streamlit-log") / "streamlit.log"
+    log = open(log_path, "w")
     env = {**os.environ, "ARCHOPT_HOME": str(home), "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
@@ -109,9 +115,9 @@ def server(tmp_path_factory):
             break
     else:
         proc.terminate()
-        pytest.fail(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
+        pytest.fail(f"streamlit did not start: {log_path.read_text()[-2000:]}")
     if proc.poll() is not None:
-        pytest.fail(f"streamlit exited: {(home / 'streamlit.log').read_text()[-2000:]}")
+        pytest.fail(f"streamlit exited: {log_path.read_text()[-2000:]}")
     try:
         yield url
     finally:

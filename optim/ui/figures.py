@@ -45,6 +45,10 @@ COLORS: dict[str, str] = {
     "model": "#1f77b4",
 }
 
+#: Error bars lighter than their markers, so many overlapping bars stay readable.
+_ERROR_COLORS: dict[str, str] = {"candidate": "rgba(154,165,177,0.5)", "trial": "rgba(31,119,180,0.45)",
+                                 "front": "rgba(255,127,14,0.45)", "reference": "rgba(44,160,44,0.55)"}
+
 _LOSS = "pred_loss_mean"
 _LO = "pred_loss_q05"
 _HI = "pred_loss_q95"
@@ -135,7 +139,7 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
                 "front": "predicted Pareto front", "reference": "reference models"}[kind]
         error_y = _error_y(df) if show_bars else None
         if error_y is not None:
-            error_y["color"] = "rgba(31,119,180,0.45)" if kind == "trial" else COLORS[kind]
+            error_y["color"] = _ERROR_COLORS[kind]
         fig.add_trace(trace_cls(
             x=df[_TPS], y=df[_LOSS], mode="lines+markers" if kind == "front" else "markers",
             name=name, marker=marker, error_y=error_y,

@@ -92,12 +92,17 @@ def _coefficients(post: Any, key: str) -> None:
                    f"{', '.join(fixed)}.")
     table = post.summary()
     dominated = table["dominated_by"]
-    data_terms = [t for t in dominated.index if dominated[t] == "data"]
-    prior_terms = [t for t in dominated.index if dominated[t] in ("prior", "fixed")]
+    coefs = [t for t in post.law_obj.param_names if t in dominated.index]
+    per_source = [t for t in dominated.index if "[" in t]
+    data_terms = [t for t in coefs if dominated[t] == "data"]
+    prior_terms = [t for t in coefs if dominated[t] in ("prior", "fixed")]
     if dominated.isin(["data", "prior"]).any():
-        st.markdown(f"**Data-dominated** (posterior sd < half the prior sd): "
+        src_data = sum(dominated[t] == "data" for t in per_source)
+        st.markdown(f"**Data-dominated coefficients** (posterior sd < half the prior sd): "
                     f"{', '.join(data_terms) or 'none'}  \n"
-                    f"**Prior-dominated or fixed**: {', '.join(prior_terms) or 'none'}")
+                    f"**Prior-dominated or fixed coefficients**: {', '.join(prior_terms) or 'none'}"
+                    f"  \nPer-source scale/offset/noise terms: {src_data} of {len(per_source)} "
+                    "data-dominated (table below).")
     else:
         st.caption("This fit has no prior (least squares): free terms are determined by the data "
                    "alone, their spread is the Laplace approximation; compare with the documented "
@@ -141,7 +146,7 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
     head_dim = cols[5].selectbox("head_dim", [64, 128], key="sl_hd")
     tol = st.slider("Overlay runs within this factor of N and D", 1.05, 3.0, 1.3, 0.05,
                     key="sl_tol")
-    st.caption(f"Slice: N = {fmt_params(n_params)}, D = {tokens:.3g} tokens; each point is the "
+    st.caption(f"Slice: N = {fmt_params(n_params)}, D = {fmt_params(tokens)} tokens; each point is the "
                "nearest real architecture at that budget; bands are posterior-predictive "
                "(coefficient uncertainty and run noise).")
     try:
