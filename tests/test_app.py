@@ -161,6 +161,17 @@ def test_campaign_lifecycle_through_the_pages(home):
     _no_exception(at)
     assert at.expander[0].proto.expanded  # the create form opens when there is no campaign
     at.text_input(key="new_name").input("small")
+    # A prior run table that does not validate: the error names the file, nothing is created.
+    bad_table = (REPO / "surrogate" / "data" / "morph_runs.csv").read_bytes().replace(
+        b",1610612736,4.9619,", b",1610612736,-1,", 1)
+    at.file_uploader(key="new_runs").set_value([("prior.csv", bad_table, "text/csv")])
+    at.button(key="FormSubmitter:create_campaign-Create campaign").click().run()
+    _no_exception(at)
+    assert any("Campaign not created" in e.value and "prior.csv" in e.value for e in at.error)
+    from optim.campaign import list_campaigns
+
+    assert list_campaigns() == []
+    at.file_uploader(key="new_runs").set_value(None)
     at.number_input(key="new_params_m").set_value(50.0)
     at.number_input(key="new_tokens_b").set_value(1.0)
     at.number_input(key="new_band").set_value(0.02)
