@@ -287,6 +287,7 @@ def report(shapes, cpu, wall, fresh, cpu_s, a100, timing, repeats) -> str:
               f"Constants fitted on all CPU-time records: flops_efficiency {fc.flops_efficiency:.3f}, "
               f"bandwidth_efficiency {fc.bandwidth_efficiency:.3f}, layer_overhead {1e3 * fc.layer_overhead_s:.3f} ms, "
               f"step_overhead {1e3 * fc.step_overhead_s:.3f} ms, overhead_overlap {fc.overhead_overlap:.2f}, "
+              f"token_layer {1e6 * fc.token_layer_s:.2f} us, "
               f"rel_sigma (LOO RMS log error) {fc.rel_sigma:.3f}. Not bundled (machine-specific): "
               "`archopt calibrate --hardware cpu` fits the same from the cache into $ARCHOPT_HOME.", "",
               "## A100-40GB: arXiv 2501.18107 Table 2 (HF generate, batch 1, 128 in / 256 out)", "",
