@@ -41,25 +41,30 @@ def fail(message: str) -> "typer.Exit":
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. Returns the exit code (also used by tests)."""
+    import click
+
+    # typer 0.29 vendors click as typer._click; accept both exception families.
     try:
-        app(args=argv, standalone_mode=False)
+        from typer._click import exceptions as typer_click
+        click_errors: tuple[type, ...] = (click.exceptions.ClickException,
+                                           typer_click.ClickException)
+    except ImportError:  # older typer: plain click
+        click_errors = (click.exceptions.ClickException,)
+    try:
+        code = app(args=argv, standalone_mode=False)
     except ArchoptError as exc:
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         return 2
     except typer.Exit as exc:
         return exc.exit_code
-    except SystemExit as exc:  # typer/click usage errors
+    except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click.UsageError and friends: bad flags are bad input too
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
-    return 0
+    except click_errors as exc:  # bad flags are bad input too
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        return 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        return 130
+    return int(code or 0)
 
 
 if __name__ == "__main__":

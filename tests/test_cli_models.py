@@ -112,17 +112,10 @@ def test_measure_vllm_failure_is_recorded(capsys, archopt_home) -> None:
     assert MeasurementCache().records(backend="vllm")[0].status == "failed"
 
 
-# optim/cli.py (not this group's file) drops typer.Exit codes returned by app(standalone_mode=False)
-# and catches click's ClickException while typer 0.29 raises its vendored typer._click ones.
-_CLI_SHELL_BUG = "optim.cli.main ignores app()'s returned exit code / typer._click exceptions"
-
-
-@pytest.mark.xfail(strict=True, reason=_CLI_SHELL_BUG)
 def test_measure_failure_exit_code_1(capsys, archopt_home) -> None:
     assert main(["measure", *TINY_FLAGS, "--backend", "vllm", "--device", "cpu", "--json"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=_CLI_SHELL_BUG)
 def test_non_integer_flag_exit_2(capsys) -> None:
     assert main(["arch", "--d-model", "abc"]) == 2
 
