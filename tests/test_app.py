@@ -91,6 +91,7 @@ def test_throughput_page_compares_model_and_measurements(home):
     assert any("No measurements for cpu/hf" in i.value for i in at.info)
 
 
+@pytest.mark.slow
 def test_scaling_law_page_shows_posterior_bands_and_terms(home, tiny_prior):
     at = _app("scaling_law").run()
     _no_exception(at)
