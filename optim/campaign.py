@@ -44,6 +44,10 @@ PROPOSAL_FIELDS: tuple[str, ...] = (
 #: Arch fields that are Ax parameters (vocab size and tying are fixed per campaign).
 AX_PARAMETERS: tuple[str, ...] = ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
                                   "ffn_dim")
+#: Integer bounds of the Ax parameters.
+AX_BOUNDS: dict[str, tuple[int, int]] = {"d_model": (32, 65536), "n_layers": (1, 512),
+                                         "n_heads": (1, 1024), "n_kv_heads": (1, 1024),
+                                         "head_dim": (8, 1024), "ffn_dim": (32, 262144)}
 LOSS_METRIC = "loss"
 THROUGHPUT_METRIC = "tokens_per_s"
 #: Relative tolerance on a run's training tokens versus the campaign's.
@@ -72,8 +76,13 @@ def _storage_config(url: str):
     return StorageConfig(url=url)
 
 
-def _ax_params(arch: Arch) -> dict[str, int]:
-    return {name: int(getattr(arch, name)) for name in AX_PARAMETERS}
+def _ax_params(arch: Arch) -> dict[str, float]:
+    out = {name: float(getattr(arch, name)) for name in AX_PARAMETERS}
+    for name, value in out.items():
+        lo, hi = AX_BOUNDS[name]
+        if not lo <= value <= hi:
+            raise CampaignError(f"{arch.label()}: {name}={value:.0f} is outside [{lo}, {hi}]")
+    return out
 
 
 def _objective_thresholds(spec: CampaignSpec) -> list[str]:
@@ -93,8 +102,11 @@ def _new_client(url: str, spec: CampaignSpec, problem: Problem):
     from ax.api.configs import RangeParameterConfig
 
     client = Client(storage_config=_storage_config(url))
-    # Bounds wide enough for attached runs outside the grid; the candidate set is archopt's.
-    parameters = [RangeParameterConfig(name=name, parameter_type="int", bounds=(1, 1 << 24))
+    # Float-typed on purpose: Ax enumerates every value of an integer range whenever it builds
+    # an adapter (its observed Pareto frontier does), seconds for these ranges; archopt never
+    # lets Ax generate, values are exact integers and are checked on the way in and out.
+    parameters = [RangeParameterConfig(name=name, parameter_type="float",
+                                       bounds=tuple(float(b) for b in AX_BOUNDS[name]))
                   for name in AX_PARAMETERS]
     client.configure_experiment(parameters=parameters, name=spec.name,
                                 description=f"archopt campaign: {spec.params:.4g} non-embedding "
@@ -130,7 +142,7 @@ def _records(client, spec: CampaignSpec, meta: dict[int, dict]) -> list[TrialRec
     out = []
     for index, trial in sorted(exp.trials.items()):
         params = trial.arm.parameters
-        arch = Arch(**{k: int(params[k]) for k in AX_PARAMETERS}, vocab_size=spec.vocab_size,
+        arch = Arch(**{k: params[k] for k in AX_PARAMETERS}, vocab_size=spec.vocab_size,
                     tie_embeddings=spec.tie_embeddings)
         if trial.status == TrialStatus.COMPLETED and index in losses:
             status = "observed"
@@ -568,14 +580,18 @@ class Campaign:
         }
 
     def _ax_pareto_trials(self) -> list[int]:
-        """Observed Pareto-optimal trials by Ax's own frontier (observed data, no model)."""
+        """Observed Pareto-optimal trials by Ax's own observed-data frontier (no model fit)."""
+        from ax.plot.pareto_utils import get_observed_pareto_frontiers
+
         with self.store.read() as path, ax_session(path) as url:
-            client = _load_client(url, self.name)
+            exp = _load_client(url, self.name)._experiment
             try:
-                frontier = client.get_pareto_frontier(use_model_predictions=False)
+                frontiers = get_observed_pareto_frontiers(exp, rel=False)
             except Exception:  # Ax refuses when it has no complete data for both metrics
                 return []
-        return sorted(int(t[2]) for t in frontier)
+            trial_of_arm = {t.arm.name: int(i) for i, t in exp.trials.items() if t.arm}
+        names = frontiers[0].arm_names if frontiers else []
+        return sorted(trial_of_arm[n] for n in names or [] if n in trial_of_arm)
 
     def pareto(self) -> list[dict[str, Any]]:
         """Current Pareto set over the budget: observed trials (observed loss) and unobserved

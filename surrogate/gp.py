@@ -1,27 +1,38 @@
-"""A Gaussian-process residual on top of the scaling-law posterior: the loss model of archopt.
+"""The loss model of archopt: the NumPyro scaling-law posterior as the prior of a GP.
 
-The loss of architecture ``x`` is modelled, for each posterior draw ``s`` of the law, as::
+For a candidate ``x`` (a row of a finite table: the campaign's candidate set) the loss of a run
+is modelled as::
 
-    y(x) = m_s(x) + c + g(x) + eps,    c ~ N(0, offset_var),  g ~ GP(0, outputscale * Matern52),
-                                       eps ~ N(0, noise_var)
+    y(x) = m(x) + c + g(x) + eps,   m ~ law posterior (S draws m_s),  c ~ N(0, offset_var),
+                                    g ~ GP(0, outputscale * Matern52(ARD)),  eps ~ N(0, noise_var)
 
-``m_s`` is the noise-free law of draw ``s`` (:meth:`LawPosterior.law_draws`), ``c`` a constant
-offset between the data the law was fitted on and the campaign's own runs (a different dataset,
-tokenizer or loss kind shifts every loss alike), ``g`` a smooth shape-dependent misfit of the law
-and ``eps`` the run-to-run noise of a final loss. ``c`` is integrated out analytically (a
-constant kernel), so one observed run already shifts every prediction, and with *zero*
-observations the model is the law posterior widened by ``offset_var + outputscale``.
+``m`` is the noise-free law (:meth:`LawPosterior.law_draws`), ``c`` a constant offset between
+the data the law was fitted on and the campaign's own runs (another dataset, tokenizer or loss
+kind shifts every loss alike), ``g`` a smooth shape-dependent misfit of the law and ``eps`` the
+run-to-run noise of a final loss. ``c`` is integrated out (a constant kernel), so one observed
+run shifts every prediction, and with *zero* observations the model is the law posterior
+widened by ``offset_var + outputscale``: every prediction carries uncertainty from the start.
 
-Why an ensemble of residual GPs rather than a GP with the law as ``mean_module``: the members
-share kernel hyper-parameters, so conditioning on ``n`` runs costs one ``n x n`` Cholesky for all
-``S`` members; only the residual targets ``y - m_s(X)`` differ. This is exactly the posterior a
-batched ``SingleTaskGP`` with batch shape ``[S]``, mean ``m_s + 0`` and no outcome transform would
-give (tested), without fighting its Y standardization, and it also works with ``n = 0``.
-Hyper-parameters are fitted (MAP, BoTorch's ``fit_gpytorch_mll`` on a ``SingleTaskGP`` of the
-mean residual with priors centred on the law's residual scale) once enough runs exist, otherwise
-kept at their prior values.
+:class:`LawPriorGP` carries the law posterior in one of two ways (``mode``):
 
-Inputs are the ``d`` GP features of :class:`optim.problem.Problem` (scaled to ``[0, 1]``).
+* ``"gaussian"`` (default): mean ``mbar = mean_s m_s`` and covariance ``Phi Phi^T`` with
+  ``Phi = (m_s - mbar) / sqrt(S)``, i.e. a Bayesian linear model on the draws' deviations
+  (Rasmussen & Williams 2006, sec. 2.7), added to the residual kernel. Conditioning on runs also
+  re-weights the law: draws the campaign's runs contradict lose weight, which an ensemble of
+  fixed draws never does. It is a Gaussian approximation of the law posterior at the candidates
+  (first two moments of 64 draws), and one Gaussian posterior keeps batch qLogNEHVI as cheap as
+  for a plain GP (``benchmarks/propose_speed.py``).
+* ``"ensemble"``: one member per draw with prior mean ``m_s`` and the residual kernel: the
+  batched-``SingleTaskGP`` recipe of NOTES.md (tested equal to it), an equal-weight mixture
+  (``GaussianMixturePosterior``) whose MC acquisition pays ``S`` times the samples.
+
+Members share the kernel, so conditioning on ``n`` runs costs one ``n x n`` Cholesky; the
+cross-covariances with every table point are computed once per fit. Kernel hyper-parameters
+stay at their prior values (sized from the law's residual scale) until enough runs exist, then
+are fitted by MAP with BoTorch's ``fit_gpytorch_mll`` on the residual to the mean law.
+
+Inputs are table indices; the GP features are those of :class:`optim.problem.Problem` (in
+``[0, 1]``).
 """
 
 from __future__ import annotations
