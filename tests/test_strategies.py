@@ -162,3 +162,24 @@ def test_candidate_set_model_posterior_shapes(problem):
     post = model.posterior(torch.tensor([[[0.0], [3.0]], [[5.0], [7.0]]]))
     assert post.mean.shape == (2, 1, 2, 2)
     np.testing.assert_allclose(post.mean[0, 0, :, 1].numpy(), problem.log_throughput[[0, 3]])
+
+
+def test_cached_measurements_replace_the_model_throughput(problem, tmp_path):
+    from models.measure import Measurement, MeasurementCache
+
+    cache = MeasurementCache(tmp_path / "m.sqlite")
+    wl = problem.spec.workload
+    arch = problem.candidates[7]
+    common = dict(arch=arch, hardware_id=problem.spec.hardware, backend=wl.backend,
+                  batch_size=wl.batch_size, input_len=wl.input_len, output_len=wl.output_len,
+                  dtype=wl.dtype)
+    cache.put(Measurement(status="ok", reason="", tokens_per_s=1234.0, tokens_per_s_spread=100.0,
+                          created_at=1.0, **common))
+    other = Measurement(status="ok", reason="", tokens_per_s=9.0, tokens_per_s_spread=0.0,
+                        created_at=2.0, **{**common, "batch_size": wl.batch_size + 1})
+    cache.put(other)  # another workload: ignored
+    p = Problem.build(problem.spec, problem.prior, measurement_cache=cache)
+    i = p.index_of(arch)
+    assert p.throughput_source[i] == "measured" and p.throughput_mean[i] == 1234.0
+    assert p.throughput_rel_sigma[i] == pytest.approx(50.0 / 1234.0)
+    assert (p.throughput_source == "measured").sum() == 1
