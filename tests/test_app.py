@@ -84,6 +84,14 @@ def test_throughput_page_compares_model_and_measurements(home):
     table = at.dataframe[0].value
     assert sorted(table["label"]) == ["Morph-1B", "Morph-1B-v1", "Morph-1B-v2"]
     assert np.all(np.abs(table["residual"]) < 0.2)
+    # The Llama shapes priced on every hardware profile (one bar series per profile).
+    from models.hardware import list_hardware
+
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bars = [s for s in specs if s["data"] and s["data"][0]["type"] == "bar"]
+    assert len(bars) == 1 and len(bars[0]["data"]) == len(list_hardware())
+    at.text_input(key="tp_workload").input("batch=oops").run()
+    assert any("not an integer" in e.value for e in at.error)
     at.selectbox(key="tp_residual_x").set_value("params").run()
     _no_exception(at)
     at.selectbox(key="tp_hardware").set_value("cpu").run()

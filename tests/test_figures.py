@@ -42,6 +42,18 @@ def test_pareto_figure_layers_error_bars_and_keys():
     assert sel.x[0] == trials.loc[2, "pred_tokens_per_s"]
 
 
+def test_pareto_figure_throughput_bars_where_the_table_has_them():
+    rng = np.random.default_rng(4)
+    front = _table(2, "front", rng)
+    front["pred_tokens_per_s_q05"] = front["pred_tokens_per_s"] * 0.9
+    front["pred_tokens_per_s_q95"] = front["pred_tokens_per_s"] * 1.2
+    fig = figures.pareto_figure(_table(3, "candidate", rng), front=front)
+    assert fig.data[0].error_x.array is None  # candidates carry no throughput interval
+    f = fig.data[1]
+    np.testing.assert_allclose(f.error_x.array, 0.2 * np.asarray(f.x))
+    np.testing.assert_allclose(f.error_x.arrayminus, 0.1 * np.asarray(f.x))
+
+
 def test_pareto_figure_many_candidates_use_webgl_without_bars():
     rng = np.random.default_rng(1)
     fig = figures.pareto_figure(_table(1000, "candidate", rng))

@@ -135,6 +135,33 @@ def throughput_measurements(hardware_id: str, backend: str, version: float) -> p
     return pd.DataFrame(out)
 
 
+@st.cache_data(show_spinner="Predicting throughput on every hardware...", max_entries=16)
+def hardware_comparison(shapes: tuple[tuple[str, tuple], ...], workload: str,
+                        version: float) -> pd.DataFrame:
+    """Model tokens/s of each ``(label, shape fields)`` on every hardware profile.
+
+    Returns one row per (architecture, hardware): ``label``, ``hardware``, ``tokens_per_s``,
+    ``ttft_s``, ``memory_gb``, ``fits_in_memory`` and ``rel_sigma`` (the calibration's log sd).
+    """
+    from models.arch import SHAPE_FIELDS, Arch
+    from models.hardware import list_hardware
+    from models.throughput import Workload, predict_throughput_many
+
+    wl = Workload.parse(workload)
+    archs = [Arch(**dict(zip(SHAPE_FIELDS, shape))) for _, shape in shapes]
+    rows = []
+    for hw in list_hardware():
+        out = predict_throughput_many(archs, hw, wl)
+        for j, (label, _) in enumerate(shapes):
+            rows.append({"label": label, "hardware": hw.id,
+                         "tokens_per_s": float(out["tokens_per_s"][j]),
+                         "ttft_s": float(out["ttft_s"][j]),
+                         "memory_gb": float(out["memory_bytes"][j]) / 1e9,
+                         "fits_in_memory": bool(out["fits_in_memory"][j]),
+                         "rel_sigma": float(out["rel_sigma"][j])})
+    return pd.DataFrame(rows)
+
+
 # ---- surrogate ---------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False)
 def reference_table() -> pd.DataFrame:

@@ -30,6 +30,7 @@ __all__ = [
     "law_comparison_figure",
     "throughput_parity_figure",
     "residual_figure",
+    "hardware_figure",
 ]
 
 #: One colour per kind of point, shared by every chart.
@@ -70,6 +71,15 @@ def _error_y(df: pd.DataFrame) -> dict[str, Any] | None:
                 arrayminus=lo.clip(lower=0).to_numpy(), thickness=1, width=0)
 
 
+def _error_x(df: pd.DataFrame, color: str) -> dict[str, Any] | None:
+    lo, hi = f"{_TPS}_q05", f"{_TPS}_q95"
+    if lo not in df.columns or hi not in df.columns or df[[lo, hi]].isna().all().all():
+        return None
+    return dict(type="data", symmetric=False, array=(df[hi] - df[_TPS]).clip(lower=0).to_numpy(),
+                arrayminus=(df[_TPS] - df[lo]).clip(lower=0).to_numpy(), thickness=1, width=0,
+                color=color)
+
+
 def _hover(df: pd.DataFrame) -> list[str]:
     lines = []
     for _, row in df.iterrows():
@@ -91,7 +101,7 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
                   front: pd.DataFrame | None = None, references: pd.DataFrame | None = None, *,
                   selected: str | None = None, candidate_error_bars: bool | None = None,
                   log_x: bool = False, title: str | None = None) -> go.Figure:
-    """Predicted loss (5-95% error bars) versus predicted throughput.
+    """Predicted loss versus predicted throughput, with 5-95% error bars on both.
 
     Args:
         candidates: one row per candidate architecture with columns ``key``,
@@ -103,6 +113,7 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
         references: published models (``label`` names them) predicted by the same model.
         selected: a ``key`` to highlight.
         candidate_error_bars: draw the candidates' bars too (default: when <= 400 candidates).
+            Throughput bars are drawn where a table has ``pred_tokens_per_s_q05``/``_q95``.
         log_x: log throughput axis (reference models far from the budget).
 
     Returns:
@@ -143,6 +154,7 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
         fig.add_trace(trace_cls(
             x=df[_TPS], y=df[_LOSS], mode="lines+markers" if kind == "front" else "markers",
             name=name, marker=marker, error_y=error_y,
+            error_x=_error_x(df, _ERROR_COLORS[kind]) if show_bars else None,
             line=dict(color=COLORS[kind], width=1.5, dash="dot") if kind == "front" else None,
             customdata=[[k] for k in df["key"]], hovertext=_hover(df), hoverinfo="text",
             text=text, textposition="top center", textfont=dict(size=10),
@@ -171,7 +183,7 @@ def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
                     customdata=[[selected]], hoverinfo="skip"))
                 break
     fig.update_layout(
-        title=title, xaxis_title="predicted throughput (tokens/s, higher is better)",
+        title=title, xaxis_title="predicted throughput (tokens/s, higher is better; bars 5-95%)",
         yaxis_title="predicted loss (lower is better; bars 5-95%)", height=600,
         legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0),
         # No dragmode/clickmode here: Streamlit sets click-to-select when on_select is used
@@ -422,4 +434,34 @@ def residual_figure(table: pd.DataFrame, *, x: str, x_title: str | None = None,
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     if log_x:
         fig.update_xaxes(type="log")
+    return fig
+
+
+def hardware_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Model tokens/s per architecture (bars) on each hardware (colour); hatched when the
+    weights and KV cache do not fit the device.
+
+    Args:
+        table: rows with ``label``, ``hardware``, ``tokens_per_s``, ``fits_in_memory`` and
+            optionally ``rel_sigma`` (log sd, drawn as 5-95% bars).
+    """
+    _require(table, ("label", "hardware", "tokens_per_s", "fits_in_memory"), "hardware")
+    fig = go.Figure()
+    for hw, df in table.groupby("hardware", sort=False):
+        bars = None
+        if "rel_sigma" in df:
+            k = 1.6448536 * df["rel_sigma"].to_numpy()
+            y = df["tokens_per_s"].to_numpy()
+            bars = dict(type="data", symmetric=False, array=y * (np.exp(k) - 1),
+                        arrayminus=y * (1 - np.exp(-k)), thickness=1, width=2)
+        fig.add_trace(go.Bar(
+            x=df["label"], y=df["tokens_per_s"], name=str(hw), error_y=bars,
+            marker_pattern_shape=["" if f else "/" for f in df["fits_in_memory"]],
+            hovertext=[f"{hw}: {v:,.0f} tok/s" + ("" if f else " (does not fit)")
+                       for v, f in zip(df["tokens_per_s"], df["fits_in_memory"])],
+            hoverinfo="text"))
+    fig.update_layout(barmode="group", yaxis_title="model tokens/s (bars 5-95%)", title=title,
+                      height=440, margin=dict(l=60, r=10, t=50 if title else 20, b=100),
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+    fig.update_yaxes(type="log")
     return fig

@@ -7,10 +7,11 @@ same workload, and the calibration residuals ``log(measured / model)``.
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from optim.ui import cache, figures
-from optim.ui.common import show_error
+from optim.ui.common import current_campaign, show_error, store_path
 
 __all__ = ["render"]
 
@@ -59,6 +60,11 @@ def render() -> None:
     c[4].metric("Uncertainty (log sd)", f"{cal['rel_sigma']:.3f}")
     st.caption(f"{cal['n_points']} measurement(s); source: {cal['source']}")
 
+    _measurements(hw, backend, cal, table)
+    _across_hardware(version)
+
+
+def _measurements(hw: str, backend: str, cal: dict, table: pd.DataFrame) -> None:
     st.subheader("Model versus measurements")
     if table.empty:
         st.info(f"No measurements for {hw}/{backend} yet: `archopt measure` times a shape on "
@@ -86,3 +92,36 @@ def render() -> None:
                      "measured": st.column_config.NumberColumn("measured tok/s", format="%.1f"),
                      "predicted": st.column_config.NumberColumn("model tok/s", format="%.1f"),
                      "residual": st.column_config.NumberColumn("log(meas/model)", format="%+.3f")})
+
+
+def _across_hardware(version: float) -> None:
+    """The campaign's Pareto set (or the reference models) priced on every hardware profile."""
+    from models.arch import SHAPE_FIELDS
+
+    st.subheader("Model across hardware")
+    name = current_campaign()
+    shapes, workload = [], "batch=1,input=128,output=256"
+    if name:
+        try:
+            store = store_path()
+            version_store = cache.store_version(store)
+            campaign = cache.load_campaign(name, str(store), version_store)
+            front = cache.campaign_tables(name, str(store), version_store)["front"]
+            workload = str(campaign.spec.workload)
+            shapes = [(f"{i + 1:02d} {r['label']}", tuple(r[f] for f in SHAPE_FIELDS))
+                      for i, r in enumerate(front.head(8).to_dict("records"))]
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, f"Loading campaign {name!r}")
+    refs = cache.reference_table()
+    shapes += [(r["name"], tuple(r[f] for f in SHAPE_FIELDS)) for r in refs.to_dict("records")
+               if r["name"] in ("Llama-3.2-1B", "Llama-3.2-3B", "Llama-3.1-8B")]
+    workload = st.text_input("Workload", value=workload, key="tp_workload",
+                             help="batch=..,input=..,output=..[,dtype=..][,backend=hf|vllm]")
+    try:
+        table = cache.hardware_comparison(tuple(shapes), workload, version)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc, "Predicting throughput")
+        return
+    st.caption((f"The first {len(shapes) - 3} architectures of {name}'s Pareto set and " if name
+                else "") + "Llama reference shapes; hatched bars do not fit the device memory.")
+    st.plotly_chart(figures.hardware_figure(table), key="tp_hardware_chart")
