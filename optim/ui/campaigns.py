@@ -57,7 +57,6 @@ def read_run_tables(files: list[Any]) -> pd.DataFrame:
 
 def _create_form() -> None:
     from models.throughput import Workload
-    from surrogate.laws import LAWS
 
     hardware = cache.hardware_ids(0.0)
     ids = [h for h, _ in hardware]
@@ -81,7 +80,10 @@ def _create_form() -> None:
                                      step=0.1, key="new_max_loss")
         min_tps = c[1].number_input("Min throughput tokens/s (optional, 0 = none)", min_value=0.0,
                                     value=0.0, step=100.0, key="new_min_tps")
-        law = c[2].selectbox("Law", list(LAWS), index=list(LAWS).index("conditional"), key="new_law")
+        source = c[2].text_input("Loss source (optional)", value="", key="new_source",
+                                 help="prior source whose loss units the campaign's runs share "
+                                      "(e.g. mlfoundations-scaling-grid); empty: the prior's "
+                                      "reference source")
         c = st.columns(3)
         vocab = c[0].number_input("Vocabulary size", min_value=1, value=128256, step=1, key="new_vocab")
         tie = c[1].checkbox("Tie embeddings", value=True, key="new_tie")
@@ -98,7 +100,8 @@ def _create_form() -> None:
         spec = CampaignSpec(name=name.strip(), params=params_m * 1e6, tokens=tokens_b * 1e9,
                             hardware=hw, band=band, workload=Workload.parse(workload),
                             max_loss=max_loss or None, min_throughput=min_tps or None,
-                            must_fit=must_fit, vocab_size=int(vocab), tie_embeddings=tie, law=law)
+                            must_fit=must_fit, vocab_size=int(vocab), tie_embeddings=tie,
+                            source=source.strip() or None)
     except Exception as exc:  # noqa: BLE001 - shown to the user, nothing saved
         show_error(exc, "Campaign not created")
         return
@@ -144,18 +147,24 @@ def _trials_table(trials: pd.DataFrame) -> None:
 
 
 def _propose(campaign: Any, name: str) -> None:
+    from optim.strategies import STRATEGIES
+
     with st.form("propose"):
-        c = st.columns([1, 3])
+        c = st.columns([1, 2])
         k = c[0].number_input("Batch size", min_value=1, max_value=32, value=4, key="propose_k")
-        c[1].caption("Proposes the next architectures to train: maximizes expected hypervolume "
-                     "improvement of (loss, throughput) over the candidate set.")
+        names = list(STRATEGIES)
+        strategy = c[1].selectbox("Strategy", names, index=names.index("archopt")
+                                  if "archopt" in names else 0, key="propose_strategy",
+                                  help="archopt: expected hypervolume improvement of (loss, "
+                                       "throughput) with the scaling-law-prior GP; the others "
+                                       "are the benchmark's baselines")
         go = st.form_submit_button("Propose next batch", type="primary")
     if not go:
         return
     with st.status(f"Proposing {k} architecture(s)...", expanded=True) as status:
         try:
             st.write("Fitting the loss model and optimizing the acquisition function...")
-            proposals = campaign.propose(k=int(k))
+            proposals = campaign.propose(k=int(k), strategy=strategy)
         except Exception as exc:  # noqa: BLE001
             status.update(label="Proposal failed", state="error")
             show_error(exc, "Proposal failed")

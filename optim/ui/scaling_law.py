@@ -47,7 +47,8 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
             campaign = cache.load_campaign(name, str(store_path()), version)
             spec = campaign.spec
             context = {"params": float(spec.params), "tokens": float(spec.tokens),
-                       "vocab_size": int(spec.vocab_size), "tie_embeddings": bool(spec.tie_embeddings)}
+                       "vocab_size": int(spec.vocab_size), "tie_embeddings": bool(spec.tie_embeddings),
+                       "source": spec.source}
             return campaign.prior, f"campaign:{name}:{version}", context
         if kind == "default prior":
             return cache.default_posterior(), "default", context
@@ -116,8 +117,9 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
     st.subheader("Predicted loss along each knob")
     runs = cache.bundled_run_table()
     sources = list(post.sources)
+    default = context.get("source") if context.get("source") in sources else post.reference_source
     src = st.selectbox("Loss source (per-source scale/offset applied)", sources,
-                       index=sources.index(post.reference_source), key="sl_source")
+                       index=sources.index(default), key="sl_source")
     here = runs[runs["source_key"] == src]
     if context:
         n0, d0 = context["params"], context["tokens"]
