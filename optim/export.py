@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,6 +26,8 @@ from models.arch import Arch
 from models.errors import ArchoptError
 
 __all__ = ["export_pareto", "ExportError", "config_dirname"]
+
+_CONFIG_DIR = re.compile(r"^\d{2,}-d\d+-L\d+-h\d+_\d+x\d+-f\d+$")
 
 
 class ExportError(ArchoptError):
@@ -56,6 +60,11 @@ def export_pareto(rows: Sequence[Mapping[str, Any]], directory: str | Path, *,
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create export directory {out}: {exc.strerror}") from None
+    # A re-export replaces the previous one: stale config folders would look like members.
+    for old in out.iterdir():
+        if old.is_dir() and _CONFIG_DIR.match(old.name) and {p.name for p in old.iterdir()} <= {
+                "config.json"}:
+            shutil.rmtree(old)
     written: list[Path] = []
     table = []
     for rank, row in enumerate(rows, start=1):

@@ -65,6 +65,16 @@ def _quiet_ax_logs() -> None:
     """Ax logs INFO/WARNING lines on every load and fit; archopt reports its own state."""
     import warnings
 
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)  # Ax logs an INFO line while it is imported
+    try:
+        import ax  # noqa: F401  (attaches Ax's stream handler to the "ax" logger)
+        import ax.storage.sqa_store.with_db_settings_base  # noqa: F401
+    finally:
+        logging.disable(previous)
+
+    for handler in logging.getLogger("ax").handlers:
+        handler.setLevel(logging.ERROR)
     logging.getLogger("ax").setLevel(logging.ERROR)
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("ax."):

@@ -53,3 +53,12 @@ def test_export_onto_a_file_is_refused(tmp_path):
     target.write_text("x")
     with pytest.raises(ExportError):
         export_pareto(_rows(), target)
+
+
+def test_re_export_removes_stale_config_folders_only(tmp_path):
+    rows = _rows()
+    export_pareto(rows, tmp_path)
+    (tmp_path / "notes").mkdir()
+    export_pareto(rows[:1], tmp_path)
+    assert len(list(tmp_path.glob("*/config.json"))) == 1
+    assert (tmp_path / "notes").is_dir()
