@@ -56,7 +56,7 @@ def fit_command(
     n_starts: Annotated[int, typer.Option("--n-starts", help="Starts for lsq/huber.")] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     source_terms: Annotated[str, typer.Option("--source-terms",
-                                              help="none | offset | scale | affine")] = "affine",
+                                              help="none | offset | scale | affine | chinchilla")] = "affine",
     reference_source: Annotated[Optional[str], typer.Option("--reference-source")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:

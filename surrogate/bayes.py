@@ -1,21 +1,45 @@
 """Bayesian fit of a law with NumPyro NUTS.
 
-The model (observation model of :mod:`surrogate.posterior`)::
+The model (observation model of :mod:`surrogate.posterior`), for sources ``s`` (reference
+first) and (source, size) groups ``g`` (:func:`surrogate.lsq.size_groups`)::
 
-    theta_k        ~ law prior of coefficient k          (surrogate.laws: Param.prior)
-    log scale[s]   ~ Normal(0, 0.3)     for each non-reference source s (scale ~ x/1.35)
-    offset[s]      ~ Normal(0, 0.5)     for each non-reference source s (nats/token)
-    sigma[s]       ~ HalfNormal(0.1)    for every source (loss units)
-    loss[i]        ~ Normal(scale[s_i] law(x_i; theta) + offset[s_i], sigma[s_i])
+    theta_k          ~ law prior of coefficient k    (surrogate.laws: Param.prior), except:
+    u_A[s] = log(A / N0^alpha)  ~ Normal(log 0.3, 1.5)    the N-term's value at the pivot N0
+    u_B[s] = log(B / D0^beta)   ~ Normal(log 0.3, 1.5)    the D-term's value at the pivot D0
+    log scale[s]     ~ Normal(0, 0.3)     non-reference sources, source_terms scale/affine
+    offset[s]        ~ Normal(0, 0.5)     non-reference sources, source_terms offset/affine
+    sigma[s]         ~ HalfNormal(0.1)    run noise, loss units
+    tau[s]           ~ HalfNormal(0.05)   discrepancy sd, loss units
+    delta[g]         = tau[s_g] z[g],  z[g] ~ Normal(0, 1)
+    loss[i]          ~ Normal(scale[s_i] law(x_i; theta[s_i]) + offset[s_i] + delta[g_i], sigma[s_i])
 
-The law priors are weakly informative (E near typical LM losses, exponents in (0, 1.5), log
-prefactors with sd 3) except where the shared tables cannot identify a term: the ``r`` terms of
-``conditional`` (b1, b2) and the aspect term's eps/gamma are centred on the published fits
-(data README). :meth:`LawPosterior.summary` says which terms ended up prior-dominated.
+**Pivot parametrisation.** ``A / N^alpha = exp(u_A - alpha (ln N - ln N0))`` with ``N0``, ``D0``
+the geometric means of the fitted sizes and tokens (per source with per-source Chinchilla parts):
+``u_A`` is the N-term's value at the centre of the data, well determined and nearly uncorrelated
+with ``alpha``, whereas ``log_A`` and ``alpha`` are almost perfectly correlated (``ln N ~ 18``).
+The prior is stated on this scale (each term 0.3 nats at the pivot, a factor ~20 either way at
+2 sd); the stored draws are converted back to the law's own ``log_A = u_A + alpha ln N0``.
 
-Sampling: NUTS with a dense mass matrix (log-prefactors and exponents are strongly correlated),
-chains started at a multi-start least-squares optimum, run in parallel on CPU devices when there
-are enough, in float64. Diagnostics (r_hat, bulk ESS, divergences) come from ArviZ.
+**Discrepancy.** ``delta`` lets the law err systematically per model-size group (see
+:mod:`surrogate.posterior`); ``tau`` is learned from the fitted sizes and a prediction for an unseen
+size draws a fresh ``delta``. Non-centred (``z``), since few groups inform ``tau``.
+
+**Per-source Chinchilla parts** (``source_terms="chinchilla"``): each source has its own ``E``,
+``u_A``, ``u_B`` (independent priors as above) and exponents partially pooled towards the
+reference's: ``ln alpha[s] = ln alpha + 0.3 z_alpha[s]`` (and beta), ``z ~ Normal(0, 1)``; shape
+terms (eps/gamma, a1/a2/b1/b2) are shared.
+
+The law priors are weakly informative except where the shared tables cannot identify a term: the
+``r`` terms of ``conditional`` (b1, b2) and the aspect term's eps/gamma are centred on the
+published fits (data README). :meth:`LawPosterior.summary` says which terms ended up
+prior-dominated.
+
+Sampling: NUTS with a dense mass matrix, float64. Chains start from *dispersed* points: chain 0 at
+the best multi-start least-squares optimum, the others at draws of that fit's Laplace
+approximation with its covariance inflated 4x (so chains that end up disagreeing reveal
+multi-modality instead of hiding it); group effects start at the groups' mean residuals.
+Chains run in parallel on CPU devices when there are enough. Diagnostics (r_hat, bulk ESS,
+divergences) come from ArviZ.
 
 JAX set-up happens once, here, before any JAX computation: ``numpyro.set_host_device_count``
 (so chains run in parallel) unless XLA_FLAGS already sets a device count, and float64.
@@ -39,18 +63,35 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 import pandas as pd  # noqa: E402
-from numpyro.infer import MCMC, NUTS, init_to_median, init_to_value  # noqa: E402
+from numpyro.infer import MCMC, NUTS  # noqa: E402
+from numpyro.infer.util import unconstrain_fn  # noqa: E402
 
 from .laws import Law, Prior, get_law  # noqa: E402
-from .lsq import FitError, fit_lsq, prepare_fit_data  # noqa: E402
-from .posterior import SOURCE_TERMS, LawPosterior, apply_source_terms  # noqa: E402
+from .lsq import FitData, FitError, fit_lsq, prepare_fit_data  # noqa: E402
+from .posterior import CHINCHILLA_PART, SOURCE_TERMS, LawPosterior, apply_source_terms  # noqa: E402
 
 __all__ = ["fit_bayes", "numpyro_prior", "law_model", "SCALE_PRIOR_SD", "OFFSET_PRIOR_SD",
-           "SIGMA_PRIOR_SCALE"]
+           "SIGMA_PRIOR_SCALE", "TAU_PRIOR_SCALE", "PIVOT_TERM_PRIOR", "EXPONENT_POOL_SD",
+           "model_inputs"]
 
 SCALE_PRIOR_SD: float = 0.3
 OFFSET_PRIOR_SD: float = 0.5
 SIGMA_PRIOR_SCALE: float = 0.1
+#: HalfNormal scale of the discrepancy sd tau (loss units).
+TAU_PRIOR_SCALE: float = 0.05
+#: Prior of the log of the N- (D-) term at the pivot: 0.3 nats, factor e^1.5 per sd.
+PIVOT_TERM_PRIOR: Prior = Prior("normal", math.log(0.3), 1.5)
+#: Level parametrisation: the Chinchilla part at the pivot (nats), a factor 1.6 per sd.
+LEVEL_PRIOR: Prior = Prior("lognormal", math.log(3.0), 0.5)
+#: ``alpha T_N(N0)`` and ``beta T_D(D0)``: loss drop per e-fold of N (D) at the pivot.
+SLOPE_PRIOR: Prior = Prior("lognormal", math.log(0.1), 1.5)
+#: Dirichlet concentration of the split of the level into (E, N-term, D-term).
+FRACTION_CONCENTRATION: float = 1.5
+#: Between-source sd of log exponents with per-source Chinchilla parts.
+EXPONENT_POOL_SD: float = 0.3
+#: (prefactor, feature, exponent) of the Chinchilla terms; the D exponent falls back to alpha
+#: in laws with one exponent (aspect_paper).
+_TERMS = (("log_A", "N", "alpha"), ("log_B", "D", "beta"))
 
 
 def numpyro_prior(prior: Prior) -> dist.Distribution:
@@ -62,8 +103,60 @@ def numpyro_prior(prior: Prior) -> dist.Distribution:
     return dist.TruncatedNormal(prior.loc, prior.scale, low=prior.low, high=prior.high)
 
 
+def _terms(law: Law) -> list[tuple[str, str, str]]:
+    """The law's Chinchilla prefactors as (log-prefactor, feature key, exponent name)."""
+    names = set(law.param_names)
+    size_key = law.options.get("size_key", "N")
+    out = []
+    for log_name, key, exp_name in _TERMS:
+        if log_name in names:
+            out.append((log_name, size_key if key == "N" else "D",
+                        exp_name if exp_name in names else "alpha"))
+    return out
+
+
+def _per_source_names(law: Law, n_sources: int, source_terms: str) -> list[str]:
+    if n_sources < 2 or source_terms != "chinchilla":
+        return []
+    return [p for p in law.param_names if p in CHINCHILLA_PART]
+
+
+def _uses_level(law: Law) -> bool:
+    """Laws with the full Chinchilla part (E, log_A, alpha, log_B, beta) are sampled in the
+    level/slope/fraction parametrisation; others (one shared exponent) in the pivot one."""
+    return set(CHINCHILLA_PART) <= set(law.param_names)
+
+
+def chinchilla_from_level(level: Any, slope_n: Any, slope_d: Any, fractions: Any, log_n0: Any,
+                          log_d0: Any, xp: Any = np) -> dict[str, Any]:
+    """The Chinchilla coefficients of the level/slope/fraction parametrisation.
+
+    ``level = E + T_N(N0) + T_D(D0)`` is the Chinchilla part at the pivot, ``fractions`` its
+    split ``(E, T_N(N0), T_D(D0)) / level`` (last axis, 3), ``slope_n = alpha T_N(N0)`` and
+    ``slope_d = beta T_D(D0)`` minus the derivatives along ln N and ln D at the pivot. Shapes
+    broadcast (``fractions`` has one extra trailing axis).
+    """
+    e = level * fractions[..., 0]
+    t_n = level * fractions[..., 1]
+    t_d = level * fractions[..., 2]
+    alpha = slope_n / t_n
+    beta = slope_d / t_d
+    return {"E": e, "alpha": alpha, "beta": beta, "log_A": xp.log(t_n) + alpha * log_n0,
+            "log_B": xp.log(t_d) + beta * log_d0}
+
+
+def _soft_log_prob(prior: Prior, x: Any) -> Any:
+    """Log density of ``prior`` without its truncation (the level parametrisation keeps E and
+    the exponents positive by construction; a hard wall would stall NUTS)."""
+    if prior.kind == "lognormal":
+        return dist.LogNormal(prior.loc, prior.scale).log_prob(x)
+    return dist.Normal(prior.loc, prior.scale).log_prob(x)
+
+
 def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
-              loss: jnp.ndarray | None, *, law: Law, n_sources: int, source_terms: str) -> None:
+              loss: jnp.ndarray | None, *, law: Law, n_sources: int, source_terms: str,
+              log_pivot: Mapping[str, jnp.ndarray], group_idx: jnp.ndarray | None = None,
+              group_src: jnp.ndarray | None = None) -> None:
     """NumPyro model of ``n`` runs (see the module docstring).
 
     Args:
@@ -73,71 +166,343 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
         law: the law.
         n_sources: number of sources.
         source_terms: one of :data:`surrogate.posterior.SOURCE_TERMS`.
+        log_pivot: feature key (``N``/``N_total``, ``D``) -> ``(n_sources,)`` log pivot.
+        group_idx: ``(n,)`` (source, size) group per row; None = no discrepancy term.
+        group_src: ``(G,)`` source of each group.
     """
-    theta = {p.name: numpyro.sample(p.name, numpyro_prior(p.prior)) for p in law.params}
+    k = n_sources - 1
+    per_source = _per_source_names(law, n_sources, source_terms)
+    n_p = n_sources if per_source else 1
+    terms = _terms(law)
+    chin_names = set(CHINCHILLA_PART) if _uses_level(law) else {t[0] for t in terms}
+    theta: dict[str, Any] = {}
+    for p in law.params:
+        if p.name not in chin_names:
+            theta[p.name] = numpyro.sample(p.name, numpyro_prior(p.prior))
+    if _uses_level(law):
+        level = numpyro.sample("level", numpyro_prior(LEVEL_PRIOR).expand([n_p]))
+        slope_n = numpyro.sample("slope_N", numpyro_prior(SLOPE_PRIOR).expand([n_p]))
+        slope_d = numpyro.sample("slope_D", numpyro_prior(SLOPE_PRIOR).expand([n_p]))
+        fractions = numpyro.sample(
+            "fractions", dist.Dirichlet(jnp.full(3, FRACTION_CONCENTRATION)).expand([n_p]))
+        size_key = law.options.get("size_key", "N")
+        chin = chinchilla_from_level(level, slope_n, slope_d, fractions,
+                                     log_pivot[size_key][:n_p], log_pivot["D"][:n_p], jnp)
+        # The law's own priors on E and the exponents, as factors on the implied values;
+        # other sources' exponents are pooled towards the reference's (log scale).
+        log_prior = _soft_log_prob(law.param("E").prior, chin["E"]).sum()
+        for name in ("alpha", "beta"):
+            log_prior += _soft_log_prob(law.param(name).prior, chin[name][0])
+            if n_p > 1:
+                log_prior += dist.Normal(jnp.log(chin[name][0]), EXPONENT_POOL_SD).log_prob(
+                    jnp.log(chin[name][1:])).sum()
+        numpyro.factor("chinchilla_prior", log_prior)
+        for name, value in chin.items():
+            theta[name] = value[src_idx] if n_p > 1 else value[0]
+    else:  # pivot parametrisation of the prefactors only (laws with one shared exponent)
+        for p in law.params:
+            if p.name not in theta and p.name not in chin_names:
+                theta[p.name] = numpyro.sample(p.name, numpyro_prior(p.prior))
+        for name in ("E", "alpha", "beta"):
+            if name in law.param_names and name not in theta:
+                theta[name] = numpyro.sample(name, numpyro_prior(law.param(name).prior))
+        for log_name, key, exp_name in terms:
+            u = numpyro.sample(f"{log_name}_pivot", numpyro_prior(PIVOT_TERM_PRIOR))
+            theta[log_name] = u + theta[exp_name] * log_pivot[key][0]
     mu = law(features, theta, jnp)
     scale = offset = None
-    k = n_sources - 1
     if k and source_terms in ("scale", "affine"):
         log_scale = numpyro.sample("log_scale", dist.Normal(0.0, SCALE_PRIOR_SD).expand([k]))
         scale = jnp.concatenate([jnp.ones(1), jnp.exp(log_scale)])[src_idx]
     if k and source_terms in ("offset", "affine"):
         off = numpyro.sample("offset", dist.Normal(0.0, OFFSET_PRIOR_SD).expand([k]))
         offset = jnp.concatenate([jnp.zeros(1), off])[src_idx]
+    mu = apply_source_terms(mu, scale, offset)
     sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR_SCALE).expand([n_sources]))
-    numpyro.sample("obs", dist.Normal(apply_source_terms(mu, scale, offset), sigma[src_idx]),
-                   obs=loss)
+    if group_idx is None:
+        numpyro.sample("obs", dist.Normal(mu, sigma[src_idx]), obs=loss)
+        return
+    tau = numpyro.sample("tau", dist.HalfNormal(TAU_PRIOR_SCALE).expand([n_sources]))
+    if loss is None:  # prior predictive: draw the group effects explicitly
+        z = numpyro.sample("group_z", dist.Normal(0.0, 1.0).expand([group_src.shape[0]]))
+        numpyro.sample("obs", dist.Normal(mu + (tau[group_src] * z)[group_idx],
+                                          sigma[src_idx]))
+        return
+    numpyro.factor("obs", grouped_normal_log_lik(loss - mu, group_idx, sigma[group_src],
+                                                 tau[group_src]))
 
 
-def _prior_sds(law: Law, sources: list[str], source_terms: str) -> dict[str, float]:
+def grouped_normal_log_lik(resid: jnp.ndarray, group_idx: jnp.ndarray, sigma_g: jnp.ndarray,
+                           tau_g: jnp.ndarray) -> jnp.ndarray:
+    """``log N(resid | 0, blockdiag(sigma_g^2 I + tau_g^2 11^T))``: the group effects
+    ``delta[g] ~ N(0, tau_g)`` integrated out in closed form (Sherman-Morrison per group).
+
+    Marginalising removes one latent per group and the funnel between ``tau`` and the effects
+    that stalls NUTS when ``tau`` is small (max tree depth on every draw).
+
+    Args:
+        resid: ``(n,)`` residuals ``loss - mean``.
+        group_idx: ``(n,)`` group of each row.
+        sigma_g, tau_g: ``(G,)`` noise and discrepancy sd of each group.
+    """
+    n_groups = sigma_g.shape[0]
+    count = jax.ops.segment_sum(jnp.ones_like(resid), group_idx, n_groups)
+    s1 = jax.ops.segment_sum(resid, group_idx, n_groups)
+    s2 = jax.ops.segment_sum(resid ** 2, group_idx, n_groups)
+    var_s, var_t = sigma_g ** 2, tau_g ** 2
+    denom = var_s + count * var_t
+    quad = s2 / var_s - var_t * s1 ** 2 / (var_s * denom)
+    log_det = (count - 1.0) * jnp.log(var_s) + jnp.log(denom)
+    return -0.5 * jnp.sum(jnp.where(count > 0, quad + log_det + count * jnp.log(2 * jnp.pi), 0.0))
+
+
+def model_inputs(data: FitData, law: Law, source_terms: str, discrepancy: bool = True
+                 ) -> tuple[tuple, dict[str, Any]]:
+    """``(args, kwargs)`` of :func:`law_model` for prepared data (pivots: geometric means of
+    the fitted sizes / tokens, per source with per-source Chinchilla parts, else pooled)."""
+    n_sources = len(data.sources)
+    per_source = bool(_per_source_names(law, n_sources, source_terms))
+    log_pivot = {}
+    for key in {t[1] for t in _terms(law)}:
+        logs = np.log(data.features[key])
+        if per_source:
+            log_pivot[key] = jnp.asarray([logs[data.src_idx == j].mean() for j in range(n_sources)])
+        else:
+            log_pivot[key] = jnp.full(n_sources, logs.mean())
+    args = ({k: jnp.asarray(v) for k, v in data.features.items()}, jnp.asarray(data.src_idx),
+            jnp.asarray(data.loss))
+    kwargs = dict(law=law, n_sources=n_sources, source_terms=source_terms, log_pivot=log_pivot,
+                  group_idx=jnp.asarray(data.group_idx) if discrepancy else None,
+                  group_src=jnp.asarray(data.group_src) if discrepancy else None)
+    return args, kwargs
+
+
+def _prior_sds(law: Law, sources: list[str], source_terms: str, log_pivot: Mapping[str, Any],
+               discrepancy: bool) -> dict[str, float]:
+    """Prior sd of every stored term; for ``log_A`` / ``log_B`` the sd implied by the pivot
+    prior and the exponent prior, ``sqrt(sd_u^2 + sd_alpha^2 ln(N0)^2)``."""
     out = {p.name: p.prior.sd for p in law.params}
+    for log_name, key, exp_name in _terms(law):
+        pivot = float(np.asarray(log_pivot[key])[0])
+        out[log_name] = math.sqrt(PIVOT_TERM_PRIOR.scale ** 2
+                                  + (law.param(exp_name).prior.sd * pivot) ** 2)
+    per_source = _per_source_names(law, len(sources), source_terms)
     lognormal_sd = math.sqrt((math.exp(SCALE_PRIOR_SD ** 2) - 1) * math.exp(SCALE_PRIOR_SD ** 2))
+    half_normal = math.sqrt(1 - 2 / math.pi)
     for j, src in enumerate(sources):
+        if j:
+            for name in per_source:
+                out[f"{name}[{src}]"] = out[name]
         if j and source_terms in ("scale", "affine"):
             out[f"scale[{src}]"] = lognormal_sd
         if j and source_terms in ("offset", "affine"):
             out[f"offset[{src}]"] = OFFSET_PRIOR_SD
-        out[f"sigma[{src}]"] = SIGMA_PRIOR_SCALE * math.sqrt(1 - 2 / math.pi)
+        out[f"sigma[{src}]"] = SIGMA_PRIOR_SCALE * half_normal
+        if discrepancy:
+            out[f"tau[{src}]"] = TAU_PRIOR_SCALE * half_normal
     return out
 
 
-def _init_values(runs: pd.DataFrame, law: Law, data: Any, source_terms: str, seed: int
-                 ) -> dict[str, Any] | None:
-    """Starting point for the chains: a least-squares fit with every coefficient free except
-    the ones the data cannot identify (those start at their prior mean)."""
+# ---- initial values ----------------------------------------------------------------------
+def _inside(value: float, prior: Prior) -> float:
+    """``value`` moved strictly inside the support of ``prior``."""
+    lo, hi = prior.low, prior.high
+    if prior.kind == "lognormal":
+        lo = 0.0
+    if lo is not None and hi is not None:
+        margin = 1e-3 * (hi - lo)
+        return float(min(max(value, lo + margin), hi - margin))
+    if lo is not None:
+        return float(max(value, lo + 1e-6 * max(1.0, abs(lo)) + 1e-9))
+    return float(value)
+
+
+def _point_fits(runs: pd.DataFrame, law: Law, data: FitData, source_terms: str, seed: int,
+                n_chains: int) -> list[dict[str, Any]] | None:
+    """``n_chains`` dispersed starting points in the model's constrained space, built from
+    least-squares fits: per-source fits for per-source Chinchilla parts, one joint fit
+    otherwise. Point 0 is the optimum, the others Laplace draws (covariance inflated 4x)."""
+    per_source = _per_source_names(law, len(data.sources), source_terms)
+    rng = np.random.default_rng(seed + 1)
     try:
-        fit = fit_lsq(runs, law.name, method="lsq", n_starts=6, seed=seed,
-                      source_terms=source_terms, reference_source=data.reference_source)
+        if per_source:
+            keys = pd.Series(_row_keys(runs, data))
+            fits = [fit_lsq(runs[(keys == src).to_numpy()], law.name, n_starts=6, seed=seed)
+                    for src in data.sources]
+        else:
+            fits = [fit_lsq(runs, law.name, n_starts=8, seed=seed, source_terms=source_terms,
+                            reference_source=data.reference_source)]
     except FitError:
         return None
+    # Per fit: n_chains coefficient vectors (theta dicts + source terms).
+    chains: list[list[dict[str, Any]]] = []
+    for fit in fits:
+        layout_draws = [dict(fit.theta, **fit.source_theta)]
+        if n_chains > 1:
+            cov = 0.5 * (fit.cov + fit.cov.T)
+            if np.all(np.isfinite(cov)):
+                from .lsq import _Layout
+
+                layout = _Layout(law, fit.fixed, len(fit.sources), fit.source_terms)
+                lo, hi = layout.bounds()
+                for _ in range(n_chains - 1):
+                    for _attempt in range(20):
+                        x = rng.multivariate_normal(fit.x, 4.0 * cov, method="eigh")
+                        if np.all((x >= lo) & (x <= hi)):
+                            break
+                    else:
+                        x = fit.x
+                    theta, scale, offset = layout.unpack(x)
+                    point = {k: float(v) for k, v in theta.items()}
+                    for j, src in enumerate(fit.sources[1:], start=1):
+                        if scale is not None:
+                            point[f"scale[{src}]"] = float(scale[j])
+                        if offset is not None:
+                            point[f"offset[{src}]"] = float(offset[j])
+                    layout_draws.append(point)
+            while len(layout_draws) < n_chains:
+                layout_draws.append(dict(layout_draws[0]))
+        chains.append(layout_draws)
+    return [{"fits": [c[i] for c in chains], "sigma": [f.sigma for f in fits]}
+            for i in range(n_chains)]
+
+
+def _row_keys(runs: pd.DataFrame, data: FitData) -> np.ndarray:
+    return np.asarray(data.sources, dtype=object)[data.src_idx]
+
+
+def _constrained_init(point: Mapping[str, Any], law: Law, data: FitData, kwargs: Mapping[str, Any],
+                      rng: np.random.Generator) -> dict[str, Any]:
+    """Values of every sample site of :func:`law_model` from a least-squares point."""
+    sources = data.sources
+    n_sources = len(sources)
+    per_source = _per_source_names(law, n_sources, kwargs["source_terms"])
+    fits = point["fits"]
+    ref = fits[0]
     values: dict[str, Any] = {}
+    theta_src = [fits[j] if per_source else ref for j in range(n_sources)]
+    if _uses_level(law):
+        for p in law.params:
+            if p.name not in CHINCHILLA_PART:
+                values[p.name] = _inside(ref[p.name], p.prior)
+        size_key = law.options.get("size_key", "N")
+        n_p = n_sources if per_source else 1
+        lvl, sn, sd, fr = [], [], [], []
+        for j in range(n_p):
+            th = theta_src[j]
+            t_n = math.exp(th["log_A"] - th["alpha"] * float(kwargs["log_pivot"][size_key][j]))
+            t_d = math.exp(th["log_B"] - th["beta"] * float(kwargs["log_pivot"]["D"][j]))
+            level = max(th["E"], 0.0) + t_n + t_d
+            f = np.maximum(np.array([max(th["E"], 0.0), t_n, t_d]) / level, 0.01)
+            f = f / f.sum()
+            lvl.append(level)
+            fr.append(f)
+            sn.append(max(th["alpha"], 0.02) * f[1] * level)
+            sd.append(max(th["beta"], 0.02) * f[2] * level)
+        values.update(level=np.array(lvl), slope_N=np.array(sn), slope_D=np.array(sd),
+                      fractions=np.array(fr))
+    else:
+        for p in law.params:
+            if p.name not in ("log_A", "log_B"):
+                values[p.name] = _inside(ref[p.name], p.prior)
+        for log_name, key, exp_name in _terms(law):
+            piv = float(np.asarray(kwargs["log_pivot"][key])[0])
+            values[f"{log_name}_pivot"] = ref[log_name] - ref[exp_name] * piv
+    k = n_sources - 1
+    if k and kwargs["source_terms"] in ("scale", "affine"):
+        values["log_scale"] = np.log([max(ref.get(f"scale[{s}]", 1.0), 1e-3) for s in sources[1:]])
+    if k and kwargs["source_terms"] in ("offset", "affine"):
+        values["offset"] = np.array([ref.get(f"offset[{s}]", 0.0) for s in sources[1:]])
+    # Residuals of this point give the group effects, tau and sigma to start from.
+    resid = _point_residuals(values, law, data, kwargs)
+    sigma = np.empty(n_sources)
+    if kwargs["group_idx"] is not None:
+        g_idx, g_src = data.group_idx, data.group_src
+        g_mean = np.bincount(g_idx, resid, len(g_src)) / np.maximum(np.bincount(g_idx, None, len(g_src)), 1)
+        tau = np.array([max(np.sqrt(np.mean(g_mean[g_src == j] ** 2)), 3e-3)
+                        for j in range(n_sources)])
+        values["tau"] = tau * rng.uniform(0.8, 1.25, n_sources)
+        resid = resid - g_mean[g_idx]
+    for j in range(n_sources):
+        r = resid[data.src_idx == j]
+        sigma[j] = max(float(np.sqrt(np.mean(r ** 2))), 2e-3)
+    values["sigma"] = sigma * rng.uniform(0.8, 1.25, n_sources)
+    return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in values.items()}
+
+
+def _point_residuals(values: Mapping[str, Any], law: Law, data: FitData,
+                     kwargs: Mapping[str, Any]) -> np.ndarray:
+    """Residuals ``loss - mean`` of the model without the discrepancy at ``values``."""
+    from numpyro.handlers import condition, seed, trace
+
+    no_group = dict(kwargs, group_idx=None, group_src=None)
+    model = condition(law_model, {k: jnp.asarray(v) for k, v in values.items()})
+    args, _ = model_inputs(data, law, kwargs["source_terms"], discrepancy=False)
+    tr = trace(seed(model, 0)).get_trace(args[0], args[1], None, **no_group)
+    return data.loss - np.asarray(tr["obs"]["fn"].loc)
+
+
+def _init_params(runs: pd.DataFrame, law: Law, data: FitData, args: tuple,
+                 kwargs: Mapping[str, Any], seed: int, num_chains: int) -> dict[str, Any] | None:
+    """Unconstrained initial values with a leading chain axis, or None (prior init)."""
+    points = _point_fits(runs, law, data, kwargs["source_terms"], seed, num_chains)
+    if points is None:
+        return None
+    rng = np.random.default_rng(seed + 2)
+    per_chain = [unconstrain_fn(law_model, args, dict(kwargs),
+                                _constrained_init(p, law, data, kwargs, rng)) for p in points]
+    return {k: jnp.stack([c[k] for c in per_chain]) for k in per_chain[0]}
+
+
+def _to_samples(by_chain: Mapping[str, np.ndarray], law: Law, data: FitData,
+                kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Flat draws keyed as :class:`LawPosterior` expects (law coefficients of the reference,
+    ``name[src]`` per-source terms), prefactors converted back from the pivot scale."""
+    sources = data.sources
+    n_sources = len(sources)
+    per_source = _per_source_names(law, n_sources, kwargs["source_terms"])
+    flat = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:]) for k, v in by_chain.items()}
+    values: dict[str, np.ndarray] = {}  # name -> (S,) or (S, n_sources)
     for p in law.params:
-        v = fit.theta[p.name]
-        lo, hi = p.prior.low, p.prior.high
-        if p.prior.kind == "lognormal":
-            lo = 0.0
-        # Keep the start strictly inside the prior's support.
-        if lo is not None:
-            v = max(v, lo + 1e-6 * max(1.0, abs(lo)) + 1e-9)
-        if hi is not None:
-            v = min(v, hi - 1e-6 * max(1.0, abs(hi)))
-        values[p.name] = jnp.asarray(v)
-    k = len(data.sources) - 1
-    if k and source_terms in ("scale", "affine"):
-        values["log_scale"] = jnp.log(jnp.asarray([fit.source_theta[f"scale[{s}]"]
-                                                   for s in data.sources[1:]]))
-    if k and source_terms in ("offset", "affine"):
-        values["offset"] = jnp.asarray([fit.source_theta[f"offset[{s}]"]
-                                        for s in data.sources[1:]])
-    values["sigma"] = jnp.asarray([max(fit.sigma[s], 1e-3) for s in data.sources])
-    return values
+        if p.name in flat:
+            values[p.name] = flat[p.name]
+    if _uses_level(law):
+        size_key = law.options.get("size_key", "N")
+        n_p = flat["level"].shape[1]
+        chin = chinchilla_from_level(flat["level"], flat["slope_N"], flat["slope_D"],
+                                     flat["fractions"],
+                                     np.asarray(kwargs["log_pivot"][size_key])[:n_p],
+                                     np.asarray(kwargs["log_pivot"]["D"])[:n_p], np)
+        for name, v in chin.items():
+            values[name] = v if n_p > 1 else v[:, 0]
+    else:
+        for log_name, key, exp_name in _terms(law):
+            piv = float(np.asarray(kwargs["log_pivot"][key])[0])
+            values[log_name] = flat[f"{log_name}_pivot"] + values[exp_name] * piv
+    samples: dict[str, np.ndarray] = {}
+    for name, v in values.items():
+        if v.ndim == 2:
+            samples[name] = v[:, 0]
+            for j, src in enumerate(sources[1:], start=1):
+                samples[f"{name}[{src}]"] = v[:, j]
+        else:
+            samples[name] = v
+    for j, src in enumerate(sources):
+        if j and "log_scale" in flat:
+            samples[f"scale[{src}]"] = np.exp(flat["log_scale"][:, j - 1])
+        if j and "offset" in flat:
+            samples[f"offset[{src}]"] = flat["offset"][:, j - 1]
+        samples[f"sigma[{src}]"] = flat["sigma"][:, j]
+        if "tau" in flat:
+            samples[f"tau[{src}]"] = flat["tau"][:, j]
+    return samples
 
 
 def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int = 2,
               num_warmup: int = 500, num_samples: int = 500, seed: int = 0,
               progress: bool = True, reference_source: str | None = None,
               source_terms: str = "affine", target_accept: float = 0.9,
-              max_tree_depth: int = 8) -> LawPosterior:
+              max_tree_depth: int = 8, discrepancy: bool = True) -> LawPosterior:
     """Sample the posterior of ``law`` given a run table with NUTS.
 
     Args:
@@ -145,10 +510,12 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
         law: registered law name.
         num_chains, num_warmup, num_samples: NUTS settings (samples are per chain).
         seed: PRNG seed (the result is reproducible for a given seed and settings).
-        progress: show a rich progress bar (warm-up, then sampling in chunks).
+        progress: show a rich progress bar (warm-up, then sampling).
         reference_source: the source with scale 1 / offset 0 (default: most rows).
-        source_terms: per-source terms (:data:`surrogate.posterior.SOURCE_TERMS`).
+        source_terms: per-source terms (:data:`surrogate.posterior.SOURCE_TERMS`);
+            ``"chinchilla"`` gives every source its own Chinchilla part.
         target_accept, max_tree_depth: NUTS step-size target and tree depth cap.
+        discrepancy: include the per-(source, size group) discrepancy term (module docstring).
 
     Returns:
         A :class:`LawPosterior` with ``num_chains * num_samples`` draws, ArviZ diagnostics and
@@ -164,48 +531,40 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
         if value < 1:
             raise FitError(f"{name} must be >= 1, got {value}")
     data = prepare_fit_data(runs, reference_source)
-    features = {k: jnp.asarray(v) for k, v in data.features.items()}
-    src_idx = jnp.asarray(data.src_idx)
-    loss = jnp.asarray(data.loss)
-    init = _init_values(runs, law_obj, data, source_terms, seed)
+    args, kwargs = model_inputs(data, law_obj, source_terms, discrepancy)
+    init = _init_params(runs, law_obj, data, args, kwargs, seed, num_chains)
     t_init = time.perf_counter() - t0
     kernel = NUTS(law_model, dense_mass=True, target_accept_prob=target_accept,
-                  max_tree_depth=max_tree_depth,
-                  init_strategy=init_to_value(values=init) if init else init_to_median())
+                  max_tree_depth=max_tree_depth)
     chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=False)
-    args = (features, src_idx, loss)
-    model_kwargs = dict(law=law_obj, n_sources=len(data.sources), source_terms=source_terms)
+    if init is not None and num_chains == 1:
+        init = {k: v[0] for k, v in init.items()}
     # Two compiled loops (warm-up, sampling) so the bar can report each; chunking the sampling
     # further would recompile per chunk (~2 s each), so the bar moves in two steps.
     with _progress(progress, num_warmup + num_samples,
                    f"NUTS {law} ({num_chains} chains, {len(data.loss)} runs)") as advance:
-        mcmc.warmup(jax.random.PRNGKey(seed), *args, **model_kwargs)
+        mcmc.warmup(jax.random.PRNGKey(seed), *args, init_params=init, **kwargs)
         advance(num_warmup)
-        mcmc.run(mcmc.post_warmup_state.rng_key, *args, extra_fields=("diverging",),
-                 **model_kwargs)
+        mcmc.run(mcmc.post_warmup_state.rng_key, *args, extra_fields=("diverging",), **kwargs)
         advance(num_samples)
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     div = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-    samples: dict[str, np.ndarray] = {}
-    for p in law_obj.params:
-        samples[p.name] = by_chain[p.name].reshape(-1)
-    for j, src in enumerate(data.sources):
-        if j and "log_scale" in by_chain:
-            samples[f"scale[{src}]"] = np.exp(by_chain["log_scale"][..., j - 1]).reshape(-1)
-        if j and "offset" in by_chain:
-            samples[f"offset[{src}]"] = by_chain["offset"][..., j - 1].reshape(-1)
-        samples[f"sigma[{src}]"] = by_chain["sigma"][..., j].reshape(-1)
+    samples = _to_samples(by_chain, law_obj, data, kwargs)
     seconds = time.perf_counter() - t0
+    pivots = {k: [round(float(x), 4) for x in np.asarray(v)] for k, v in kwargs["log_pivot"].items()}
     posterior = LawPosterior(
         law, samples, sources=data.sources, reference_source=data.reference_source,
         source_terms=source_terms, method="bayes", num_chains=num_chains,
-        prior_sd=_prior_sds(law_obj, data.sources, source_terms),
+        prior_sd=_prior_sds(law_obj, data.sources, source_terms, kwargs["log_pivot"],
+                            discrepancy),
         info={"n_obs": int(len(data.loss)), "num_warmup": num_warmup,
               "num_samples": num_samples, "seed": seed, "chain_method": chain_method,
               "seconds": round(seconds, 3), "init_seconds": round(t_init, 3),
-              "init": "least squares" if init else "prior median"},
+              "init": "least squares, dispersed" if init is not None else "prior",
+              "log_pivot": pivots, "discrepancy": bool(discrepancy),
+              "n_groups": int(len(data.group_src)) if discrepancy else 0},
         sample_stats={"diverging": div.reshape(-1).astype(np.int8)})
     posterior.diagnostics  # computed now so warnings are part of the saved file
     return posterior

@@ -34,17 +34,46 @@ from scipy import optimize
 from models.errors import ArchoptError
 
 from .laws import Law, get_law, law_features
-from .posterior import SOURCE_TERMS, LawPosterior, apply_source_terms
+from .posterior import CHINCHILLA_PART, SOURCE_TERMS, LawPosterior, apply_source_terms
 from .runs import source_keys, table_archs, validate_runs
 
 __all__ = ["LawFit", "fit_lsq", "FitError", "auto_fixed", "FitData", "prepare_fit_data",
-           "IDENTIFIED_LOG_RANGE", "HUBER_DELTA"]
+           "IDENTIFIED_LOG_RANGE", "HUBER_DELTA", "size_groups", "SIZE_GROUP_REL"]
 
 #: A term is identifiable when its feature spans more than this in natural-log units.
 IDENTIFIED_LOG_RANGE: float = 0.5
 #: Epoch AI's Huber delta on log loss.
 HUBER_DELTA: float = 1e-3
+#: Function evaluations per Levenberg-Marquardt start (converged starts need < 300).
+LM_MAX_NFEV: int = 800
+#: Sizes within this fraction of a group's smallest size share a size group.
+SIZE_GROUP_REL: float = 0.15
 _METHODS = ("lsq", "huber")
+
+
+def size_groups(sizes: np.ndarray, keys: np.ndarray | None = None,
+                rel: float = SIZE_GROUP_REL) -> np.ndarray:
+    """Group index ``(n,)`` of (key, model size) groups.
+
+    Within each key (source), the distinct sizes are walked in ascending order and a new group
+    starts whenever a size exceeds the current group's smallest by more than ``rel``. Groups are
+    numbered in order of (key, size).
+    """
+    sizes = np.asarray(sizes, dtype=np.float64)
+    keys = np.zeros(sizes.size, np.int64) if keys is None else np.asarray(keys)
+    out = np.empty(sizes.size, np.int64)
+    next_id = 0
+    for key in sorted(set(keys.tolist()), key=str):
+        m = keys == key
+        starts: list[float] = []
+        gid = {}
+        for v in np.unique(sizes[m]):
+            if not starts or v > starts[-1] * (1.0 + rel):
+                starts.append(v)
+            gid[v] = next_id + len(starts) - 1
+        out[m] = [gid[v] for v in sizes[m]]
+        next_id += len(starts)
+    return out
 
 
 class FitError(ArchoptError):
@@ -60,12 +89,17 @@ class FitData:
         loss: observed loss ``(n,)``.
         src_idx: ``(n,)`` int index into ``sources`` (0 = the reference source).
         sources: source keys, reference first.
+        group_idx: ``(n,)`` (source, size group) index (:func:`size_groups` on non-embedding
+            parameters), the unit of the Bayesian discrepancy term.
+        group_src: ``(G,)`` source index of each group.
     """
 
     features: dict[str, np.ndarray]
     loss: np.ndarray
     src_idx: np.ndarray
     sources: list[str]
+    group_idx: np.ndarray | None = None
+    group_src: np.ndarray | None = None
 
     @property
     def reference_source(self) -> str:
@@ -89,9 +123,13 @@ def prepare_fit_data(runs: pd.DataFrame, reference_source: str | None = None,
                        f"{', '.join(sorted(counts.index))}")
     sources = [reference_source] + sorted(k for k in counts.index if k != reference_source)
     pos = {s: i for i, s in enumerate(sources)}
-    return FitData(features=law_features(table_archs(df), df["tokens"].to_numpy(np.float64)),
-                   loss=df["loss"].to_numpy(np.float64),
-                   src_idx=np.array([pos[k] for k in keys], dtype=np.int64), sources=sources)
+    features = law_features(table_archs(df), df["tokens"].to_numpy(np.float64))
+    src_idx = np.array([pos[k] for k in keys], dtype=np.int64)
+    group_idx = size_groups(features["N"], src_idx)
+    group_src = np.zeros(group_idx.max() + 1, np.int64)
+    group_src[group_idx] = src_idx
+    return FitData(features=features, loss=df["loss"].to_numpy(np.float64), src_idx=src_idx,
+                   sources=sources, group_idx=group_idx, group_src=group_src)
 
 
 def auto_fixed(law: Law, features: Mapping[str, np.ndarray],
@@ -116,21 +154,29 @@ def auto_fixed(law: Law, features: Mapping[str, np.ndarray],
 
 
 class _Layout:
-    """The free-parameter vector: free law coefficients, then log_scale / offset per source."""
+    """The free-parameter vector: free law coefficients (the reference source's), then per
+    non-reference source its free Chinchilla coefficients (``source_terms="chinchilla"``) or
+    its log_scale / offset."""
 
     def __init__(self, law: Law, fixed: Mapping[str, float], n_sources: int,
-                 source_terms: str) -> None:
+                 source_terms: str, log_pivot: Mapping[str, float] | None = None) -> None:
         self.law = law
         self.fixed = dict(fixed)
         self.free = [p for p in law.params if p.name not in self.fixed]
         self.n_sources = n_sources
         self.has_scale = n_sources > 1 and source_terms in ("scale", "affine")
         self.has_offset = n_sources > 1 and source_terms in ("offset", "affine")
+        self.per_source = [p for p in self.free if p.name in CHINCHILLA_PART] \
+            if n_sources > 1 and source_terms == "chinchilla" else []
+        # log of the geometric-mean N and D of the data (random starts are drawn around them)
+        self.log_pivot = dict(log_pivot or {})
         k = n_sources - 1
-        self.size = len(self.free) + k * (self.has_scale + self.has_offset)
+        self.size = len(self.free) + k * (len(self.per_source) + self.has_scale + self.has_offset)
 
     def names(self, sources: Sequence[str]) -> list[str]:
         out = [p.name for p in self.free]
+        for s in sources[1:]:
+            out += [f"{p.name}[{s}]" for p in self.per_source]
         if self.has_scale:
             out += [f"log_scale[{s}]" for s in sources[1:]]
         if self.has_offset:
@@ -138,13 +184,23 @@ class _Layout:
         return out
 
     def unpack(self, x: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
-        """``x (..., size)`` -> theta dict, scale ``(..., n_sources)``, offset ``(..., n_sources)``."""
+        """``x (..., size)`` -> theta dict, scale ``(..., n_sources)``, offset ``(..., n_sources)``.
+
+        Per-source coefficients come back as ``(..., n_sources)`` arrays (index them with
+        :meth:`rows`)."""
         theta: dict[str, Any] = {p.name: x[..., i] for i, p in enumerate(self.free)}
         theta.update(self.fixed)
         i = len(self.free)
         k = self.n_sources - 1
-        scale = offset = None
         lead = x.shape[:-1]
+        m = len(self.per_source)
+        if m:
+            other = x[..., i:i + k * m].reshape(lead + (k, m))
+            for j, p in enumerate(self.per_source):
+                theta[p.name] = np.concatenate([x[..., [self.free.index(p)]], other[..., j]],
+                                               axis=-1)
+            i += k * m
+        scale = offset = None
         if self.has_scale:
             scale = np.concatenate([np.ones(lead + (1,)), np.exp(x[..., i:i + k])], axis=-1)
             i += k
@@ -152,23 +208,51 @@ class _Layout:
             offset = np.concatenate([np.zeros(lead + (1,)), x[..., i:i + k]], axis=-1)
         return theta, scale, offset
 
+    def rows(self, theta: Mapping[str, Any], src_idx: np.ndarray) -> dict[str, Any]:
+        """Theta with per-source coefficients ``(..., n_sources)`` picked per row
+        ``(..., n)``; other entries unchanged."""
+        out = dict(theta)
+        for p in self.per_source:
+            out[p.name] = np.asarray(theta[p.name])[..., src_idx]
+        return out
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         k = self.n_sources - 1
-        lo = [p.bounds[0] for p in self.free] + [-3.0] * k * self.has_scale \
-            + [-5.0] * k * self.has_offset
-        hi = [p.bounds[1] for p in self.free] + [3.0] * k * self.has_scale \
-            + [5.0] * k * self.has_offset
+        lo = [p.bounds[0] for p in self.free] + [p.bounds[0] for p in self.per_source] * k \
+            + [-3.0] * k * self.has_scale + [-5.0] * k * self.has_offset
+        hi = [p.bounds[1] for p in self.free] + [p.bounds[1] for p in self.per_source] * k \
+            + [3.0] * k * self.has_scale + [5.0] * k * self.has_offset
         return np.array(lo), np.array(hi)
 
-    def random_start(self, rng: np.random.Generator) -> np.ndarray:
+    def _start_values(self, rng: np.random.Generator, loss_min: float) -> dict[str, float]:
+        """One random start of the law coefficients. Prefactors are drawn as the value of their
+        term at the data's pivot (0.02-1.5 nats) and converted with the drawn exponent, so a
+        start is always on the scale of the data (uniform log_A and alpha are not: most such
+        pairs put the term orders of magnitude off); E starts below the smallest loss."""
+        v = {p.name: rng.uniform(*p.start) for p in self.law.params}
+        v["E"] = rng.uniform(0.3, 0.95) * loss_min
+        for log_name, key, exp_name in (("log_A", "N", "alpha"), ("log_B", "D", "beta")):
+            exp_name = exp_name if exp_name in v else "alpha"
+            if log_name in v and key in self.log_pivot:
+                term = math.exp(rng.uniform(math.log(0.02), math.log(1.5)))
+                v[log_name] = math.log(term) + v[exp_name] * self.log_pivot[key]
+        return v
+
+    def random_start(self, rng: np.random.Generator, loss_min: Sequence[float] = (3.0,)
+                     ) -> np.ndarray:
+        """A start vector; ``loss_min``: smallest loss per source (reference first)."""
         k = self.n_sources - 1
-        law_part = [rng.uniform(*p.start) for p in self.free]
-        return np.array(law_part + [0.0] * k * (self.has_scale + self.has_offset))
+        ref = self._start_values(rng, loss_min[0])
+        out = [ref[p.name] for p in self.free]
+        for j in range(k):
+            other = self._start_values(rng, loss_min[min(j + 1, len(loss_min) - 1)])
+            out += [other[p.name] for p in self.per_source]
+        return np.array(out + [0.0] * k * (self.has_scale + self.has_offset))
 
 
 def _predict_vec(layout: _Layout, x: np.ndarray, data: FitData) -> np.ndarray:
     theta, scale, offset = layout.unpack(x)
-    mu = layout.law(data.features, theta, np)
+    mu = layout.law(data.features, layout.rows(theta, data.src_idx), np)
     return apply_source_terms(mu, None if scale is None else scale[data.src_idx],
                               None if offset is None else offset[data.src_idx])
 
@@ -193,7 +277,8 @@ class LawFit:
         law: law name.
         method: ``"lsq"`` or ``"huber"``.
         theta: every law coefficient (free and fixed) at the optimum.
-        source_theta: ``scale[src]`` / ``offset[src]`` of the non-reference sources.
+        source_theta: ``scale[src]`` / ``offset[src]`` (or, with ``"chinchilla"`` source terms,
+            ``E[src]``, ``log_A[src]``, ...) of the non-reference sources.
         sigma: residual sd per source (loss units).
         cov: covariance ``(p, p)`` of the free vector (``param_vector_names`` order).
         param_vector_names: names of the free vector entries.
@@ -232,9 +317,14 @@ class LawFit:
         draws = self._laplace_draws(layout, n_samples, np.random.default_rng(seed))
         theta, scale, offset = layout.unpack(draws)
         samples: dict[str, np.ndarray] = {}
+        per_source = {p.name for p in layout.per_source}
         for name in law.param_names:
-            samples[name] = np.broadcast_to(np.asarray(theta[name], np.float64),
-                                            (n_samples,)).copy()
+            value = np.asarray(theta[name], np.float64)
+            if name in per_source:
+                for j, src in enumerate(self.sources[1:], start=1):
+                    samples[f"{name}[{src}]"] = value[:, j].copy()
+                value = value[:, 0]
+            samples[name] = np.broadcast_to(value, (n_samples,)).copy()
         for j, src in enumerate(self.sources):
             if j and scale is not None:
                 samples[f"scale[{src}]"] = scale[:, j]
@@ -267,9 +357,11 @@ class LawFit:
         ok = np.all((prop >= lo) & (prop <= hi), axis=1)
         data = self._data
         theta, scale, offset = layout.unpack(prop)
-        theta = {k: (v[:, None] if np.ndim(v) else v) for k, v in theta.items()}
+        per_source = {p.name for p in layout.per_source}
+        theta = {k: (v[:, None] if np.ndim(v) and k not in per_source else v)
+                 for k, v in theta.items()}
         with np.errstate(all="ignore"):
-            mu = apply_source_terms(layout.law(data.features, theta, np),
+            mu = apply_source_terms(layout.law(data.features, layout.rows(theta, data.src_idx), np),
                                     None if scale is None else scale[:, data.src_idx],
                                     None if offset is None else offset[:, data.src_idx])
             ssr = np.sum((mu - data.loss) ** 2, axis=1)
@@ -291,7 +383,10 @@ class LawFit:
         post = self.to_posterior()
         out = post.predict(archs_or_runs, tokens, source=source, quantiles=quantiles)
         feats, _, _ = post.features_for(archs_or_runs, tokens)
-        point = get_law(self.law)(feats, self.theta, np)
+        srcs = out["pred_source"].to_numpy()
+        theta = {k: np.array([self.source_theta.get(f"{k}[{s}]", v) for s in srcs])
+                 for k, v in self.theta.items()}
+        point = get_law(self.law)(feats, theta, np)
         scale = np.array([self.source_theta.get(f"scale[{s}]", 1.0) for s in out["pred_source"]])
         offset = np.array([self.source_theta.get(f"offset[{s}]", 0.0) for s in out["pred_source"]])
         out.insert(0, "pred_point", point * scale + offset)
@@ -331,7 +426,10 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
     unknown = [k for k in fixed_values if k not in law_obj.param_names]
     if unknown:
         raise FitError(f"cannot fix {', '.join(unknown)}: not coefficients of law {law!r}")
-    layout = _Layout(law_obj, fixed_values, len(data.sources), source_terms)
+    size_key = law_obj.options.get("size_key", "N")
+    log_pivot = {"N": float(np.mean(np.log(data.features[size_key]))),
+                 "D": float(np.mean(np.log(data.features["D"])))}
+    layout = _Layout(law_obj, fixed_values, len(data.sources), source_terms, log_pivot)
     n = data.loss.size
     if n <= layout.size:
         raise FitError(f"{n} runs cannot determine {layout.size} coefficients of law {law!r}")
@@ -360,12 +458,25 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
         return bool(np.all(x >= lo - 1e-9) and np.all(x <= hi + 1e-9) and np.all(np.isfinite(x)))
 
     best_x, best_cost, n_ok = None, np.inf, 0
-    starts = [np.clip(layout.random_start(rng), lo, hi) for _ in range(n_starts)]
+    loss_min = [float(y[data.src_idx == j].min()) for j in range(len(data.sources))]
+    starts = [np.clip(layout.random_start(rng, loss_min), lo, hi) for _ in range(n_starts)]
+    if method == "huber":
+        # The LM optimum is a good start for the (log-scale, robust) Huber objective; Huber
+        # from uniform starts alone lands in poor local optima (flat directions of eps/E).
+        try:
+            lm = fit_lsq(runs, law, method="lsq", n_starts=max(4, n_starts // 2), seed=seed,
+                         source_terms=source_terms, reference_source=data.reference_source,
+                         fixed=fixed_values)
+            starts.insert(0, np.clip(lm.x, lo, hi))
+        except FitError:
+            pass
     for x0 in starts:
         try:
             if method == "lsq":
+                # LM is unbounded: starts that drift along a flat direction out of the
+                # bounds (E < 0, alpha -> 0) are cut short and discarded below.
                 res = optimize.least_squares(residuals, x0, method="lm", x_scale="jac",
-                                             max_nfev=4000)
+                                             max_nfev=LM_MAX_NFEV)
                 cost = float(res.cost)
             else:
                 res = optimize.minimize(huber_objective, x0, method="L-BFGS-B",
@@ -399,6 +510,11 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
     theta, scale, offset = layout.unpack(best_x)
     source_theta: dict[str, float] = {}
     sigma: dict[str, float] = {}
+    for p in layout.per_source:
+        values = theta[p.name]
+        theta[p.name] = values[0]
+        for j, src in enumerate(data.sources[1:], start=1):
+            source_theta[f"{p.name}[{src}]"] = float(values[j])
     for j, src in enumerate(data.sources):
         if j and scale is not None:
             source_theta[f"scale[{src}]"] = float(scale[j])

@@ -7,16 +7,32 @@ through the same prediction path.
 
 The observation model, shared by every fitter (one concept, defined here)::
 
-    loss[i] ~ Normal(scale[s_i] * law(x_i; theta) + offset[s_i], sigma[s_i])
+    loss[i] ~ Normal(scale[s_i] * law(x_i; theta[s_i]) + offset[s_i] + delta[g_i], sigma[s_i])
+    delta[g] ~ Normal(0, tau[s_g])        (one per (source, size group); NUTS fits only)
 
-with ``s_i`` the row's source key (:func:`surrogate.runs.source_keys`). The reference source has
-``scale = 1`` and ``offset = 0``; other sources get a scale and/or an offset according to
-``source_terms`` (``"none"``, ``"offset"``, ``"scale"`` or ``"affine"`` = both). ``sigma`` is in
-loss units (nats/token) and per source, because loss kinds differ in noise.
+with ``s_i`` the row's source key (:func:`surrogate.runs.source_keys`) and ``g_i`` its
+(source, model-size group) (:func:`surrogate.lsq.size_groups`). The reference source has
+``scale = 1`` and ``offset = 0``; other sources get terms according to ``source_terms``:
 
-Sample keys: the law's coefficient names; ``scale[src]`` / ``offset[src]`` for non-reference
-sources; ``sigma[src]`` for every source. Saved as ArviZ InferenceData (netCDF, never pickle):
-per-source terms become variables with a ``source`` dimension.
+* ``"none"``, ``"offset"``, ``"scale"``, ``"affine"`` (= scale and offset): one shared law,
+  calibrated per source;
+* ``"chinchilla"``: each source has its own Chinchilla part (``E``, ``log_A``, ``alpha``,
+  ``log_B``, ``beta``, partially pooled exponents) while the shape terms (aspect / d-over-sqrt-N /
+  r calibration) are shared, so the shape effect is learned from every table and each table keeps
+  its own curve. ``theta[s]`` is then the reference coefficients with source ``s``'s Chinchilla
+  part substituted.
+
+``delta`` is the *discrepancy*: a law fitted on some sizes errs systematically (not i.i.d.) at a
+size it has not seen. Its sd ``tau`` is learned from how much the fitted sizes deviate from the
+law; the predictive for a new candidate draws a fresh ``delta ~ N(0, tau)`` (every candidate is
+treated as a new size group), on top of the coefficient uncertainty and the noise ``sigma``.
+``sigma`` and ``tau`` are in loss units (nats/token) and per source, because loss kinds differ.
+
+Sample keys: the law's coefficient names (the reference source's values); ``name[src]`` for a
+per-source term of a non-reference source (``scale``, ``offset``, and with ``"chinchilla"`` terms
+the Chinchilla coefficients); ``sigma[src]`` and (NUTS) ``tau[src]`` for every source. Saved as
+ArviZ InferenceData (netCDF, never pickle): per-source terms become variables with a ``source``
+dimension (per-source law coefficients as ``<name>_by_source``).
 """
 
 from __future__ import annotations
@@ -35,14 +51,19 @@ from models.errors import ArchoptError
 from .laws import Law, get_law, law_features
 from .runs import source_keys, table_archs, validate_runs
 
-__all__ = ["LawPosterior", "PosteriorError", "SOURCE_TERMS", "apply_source_terms",
-           "quantile_column", "PRIOR_DOMINATED_RATIO"]
+__all__ = ["LawPosterior", "PosteriorError", "SOURCE_TERMS", "CHINCHILLA_PART", "PREDICT_DRAWS",
+           "apply_source_terms", "quantile_column", "PRIOR_DOMINATED_RATIO", "split_source_key"]
 
-#: The per-source term options.
-SOURCE_TERMS: tuple[str, ...] = ("none", "offset", "scale", "affine")
+#: The per-source term options (see the module docstring).
+SOURCE_TERMS: tuple[str, ...] = ("none", "offset", "scale", "affine", "chinchilla")
+#: Coefficients that are per source with ``source_terms="chinchilla"`` (when the law has them).
+CHINCHILLA_PART: tuple[str, ...] = ("E", "log_A", "alpha", "log_B", "beta")
+#: Default posterior draws used by :meth:`LawPosterior.predict` (quantiles are stable to
+#: ~0.002 nats at this count; 10,000 candidates take well under a second).
+PREDICT_DRAWS: int = 256
 #: A term whose posterior sd exceeds this fraction of its prior sd is called prior-dominated.
 PRIOR_DOMINATED_RATIO: float = 0.5
-_PER_SOURCE = ("scale", "offset", "sigma")
+_PER_SOURCE = ("scale", "offset", "sigma", "tau")
 _FORMAT_VERSION = 1
 
 
@@ -70,6 +91,14 @@ def quantile_column(q: float) -> str:
     if "." not in text and len(text) < 2:
         text = "0" + text
     return f"pred_q{text}"
+
+
+def split_source_key(key: str) -> tuple[str, str] | None:
+    """``"kind[src]"`` -> ``(kind, src)``; None for a key without a source."""
+    if key.endswith("]") and "[" in key:
+        kind, src = key[:-1].split("[", 1)
+        return kind, src
+    return None
 
 
 def _even_indices(total: int, n_draws: int | None) -> np.ndarray:
@@ -140,10 +169,20 @@ class LawPosterior:
         """The :class:`~surrogate.laws.Law` instance."""
         return self._law
 
-    def theta(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Law coefficients ``name -> (S', 1)`` for draws ``idx`` (all when None)."""
+    def theta(self, idx: np.ndarray | None = None, source: str | None = None
+              ) -> dict[str, np.ndarray]:
+        """Law coefficients ``name -> (S', 1)`` for draws ``idx`` (all when None).
+
+        ``source``: whose coefficients (default: the reference source's). Only differs from
+        the reference with ``source_terms="chinchilla"`` (per-source Chinchilla parts).
+        """
         sel = slice(None) if idx is None else idx
-        return {p: self.samples[p][sel][:, None] for p in self._law.param_names}
+        src = self._resolve_source(source)
+        out = {}
+        for p in self._law.param_names:
+            values = self.samples.get(f"{p}[{src}]", self.samples[p])
+            out[p] = values[sel][:, None]
+        return out
 
     def _source_term(self, kind: str, source: str, idx: np.ndarray) -> np.ndarray | None:
         key = f"{kind}[{source}]"
@@ -168,6 +207,18 @@ class LawPosterior:
         """Posterior mean noise sd (loss units) of ``source`` (default: the reference)."""
         return float(np.mean(self.samples[f"sigma[{self._resolve_source(source)}]"]))
 
+    def discrepancy_sigma_for(self, source: str | None = None) -> float:
+        """Posterior root-mean-square of the discrepancy sd ``tau`` of ``source`` (loss units):
+        how far the law is expected to be off, systematically, at an unseen size group. 0 for
+        fits without a discrepancy term (least squares)."""
+        tau = self.samples.get(f"tau[{self._resolve_source(source)}]")
+        return 0.0 if tau is None else float(np.sqrt(np.mean(tau ** 2)))
+
+    def misfit_sigma_for(self, source: str | None = None) -> float:
+        """``sqrt(E[sigma^2] + E[tau^2])``: the sd of a new run around the law (loss units)."""
+        sigma = self.samples[f"sigma[{self._resolve_source(source)}]"]
+        return float(np.sqrt(np.mean(sigma ** 2) + self.discrepancy_sigma_for(source) ** 2))
+
     # ---- evaluation -------------------------------------------------------------------
     def law_draws(self, features: Mapping[str, Any], *, source: str | None = None,
                   n_draws: int | None = None, xp: Any = np) -> Any:
@@ -188,7 +239,7 @@ class LawPosterior:
         """
         src = self._resolve_source(source)
         idx = _even_indices(self.num_samples, n_draws)
-        theta = self.theta(idx)
+        theta = self.theta(idx, src)
         scale = self._source_term("scale", src, idx)
         offset = self._source_term("offset", src, idx)
         convert = _converter(features, xp)
@@ -224,9 +275,10 @@ class LawPosterior:
         return law_features(archs, tokens), None, None
 
     def predict(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
-                quantiles: Sequence[float] = (0.05, 0.5, 0.95), n_draws: int | None = 1000,
-                seed: int = 0) -> pd.DataFrame:
-        """Posterior-predictive loss (observation noise included) for ``n`` candidates.
+                quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+                n_draws: int | None = PREDICT_DRAWS, seed: int = 0) -> pd.DataFrame:
+        """Posterior-predictive loss of ``n`` candidates: coefficient uncertainty, discrepancy
+        (a fresh ``delta ~ N(0, tau)`` per candidate, see the module docstring) and noise.
 
         Args:
             archs_or_runs: a run table (``loss`` optional; ``tokens`` unless given), a
@@ -235,8 +287,8 @@ class LawPosterior:
             source: whose per-source terms to use for every row. When None, a table's rows use
                 their own source key if it was fitted, else the reference source.
             quantiles: predictive quantiles in (0, 1) to report.
-            n_draws: posterior draws used (evenly spaced; None = all). 1000 keeps 10,000
-                candidates well under a second.
+            n_draws: posterior draws used (evenly spaced; None = all). The default
+                :data:`PREDICT_DRAWS` keeps 10,000 candidates well under a second.
             seed: seed of the (stratified) noise draws; fixed so predictions are reproducible.
 
         Returns:
@@ -261,28 +313,31 @@ class LawPosterior:
         rng = np.random.default_rng(seed)
         from scipy.special import ndtri
 
-        z = ndtri((rng.permutation(s) + 0.5) / s)[:, None]
+        z = ndtri((rng.permutation(s) + 0.5) / s)
         out = {"pred_mean": np.empty(n), "pred_sd": np.empty(n), "pred_law_sd": np.empty(n)}
         for q in qs:
             out[quantile_column(q)] = np.empty(n)
         # Candidates on axis 0 and draws on axis 1 (contiguous per candidate): the quantiles
         # along axis 1 are ~2x faster than along a strided axis 0.
-        theta = {k: v[:, 0] for k, v in self.theta(idx).items()}
-        z = z[:, 0]
         for src in dict.fromkeys(row_src.tolist()):
             rows = np.flatnonzero(row_src == src)
             sub = {k: v[rows][:, None] for k, v in feats.items()}
+            theta = {k: v[:, 0] for k, v in self.theta(idx, src).items()}
             scale = self._source_term("scale", src, idx)
             offset = self._source_term("offset", src, idx)
             mu = apply_source_terms(self._law(sub, theta, np),
                                     None if scale is None else scale[:, 0],
                                     None if offset is None else offset[:, 0])  # (n_src, s)
-            sigma = self.samples[f"sigma[{src}]"][idx]
+            # Noise and a new group's discrepancy are independent normals: one sd per draw.
+            spread2 = self.samples[f"sigma[{src}]"][idx] ** 2
+            tau = self.samples.get(f"tau[{src}]")
+            if tau is not None:
+                spread2 = spread2 + tau[idx] ** 2
             out["pred_mean"][rows] = mu.mean(axis=1)
             out["pred_law_sd"][rows] = mu.std(axis=1)
-            out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(sigma ** 2))
+            out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(spread2))
             if qs:
-                mu += sigma * z
+                mu += np.sqrt(spread2) * z
                 qv = np.quantile(mu, qs, axis=1)
                 for q, v in zip(qs, qv):
                     out[quantile_column(q)][rows] = v
@@ -391,16 +446,21 @@ class LawPosterior:
 
         posterior: dict[str, np.ndarray] = {}
         dims: dict[str, list[str]] = {}
-        for name in self._law.param_names:
-            posterior[name] = self._chains(self.samples[name])
-        for kind in _PER_SOURCE:
-            if any(f"{kind}[{s}]" in self.samples for s in self.sources):
-                # NaN where a source has no such term (the reference's scale/offset).
-                stacked = np.stack([self._chains(self.samples.get(f"{kind}[{s}]",
-                                                                   np.full(self.num_samples, np.nan)))
-                                    for s in self.sources], axis=-1)
-                posterior[kind] = stacked
-                dims[kind] = ["source"]
+        kinds: list[str] = []
+        for key in self.samples:
+            parts = split_source_key(key)
+            if parts is None:  # law coefficients (reference source) and other scalars
+                posterior[key] = self._chains(self.samples[key])
+            elif parts[0] not in kinds:
+                kinds.append(parts[0])
+        for kind in kinds:
+            # NaN where a source has no such term (the reference's scale/offset).
+            stacked = np.stack([self._chains(self.samples.get(f"{kind}[{s}]",
+                                                               np.full(self.num_samples, np.nan)))
+                                for s in self.sources], axis=-1)
+            var = kind if kind in _PER_SOURCE else f"{kind}_by_source"
+            posterior[var] = stacked
+            dims[var] = ["source"]
         stats = {k: self._chains(v.astype(np.int8) if v.dtype == bool else v)
                  for k, v in self.sample_stats.items()}
         attrs = {
@@ -450,15 +510,19 @@ class LawPosterior:
             law = get_law(str(attrs["law"]))
             num_chains = int(post.sizes["chain"])
             samples: dict[str, np.ndarray] = {}
-            for name in law.param_names:
+            for name in law.param_names:  # required: a KeyError here means a foreign file
                 samples[name] = np.asarray(post[name].values, np.float64).reshape(-1)
-            for kind in _PER_SOURCE:
-                if kind in post:
-                    arr = np.asarray(post[kind].values, np.float64)  # chain, draw, source
+            for var in post.data_vars:
+                var = str(var)
+                arr = np.asarray(post[var].values, np.float64)
+                if "source" in post[var].dims:  # chain, draw, source
+                    kind = var[:-len("_by_source")] if var.endswith("_by_source") else var
                     for j, src in enumerate(sources):
                         col = arr[..., j].reshape(-1)
                         if not np.all(np.isnan(col)):
                             samples[f"{kind}[{src}]"] = col
+                elif var not in samples:
+                    samples[var] = arr.reshape(-1)
             stats = {}
             if hasattr(idata, "sample_stats"):
                 for k in idata.sample_stats.data_vars:
