@@ -143,3 +143,14 @@ def test_pareto_figure_labels_shared_reference_shapes_once():
     fig = figures.pareto_figure(_table(5, "candidate", rng), references=refs)
     ref_trace = [t for t in fig.data if t.name == "reference models"][0]
     assert list(ref_trace.text) == ["ref-0 / ref-1", "", "ref-2"]
+
+
+def test_hardware_figure_groups_by_hardware_and_hatches_what_does_not_fit():
+    table = pd.DataFrame({"label": ["a", "a", "b", "b"], "hardware": ["h100", "l4"] * 2,
+                          "tokens_per_s": [1000.0, 100.0, 500.0, 50.0],
+                          "fits_in_memory": [True, True, True, False], "rel_sigma": [0.1] * 4})
+    fig = figures.hardware_figure(table)
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert list(fig.data[1].x) == ["h100", "l4"]
+    assert list(fig.data[1].marker.pattern.shape) == ["", "/"]
+    np.testing.assert_allclose(fig.data[0].error_y.array, [1000.0, 100.0] * (np.exp(0.16448536) - 1))

@@ -438,8 +438,8 @@ def residual_figure(table: pd.DataFrame, *, x: str, x_title: str | None = None,
 
 
 def hardware_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
-    """Model tokens/s per architecture (bars) on each hardware (colour); hatched when the
-    weights and KV cache do not fit the device.
+    """Model tokens/s on each hardware (x groups), one bar per architecture (colour); hatched
+    when the weights and KV cache do not fit the device.
 
     Args:
         table: rows with ``label``, ``hardware``, ``tokens_per_s``, ``fits_in_memory`` and
@@ -447,7 +447,7 @@ def hardware_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figu
     """
     _require(table, ("label", "hardware", "tokens_per_s", "fits_in_memory"), "hardware")
     fig = go.Figure()
-    for hw, df in table.groupby("hardware", sort=False):
+    for label, df in table.groupby("label", sort=False):
         bars = None
         if "rel_sigma" in df:
             k = 1.6448536 * df["rel_sigma"].to_numpy()
@@ -455,13 +455,13 @@ def hardware_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figu
             bars = dict(type="data", symmetric=False, array=y * (np.exp(k) - 1),
                         arrayminus=y * (1 - np.exp(-k)), thickness=1, width=2)
         fig.add_trace(go.Bar(
-            x=df["label"], y=df["tokens_per_s"], name=str(hw), error_y=bars,
+            x=df["hardware"], y=df["tokens_per_s"], name=str(label), error_y=bars,
             marker_pattern_shape=["" if f else "/" for f in df["fits_in_memory"]],
-            hovertext=[f"{hw}: {v:,.0f} tok/s" + ("" if f else " (does not fit)")
-                       for v, f in zip(df["tokens_per_s"], df["fits_in_memory"])],
+            hovertext=[f"{label} on {hw}: {v:,.0f} tok/s" + ("" if f else " (does not fit)")
+                       for hw, v, f in zip(df["hardware"], df["tokens_per_s"], df["fits_in_memory"])],
             hoverinfo="text"))
     fig.update_layout(barmode="group", yaxis_title="model tokens/s (bars 5-95%)", title=title,
-                      height=440, margin=dict(l=60, r=10, t=50 if title else 20, b=100),
-                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+                      height=480, margin=dict(l=60, r=10, t=50 if title else 20, b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
     fig.update_yaxes(type="log")
     return fig

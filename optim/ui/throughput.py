@@ -109,7 +109,7 @@ def _across_hardware(version: float) -> None:
             front = cache.campaign_tables(name, str(store), version_store)["front"]
             workload = str(campaign.spec.workload)
             shapes = [(f"{i + 1:02d} {r['label']}", tuple(r[f] for f in SHAPE_FIELDS))
-                      for i, r in enumerate(front.head(8).to_dict("records"))]
+                      for i, r in enumerate(front.head(5).to_dict("records"))]
         except Exception as exc:  # noqa: BLE001
             show_error(exc, f"Loading campaign {name!r}")
     refs = cache.reference_table()
@@ -125,3 +125,6 @@ def _across_hardware(version: float) -> None:
     st.caption((f"The first {len(shapes) - 3} architectures of {name}'s Pareto set and " if name
                 else "") + "Llama reference shapes; hatched bars do not fit the device memory.")
     st.plotly_chart(figures.hardware_figure(table), key="tp_hardware_chart")
+    pivot = table.pivot(index="label", columns="hardware", values="tokens_per_s")
+    st.dataframe(pivot.loc[list(dict.fromkeys(table["label"]))], width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.0f") for c in pivot.columns})
