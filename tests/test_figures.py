@@ -153,4 +153,4 @@ def test_hardware_figure_groups_by_hardware_and_hatches_what_does_not_fit():
     assert [t.name for t in fig.data] == ["a", "b"]
     assert list(fig.data[1].x) == ["h100", "l4"]
     assert list(fig.data[1].marker.pattern.shape) == ["", "/"]
-    np.testing.assert_allclose(fig.data[0].error_y.array, [1000.0, 100.0] * (np.exp(0.16448536) - 1))
+    np.testing.assert_allclose(fig.data[0].error_y.array, np.array([1000.0, 100.0]) * (np.exp(0.16448536) - 1))
