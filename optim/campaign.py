@@ -429,7 +429,10 @@ class Campaign:
                 problem = self._problem_for(list(records.values()))
                 self._complete(client, problem, rec.arch, trial, value)
                 records = _records(client, spec, meta)
-            self._update_meta(path, trial, {"observed_at": time.time(), "run": run})
+            payload = self._update_meta(path, trial, {"observed_at": time.time(), "run": run})
+            for r in records:
+                if r.trial == trial:
+                    r.meta = payload
             self._records = records
         return self._trial_dict(next(r for r in self._records if r.trial == trial))
 
@@ -440,7 +443,7 @@ class Campaign:
         client.complete_trial(trial, raw_data={LOSS_METRIC: (loss, LOSS_NOISE_SD),
                                                THROUGHPUT_METRIC: (tps, sem)})
 
-    def _update_meta(self, path: Path, trial: int, changes: dict[str, Any]) -> None:
+    def _update_meta(self, path: Path, trial: int, changes: dict[str, Any]) -> dict[str, Any]:
         with connect(path) as con:
             row = con.execute("SELECT payload_json FROM archopt_trials WHERE campaign=? AND trial=?",
                               (self.name, trial)).fetchone()
@@ -449,6 +452,7 @@ class Campaign:
             con.execute("INSERT OR REPLACE INTO archopt_trials VALUES (?,?,?)",
                         (self.name, trial, json.dumps(payload)))
             con.commit()
+        return payload
 
     def observe_runs(self, runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False
                      ) -> list[dict[str, Any]]:
@@ -522,10 +526,14 @@ class Campaign:
                     self._complete(client, problem, arch, target, value)
                     done.append(target)
                 records = _records(client, spec, meta)
+            payloads = {}
             for (target, _, _, name), trial in zip(plan, done):
-                self._update_meta(path, trial, {"observed_at": time.time(), "run": name,
-                                                "kind": "proposed" if target is not None
-                                                else "attached"})
+                changes: dict[str, Any] = {"observed_at": time.time(), "run": name}
+                if target is None:
+                    changes["kind"] = "attached"
+                payloads[trial] = self._update_meta(path, trial, changes)
+            for r in records:
+                r.meta = payloads.get(r.trial, r.meta)
             self._records = records
         return [self._trial_dict(r) for r in self._records if r.trial in set(done)]
 

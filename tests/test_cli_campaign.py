@@ -122,3 +122,19 @@ def test_two_concurrent_observe_processes_lose_nothing(store):
     trials = Campaign.load("small", store).trials()
     assert [(t["status"], t["observed_loss"]) for t in trials] == [("observed", 3.0),
                                                                   ("observed", 4.0)]
+
+
+def test_observe_runs_from_csv(store, tmp_path, capsys):
+    import pandas as pd
+
+    camp = Campaign.load("small", store)
+    arch = camp.trial_records()[1].arch
+    csv = tmp_path / "runs.csv"
+    pd.DataFrame([{"source": "mine", "run": "r1", **arch.shape(), "params": arch.params,
+                   "tokens": 1e9, "loss": 3.3, "loss_kind": "val"}]).to_csv(csv, index=False)
+    assert main(["observe", "small", "--runs", str(csv), "--json", "--store", str(store)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(t["trial"], t["observed_loss"], t["run"]) for t in out] == [(1, 3.3, "r1")]
+    before = _sha(store)
+    assert main(["observe", "small", "--runs", str(csv), "--store", str(store)]) == 2
+    assert _sha(store) == before
