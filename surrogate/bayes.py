@@ -85,8 +85,11 @@ PIVOT_TERM_PRIOR: Prior = Prior("normal", math.log(0.3), 1.5)
 LEVEL_PRIOR: Prior = Prior("lognormal", math.log(3.0), 0.5)
 #: ``alpha T_N(N0)`` and ``beta T_D(D0)``: loss drop per e-fold of N (D) at the pivot.
 SLOPE_PRIOR: Prior = Prior("lognormal", math.log(0.1), 1.5)
-#: Dirichlet concentration of the split of the level into (E, N-term, D-term).
-FRACTION_CONCENTRATION: float = 1.5
+#: Shape-calibration coefficients sampled as their slope at the pivot shape:
+#: name -> (partner coefficient, pivot feature); ``name = slope + partner / feature``.
+_SLOPE_PAIRS = {"a1": ("a2", "x"), "b1": ("b2", "r")}
+#: Width (nats) of the smooth wall that keeps the derived E above 0.
+E_WALL: float = 0.2
 #: Between-source sd of log exponents with per-source Chinchilla parts.
 EXPONENT_POOL_SD: float = 0.3
 #: (prefactor, feature, exponent) of the Chinchilla terms; the D exponent falls back to alpha
@@ -127,22 +130,37 @@ def _uses_level(law: Law) -> bool:
     return set(CHINCHILLA_PART) <= set(law.param_names)
 
 
-def chinchilla_from_level(level: Any, slope_n: Any, slope_d: Any, fractions: Any, log_n0: Any,
-                          log_d0: Any, xp: Any = np) -> dict[str, Any]:
-    """The Chinchilla coefficients of the level/slope/fraction parametrisation.
+def chinchilla_from_level(level: Any, slope_n: Any, slope_d: Any, alpha: Any, beta: Any,
+                          log_n0: Any, log_d0: Any, xp: Any = np) -> dict[str, Any]:
+    """The Chinchilla coefficients of the level/slope parametrisation.
 
-    ``level = E + T_N(N0) + T_D(D0)`` is the Chinchilla part at the pivot, ``fractions`` its
-    split ``(E, T_N(N0), T_D(D0)) / level`` (last axis, 3), ``slope_n = alpha T_N(N0)`` and
-    ``slope_d = beta T_D(D0)`` minus the derivatives along ln N and ln D at the pivot. Shapes
-    broadcast (``fractions`` has one extra trailing axis).
+    ``level = E + T_N(N0) + T_D(D0)`` is the Chinchilla part at the pivot, ``slope_n =
+    alpha T_N(N0)`` and ``slope_d = beta T_D(D0)`` the loss drop per e-fold of N and D there;
+    so ``T_N(N0) = slope_n / alpha`` and ``E = level - T_N(N0) - T_D(D0)``. Shapes broadcast.
     """
-    e = level * fractions[..., 0]
-    t_n = level * fractions[..., 1]
-    t_d = level * fractions[..., 2]
-    alpha = slope_n / t_n
-    beta = slope_d / t_d
-    return {"E": e, "alpha": alpha, "beta": beta, "log_A": xp.log(t_n) + alpha * log_n0,
-            "log_B": xp.log(t_d) + beta * log_d0}
+    t_n = slope_n / alpha
+    t_d = slope_d / beta
+    return {"E": level - t_n - t_d, "alpha": alpha, "beta": beta,
+            "log_A": xp.log(t_n) + alpha * log_n0, "log_B": xp.log(t_d) + beta * log_d0}
+
+
+def shape_factor(law: Law, theta: Mapping[str, Any], pivot: Mapping[str, Any], xp: Any = np
+                 ) -> Any:
+    """The law's shape calibration at the pivot shape: ``law / chinchilla`` there (1 for
+    ``chinchilla``). Evaluated with a unit Chinchilla part (``E = 1``, no N/D terms), which is
+    exact for the multiplicative laws registered here."""
+    unit = dict(theta, E=1.0, log_A=-700.0, log_B=-700.0, alpha=1.0, beta=1.0)
+    if "beta" not in law.param_names:
+        unit.pop("beta")
+    return law(pivot, unit, xp)
+
+
+def _pivot_shape(law: Law, pivot_features: Mapping[str, Any], feature: str) -> Any:
+    """``d_model / sqrt(N)`` (``"x"``) or ``r`` at the (reference source's) pivot."""
+    if feature == "x":
+        size_key = law.options.get("size_key", "N")
+        return pivot_features["d_model"][0] / pivot_features[size_key][0] ** 0.5
+    return pivot_features[feature][0]
 
 
 def _soft_log_prob(prior: Prior, x: Any) -> Any:
@@ -156,7 +174,8 @@ def _soft_log_prob(prior: Prior, x: Any) -> Any:
 def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
               loss: jnp.ndarray | None, *, law: Law, n_sources: int, source_terms: str,
               log_pivot: Mapping[str, jnp.ndarray], group_idx: jnp.ndarray | None = None,
-              group_src: jnp.ndarray | None = None) -> None:
+              group_src: jnp.ndarray | None = None,
+              pivot_features: Mapping[str, jnp.ndarray] | None = None) -> None:
     """NumPyro model of ``n`` runs (see the module docstring).
 
     Args:
@@ -167,6 +186,7 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
         n_sources: number of sources.
         source_terms: one of :data:`surrogate.posterior.SOURCE_TERMS`.
         log_pivot: feature key (``N``/``N_total``, ``D``) -> ``(n_sources,)`` log pivot.
+        pivot_features: every feature at the pivot (geometric means), ``(n_sources,)`` each.
         group_idx: ``(n,)`` (source, size) group per row; None = no discrepancy term.
         group_src: ``(G,)`` source of each group.
     """
@@ -177,26 +197,43 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
     chin_names = set(CHINCHILLA_PART) if _uses_level(law) else {t[0] for t in terms}
     theta: dict[str, Any] = {}
     for p in law.params:
-        if p.name not in chin_names:
+        if p.name not in chin_names and p.name not in _SLOPE_PAIRS:
             theta[p.name] = numpyro.sample(p.name, numpyro_prior(p.prior))
+    for name, (partner, feature) in _SLOPE_PAIRS.items():
+        if name in law.param_names:
+            # Sample the calibration's slope at the pivot shape (flat base, the law's own prior
+            # as a factor: a pure shift, so the prior is unchanged); a1 and a2 (b1, b2) are
+            # nearly collinear over the data's narrow x (r) range, the slope and a2 are not.
+            at = _pivot_shape(law, pivot_features, feature)
+            u = numpyro.sample(f"{name}_pivot", dist.ImproperUniform(dist.constraints.real,
+                                                                     (), ()))
+            theta[name] = u + theta[partner] / at
+            numpyro.factor(f"{name}_prior", numpyro_prior(law.param(name).prior).log_prob(
+                theta[name]))
     if _uses_level(law):
         level = numpyro.sample("level", numpyro_prior(LEVEL_PRIOR).expand([n_p]))
         slope_n = numpyro.sample("slope_N", numpyro_prior(SLOPE_PRIOR).expand([n_p]))
         slope_d = numpyro.sample("slope_D", numpyro_prior(SLOPE_PRIOR).expand([n_p]))
-        fractions = numpyro.sample(
-            "fractions", dist.Dirichlet(jnp.full(3, FRACTION_CONCENTRATION)).expand([n_p]))
-        size_key = law.options.get("size_key", "N")
-        chin = chinchilla_from_level(level, slope_n, slope_d, fractions,
-                                     log_pivot[size_key][:n_p], log_pivot["D"][:n_p], jnp)
-        # The law's own priors on E and the exponents, as factors on the implied values;
-        # other sources' exponents are pooled towards the reference's (log scale).
-        log_prior = _soft_log_prob(law.param("E").prior, chin["E"]).sum()
+        exps = {}
         for name in ("alpha", "beta"):
-            log_prior += _soft_log_prob(law.param(name).prior, chin[name][0])
-            if n_p > 1:
-                log_prior += dist.Normal(jnp.log(chin[name][0]), EXPONENT_POOL_SD).log_prob(
-                    jnp.log(chin[name][1:])).sum()
-        numpyro.factor("chinchilla_prior", log_prior)
+            value = numpyro.sample(name, numpyro_prior(law.param(name).prior))
+            if n_p > 1:  # other sources' exponents pooled towards the reference's (log scale)
+                z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0).expand([n_p - 1]))
+                value = jnp.concatenate([value[None], value * jnp.exp(EXPONENT_POOL_SD * z)])
+            exps[name] = value if n_p > 1 else jnp.reshape(value, (1,))
+        size_key = law.options.get("size_key", "N")
+        # level = the law at the pivot (sizes and shape); the Chinchilla part is level over the
+        # shape factor there, so level stays uncorrelated with the shape terms.
+        factor = shape_factor(law, theta, {k: v[:n_p] for k, v in pivot_features.items()}, jnp)
+        chin = chinchilla_from_level(level / factor, slope_n / factor, slope_d / factor,
+                                     exps["alpha"], exps["beta"], log_pivot[size_key][:n_p],
+                                     log_pivot["D"][:n_p], jnp)
+        # E is derived; its prior is the law's, with a smooth steep wall below 0 (a hard
+        # truncation would stall NUTS at the boundary).
+        e_prior = law.param("E").prior
+        e = chin["E"]
+        log_p = dist.Normal(e_prior.loc, e_prior.scale).log_prob(jnp.maximum(e, 0.0))
+        numpyro.factor("E_prior", jnp.sum(log_p - 0.5 * (jnp.minimum(e, 0.0) / E_WALL) ** 2))
         for name, value in chin.items():
             theta[name] = value[src_idx] if n_p > 1 else value[0]
     else:  # pivot parametrisation of the prefactors only (laws with one shared exponent)
@@ -263,17 +300,19 @@ def model_inputs(data: FitData, law: Law, source_terms: str, discrepancy: bool =
     n_sources = len(data.sources)
     per_source = bool(_per_source_names(law, n_sources, source_terms))
     log_pivot = {}
-    for key in {t[1] for t in _terms(law)}:
+    for key in ("N", "N_total", "D", "d_model", "n_layers", "r"):
         logs = np.log(data.features[key])
         if per_source:
             log_pivot[key] = jnp.asarray([logs[data.src_idx == j].mean() for j in range(n_sources)])
         else:
             log_pivot[key] = jnp.full(n_sources, logs.mean())
+    pivot_features = {k: jnp.exp(v) for k, v in log_pivot.items()}
     args = ({k: jnp.asarray(v) for k, v in data.features.items()}, jnp.asarray(data.src_idx),
             jnp.asarray(data.loss))
     kwargs = dict(law=law, n_sources=n_sources, source_terms=source_terms, log_pivot=log_pivot,
                   group_idx=jnp.asarray(data.group_idx) if discrepancy else None,
-                  group_src=jnp.asarray(data.group_src) if discrepancy else None)
+                  group_src=jnp.asarray(data.group_src) if discrepancy else None,
+                  pivot_features=pivot_features)
     return args, kwargs
 
 
@@ -387,20 +426,30 @@ def _constrained_init(point: Mapping[str, Any], law: Law, data: FitData, kwargs:
                 values[p.name] = _inside(ref[p.name], p.prior)
         size_key = law.options.get("size_key", "N")
         n_p = n_sources if per_source else 1
-        lvl, sn, sd, fr = [], [], [], []
+        lvl, sn, sd, exps = [], [], [], {"alpha": [], "beta": []}
         for j in range(n_p):
             th = theta_src[j]
+            alpha = _inside(th["alpha"], law.param("alpha").prior)
+            beta = _inside(th["beta"], law.param("beta").prior)
             t_n = math.exp(th["log_A"] - th["alpha"] * float(kwargs["log_pivot"][size_key][j]))
             t_d = math.exp(th["log_B"] - th["beta"] * float(kwargs["log_pivot"]["D"][j]))
-            level = max(th["E"], 0.0) + t_n + t_d
-            f = np.maximum(np.array([max(th["E"], 0.0), t_n, t_d]) / level, 0.01)
-            f = f / f.sum()
-            lvl.append(level)
-            fr.append(f)
-            sn.append(max(th["alpha"], 0.02) * f[1] * level)
-            sd.append(max(th["beta"], 0.02) * f[2] * level)
+            factor = float(shape_factor(law, ref, {k: float(v[j]) for k, v in
+                                                   kwargs["pivot_features"].items()}))
+            lvl.append((max(th["E"], 0.0) + t_n + t_d) * factor)
+            sn.append(alpha * t_n * factor)
+            sd.append(beta * t_d * factor)
+            exps["alpha"].append(alpha)
+            exps["beta"].append(beta)
         values.update(level=np.array(lvl), slope_N=np.array(sn), slope_D=np.array(sd),
-                      fractions=np.array(fr))
+                      alpha=exps["alpha"][0], beta=exps["beta"][0])
+        for name, (partner, feature) in _SLOPE_PAIRS.items():
+            if name in values:
+                at = float(_pivot_shape(law, kwargs["pivot_features"], feature))
+                values[f"{name}_pivot"] = values.pop(name) - values[partner] / at
+        if n_p > 1:
+            for name in ("alpha", "beta"):
+                values[f"{name}_z"] = np.clip(np.log(np.array(exps[name][1:]) / exps[name][0])
+                                              / EXPONENT_POOL_SD, -3, 3)
     else:
         for p in law.params:
             if p.name not in ("log_A", "log_B"):
@@ -466,11 +515,24 @@ def _to_samples(by_chain: Mapping[str, np.ndarray], law: Law, data: FitData,
     for p in law.params:
         if p.name in flat:
             values[p.name] = flat[p.name]
+    for name, (partner, feature) in _SLOPE_PAIRS.items():
+        if f"{name}_pivot" in flat:
+            at = float(_pivot_shape(law, kwargs["pivot_features"], feature))
+            values[name] = flat[f"{name}_pivot"] + flat[partner] / at
     if _uses_level(law):
         size_key = law.options.get("size_key", "N")
         n_p = flat["level"].shape[1]
-        chin = chinchilla_from_level(flat["level"], flat["slope_N"], flat["slope_D"],
-                                     flat["fractions"],
+        shape_theta = {k: v[:, None] for k, v in values.items()}
+        factor = shape_factor(law, shape_theta, {k: np.asarray(v)[:n_p] for k, v in
+                                                 kwargs["pivot_features"].items()}, np)
+        exps = {}
+        for name in ("alpha", "beta"):
+            exps[name] = flat[name][:, None]
+            if n_p > 1:
+                exps[name] = np.concatenate(
+                    [exps[name], exps[name] * np.exp(EXPONENT_POOL_SD * flat[f"{name}_z"])], 1)
+        chin = chinchilla_from_level(flat["level"] / factor, flat["slope_N"] / factor,
+                                     flat["slope_D"] / factor, exps["alpha"], exps["beta"],
                                      np.asarray(kwargs["log_pivot"][size_key])[:n_p],
                                      np.asarray(kwargs["log_pivot"]["D"])[:n_p], np)
         for name, v in chin.items():
