@@ -79,14 +79,27 @@ def main(argv: list[str] | None = None) -> int:
     ArchoptStrategy(mc_samples=4).propose(problem, observed, loss, 1, pending_idx=pending)
     PlainQNEHVIStrategy(mc_samples=4).propose(problem, observed, loss, 1, pending_idx=pending)
 
-    times: dict[str, list[float]] = {name: [] for name in strategies}
+    # The same state on every candidate in the band (must_fit=False): 2.6x more choices.
+    import dataclasses
+
+    problem_all = Problem.build(dataclasses.replace(spec, must_fit=False), prior)
+    observed_all = np.array([problem_all.index_of(problem.candidates[i]) for i in observed])
+    pending_all = np.array([problem_all.index_of(problem.candidates[i]) for i in pending])
+    big = {"archopt, all band candidates": ArchoptStrategy(),
+           "plain qNEHVI, all band candidates": PlainQNEHVIStrategy()}
+
+    times: dict[str, list[float]] = {name: [] for name in [*strategies, *big]}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
     with Progress(console=console) as progress:
-        task = progress.add_task("proposing", total=args.repeats * len(strategies))
+        task = progress.add_task("proposing", total=args.repeats * len(times))
         for rep in range(args.repeats):
-            for name, strat in strategies.items():
-                t = time.perf_counter()
-                batch = strat.propose(problem, observed, loss, args.k, pending_idx=pending, seed=rep)
+            runs = [(n, s_, problem, observed, pending) for n, s_ in strategies.items()]
+            runs += [(n, s_, problem_all, observed_all, pending_all) for n, s_ in big.items()]
+            for name, strat, prob, obs, pend in runs:
+                t, c = time.perf_counter(), time.process_time()
+                batch = strat.propose(prob, obs, loss, args.k, pending_idx=pend, seed=rep)
                 times[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
                 assert len(batch) == args.k
                 progress.advance(task)
 
@@ -107,13 +120,22 @@ def main(argv: list[str] | None = None) -> int:
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
     med = {name: statistics.median(v) for name, v in times.items()}
+    med_cpu = {name: statistics.median(v) for name, v in cpu.items()}
     archopt = med["archopt (gaussian law prior, 32 MC)"]
     plain = med["plain qNEHVI (SingleTaskGP, 32 MC)"]
     ratio = archopt / plain
+    cpu_ratio = med_cpu["archopt (gaussian law prior, 32 MC)"] / med_cpu[
+        "plain qNEHVI (SingleTaskGP, 32 MC)"]
     checks = [
         (f"archopt propose k={args.k} at 1B <= {TARGET_SECONDS:.0f} s", f"{archopt:.2f} s",
          archopt <= TARGET_SECONDS),
-        (f"archopt / plain qNEHVI <= {TARGET_RATIO}", f"{ratio:.2f}x", ratio <= TARGET_RATIO),
+        (f"archopt / plain qNEHVI <= {TARGET_RATIO} (wall)", f"{ratio:.2f}x",
+         ratio <= TARGET_RATIO),
+        (f"archopt / plain qNEHVI (process CPU time, robust to other jobs' load)",
+         f"{cpu_ratio:.2f}x", cpu_ratio <= TARGET_RATIO),
+        (f"archopt on all {problem_all.n_grid} band candidates <= {TARGET_SECONDS:.0f} s",
+         f"{med['archopt, all band candidates']:.2f} s",
+         med["archopt, all band candidates"] <= TARGET_SECONDS),
         (f"Campaign.propose end to end <= {TARGET_SECONDS:.0f} s", f"{max(e2e):.2f} s",
          max(e2e) <= TARGET_SECONDS),
         (f"peak memory (max RSS) <= {TARGET_PEAK_GB:.0f} GB", f"{peak_rss_gb:.2f} GB",
@@ -136,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- | --- |",
         *[f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks],
         "",
-        "| strategy | median s | all runs (s) | vs plain qNEHVI |",
-        "| --- | --- | --- | --- |",
+        "| strategy | median wall s | all runs (s) | median CPU s | wall vs plain qNEHVI |",
+        "| --- | --- | --- | --- | --- |",
         *[f"| {name} | {med[name]:.2f} | {', '.join(f'{x:.2f}' for x in v)} | "
-          f"{med[name] / plain:.2f}x |" for name, v in times.items()],
+          f"{med_cpu[name]:.2f} | {med[name] / plain:.2f}x |" for name, v in times.items()],
         "",
         f"End-to-end `Campaign.propose({args.k})` (load store, build problem, propose, atomic "
         f"save): {', '.join(f'{x:.2f}' for x in e2e)} s.",
