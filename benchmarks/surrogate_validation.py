@@ -132,6 +132,57 @@ def timing(quick: bool) -> dict[str, float]:
             "max_r_hat": post.diagnostics["max_r_hat"], "divergences": post.diagnostics["divergences"]}
 
 
+def predict_timing() -> dict[str, float]:
+    """LawPosterior.predict on 10,000 candidates (default draws), median of 3, plus the
+    largest change of the 5%/95% quantiles against all draws (stability of the default)."""
+    from models.arch import Arch
+    from surrogate.laws import law_features
+    from surrogate.lsq import fit_lsq
+
+    runs = load_table("morph_runs.csv")
+    post = fit_lsq(runs, "conditional", n_starts=4).to_posterior(2000)
+    archs = [Arch(d, layers, 16, 4, 64, 4 * d, 50000) for d in range(512, 4608, 16)
+             for layers in range(4, 44)][:10_000]
+    feats = law_features(archs, 2e10)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        pred = post.predict(feats)
+        times.append(time.perf_counter() - t0)
+    full = post.predict(feats, n_draws=None)
+    shift = max(float(np.max(np.abs(pred[c] - full[c]))) for c in ("pred_q05", "pred_q95"))
+    return {"predict_s": float(np.median(times)), "predict_n": len(archs),
+            "predict_q_shift": shift}
+
+
+def default_prior_check() -> dict[str, float]:
+    """The campaign's default prior fitted uncached (fresh ARCHOPT_HOME): time, diagnostics,
+    per-source noise and discrepancy sd."""
+    import os
+    import tempfile
+
+    old = os.environ.get("ARCHOPT_HOME")
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["ARCHOPT_HOME"] = home
+        try:
+            from surrogate.prior import default_prior
+
+            t0 = time.perf_counter()
+            post = default_prior(progress=False)
+            seconds = time.perf_counter() - t0
+        finally:
+            if old is None:
+                os.environ.pop("ARCHOPT_HOME", None)
+            else:
+                os.environ["ARCHOPT_HOME"] = old
+    diag = post.diagnostics
+    return {"prior_s": seconds, "prior_r_hat": diag["max_r_hat"],
+            "prior_div": diag["divergences"], "prior_ess": diag["min_ess_bulk"],
+            "prior_sigma": {s: post.noise_sigma_for(s) for s in post.sources},
+            "prior_tau": {s: post.discrepancy_sigma_for(s) for s in post.sources},
+            "prior_rows": post.info.get("training_rows")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer starts and NUTS samples")
@@ -149,15 +200,22 @@ def main() -> None:
             post, seconds = fit(train, law, method, args.quick)
             pred = post.predict(test, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95))
             m = metrics(test["loss"].to_numpy(), pred, groups)
-            warn = "; ".join(post.diagnostics.get("warnings", []))
+            diag = post.diagnostics
+            warn = "; ".join(diag.get("warnings", []))
+            r_hat = diag.get("max_r_hat")
             rows.append({"table": table, "law": law, "method": method, "n_train": len(train),
-                         "n_test": len(test), **m, "fit_s": seconds, "warnings": warn})
+                         "n_test": len(test), **m, "fit_s": seconds,
+                         "r_hat": np.nan if r_hat is None else float(r_hat),
+                         "divergences": int(diag.get("divergences") or 0),
+                         "tau": post.discrepancy_sigma_for(), "warnings": warn})
             if method == "bayes":
                 scatter[(table, law)] = (test["loss"].to_numpy(), pred)
             progress.advance(task)
     results = pd.DataFrame(rows)
     repro = reproduce_published()
     times = timing(args.quick)
+    times.update(predict_timing())
+    times.update(default_prior_check())
     write_report(results, repro, times, scatter, time.perf_counter() - t_start, args.quick)
     print(results.drop(columns="warnings").to_string(float_format=lambda v: f"{v:.4g}"))
     print(repro)
@@ -186,12 +244,15 @@ def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
     for table in TABLES:
         sub = results[results["table"] == table]
         lines += [f"### {table} (train {sub['n_train'].iloc[0]} / held out {sub['n_test'].iloc[0]})",
-                  "", "| law | method | MAPE % | MSE | R^2 | Spearman | cov50 | cov90 | fit s |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "", "| law | method | MAPE % | MSE | R^2 | Spearman | cov50 | cov90 | max r_hat "
+                  "| div. | tau | fit s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for _, r in sub.iterrows():
+            r_hat = "-" if not np.isfinite(r["r_hat"]) else f"{r['r_hat']:.3f}"
             lines.append(f"| {r['law']} | {r['method']} | {r['MAPE%']:.2f} | {r['MSE']:.2e} | "
                          f"{r['R2']:.3f} | {r['Spearman']:.3f} | {r['cov50']:.2f} | "
-                         f"{r['cov90']:.2f} | {r['fit_s']:.1f} |")
+                         f"{r['cov90']:.2f} | {r_hat} | {r['divergences']} | {r['tau']:.3f} | "
+                         f"{r['fit_s']:.1f} |")
         warn = sub[sub["warnings"] != ""]
         for _, r in warn.iterrows():
             lines.append(f"\n- {r['law']}/{r['method']}: {r['warnings']}")
@@ -212,6 +273,19 @@ def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
                  f"{times['nuts_s']:.1f} s (target <= 30 s); LM least squares, 16 starts, same "
                  f"data, same run: {times['lsq_s']:.2f} s (ratio {times['ratio']:.0f}x); "
                  f"max r_hat {times['max_r_hat']:.3f}, {times['divergences']} divergences.")
+    bayes_all = results[results["method"] == "bayes"]
+    lines.append(f"- NUTS mixing over the {len(bayes_all)} Bayesian fits: max r_hat "
+                 f"{bayes_all['r_hat'].max():.3f} (<= 1.05 in {int((bayes_all['r_hat'] <= 1.05).sum())}"
+                 f", <= 1.01 in {int((bayes_all['r_hat'] <= 1.01).sum())}), divergences total "
+                 f"{int(bayes_all['divergences'].sum())}.")
+    lines.append(f"- `LawPosterior.predict` on {times['predict_n']:,} candidates (default draws): "
+                 f"{times['predict_s']:.2f} s; 5%/95% quantiles within "
+                 f"{times['predict_q_shift']:.4f} nats of those from all 2,000 draws.")
+    sig = ", ".join(f"{k}: {v:.3f}/{times['prior_tau'][k]:.3f}" for k, v in times["prior_sigma"].items())
+    lines.append(f"- Default prior (conditional, per-source Chinchilla parts, "
+                 f"{times['prior_rows']} runs), uncached: {times['prior_s']:.1f} s (target well "
+                 f"under 60 s); max r_hat {times['prior_r_hat']:.3f}, {times['prior_div']} "
+                 f"divergences, min bulk ESS {times['prior_ess']:.0f}; per-source sigma/tau: {sig}.")
     lines += ["", "![held-out predictions](surrogate_validation.png)", ""]
     (out_dir / "surrogate_validation.md").write_text("\n".join(lines))
     _plot(scatter, out_dir / "surrogate_validation.png")

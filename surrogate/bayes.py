@@ -1,45 +1,55 @@
 """Bayesian fit of a law with NumPyro NUTS.
 
-The model (observation model of :mod:`surrogate.posterior`), for sources ``s`` (reference
-first) and (source, size) groups ``g`` (:func:`surrogate.lsq.size_groups`)::
+Observation model (:mod:`surrogate.posterior`), sources ``s`` (reference first), (source, size)
+groups ``g`` (:func:`surrogate.lsq.size_groups`)::
 
-    theta_k          ~ law prior of coefficient k    (surrogate.laws: Param.prior), except:
-    u_A[s] = log(A / N0^alpha)  ~ Normal(log 0.3, 1.5)    the N-term's value at the pivot N0
-    u_B[s] = log(B / D0^beta)   ~ Normal(log 0.3, 1.5)    the D-term's value at the pivot D0
-    log scale[s]     ~ Normal(0, 0.3)     non-reference sources, source_terms scale/affine
-    offset[s]        ~ Normal(0, 0.5)     non-reference sources, source_terms offset/affine
-    sigma[s]         ~ HalfNormal(0.1)    run noise, loss units
-    tau[s]           ~ HalfNormal(0.05)   discrepancy sd, loss units
-    delta[g]         = tau[s_g] z[g],  z[g] ~ Normal(0, 1)
-    loss[i]          ~ Normal(scale[s_i] law(x_i; theta[s_i]) + offset[s_i] + delta[g_i], sigma[s_i])
+    loss[i] ~ Normal(scale[s_i] law(x_i; theta[s_i]) + offset[s_i] + delta[g_i], sigma[s_i])
+    delta[g] ~ Normal(0, tau[s_g])       integrated out in closed form (grouped_normal_log_lik)
+    sigma[s] ~ HalfNormal(0.1),  tau[s] ~ HalfNormal(0.05)        (loss units)
+    log scale[s] ~ Normal(0, 0.3), offset[s] ~ Normal(0, 0.5)     (source_terms scale/affine)
 
-**Pivot parametrisation.** ``A / N^alpha = exp(u_A - alpha (ln N - ln N0))`` with ``N0``, ``D0``
-the geometric means of the fitted sizes and tokens (per source with per-source Chinchilla parts):
-``u_A`` is the N-term's value at the centre of the data, well determined and nearly uncorrelated
-with ``alpha``, whereas ``log_A`` and ``alpha`` are almost perfectly correlated (``ln N ~ 18``).
-The prior is stated on this scale (each term 0.3 nats at the pivot, a factor ~20 either way at
-2 sd); the stored draws are converted back to the law's own ``log_A = u_A + alpha ln N0``.
+**Parametrisation around the pivot.** Fitted on a decade of N, ``E``, ``log_A`` and ``alpha``
+are nearly degenerate (``log_A`` and ``alpha`` correlate through ``ln N ~ 18``; ``E`` trades
+against the N-term), which is what made chains disagree. The sampler therefore works with
+quantities the data pin down separately, at the pivot ``N0, D0`` = geometric means of the fitted
+sizes and tokens (per source with per-source Chinchilla parts) and the geometric-mean shape::
 
-**Discrepancy.** ``delta`` lets the law err systematically per model-size group (see
-:mod:`surrogate.posterior`); ``tau`` is learned from the fitted sizes and a prediction for an unseen
-size draws a fresh ``delta``. Non-centred (``z``), since few groups inform ``tau``.
+    level   = law(pivot)                     ~ LogNormal(ln 3, 0.5)      the loss there
+    slope_N = alpha A / N0^alpha  (x shape)  ~ LogNormal(ln 0.1, 1.5)    loss drop per e-fold of N
+    slope_D = beta  B / D0^beta   (x shape)  ~ LogNormal(ln 0.1, 1.5)    ... of D
+    alpha, beta                              ~ the law's priors (surrogate.laws)
+    E = level / shape(pivot) - slope_N / alpha - slope_D / beta          (derived)
+    log_A = ln(slope_N / alpha) + alpha ln N0,  log_B likewise           (derived)
 
-**Per-source Chinchilla parts** (``source_terms="chinchilla"``): each source has its own ``E``,
-``u_A``, ``u_B`` (independent priors as above) and exponents partially pooled towards the
-reference's: ``ln alpha[s] = ln alpha + 0.3 z_alpha[s]`` (and beta), ``z ~ Normal(0, 1)``; shape
-terms (eps/gamma, a1/a2/b1/b2) are shared.
+with the law's prior on ``E`` applied to the derived value as a factor (``Normal(2, 1)`` above 0,
+and a smooth wall of width 0.2 nats below 0 instead of a hard truncation, which stalls NUTS).
+The shape calibration of ``conditional`` is sampled as its slope at the pivot shape
+(``a1 - a2 / x0``, ``b1 - b2 / r0``, a pure shift with the law's own priors as factors), since
+``ln x`` and ``1/x`` are nearly collinear over the data. ``chinchilla_total`` is sampled the same
+way; laws with one shared exponent (``aspect_paper``) sample ``E``, ``alpha`` and the log of each
+term at the pivot (``Normal(ln 0.3, 1.5)``). Stored draws are always in the law's own
+coefficients (``E``, ``log_A``, ``alpha``, ...), so nothing downstream changes.
 
-The law priors are weakly informative except where the shared tables cannot identify a term: the
-``r`` terms of ``conditional`` (b1, b2) and the aspect term's eps/gamma are centred on the
-published fits (data README). :meth:`LawPosterior.summary` says which terms ended up
-prior-dominated.
+**Discrepancy** (``delta``): a law fitted on some sizes errs systematically at sizes it has not
+seen. ``tau`` is learned from how far the fitted size groups deviate from the law; predictions
+for a new size draw a fresh ``delta`` (:meth:`LawPosterior.predict`). Integrating the group
+effects out analytically (Sherman-Morrison per group) avoids the tau funnel.
+
+**Per-source Chinchilla parts** (``source_terms="chinchilla"``): each source has its own
+``level``, ``slope_N``, ``slope_D`` (so its own ``E``, ``A``, ``B``) and exponents partially pooled
+towards the reference's, ``ln alpha[s] = ln alpha + 0.3 z[s]``, ``z ~ Normal(0, 1)`` (beta
+likewise); the shape terms are shared by all sources.
+
+Priors that the shared tables cannot override: the ``r`` terms of ``conditional`` (b1, b2) and the
+aspect term's eps/gamma are centred on the published fits (data README);
+:meth:`LawPosterior.summary` says which terms ended up prior-dominated (for ``log_A``/``log_B`` the
+prior sd used there is the pivot approximation ``sqrt(1.5^2 + sd_alpha^2 ln(N0)^2)``).
 
 Sampling: NUTS with a dense mass matrix, float64. Chains start from *dispersed* points: chain 0 at
 the best multi-start least-squares optimum, the others at draws of that fit's Laplace
 approximation with its covariance inflated 4x (so chains that end up disagreeing reveal
-multi-modality instead of hiding it); group effects start at the groups' mean residuals.
-Chains run in parallel on CPU devices when there are enough. Diagnostics (r_hat, bulk ESS,
-divergences) come from ArviZ.
+multi-modality instead of hiding it). Chains run in parallel on CPU devices when there are
+enough. Diagnostics (r_hat, bulk ESS, divergences) come from ArviZ.
 
 JAX set-up happens once, here, before any JAX computation: ``numpyro.set_host_device_count``
 (so chains run in parallel) unless XLA_FLAGS already sets a device count, and float64.
@@ -163,14 +173,6 @@ def _pivot_shape(law: Law, pivot_features: Mapping[str, Any], feature: str) -> A
     return pivot_features[feature][0]
 
 
-def _soft_log_prob(prior: Prior, x: Any) -> Any:
-    """Log density of ``prior`` without its truncation (the level parametrisation keeps E and
-    the exponents positive by construction; a hard wall would stall NUTS)."""
-    if prior.kind == "lognormal":
-        return dist.LogNormal(prior.loc, prior.scale).log_prob(x)
-    return dist.Normal(prior.loc, prior.scale).log_prob(x)
-
-
 def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
               loss: jnp.ndarray | None, *, law: Law, n_sources: int, source_terms: str,
               log_pivot: Mapping[str, jnp.ndarray], group_idx: jnp.ndarray | None = None,
@@ -237,12 +239,6 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
         for name, value in chin.items():
             theta[name] = value[src_idx] if n_p > 1 else value[0]
     else:  # pivot parametrisation of the prefactors only (laws with one shared exponent)
-        for p in law.params:
-            if p.name not in theta and p.name not in chin_names:
-                theta[p.name] = numpyro.sample(p.name, numpyro_prior(p.prior))
-        for name in ("E", "alpha", "beta"):
-            if name in law.param_names and name not in theta:
-                theta[name] = numpyro.sample(name, numpyro_prior(law.param(name).prior))
         for log_name, key, exp_name in terms:
             u = numpyro.sample(f"{log_name}_pivot", numpyro_prior(PIVOT_TERM_PRIOR))
             theta[log_name] = u + theta[exp_name] * log_pivot[key][0]

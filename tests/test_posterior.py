@@ -102,3 +102,68 @@ def test_bayes_summary_marks_r_terms_prior_dominated(bayes_post, tmp_path):
     back = LawPosterior.load(bayes_post.save(tmp_path / "b.nc"))
     assert back.num_chains == 2 and back.diagnostics == bayes_post.diagnostics
     np.testing.assert_array_equal(back.samples["a1"], bayes_post.samples["a1"])
+
+
+def _fixed_posterior(tau: float | None, per_source: bool = False, S: int = 400) -> LawPosterior:
+    """All draws at one chinchilla law; noise 0.01, discrepancy tau (None = no term)."""
+    theta = {"E": 1.9, "log_A": 6.5, "alpha": 0.35, "log_B": 9.0, "beta": 0.38}
+    samples = {k: np.full(S, v) for k, v in theta.items()}
+    samples["sigma[a]"] = samples["sigma[b]"] = np.full(S, 0.01)
+    if tau is not None:
+        samples["tau[a]"] = np.full(S, tau)
+        samples["tau[b]"] = np.full(S, 2 * tau)
+    if per_source:
+        samples["E[b]"] = np.full(S, 2.4)
+        samples["alpha[b]"] = np.full(S, 0.3)
+    return LawPosterior("chinchilla", samples, sources=["a", "b"], reference_source="a",
+                        source_terms="chinchilla" if per_source else "none", num_chains=2)
+
+
+def test_predict_adds_discrepancy_to_noise():
+    f = law_features([Arch(1024, 16, 16, 16, 64, 2816, 50432)] * 2, [1e10, 2e10])
+    base = _fixed_posterior(None).predict(f)
+    wide = _fixed_posterior(0.02).predict(f)
+    np.testing.assert_allclose(wide["pred_mean"], base["pred_mean"])
+    np.testing.assert_allclose(base["pred_sd"], 0.01, rtol=1e-9)
+    np.testing.assert_allclose(wide["pred_sd"], np.hypot(0.01, 0.02), rtol=1e-9)
+    width = (wide["pred_q95"] - wide["pred_q05"]).to_numpy()
+    np.testing.assert_allclose(width, 2 * 1.6449 * np.hypot(0.01, 0.02), rtol=0.02)
+    other = _fixed_posterior(0.02).predict(f, source="b")
+    np.testing.assert_allclose(other["pred_sd"], np.hypot(0.01, 0.04), rtol=1e-9)
+    post = _fixed_posterior(0.02)
+    assert post.discrepancy_sigma_for() == pytest.approx(0.02)
+    assert post.misfit_sigma_for("b") == pytest.approx(np.hypot(0.01, 0.04))
+    assert _fixed_posterior(None).discrepancy_sigma_for() == 0.0
+
+
+def test_per_source_law_coefficients_predict_and_round_trip(tmp_path):
+    post = _fixed_posterior(0.02, per_source=True)
+    f = law_features([Arch(1024, 16, 16, 16, 64, 2816, 50432)], [1e10])
+    ref = post.law_draws(f)[0, 0]
+    own = post.law_draws(f, source="b")[0, 0]
+    theta_b = {"E": 2.4, "log_A": 6.5, "alpha": 0.3, "log_B": 9.0, "beta": 0.38}
+    from surrogate.laws import LAWS
+
+    assert own == pytest.approx(LAWS["chinchilla"](f, theta_b)[0])
+    assert ref != pytest.approx(own)
+    assert post.predict(f, source="b")["pred_mean"].iloc[0] == pytest.approx(own)
+    back = LawPosterior.load(post.save(tmp_path / "ps.nc"))
+    assert set(back.samples) == set(post.samples)
+    np.testing.assert_array_equal(back.samples["E[b]"], post.samples["E[b]"])
+    np.testing.assert_array_equal(back.samples["tau[b]"], post.samples["tau[b]"])
+    assert back.source_terms == "chinchilla"
+    assert back.law_draws(f, source="b")[0, 0] == pytest.approx(own)
+
+
+def test_predict_10k_candidates_fast_and_quantiles_stable(post):
+    import time
+
+    arch = [Arch(d, l, 16, 4, 64, 4 * d, 50000) for d in range(512, 4608, 16) for l in range(4, 44)]
+    feats = law_features(arch[:10_000], 2e10)
+    post.predict(feats)  # warm
+    t0 = time.perf_counter()
+    pred = post.predict(feats)
+    assert time.perf_counter() - t0 < 1.0
+    full = post.predict(feats, n_draws=None)
+    for col in ("pred_q05", "pred_q95"):
+        assert np.max(np.abs(pred[col] - full[col])) < 0.01
