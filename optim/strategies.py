@@ -282,7 +282,8 @@ class Algorithm1Strategy(Strategy):
     group whose predicted loss is <= ``L_t``, the one with the highest throughput; step 2 varies
     the GQA group of that ``(d_model, n_layers, head_dim)`` (``ffn_dim`` re-balanced on the grid
     to stay in budget) and keeps the fastest variant still <= ``L_t``. For a batch the next
-    proposal is the next-fastest shape not yet used.
+    proposal is the next-fastest shape not yet used. When no unused candidate reaches ``L_t``
+    the target relaxes to the best prediction times ``1 + tolerance``.
     """
 
     name = "algorithm1"
@@ -318,6 +319,8 @@ class Algorithm1Strategy(Strategy):
         cands = problem.candidates
         tps = problem.throughput_mean
         feasible = choices[mean[choices] <= target]
+        if not len(feasible) and len(choices):  # target unreachable: the best-predicted shapes
+            feasible = choices[mean[choices] <= float(mean[choices].min()) * (1 + self.tolerance)]
         groups = np.array([cands[i].gqa_group for i in feasible])
         base = self.base_gqa_group if np.any(groups == self.base_gqa_group) else (
             int(np.bincount(groups).argmax()) if len(groups) else self.base_gqa_group)

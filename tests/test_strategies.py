@@ -183,3 +183,8 @@ def test_cached_measurements_replace_the_model_throughput(problem, tmp_path):
     assert p.throughput_source[i] == "measured" and p.throughput_mean[i] == 1234.0
     assert p.throughput_rel_sigma[i] == pytest.approx(50.0 / 1234.0)
     assert (p.throughput_source == "measured").sum() == 1
+
+
+def test_algorithm1_relaxes_an_unreachable_target(problem):
+    batch = Algorithm1Strategy(loss_target=0.5).propose(problem, [], [], 2)
+    assert len(batch) == 2
