@@ -370,36 +370,36 @@ class Campaign:
                 seed = len(records) if seed is None else int(seed)
                 batch = STRATEGIES[strategy](**strategy_options).propose(
                     problem, idx, loss, int(k), pending_idx=pending, seed=seed)
+                # Rows show the campaign's model (law prior + GP) for every strategy, so
+                # proposals of different methods are comparable; the strategy's own numbers
+                # are in the ProposalBatch.
                 from .strategies import predict
 
-                pred = (batch.pred_loss_mean, batch.pred_loss_q05, batch.pred_loss_q95)
-                if strategy != "archopt" and problem.law_samples is not None:
-                    full = predict(problem, idx, loss)
+                if problem.law_samples is not None:
+                    values = predict(problem, idx, loss)
                 else:
-                    full = None
+                    values = tuple(np.full(problem.n, np.nan) for _ in range(3))
+                    for arr, own in zip(values, (batch.pred_loss_mean, batch.pred_loss_q05,
+                                                 batch.pred_loss_q95)):
+                        arr[batch.indices] = own
                 rows = []
                 for j, i in enumerate(batch.indices):
                     arch = problem.candidates[int(i)]
                     trial = int(client.attach_trial(parameters=_ax_params(arch)))
-                    if full is not None:
-                        values = full
-                    else:
-                        values = tuple(np.full(problem.n, np.nan) for _ in range(3))
-                        for arr, v in zip(values, pred):
-                            arr[int(i)] = v[j]
                     row = self._row(problem, int(i), values, trial=trial,
                                     ehvi=float(batch.ehvi[j]))
                     row["strategy"] = strategy
                     rows.append(row)
+                now = time.time()
+                payloads = {r["trial"]: {"kind": "proposed", "created_at": now, "proposal": r}
+                            for r in rows}
+                records = _records(client, spec, {**meta, **payloads})
             with connect(path) as con:
-                for row in rows:
-                    payload = {"kind": "proposed", "created_at": time.time(), "proposal": row}
+                for trial, payload in payloads.items():
                     con.execute("INSERT OR REPLACE INTO archopt_trials VALUES (?,?,?)",
-                                (self.name, row["trial"], json.dumps(payload)))
+                                (self.name, trial, json.dumps(payload)))
                 con.commit()
-            new_meta = {**meta, **{r["trial"]: {"kind": "proposed", "proposal": r} for r in rows}}
-            with ax_session(path) as url:
-                self._records = _records(_load_client(url, self.name), spec, new_meta)
+            self._records = records
         return rows
 
     def observe(self, trial: int, loss: float, *, force: bool = False, run: str | None = None
