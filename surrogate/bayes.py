@@ -101,7 +101,7 @@ _SLOPE_PAIRS = {"a1": ("a2", "x"), "b1": ("b2", "r")}
 #: Width (nats) of the smooth wall that keeps the derived E above 0.
 E_WALL: float = 0.2
 #: Between-source sd of log exponents with per-source Chinchilla parts.
-EXPONENT_POOL_SD: float = 0.3
+EXPONENT_POOL_SD: float = 0.1
 #: (prefactor, feature, exponent) of the Chinchilla terms; the D exponent falls back to alpha
 #: in laws with one exponent (aspect_paper).
 _TERMS = (("log_A", "N", "alpha"), ("log_B", "D", "beta"))
@@ -177,7 +177,8 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
               loss: jnp.ndarray | None, *, law: Law, n_sources: int, source_terms: str,
               log_pivot: Mapping[str, jnp.ndarray], group_idx: jnp.ndarray | None = None,
               group_src: jnp.ndarray | None = None,
-              pivot_features: Mapping[str, jnp.ndarray] | None = None) -> None:
+              pivot_features: Mapping[str, jnp.ndarray] | None = None,
+              shared_tau: bool = False) -> None:
     """NumPyro model of ``n`` runs (see the module docstring).
 
     Args:
@@ -191,6 +192,7 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
         pivot_features: every feature at the pivot (geometric means), ``(n_sources,)`` each.
         group_idx: ``(n,)`` (source, size) group per row; None = no discrepancy term.
         group_src: ``(G,)`` source of each group.
+        shared_tau: one discrepancy sd ``tau`` for all sources instead of one per source.
     """
     k = n_sources - 1
     per_source = _per_source_names(law, n_sources, source_terms)
@@ -255,7 +257,11 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
     if group_idx is None:
         numpyro.sample("obs", dist.Normal(mu, sigma[src_idx]), obs=loss)
         return
-    tau = numpyro.sample("tau", dist.HalfNormal(TAU_PRIOR_SCALE).expand([n_sources]))
+    if shared_tau:  # one discrepancy sd for every source (few size groups per source)
+        tau = jnp.broadcast_to(numpyro.sample("tau", dist.HalfNormal(TAU_PRIOR_SCALE)),
+                               (n_sources,))
+    else:
+        tau = numpyro.sample("tau", dist.HalfNormal(TAU_PRIOR_SCALE).expand([n_sources]))
     if loss is None:  # prior predictive: draw the group effects explicitly
         z = numpyro.sample("group_z", dist.Normal(0.0, 1.0).expand([group_src.shape[0]]))
         numpyro.sample("obs", dist.Normal(mu + (tau[group_src] * z)[group_idx],
@@ -289,7 +295,7 @@ def grouped_normal_log_lik(resid: jnp.ndarray, group_idx: jnp.ndarray, sigma_g: 
     return -0.5 * jnp.sum(jnp.where(count > 0, quad + log_det + count * jnp.log(2 * jnp.pi), 0.0))
 
 
-def model_inputs(data: FitData, law: Law, source_terms: str, discrepancy: bool = True
+def model_inputs(data: FitData, law: Law, source_terms: str, discrepancy: bool | str = True
                  ) -> tuple[tuple, dict[str, Any]]:
     """``(args, kwargs)`` of :func:`law_model` for prepared data (pivots: geometric means of
     the fitted sizes / tokens, per source with per-source Chinchilla parts, else pooled)."""
@@ -308,7 +314,7 @@ def model_inputs(data: FitData, law: Law, source_terms: str, discrepancy: bool =
     kwargs = dict(law=law, n_sources=n_sources, source_terms=source_terms, log_pivot=log_pivot,
                   group_idx=jnp.asarray(data.group_idx) if discrepancy else None,
                   group_src=jnp.asarray(data.group_src) if discrepancy else None,
-                  pivot_features=pivot_features)
+                  pivot_features=pivot_features, shared_tau=discrepancy == "shared")
     return args, kwargs
 
 
@@ -467,6 +473,8 @@ def _constrained_init(point: Mapping[str, Any], law: Law, data: FitData, kwargs:
         tau = np.array([max(np.sqrt(np.mean(g_mean[g_src == j] ** 2)), 3e-3)
                         for j in range(n_sources)])
         values["tau"] = tau * rng.uniform(0.8, 1.25, n_sources)
+        if kwargs.get("shared_tau"):
+            values["tau"] = np.sqrt(np.mean(values["tau"] ** 2))
         resid = resid - g_mean[g_idx]
     for j in range(n_sources):
         r = resid[data.src_idx == j]
@@ -552,7 +560,7 @@ def _to_samples(by_chain: Mapping[str, np.ndarray], law: Law, data: FitData,
             samples[f"offset[{src}]"] = flat["offset"][:, j - 1]
         samples[f"sigma[{src}]"] = flat["sigma"][:, j]
         if "tau" in flat:
-            samples[f"tau[{src}]"] = flat["tau"][:, j]
+            samples[f"tau[{src}]"] = flat["tau"][:, j] if flat["tau"].ndim == 2 else flat["tau"]
     return samples
 
 
@@ -573,7 +581,8 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
         source_terms: per-source terms (:data:`surrogate.posterior.SOURCE_TERMS`);
             ``"chinchilla"`` gives every source its own Chinchilla part.
         target_accept, max_tree_depth: NUTS step-size target and tree depth cap.
-        discrepancy: include the per-(source, size group) discrepancy term (module docstring).
+        discrepancy: include the per-(source, size group) discrepancy term (module docstring);
+            ``"shared"``: with one ``tau`` for all sources (for sources with few size groups).
 
     Returns:
         A :class:`LawPosterior` with ``num_chains * num_samples`` draws, ArviZ diagnostics and
@@ -621,7 +630,8 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
               "num_samples": num_samples, "seed": seed, "chain_method": chain_method,
               "seconds": round(seconds, 3), "init_seconds": round(t_init, 3),
               "init": "least squares, dispersed" if init is not None else "prior",
-              "log_pivot": pivots, "discrepancy": bool(discrepancy),
+              "log_pivot": pivots, "discrepancy": discrepancy if isinstance(discrepancy, str)
+              else bool(discrepancy),
               "n_groups": int(len(data.group_src)) if discrepancy else 0},
         sample_stats={"diverging": div.reshape(-1).astype(np.int8)})
     posterior.diagnostics  # computed now so warnings are part of the saved file

@@ -46,10 +46,11 @@ MAX_ROWS_PER_SOURCE: int = 60
 #: sizes the optimizer proposes; they are left out of the default prior.
 MIN_NON_EMBEDDING_PARAMS: float = 3e7
 #: NUTS settings of the default prior (part of the cache key).
-DEFAULT_PRIOR_SETTINGS: dict = {"law": "conditional", "num_chains": 2, "num_warmup": 300,
-                                "num_samples": 300, "seed": 0, "source_terms": "chinchilla",
+DEFAULT_PRIOR_SETTINGS: dict = {"law": "conditional", "num_chains": 2, "num_warmup": 500,
+                                "num_samples": 250, "seed": 0, "source_terms": "chinchilla",
+                                "target_accept": 0.95,
                                 "reference_source": "mlfoundations-scaling-grid",
-                                "discrepancy": True}
+                                "discrepancy": "shared"}
 
 
 def default_prior_runs(runs: pd.DataFrame | None = None, *, seed: int = 0) -> pd.DataFrame:
