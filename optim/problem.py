@@ -279,6 +279,7 @@ class Problem:
 
         law_samples = None
         sigma = None
+        tau = 0.0
         source = spec.source
         if prior is not None:
             from surrogate.laws import law_features
@@ -287,9 +288,14 @@ class Problem:
             law_samples = np.asarray(prior.law_draws(feats, source=source, n_draws=N_LAW_DRAWS),
                                      dtype=np.float64)
             sigma = _noise_sigma(prior, source)
+            if hasattr(prior, "discrepancy_sigma_for"):
+                tau = float(prior.discrepancy_sigma_for(source))
         # The law misfit scale: the fitted residual sd of the law (includes run noise).
         misfit = max(sigma if sigma is not None and math.isfinite(sigma) else 0.03, 0.01)
-        hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=OFFSET_SD ** 2,
+        # The law's discrepancy at an unseen size group is shared by every candidate (they all
+        # have ~N parameters): it is part of the campaign's constant offset.
+        offset_var = OFFSET_SD ** 2 + (tau ** 2 if math.isfinite(tau) else 0.0)
+        hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=offset_var,
                               noise_var=LOSS_NOISE_SD ** 2, lengthscale=PRIOR_LENGTHSCALES)
         problem = cls(spec=spec, candidates=archs, tokens=spec.tokens, X=X, throughput_mean=tps,
                       throughput_rel_sigma=rel, throughput_source=src, fits_in_memory=fits,
