@@ -18,7 +18,9 @@ Chinchilla part (E, prefactors, exponents partially pooled across sources) while
 calibration of ``conditional`` (a1, a2, b1, b2) is shared, so the shape effect is learned from
 every table and no table's curve is forced onto another's. (With one shared Chinchilla curve and
 an affine map per source, morph and openlm_runs fitted at sigma 0.06-0.10 against 0.018 alone.)
-A per-(source, size group) discrepancy term is included. The reference source is
+A per-(source, size group) discrepancy term with one sd shared by all sources is included
+(``discrepancy="shared"``), and NUTS warms up longer (500 iterations, target acceptance 0.95):
+about 30 s uncached on 2 cores, r_hat <= 1.05 and no divergences. The reference source is
 ``mlfoundations-scaling-grid`` (a final validation loss, the largest table): the campaign
 predicts with its curve unless a source is given.
 """
