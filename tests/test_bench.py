@@ -139,3 +139,11 @@ def test_real_data_check_on_morph():
     case = out["cases"][0]
     assert 1 <= case["archopt_rank"] <= case["n_shapes"]
     assert 1 <= case["algorithm1_rank"] <= case["n_shapes"]
+
+
+def test_final_choice_uses_only_the_first_trainings(world):
+    oracle = GreedyTruthStrategy(world)
+    best = world.best_under_target
+    late = run_campaign(world, None, oracle, init_idx=np.array([best]), batch_sizes=[3],
+                        seed=0, choose_at=0)
+    assert late.chosen is None and late.regret == 1.0 and late.missed
