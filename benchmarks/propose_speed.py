@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from optim.campaign import Campaign, demo_spec
+    from optim.campaign import Campaign
+    from optim.demo import demo_spec
     from optim.problem import Problem
     from optim.strategies import (Algorithm1Strategy, ArchoptStrategy, PlainQNEHVIStrategy,
                                   RandomStrategy)
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
          archopt <= TARGET_SECONDS),
         (f"archopt / plain qNEHVI <= {TARGET_RATIO} (wall)", f"{ratio:.2f}x",
          ratio <= TARGET_RATIO),
-        (f"archopt / plain qNEHVI (process CPU time, robust to other jobs' load)",
+        ("archopt / plain qNEHVI (process CPU time, robust to other jobs' load)",
          f"{cpu_ratio:.2f}x", cpu_ratio <= TARGET_RATIO),
         (f"archopt on all {problem_all.n_grid} band candidates <= {TARGET_SECONDS:.0f} s",
          f"{med['archopt, all band candidates']:.2f} s",

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.arch import SHAPE_FIELDS  # noqa: E402
-from surrogate.runs import bundled_path, load_runs, source_keys, table_archs  # noqa: E402
+from surrogate.runs import bundled_path, load_runs, table_archs  # noqa: E402
 
 TABLES = ("morph_runs.csv", "openlm_grid.csv", "openlm_runs.csv", "gemstones_runs.csv")
 LAWS = ("chinchilla", "aspect", "conditional")

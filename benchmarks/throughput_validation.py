@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import statistics
 import sys
 import time
 from pathlib import Path

@@ -20,7 +20,7 @@ candidate per shape, the default), ``"all"`` keeps every multiple in the band.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Literal
 
 from .arch import Arch, ArchError

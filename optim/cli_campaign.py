@@ -252,7 +252,7 @@ def register(app: typer.Typer) -> None:
              k: Annotated[int, typer.Option("-k", help="Proposals.")] = 4,
              json_out: JsonOpt = False) -> None:
         """1B non-embedding params, 100B tokens, A100-40GB, batch 64 / 4096 in / 1024 out."""
-        from .campaign import run_demo
+        from .demo import run_demo
 
         result = run_demo(store=store, out=out if out is not None else Path("archopt-demo"), k=k,
                           progress=not json_out)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import math
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional

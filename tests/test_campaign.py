@@ -4,7 +4,6 @@ samples dict): create/load, propose, observe, refusals, run ingestion, Pareto, c
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 import subprocess
 import sys
