@@ -33,6 +33,10 @@ def register(app: typer.Typer) -> None:
             "--batches", help="Proposal batches after the initial trainings.")] = None,
         max_candidates: Annotated[Optional[int], typer.Option(
             "--max-candidates", help="Random subset of the candidate set.")] = None,
+        worlds: Annotated[Optional[str], typer.Option(
+            "--worlds", help="Comma-separated world kinds: shifted, refit, matched "
+                             "(first = headline; default: shifted for --quick, all otherwise).")
+        ] = None,
         real_data: Annotated[bool, typer.Option(
             "--real-data/--no-real-data", help="Run the leave-one-size-out check too.")] = True,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -45,6 +49,8 @@ def register(app: typer.Typer) -> None:
             overrides["seeds"] = seeds
         if methods:
             overrides["methods"] = tuple(m.strip() for m in methods.split(",") if m.strip())
+        if worlds:
+            overrides["worlds"] = tuple(w.strip() for w in worlds.split(",") if w.strip())
         if batches is not None:
             overrides["batches"] = batches
         if max_candidates is not None:
