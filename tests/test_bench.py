@@ -98,7 +98,7 @@ def test_config_validation():
 def test_tiny_bench_end_to_end(tmp_path):
     """Real strategies and Problem on 30 candidates, 2 seeds, 1 batch; JSON schema and report."""
     cfg = BenchConfig(params=1e8, tokens=2e9, max_candidates=30, seeds=2, batches=1,
-                      random_extra_batches=1, worlds=("shifted",))
+                      extra_batches=1, random_extra_batches=1, worlds=("shifted",))
     result = run_bench(cfg, prior=fake_truth("open-lm-morph", 16), progress=False,
                        real_data=False)
     payload = json.loads(json.dumps(bench_json(result)))
