@@ -35,6 +35,17 @@ seen. ``tau`` is learned from how far the fitted size groups deviate from the la
 for a new size draw a fresh ``delta`` (:meth:`LawPosterior.predict`). Integrating the group
 effects out analytically (Sherman-Morrison per group) avoids the tau funnel.
 
+**GP discrepancy** (``discrepancy="gp"``, ``"gp_shared"`` with one amplitude for all sources):
+``delta[s](u)``, ``u = ln N``, is a Gaussian process per source with the kernel of
+:func:`surrogate.posterior.gp_kernel` (Matern-3/2 with amplitude ``eta[s] ~ HalfNormal(0.05)``
+and lengthscale ``ell ~ LogNormal(0, 0.5)`` e-folds, plus a linear term whose slope has sd
+``slope ~ HalfNormal(0.02)`` loss per e-fold around the source's mean ``ln N``). It is integrated
+out in closed form (:func:`gp_normal_log_lik`: the rows of one exact size share ``delta``, so
+the within-size deviations are i.i.d. and the size means are multivariate normal with covariance
+``K + diag(sigma^2 / count)``, one dense Cholesky over the distinct sizes). Predictions condition
+the GP on each draw's training residuals (:meth:`LawPosterior.predict`), so the predictive
+variance grows with the distance from the fitted sizes, which the i.i.d. ``tau`` cannot express.
+
 **Per-source Chinchilla parts** (``source_terms="chinchilla"``): each source has its own
 ``level``, ``slope_N``, ``slope_D`` (so its own ``E``, ``A``, ``B``) and exponents partially pooled
 towards the reference's, ``ln alpha[s] = ln alpha + 0.1 z[s]``, ``z ~ Normal(0, 1)`` (beta
@@ -82,17 +93,27 @@ from numpyro.infer.util import unconstrain_fn  # noqa: E402
 
 from .laws import Law, Prior, get_law  # noqa: E402
 from .lsq import FitData, FitError, fit_lsq, prepare_fit_data  # noqa: E402
-from .posterior import CHINCHILLA_PART, SOURCE_TERMS, LawPosterior, apply_source_terms  # noqa: E402
+from .posterior import (CHINCHILLA_PART, GP_JITTER, SOURCE_TERMS, LawPosterior,  # noqa: E402
+                        apply_source_terms, gp_kernel)
 
 __all__ = ["fit_bayes", "numpyro_prior", "law_model", "SCALE_PRIOR_SD", "OFFSET_PRIOR_SD",
            "SIGMA_PRIOR_SCALE", "TAU_PRIOR_SCALE", "PIVOT_TERM_PRIOR", "EXPONENT_POOL_SD",
-           "model_inputs"]
+           "model_inputs", "DISCREPANCY", "GP_AMP_PRIOR_SCALE", "GP_LENGTHSCALE_PRIOR",
+           "GP_SLOPE_PRIOR_SCALE", "gp_normal_log_lik"]
 
 SCALE_PRIOR_SD: float = 0.3
 OFFSET_PRIOR_SD: float = 0.5
 SIGMA_PRIOR_SCALE: float = 0.1
 #: HalfNormal scale of the discrepancy sd tau (loss units).
 TAU_PRIOR_SCALE: float = 0.05
+#: Options of ``fit_bayes(discrepancy=...)`` besides True/False (module docstring).
+DISCREPANCY: tuple[str, ...] = ("group", "shared", "gp", "gp_shared")
+#: GP discrepancy: HalfNormal scale of the Matern amplitude eta (loss units).
+GP_AMP_PRIOR_SCALE: float = 0.05
+#: GP discrepancy: LogNormal prior of the Matern lengthscale (e-folds of N).
+GP_LENGTHSCALE_PRIOR: Prior = Prior("lognormal", 0.0, 0.5)
+#: GP discrepancy: HalfNormal scale of the sd of the linear-in-ln-N slope (loss per e-fold).
+GP_SLOPE_PRIOR_SCALE: float = 0.02
 #: Prior of the log of the N- (D-) term at the pivot: 0.3 nats, factor e^1.5 per sd.
 PIVOT_TERM_PRIOR: Prior = Prior("normal", math.log(0.3), 1.5)
 #: Level parametrisation: the Chinchilla part at the pivot (nats), a factor 1.6 per sd.
@@ -182,7 +203,7 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
               log_pivot: Mapping[str, jnp.ndarray], group_idx: jnp.ndarray | None = None,
               group_src: jnp.ndarray | None = None,
               pivot_features: Mapping[str, jnp.ndarray] | None = None,
-              shared_tau: bool = False) -> None:
+              shared_tau: bool = False, gp: Mapping[str, jnp.ndarray] | None = None) -> None:
     """NumPyro model of ``n`` runs (see the module docstring).
 
     Args:
@@ -196,7 +217,10 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
         pivot_features: every feature at the pivot (geometric means), ``(n_sources,)`` each.
         group_idx: ``(n,)`` (source, size) group per row; None = no discrepancy term.
         group_src: ``(G,)`` source of each group.
-        shared_tau: one discrepancy sd ``tau`` for all sources instead of one per source.
+        shared_tau: one discrepancy sd ``tau`` (GP amplitude ``eta``) for all sources.
+        gp: GP discrepancy inputs (:func:`model_inputs`): ``idx`` ``(n,)`` exact-size group,
+            ``u`` ``(G,)`` its ln N, ``src`` ``(G,)`` its source, ``u0`` ``(n_sources,)``;
+            replaces the i.i.d. group discrepancy.
     """
     k = n_sources - 1
     per_source = _per_source_names(law, n_sources, source_terms)
@@ -258,6 +282,22 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
         offset = jnp.concatenate([jnp.zeros(1), off])[src_idx]
     mu = apply_source_terms(mu, scale, offset)
     sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR_SCALE).expand([n_sources]))
+    if gp is not None:
+        if shared_tau:
+            eta = jnp.broadcast_to(numpyro.sample("gp_eta", dist.HalfNormal(GP_AMP_PRIOR_SCALE)),
+                                   (n_sources,))
+        else:
+            eta = numpyro.sample("gp_eta", dist.HalfNormal(GP_AMP_PRIOR_SCALE).expand([n_sources]))
+        ell = numpyro.sample("gp_ell", numpyro_prior(GP_LENGTHSCALE_PRIOR))
+        slope = numpyro.sample("gp_slope", dist.HalfNormal(GP_SLOPE_PRIOR_SCALE))
+        cov = _gp_cov(gp, eta, ell, slope)
+        if loss is None:  # prior predictive: draw the GP at the sizes explicitly
+            z = numpyro.sample("gp_z", dist.Normal(0.0, 1.0).expand([gp["u"].shape[0]]))
+            delta = jnp.linalg.cholesky(cov + GP_JITTER * jnp.eye(cov.shape[0])) @ z
+            numpyro.sample("obs", dist.Normal(mu + delta[gp["idx"]], sigma[src_idx]))
+            return
+        numpyro.factor("obs", gp_normal_log_lik(loss - mu, gp["idx"], sigma[gp["src"]], cov))
+        return
     if group_idx is None:
         numpyro.sample("obs", dist.Normal(mu, sigma[src_idx]), obs=loss)
         return
@@ -299,6 +339,74 @@ def grouped_normal_log_lik(resid: jnp.ndarray, group_idx: jnp.ndarray, sigma_g: 
     return -0.5 * jnp.sum(jnp.where(count > 0, quad + log_det + count * jnp.log(2 * jnp.pi), 0.0))
 
 
+def _gp_cov(gp: Mapping[str, jnp.ndarray], eta: jnp.ndarray, ell: Any, slope: Any
+            ) -> jnp.ndarray:
+    """``(G, G)`` GP covariance of the distinct sizes (zero between sources)."""
+    u, src = gp["u"], gp["src"]
+    d = jnp.abs(u[:, None] - u[None, :])
+    r = math.sqrt(3.0) * d / ell
+    c = u - gp["u0"][src]
+    k = (eta[src][:, None] * eta[src][None, :] * (1.0 + r) * jnp.exp(-r)
+         + slope ** 2 * c[:, None] * c[None, :])
+    return jnp.where(src[:, None] == src[None, :], k, 0.0)
+
+
+def gp_normal_log_lik(resid: jnp.ndarray, group_idx: jnp.ndarray, sigma_g: jnp.ndarray,
+                      cov: jnp.ndarray) -> jnp.ndarray:
+    """``log N(resid | 0, sigma^2 I + Z cov Z^T)`` (``Z`` the row -> group indicator): a GP
+    discrepancy shared by the rows of each group integrated out in closed form.
+
+    The within-group deviations are i.i.d. ``N(0, sigma_g^2)``; the group means ``rbar`` are
+    ``N(0, cov + diag(sigma_g^2 / count))`` (one dense Cholesky over the groups); the Jacobian of
+    that split contributes ``-0.5 sum ln count``.
+
+    Args:
+        resid: ``(n,)`` residuals.
+        group_idx: ``(n,)`` group of each row (every group has at least one row).
+        sigma_g: ``(G,)`` noise sd of each group.
+        cov: ``(G, G)`` covariance of the group effects.
+    """
+    n_groups = sigma_g.shape[0]
+    count = jax.ops.segment_sum(jnp.ones_like(resid), group_idx, n_groups)
+    s1 = jax.ops.segment_sum(resid, group_idx, n_groups)
+    s2 = jax.ops.segment_sum(resid ** 2, group_idx, n_groups)
+    var_s = sigma_g ** 2
+    within = jnp.sum((s2 - s1 ** 2 / count) / var_s + (count - 1.0) * jnp.log(2 * jnp.pi * var_s)
+                     + jnp.log(count))
+    r_bar = s1 / count
+    c = cov + jnp.diag(var_s / count + GP_JITTER)
+    chol = jnp.linalg.cholesky(c)
+    w = jax.scipy.linalg.solve_triangular(chol, r_bar, lower=True)
+    between = jnp.sum(w ** 2) + 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) \
+        + n_groups * jnp.log(2 * jnp.pi)
+    return -0.5 * (within + between)
+
+
+def gp_groups(data: FitData) -> dict[str, np.ndarray]:
+    """Exact-size groups of the GP discrepancy: ``idx`` ``(n,)``, ``u`` (ln N), ``src`` ``(G,)``,
+    ``u0`` ``(n_sources,)`` (mean training ln N of each source)."""
+    u = np.log(data.features["N"])
+    pairs, idx = np.unique(np.stack([data.src_idx.astype(np.float64), u], 1), axis=0,
+                           return_inverse=True)
+    u0 = np.array([u[data.src_idx == j].mean() for j in range(len(data.sources))])
+    return {"idx": np.asarray(idx).reshape(-1), "u": pairs[:, 1],
+            "src": pairs[:, 0].astype(np.int64), "u0": u0}
+
+
+def _gp_info(data: FitData) -> dict[str, Any]:
+    """The training rows per source stored in ``LawPosterior.info["gp"]`` for prediction."""
+    groups = gp_groups(data)
+    rows = {}
+    for j, src in enumerate(data.sources):
+        m = data.src_idx == j
+        local = np.unique(groups["idx"][m], return_inverse=True)[1].reshape(-1)
+        first = np.unique(groups["idx"][m])
+        rows[src] = {"features": {k: [float(x) for x in v[m]] for k, v in data.features.items()},
+                     "loss": [float(x) for x in data.loss[m]], "group": local.tolist(),
+                     "u": [float(x) for x in groups["u"][first]], "u0": float(groups["u0"][j])}
+    return {"u": "ln N (non-embedding parameters)", "rows": rows}
+
+
 def model_inputs(data: FitData, law: Law, source_terms: str, discrepancy: bool | str = True
                  ) -> tuple[tuple, dict[str, Any]]:
     """``(args, kwargs)`` of :func:`law_model` for prepared data (pivots: geometric means of
@@ -315,10 +423,14 @@ def model_inputs(data: FitData, law: Law, source_terms: str, discrepancy: bool |
     pivot_features = {k: jnp.exp(v) for k, v in log_pivot.items()}
     args = ({k: jnp.asarray(v) for k, v in data.features.items()}, jnp.asarray(data.src_idx),
             jnp.asarray(data.loss))
+    use_gp = discrepancy in ("gp", "gp_shared")
+    grouped = bool(discrepancy) and not use_gp
+    gp = {k: jnp.asarray(v) for k, v in gp_groups(data).items()} if use_gp else None
     kwargs = dict(law=law, n_sources=n_sources, source_terms=source_terms, log_pivot=log_pivot,
-                  group_idx=jnp.asarray(data.group_idx) if discrepancy else None,
-                  group_src=jnp.asarray(data.group_src) if discrepancy else None,
-                  pivot_features=pivot_features, shared_tau=discrepancy == "shared")
+                  group_idx=jnp.asarray(data.group_idx) if grouped else None,
+                  group_src=jnp.asarray(data.group_src) if grouped else None,
+                  pivot_features=pivot_features,
+                  shared_tau=discrepancy in ("shared", "gp_shared"), gp=gp)
     return args, kwargs
 
 
@@ -343,8 +455,13 @@ def _prior_sds(law: Law, sources: list[str], source_terms: str, log_pivot: Mappi
         if j and source_terms in ("offset", "affine"):
             out[f"offset[{src}]"] = OFFSET_PRIOR_SD
         out[f"sigma[{src}]"] = SIGMA_PRIOR_SCALE * half_normal
-        if discrepancy:
+        if discrepancy in ("gp", "gp_shared"):
+            out[f"gp_eta[{src}]"] = GP_AMP_PRIOR_SCALE * half_normal
+        elif discrepancy:
             out[f"tau[{src}]"] = TAU_PRIOR_SCALE * half_normal
+    if discrepancy in ("gp", "gp_shared"):
+        out["gp_ell"] = GP_LENGTHSCALE_PRIOR.sd
+        out["gp_slope"] = GP_SLOPE_PRIOR_SCALE * half_normal
     return out
 
 
@@ -471,7 +588,18 @@ def _constrained_init(point: Mapping[str, Any], law: Law, data: FitData, kwargs:
     # Residuals of this point give the group effects, tau and sigma to start from.
     resid = _point_residuals(values, law, data, kwargs)
     sigma = np.empty(n_sources)
-    if kwargs["group_idx"] is not None:
+    if kwargs.get("gp") is not None:
+        g_idx, g_src = data.group_idx, data.group_src
+        g_mean = np.bincount(g_idx, resid, len(g_src)) / np.maximum(np.bincount(g_idx, None, len(g_src)), 1)
+        eta = np.array([max(np.sqrt(np.mean(g_mean[g_src == j] ** 2)), 3e-3)
+                        for j in range(n_sources)])
+        values["gp_eta"] = eta * rng.uniform(0.8, 1.25, n_sources)
+        if kwargs.get("shared_tau"):
+            values["gp_eta"] = np.sqrt(np.mean(values["gp_eta"] ** 2))
+        values["gp_ell"] = rng.uniform(0.8, 1.25)
+        values["gp_slope"] = 0.01 * rng.uniform(0.8, 1.25)
+        resid = resid - g_mean[g_idx]
+    elif kwargs["group_idx"] is not None:
         g_idx, g_src = data.group_idx, data.group_src
         g_mean = np.bincount(g_idx, resid, len(g_src)) / np.maximum(np.bincount(g_idx, None, len(g_src)), 1)
         tau = np.array([max(np.sqrt(np.mean(g_mean[g_src == j] ** 2)), 3e-3)
@@ -492,7 +620,7 @@ def _point_residuals(values: Mapping[str, Any], law: Law, data: FitData,
     """Residuals ``loss - mean`` of the model without the discrepancy at ``values``."""
     from numpyro.handlers import condition, seed, trace
 
-    no_group = dict(kwargs, group_idx=None, group_src=None)
+    no_group = dict(kwargs, group_idx=None, group_src=None, gp=None)
     model = condition(law_model, {k: jnp.asarray(v) for k, v in values.items()})
     args, _ = model_inputs(data, law, kwargs["source_terms"], discrepancy=False)
     tr = trace(seed(model, 0)).get_trace(args[0], args[1], None, **no_group)
@@ -563,8 +691,12 @@ def _to_samples(by_chain: Mapping[str, np.ndarray], law: Law, data: FitData,
         if j and "offset" in flat:
             samples[f"offset[{src}]"] = flat["offset"][:, j - 1]
         samples[f"sigma[{src}]"] = flat["sigma"][:, j]
-        if "tau" in flat:
-            samples[f"tau[{src}]"] = flat["tau"][:, j] if flat["tau"].ndim == 2 else flat["tau"]
+        for name in ("tau", "gp_eta"):
+            if name in flat:
+                samples[f"{name}[{src}]"] = flat[name][:, j] if flat[name].ndim == 2 else flat[name]
+    for name in ("gp_ell", "gp_slope"):
+        if name in flat:
+            samples[name] = flat[name]
     return samples
 
 
@@ -572,7 +704,7 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
               num_warmup: int = 500, num_samples: int = 500, seed: int = 0,
               progress: bool = True, reference_source: str | None = None,
               source_terms: str = "affine", target_accept: float = 0.9,
-              max_tree_depth: int = 8, discrepancy: bool = True) -> LawPosterior:
+              max_tree_depth: int = 8, discrepancy: bool | str = True) -> LawPosterior:
     """Sample the posterior of ``law`` given a run table with NUTS.
 
     Args:
@@ -586,7 +718,9 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
             ``"chinchilla"`` gives every source its own Chinchilla part.
         target_accept, max_tree_depth: NUTS step-size target and tree depth cap.
         discrepancy: include the per-(source, size group) discrepancy term (module docstring);
-            ``"shared"``: with one ``tau`` for all sources (for sources with few size groups).
+            True or ``"group"``: i.i.d. per size group with a ``tau`` per source; ``"shared"``:
+            with one ``tau`` for all sources (for sources with few size groups); ``"gp"``: a
+            distance-aware GP in ln N per source (``"gp_shared"``: one amplitude); False: none.
 
     Returns:
         A :class:`LawPosterior` with ``num_chains * num_samples`` draws, ArviZ diagnostics and
@@ -601,6 +735,9 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
                         ("num_samples", num_samples)):
         if value < 1:
             raise FitError(f"{name} must be >= 1, got {value}")
+    if isinstance(discrepancy, str) and discrepancy not in DISCREPANCY:
+        raise FitError(f"discrepancy must be True, False or one of {DISCREPANCY}, "
+                       f"got {discrepancy!r}")
     data = prepare_fit_data(runs, reference_source)
     args, kwargs = model_inputs(data, law_obj, source_terms, discrepancy)
     init = _init_params(runs, law_obj, data, args, kwargs, seed, num_chains)
@@ -638,6 +775,8 @@ def fit_bayes(runs: pd.DataFrame, law: str = "conditional", *, num_chains: int =
               else bool(discrepancy),
               "n_groups": int(len(data.group_src)) if discrepancy else 0},
         sample_stats={"diverging": div.reshape(-1).astype(np.int8)})
+    if kwargs.get("gp") is not None:
+        posterior.info["gp"] = _gp_info(data)
     posterior.diagnostics  # computed now so warnings are part of the saved file
     return posterior
 

@@ -28,6 +28,18 @@ law; the predictive for a new candidate draws a fresh ``delta ~ N(0, tau)`` (eve
 treated as a new size group), on top of the coefficient uncertainty and the noise ``sigma``.
 ``sigma`` and ``tau`` are in loss units (nats/token) and per source, because loss kinds differ.
 
+**Distance-aware discrepancy** (NUTS ``discrepancy="gp"`` / ``"gp_shared"``): instead of i.i.d.
+group effects, ``delta[s](u)`` is a Gaussian process in ``u = ln N`` (non-embedding params) per
+source, kernel (:func:`gp_kernel`)::
+
+    k(u, u') = eta[s]^2 Matern32(|u - u'| / ell) + slope^2 (u - u0[s]) (u' - u0[s])
+
+(``u0[s]`` the mean training ``ln N`` of the source; ``eta`` per source or shared, ``ell`` and
+``slope`` shared), integrated out in closed form in the fit. The predictive for a candidate uses
+the GP's *conditional* mean and variance given that draw's training residuals (exact per draw:
+the training rows are stored in ``info["gp"]``), so its variance grows with the distance from the
+fitted sizes (to ``eta^2`` for the Matern part, without bound for the linear part).
+
 Sample keys: the law's coefficient names (the reference source's values); ``name[src]`` for a
 per-source term of a non-reference source (``scale``, ``offset``, and with ``"chinchilla"`` terms
 the Chinchilla coefficients); ``sigma[src]`` and (NUTS) ``tau[src]`` for every source. Saved as
@@ -52,7 +64,8 @@ from .laws import Law, get_law, law_features
 from .runs import source_keys, table_archs, validate_runs
 
 __all__ = ["LawPosterior", "PosteriorError", "SOURCE_TERMS", "CHINCHILLA_PART", "PREDICT_DRAWS",
-           "apply_source_terms", "quantile_column", "PRIOR_DOMINATED_RATIO", "split_source_key"]
+           "apply_source_terms", "quantile_column", "PRIOR_DOMINATED_RATIO", "split_source_key",
+           "gp_kernel", "GP_JITTER"]
 
 #: The per-source term options (see the module docstring).
 SOURCE_TERMS: tuple[str, ...] = ("none", "offset", "scale", "affine", "chinchilla")
@@ -63,7 +76,12 @@ CHINCHILLA_PART: tuple[str, ...] = ("E", "log_A", "alpha", "log_B", "beta")
 PREDICT_DRAWS: int = 256
 #: A term whose posterior sd exceeds this fraction of its prior sd is called prior-dominated.
 PRIOR_DOMINATED_RATIO: float = 0.5
-_PER_SOURCE = ("scale", "offset", "sigma", "tau")
+_PER_SOURCE = ("scale", "offset", "sigma", "tau", "gp_eta")
+#: Added to the diagonal of GP covariances (loss units squared).
+GP_JITTER: float = 1e-8
+#: Above this many distinct candidate sizes, the GP conditional is evaluated on a grid of this
+#: many points in ln N and interpolated linearly (the kernel is smooth on that scale).
+_GP_GRID: int = 256
 _FORMAT_VERSION = 1
 
 
@@ -99,6 +117,16 @@ def split_source_key(key: str) -> tuple[str, str] | None:
         kind, src = key[:-1].split("[", 1)
         return kind, src
     return None
+
+
+def gp_kernel(u1: Any, u2: Any, eta: Any, ell: Any, slope: Any, u0: Any, xp: Any = np) -> Any:
+    """The discrepancy GP's covariance ``eta^2 Matern32(|u1 - u2| / ell) + slope^2 (u1 - u0)
+    (u2 - u0)`` between ``u1 (..., a)`` and ``u2 (..., b)`` (``u = ln N``); ``eta``, ``ell``,
+    ``slope``, ``u0`` broadcast against ``(..., 1, 1)``. Returns ``(..., a, b)``."""
+    d = xp.abs(u1[..., :, None] - u2[..., None, :])
+    r = math.sqrt(3.0) * d / ell
+    return (eta ** 2 * (1.0 + r) * xp.exp(-r)
+            + slope ** 2 * (u1[..., :, None] - u0) * (u2[..., None, :] - u0))
 
 
 def _even_indices(total: int, n_draws: int | None) -> np.ndarray:
@@ -210,8 +238,11 @@ class LawPosterior:
     def discrepancy_sigma_for(self, source: str | None = None) -> float:
         """Posterior root-mean-square of the discrepancy sd ``tau`` of ``source`` (loss units):
         how far the law is expected to be off, systematically, at an unseen size group. 0 for
-        fits without a discrepancy term (least squares)."""
-        tau = self.samples.get(f"tau[{self._resolve_source(source)}]")
+        fits without a discrepancy term (least squares). With the GP discrepancy: the rms of its
+        Matern amplitude ``eta`` (the stationary part; the predictive grows beyond it with the
+        distance from the fitted sizes through the linear term)."""
+        src = self._resolve_source(source)
+        tau = self.samples.get(f"tau[{src}]", self.samples.get(f"gp_eta[{src}]"))
         return 0.0 if tau is None else float(np.sqrt(np.mean(tau ** 2)))
 
     def misfit_sigma_for(self, source: str | None = None) -> float:
@@ -333,9 +364,14 @@ class LawPosterior:
             tau = self.samples.get(f"tau[{src}]")
             if tau is not None:
                 spread2 = spread2 + tau[idx] ** 2
+            law_sd = mu.std(axis=1)
+            if self._gp_info(src) is not None:  # GP conditional given this draw's residuals
+                g_mean, g_var = self._gp_conditional(src, idx, np.log(feats["N"][rows]))
+                mu = mu + g_mean
+                spread2 = spread2[None, :] + g_var  # (n_src, s)
             out["pred_mean"][rows] = mu.mean(axis=1)
-            out["pred_law_sd"][rows] = mu.std(axis=1)
-            out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(spread2))
+            out["pred_law_sd"][rows] = law_sd
+            out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(spread2, axis=-1))
             if qs:
                 mu += np.sqrt(spread2) * z
                 qv = np.quantile(mu, qs, axis=1)
@@ -346,6 +382,61 @@ class LawPosterior:
         if not np.all(np.isfinite(result["pred_mean"].to_numpy())):
             raise PosteriorError("the law is not finite for some candidates (check the inputs)")
         return result
+
+    # ---- GP discrepancy ---------------------------------------------------------------
+    def _gp_info(self, src: str) -> dict[str, Any] | None:
+        """The stored training rows of ``src`` for the GP discrepancy, or None (no GP term)."""
+        gp = self.info.get("gp")
+        if not gp or f"gp_eta[{src}]" not in self.samples or src not in gp.get("rows", {}):
+            return None
+        return gp["rows"][src]
+
+    def _gp_conditional(self, src: str, idx: np.ndarray, u_new: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Conditional mean and variance ``(n_new, S')`` of the discrepancy GP of ``src`` at
+        ``u_new = ln N`` given each draw's residual group means at the training sizes."""
+        rows = self._gp_info(src)
+        feats = {k: np.asarray(v, np.float64)[:, None] for k, v in rows["features"].items()}
+        loss = np.asarray(rows["loss"], np.float64)
+        group = np.asarray(rows["group"], np.int64)
+        theta = {k: v[:, 0] for k, v in self.theta(idx, src).items()}
+        scale = self._source_term("scale", src, idx)
+        offset = self._source_term("offset", src, idx)
+        mu = apply_source_terms(self._law(feats, theta, np),
+                                None if scale is None else scale[:, 0],
+                                None if offset is None else offset[:, 0])  # (n_train, s)
+        resid = loss[:, None] - mu
+        m = int(group.max()) + 1
+        count = np.bincount(group, minlength=m).astype(np.float64)
+        r_bar = np.stack([np.bincount(group, resid[:, j], m) for j in range(resid.shape[1])]
+                         ) / count  # (s, m)
+        u_g = np.asarray(rows["u"], np.float64)  # (m,)
+        eta = self.samples[f"gp_eta[{src}]"][idx][:, None, None]
+        ell = self.samples["gp_ell"][idx][:, None, None]
+        slope = self.samples["gp_slope"][idx][:, None, None]
+        sigma2 = self.samples[f"sigma[{src}]"][idx] ** 2
+        u0 = float(rows["u0"])
+        cov = gp_kernel(u_g[None], u_g[None], eta, ell, slope, u0)
+        cov = cov + (sigma2[:, None] / count[None, :] + GP_JITTER)[:, :, None] * np.eye(m)
+        chol = np.linalg.cholesky(cov)  # (s, m, m)
+        uniq, inverse = np.unique(u_new, return_inverse=True)
+        grid = uniq if uniq.size <= _GP_GRID else np.linspace(uniq[0], uniq[-1], _GP_GRID)
+        k_star = gp_kernel(grid[None], u_g[None], eta, ell, slope, u0)  # (s, q, m)
+        # Batched solves against the Cholesky factor (m is the number of distinct training
+        # sizes, tens at most).
+        rhs = np.concatenate([np.swapaxes(k_star, 1, 2), r_bar[:, :, None]], axis=2)
+        sol = np.linalg.solve(chol, rhs)
+        a, b = sol[:, :, :-1], sol[:, :, -1]  # (s, m, q), (s, m)
+        mean = np.einsum("smq,sm->sq", a, b)
+        prior = (eta[:, :, 0] ** 2 + slope[:, :, 0] ** 2 * (grid[None] - u0) ** 2)
+        var = np.maximum(prior - np.sum(a ** 2, axis=1), 0.0)  # (s, q)
+        if grid is uniq:
+            return mean[:, inverse].T, var[:, inverse].T
+        pos = np.clip((u_new - grid[0]) / (grid[1] - grid[0]), 0, _GP_GRID - 1 - 1e-9)
+        lo = pos.astype(np.int64)
+        frac = pos - lo
+        interp = lambda v: (v[:, lo] * (1 - frac) + v[:, lo + 1] * frac).T  # noqa: E731
+        return interp(mean), interp(var)
 
     # ---- reporting --------------------------------------------------------------------
     def _chains(self, values: np.ndarray) -> np.ndarray:

@@ -196,3 +196,44 @@ def test_nuts_mixes_on_real_table_from_dispersed_starts():
     # The stored draws are the law's own coefficients and reproduce the data.
     pred = post.predict(train)
     assert np.abs(pred["pred_mean"] - train["loss"]).mean() < 0.03
+
+
+def test_gp_marginal_likelihood_matches_dense_normal():
+    import jax.numpy as jnp
+    from scipy.stats import multivariate_normal
+
+    from surrogate.bayes import gp_normal_log_lik
+    from surrogate.posterior import gp_kernel
+
+    rng = np.random.default_rng(0)
+    g = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
+    u = np.array([17.0, 17.5, 18.2, 19.0])
+    src = np.array([0, 0, 1, 1])
+    sig = np.array([0.02, 0.05])[src]
+    k = gp_kernel(u, u, 0.03, 0.8, 0.02, 18.0) * (src[:, None] == src[None, :])
+    r = rng.normal(0, 0.05, g.size)
+    cov = np.diag(sig[g] ** 2) + k[g][:, g]
+    want = multivariate_normal(np.zeros(g.size), cov).logpdf(r)
+    got = float(gp_normal_log_lik(jnp.asarray(r), jnp.asarray(g), jnp.asarray(sig),
+                                  jnp.asarray(k)))
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_nuts_gp_discrepancy_fits_and_round_trips(tmp_path):
+    from surrogate.bayes import fit_bayes
+    from surrogate.posterior import LawPosterior
+
+    df = load_runs(bundled_path("morph_runs.csv"))
+    train = df[~df["run"].str.startswith(("1B", "339M"))]
+    post = fit_bayes(train, "chinchilla", num_warmup=100, num_samples=100, progress=False,
+                     discrepancy="gp")
+    assert post.info["discrepancy"] == "gp" and "gp" in post.info
+    assert {"gp_ell", "gp_slope", f"gp_eta[{post.reference_source}]"} <= set(post.samples)
+    test = df[df["run"].str.startswith(("1B", "339M"))]
+    pred = post.predict(test)
+    assert np.all(np.isfinite(pred["pred_sd"]))
+    back = LawPosterior.load(post.save(tmp_path / "gp.nc"))
+    np.testing.assert_allclose(back.predict(test)["pred_sd"], pred["pred_sd"], rtol=1e-10)
+    with pytest.raises(FitError):
+        fit_bayes(train, "chinchilla", num_warmup=5, num_samples=5, progress=False,
+                  discrepancy="nope")

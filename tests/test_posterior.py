@@ -167,3 +167,72 @@ def test_predict_10k_candidates_fast_and_quantiles_stable(post):
     full = post.predict(feats, n_draws=None)
     for col in ("pred_q05", "pred_q95"):
         assert np.max(np.abs(pred[col] - full[col])) < 0.01
+
+
+def _gp_posterior(S: int = 200, slope: float = 0.02) -> tuple[LawPosterior, dict]:
+    """Fixed chinchilla draws with a GP discrepancy fitted on rows at 4 sizes (ln N 17-19)."""
+    theta = {"E": 1.9, "log_A": 6.5, "alpha": 0.35, "log_B": 9.0, "beta": 0.38}
+    samples = {k: np.full(S, v) for k, v in theta.items()}
+    samples["sigma[a]"] = np.full(S, 0.01)
+    samples["gp_eta[a]"] = np.full(S, 0.02)
+    samples["gp_ell"] = np.full(S, 0.7)
+    samples["gp_slope"] = np.full(S, slope)
+    n_train = np.repeat(np.exp([17.0, 17.6, 18.3, 19.0]), 3)
+    feats = {"N": n_train, "N_total": n_train * 1.2, "D": 20 * n_train, "d_model": np.full(12, 1024.0),
+             "n_layers": np.full(12, 16.0), "r": np.full(12, 64.0)}
+    from surrogate.laws import LAWS
+
+    loss = LAWS["chinchilla"](feats, theta) + 0.01  # a constant misfit the GP absorbs
+    group = np.repeat(np.arange(4), 3)
+    info = {"gp": {"rows": {"a": {"features": {k: v.tolist() for k, v in feats.items()},
+                                  "loss": loss.tolist(), "group": group.tolist(),
+                                  "u": [17.0, 17.6, 18.3, 19.0], "u0": float(np.log(n_train).mean())}}}}
+    post = LawPosterior("chinchilla", samples, sources=["a"], reference_source="a",
+                        source_terms="none", num_chains=2, info=info)
+    return post, feats
+
+
+def test_gp_discrepancy_sd_grows_with_extrapolation_distance(tmp_path):
+    post, _ = _gp_posterior()
+    u = np.array([18.0, 19.0, 19.5, 20.0, 21.0, 22.5])  # inside, at the edge, then beyond
+    n = np.exp(u)
+    f = {"N": n, "N_total": 1.2 * n, "D": 20 * n, "d_model": np.full(u.size, 1024.0),
+         "n_layers": np.full(u.size, 16.0), "r": np.full(u.size, 64.0)}
+    pred = post.predict(f)
+    sd = pred["pred_sd"].to_numpy()
+    assert np.all(np.diff(sd[1:]) > 0), sd  # strictly growing beyond the largest fitted size
+    assert sd[-1] > 3 * sd[1], sd  # far out: much wider than at the fitted sizes
+    assert sd[-1] > np.hypot(0.01, 0.02), sd  # the linear term grows past the Matern amplitude
+    assert sd[0] < np.hypot(0.01, 0.02), sd  # near data: narrower than a fresh i.i.d. delta
+    # The conditional mean carries the training misfit (+0.01) near the data.
+    law = post.law_draws(f).mean(axis=0)
+    assert pred["pred_mean"].iloc[0] - law[0] == pytest.approx(0.01, abs=0.003)
+    width = (pred["pred_q95"] - pred["pred_q05"]).to_numpy()
+    assert width[-1] > width[1]
+    # Without the linear term the sd still grows with distance, up to sqrt(sigma^2 + eta^2).
+    flat, _ = _gp_posterior(slope=0.0)
+    sd0 = flat.predict(f)["pred_sd"].to_numpy()
+    assert np.all(np.diff(sd0[1:]) >= -1e-12) and sd0[-1] > sd0[1]
+    assert sd0[-1] == pytest.approx(np.hypot(0.01, 0.02), rel=0.02)
+    # Hyper-parameters and training rows survive the netCDF round trip.
+    back = LawPosterior.load(post.save(tmp_path / "gp.nc"))
+    for key in ("gp_eta[a]", "gp_ell", "gp_slope"):
+        np.testing.assert_array_equal(back.samples[key], post.samples[key])
+    np.testing.assert_allclose(back.predict(f)["pred_sd"], sd, rtol=1e-12)
+    assert back.discrepancy_sigma_for() == pytest.approx(0.02)
+
+
+def test_gp_predict_10k_candidates_fast():
+    import time
+
+    post, _ = _gp_posterior(S=512)
+    arch = [Arch(d, l, 16, 4, 64, 4 * d, 50000) for d in range(512, 4608, 16) for l in range(4, 44)]
+    feats = law_features(arch[:10_000], 2e10)
+    post.predict(feats)  # warm
+    times = []
+    for _ in range(3):  # best of 3: the machine is shared
+        t0 = time.perf_counter()
+        pred = post.predict(feats)
+        times.append(time.perf_counter() - t0)
+    assert min(times) < 1.0, times
+    assert np.all(np.isfinite(pred["pred_sd"]))
