@@ -588,25 +588,19 @@ def _constrained_init(point: Mapping[str, Any], law: Law, data: FitData, kwargs:
     # Residuals of this point give the group effects, tau and sigma to start from.
     resid = _point_residuals(values, law, data, kwargs)
     sigma = np.empty(n_sources)
-    if kwargs.get("gp") is not None:
+    gp = kwargs.get("gp") is not None
+    if gp or kwargs["group_idx"] is not None:
+        # The discrepancy amplitude (GP eta or group tau) starts at the spread of group means.
         g_idx, g_src = data.group_idx, data.group_src
         g_mean = np.bincount(g_idx, resid, len(g_src)) / np.maximum(np.bincount(g_idx, None, len(g_src)), 1)
-        eta = np.array([max(np.sqrt(np.mean(g_mean[g_src == j] ** 2)), 3e-3)
-                        for j in range(n_sources)])
-        values["gp_eta"] = eta * rng.uniform(0.8, 1.25, n_sources)
+        amp = np.array([max(np.sqrt(np.mean(g_mean[g_src == j] ** 2)), 3e-3)
+                        for j in range(n_sources)]) * rng.uniform(0.8, 1.25, n_sources)
         if kwargs.get("shared_tau"):
-            values["gp_eta"] = np.sqrt(np.mean(values["gp_eta"] ** 2))
-        values["gp_ell"] = rng.uniform(0.8, 1.25)
-        values["gp_slope"] = 0.01 * rng.uniform(0.8, 1.25)
-        resid = resid - g_mean[g_idx]
-    elif kwargs["group_idx"] is not None:
-        g_idx, g_src = data.group_idx, data.group_src
-        g_mean = np.bincount(g_idx, resid, len(g_src)) / np.maximum(np.bincount(g_idx, None, len(g_src)), 1)
-        tau = np.array([max(np.sqrt(np.mean(g_mean[g_src == j] ** 2)), 3e-3)
-                        for j in range(n_sources)])
-        values["tau"] = tau * rng.uniform(0.8, 1.25, n_sources)
-        if kwargs.get("shared_tau"):
-            values["tau"] = np.sqrt(np.mean(values["tau"] ** 2))
+            amp = np.sqrt(np.mean(amp ** 2))
+        values["gp_eta" if gp else "tau"] = amp
+        if gp:
+            values["gp_ell"] = rng.uniform(0.8, 1.25)
+            values["gp_slope"] = 0.01 * rng.uniform(0.8, 1.25)
         resid = resid - g_mean[g_idx]
     for j in range(n_sources):
         r = resid[data.src_idx == j]

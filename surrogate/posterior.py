@@ -353,12 +353,7 @@ class LawPosterior:
         for src in dict.fromkeys(row_src.tolist()):
             rows = np.flatnonzero(row_src == src)
             sub = {k: v[rows][:, None] for k, v in feats.items()}
-            theta = {k: v[:, 0] for k, v in self.theta(idx, src).items()}
-            scale = self._source_term("scale", src, idx)
-            offset = self._source_term("offset", src, idx)
-            mu = apply_source_terms(self._law(sub, theta, np),
-                                    None if scale is None else scale[:, 0],
-                                    None if offset is None else offset[:, 0])  # (n_src, s)
+            mu = self._law_draws_last(sub, src, idx)  # (n_src, s)
             # Noise and a new group's discrepancy are independent normals: one sd per draw.
             spread2 = self.samples[f"sigma[{src}]"][idx] ** 2
             tau = self.samples.get(f"tau[{src}]")
@@ -383,6 +378,20 @@ class LawPosterior:
             raise PosteriorError("the law is not finite for some candidates (check the inputs)")
         return result
 
+    def _law_draws_last(self, features: Mapping[str, np.ndarray], src: str, idx: np.ndarray
+                        ) -> np.ndarray:
+        """Law values with ``src``'s scale/offset, draws on the last axis.
+
+        ``features`` hold ``(n, 1)`` columns; returns ``(n, S')`` for the draws ``idx``
+        (the layout :meth:`predict` takes quantiles along; :meth:`law_draws` is draws-first).
+        """
+        theta = {k: v[:, 0] for k, v in self.theta(idx, src).items()}
+        scale = self._source_term("scale", src, idx)
+        offset = self._source_term("offset", src, idx)
+        return apply_source_terms(self._law(features, theta, np),
+                                  None if scale is None else scale[:, 0],
+                                  None if offset is None else offset[:, 0])
+
     # ---- GP discrepancy ---------------------------------------------------------------
     def _gp_info(self, src: str) -> dict[str, Any] | None:
         """The stored training rows of ``src`` for the GP discrepancy, or None (no GP term)."""
@@ -399,12 +408,7 @@ class LawPosterior:
         feats = {k: np.asarray(v, np.float64)[:, None] for k, v in rows["features"].items()}
         loss = np.asarray(rows["loss"], np.float64)
         group = np.asarray(rows["group"], np.int64)
-        theta = {k: v[:, 0] for k, v in self.theta(idx, src).items()}
-        scale = self._source_term("scale", src, idx)
-        offset = self._source_term("offset", src, idx)
-        mu = apply_source_terms(self._law(feats, theta, np),
-                                None if scale is None else scale[:, 0],
-                                None if offset is None else offset[:, 0])  # (n_train, s)
+        mu = self._law_draws_last(feats, src, idx)  # (n_train, s)
         resid = loss[:, None] - mu
         m = int(group.max()) + 1
         count = np.bincount(group, minlength=m).astype(np.float64)
