@@ -53,6 +53,22 @@ def current_campaign() -> str | None:
     return str(name) if name else None
 
 
+def selected_campaign_tables() -> tuple[str, Path, dict[str, Any]] | None:
+    """``(name, store, cached tables)`` of the sidebar's campaign, or None after telling the
+    user why (no campaign yet, or it failed to load)."""
+    name = current_campaign()
+    if not name:
+        st.info("No campaign selected: create one on the Campaigns page.")
+        return None
+    store = store_path()
+    try:
+        tables = cache.campaign_tables(name, str(store), cache.store_version(store))
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc, f"Loading campaign {name!r}")
+        return None
+    return name, store, tables
+
+
 def show_error(exc: BaseException, what: str) -> None:
     """One red box for a user error (:class:`~models.errors.ArchoptError`), a trace otherwise."""
     from models.errors import ArchoptError

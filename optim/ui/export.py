@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 import streamlit as st
 
 from optim.ui import cache
-from optim.ui.common import current_campaign, show_error, store_path
+from optim.ui.common import selected_campaign_tables, show_error
 
 __all__ = ["render", "config_files", "zip_bytes"]
 
@@ -35,17 +35,11 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 
 def render() -> None:
     st.title("Export")
-    name = current_campaign()
-    if not name:
-        st.info("No campaign selected: create one on the Campaigns page.")
+    selected = selected_campaign_tables()
+    if selected is None:
         return
-    store = store_path()
-    version = cache.store_version(store)
-    try:
-        front = cache.campaign_tables(name, str(store), version)["front"]
-    except Exception as exc:  # noqa: BLE001 - shown to the user
-        show_error(exc, f"Loading campaign {name!r}")
-        return
+    name, store, tables = selected
+    front = tables["front"]
     st.caption(f"The files `archopt pareto {name} --export DIR` writes: one HF config.json per "
                "Pareto-optimal architecture, pareto.csv and pareto.json.")
     if front.empty:
@@ -70,7 +64,7 @@ def render() -> None:
         return
     ranks = None if len(chosen) == len(front) else tuple(sorted(chosen))
     try:
-        files = cache.export_files(name, str(store), version, ranks)
+        files = cache.export_files(name, str(store), cache.store_version(store), ranks)
     except Exception as exc:  # noqa: BLE001
         show_error(exc, f"Exporting campaign {name!r}")
         return

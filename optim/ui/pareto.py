@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from optim.ui import cache, figures
-from optim.ui.common import current_campaign, fmt_params, show_error, store_path
+from optim.ui.common import fmt_params, selected_campaign_tables
 
 __all__ = ["render", "CHART_KEY", "PICK_KEY"]
 
@@ -76,16 +76,10 @@ def _details(row: dict[str, Any]) -> None:
 
 def render() -> None:
     st.title("Pareto front")
-    name = current_campaign()
-    if not name:
-        st.info("No campaign selected: create one on the Campaigns page.")
+    selected = selected_campaign_tables()
+    if selected is None:
         return
-    store = store_path()
-    try:
-        tables = cache.campaign_tables(name, str(store), cache.store_version(store))
-    except Exception as exc:  # noqa: BLE001 - shown to the user
-        show_error(exc, f"Loading campaign {name!r}")
-        return
+    name, store, tables = selected
     lookup = _lookup(tables)
     budget = float(cache.load_campaign(name, str(store), cache.store_version(store)).spec.params)
     c = st.columns(4)
