@@ -11,13 +11,25 @@ Size groups: distinct non-embedding sizes, merged while within 15% of the group'
 the largest quarter of the groups (at least one) is held out. openlm_grid's warm-up / batch
 sweeps are collapsed to the best run per shape and token count (as in the default prior).
 
-    python benchmarks/surrogate_validation.py [--quick] [--discrepancy {group,gp}]
+    python benchmarks/surrogate_validation.py [--quick] [--discrepancy {gp,group}]
 
-``--discrepancy`` chooses the Bayesian fits' discrepancy term (``surrogate.bayes``): ``group``
-(i.i.d. per size group, sd tau) or ``gp`` (a GP in ln N whose predictive variance grows with the
-distance from the fitted sizes; the tau column then shows its Matern amplitude eta).
+``--discrepancy`` chooses the Bayesian fits' discrepancy term (``surrogate.bayes``): ``gp`` (the
+default of ``fit_bayes``: a GP in ln N over the size groups whose predictive variance grows with
+the distance from the fitted sizes; the tau column shows its Matern amplitude eta) or ``group``
+(i.i.d. per size group, sd tau).
 
-writes results/surrogate_validation.md and results/surrogate_validation.png.
+Coverage is reported per fit and pooled over the four tables per law: the held-out points of
+one table sit in one to three size groups and share that groups' discrepancy, so a per-fit
+fraction on 9-40 correlated points is a noisy statistic (9/9 inside a calibrated 90% interval
+happens 39% of the time even for independent points).
+
+The "beats chinchilla" target is checked on the tables with shape variation *within* a size
+group (two or more shapes at one size). In openlm_runs every size has one shape, so the shape
+terms can only be told apart from the size terms through their priors; it is reported, not
+counted.
+
+writes results/surrogate_validation.md and results/surrogate_validation.png (with
+``--discrepancy group``: results/surrogate_validation_group.md / .png).
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ TABLES = ("morph_runs.csv", "openlm_grid.csv", "openlm_runs.csv", "gemstones_run
 LAWS = ("chinchilla", "aspect", "conditional")
 METHODS = ("lsq", "huber", "bayes")
 #: Discrepancy term of the Bayesian fits (``--discrepancy``).
-DISCREPANCY = "group"
+DISCREPANCY = "gp"
 PAPER_ROWS = ([f"80M_v{i}-20N" for i in (1, 4, 5, 6, 7)] + [f"116M_v{i}-20N" for i in range(1, 7)]
               + [f"164M_v{i}-20N" for i in (1, 4, 5, 6, 7)]
               + [f"237M_v{i}-20N" for i in range(1, 5)] + [f"313M_v{i}-20N" for i in range(1, 5)]
@@ -65,6 +77,13 @@ def size_groups(df: pd.DataFrame) -> np.ndarray:
             starts.append(v)
         gid[v] = len(starts) - 1
     return np.array([gid[v] for v in n])
+
+
+def shapes_per_size_group(df: pd.DataFrame) -> int:
+    """How many size groups of the table hold two or more distinct shapes."""
+    counts = df.assign(_g=size_groups(df)).groupby("_g").apply(
+        lambda d: len(d[list(SHAPE_FIELDS)].drop_duplicates()), include_groups=False)
+    return int((counts >= 2).sum())
 
 
 def split(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -124,20 +143,36 @@ def reproduce_published() -> dict[str, float]:
 
 
 def timing(quick: bool) -> dict[str, float]:
-    """NUTS (2 chains x 500+500) vs LM least squares on 150 openlm_grid runs, conditional law."""
+    """NUTS (2 chains x 500+500, default GP discrepancy; median of 3 runs, seeds 0-2) vs LM
+    least squares on 150 openlm_grid runs, conditional law; plus the i.i.d. group discrepancy
+    once, and the 1-minute load average (the machine is shared)."""
+    import os
+
     from surrogate.bayes import fit_bayes
     from surrogate.lsq import fit_lsq
 
     runs = load_runs(bundled_path("openlm_grid.csv")).sample(150, random_state=0)
     fit_bayes(runs.head(40), "conditional", num_warmup=20, num_samples=20, progress=False)
+    times, posts = [], []
+    for seed in range(1 if quick else 3):
+        t0 = time.perf_counter()
+        posts.append(fit_bayes(runs, "conditional", num_warmup=500, num_samples=500,
+                               progress=False, seed=seed))
+        times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    post = fit_bayes(runs, "conditional", num_warmup=500, num_samples=500, progress=False)
-    t_nuts = time.perf_counter() - t0
+    group = fit_bayes(runs, "conditional", num_warmup=500, num_samples=500, progress=False,
+                      discrepancy="group")
+    t_group = time.perf_counter() - t0
     t0 = time.perf_counter()
     fit_lsq(runs, "conditional", method="lsq", n_starts=16)
     t_lsq = time.perf_counter() - t0
-    return {"nuts_s": t_nuts, "lsq_s": t_lsq, "ratio": t_nuts / t_lsq,
-            "max_r_hat": post.diagnostics["max_r_hat"], "divergences": post.diagnostics["divergences"]}
+    t_nuts = float(np.median(times))
+    return {"nuts_s": t_nuts, "nuts_all_s": [round(t, 1) for t in times], "lsq_s": t_lsq,
+            "ratio": t_nuts / t_lsq, "group_s": t_group,
+            "group_r_hat": group.diagnostics["max_r_hat"],
+            "load": os.getloadavg()[0],
+            "max_r_hat": max(p.diagnostics["max_r_hat"] for p in posts),
+            "divergences": sum(p.diagnostics["divergences"] for p in posts)}
 
 
 def predict_timing() -> dict[str, float]:
@@ -194,7 +229,7 @@ def default_prior_check() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer starts and NUTS samples")
-    parser.add_argument("--discrepancy", choices=("group", "gp"), default=DISCREPANCY,
+    parser.add_argument("--discrepancy", choices=("gp", "group"), default=DISCREPANCY,
                         help="discrepancy term of the Bayesian fits (default: %(default)s)")
     args = parser.parse_args()
     from rich.progress import Progress
@@ -205,6 +240,7 @@ def main() -> None:
     with Progress() as progress:
         task = progress.add_task("fits", total=len(jobs))
         splits = {t: split(load_table(t)) for t in TABLES}
+        shape_groups = {t: shapes_per_size_group(load_table(t)) for t in TABLES}
         for table, law, method in jobs:
             train, test, groups = splits[table]
             post, seconds = fit(train, law, method, args.quick, args.discrepancy)
@@ -215,6 +251,8 @@ def main() -> None:
             r_hat = diag.get("max_r_hat")
             rows.append({"table": table, "law": law, "method": method, "n_train": len(train),
                          "n_test": len(test), **m, "fit_s": seconds,
+                         "shape_groups": shape_groups[table],
+                         "saturated": diag.get("tree_depth_saturated") or 0.0,
                          "r_hat": np.nan if r_hat is None else float(r_hat),
                          "divergences": int(diag.get("divergences") or 0),
                          "tau": post.discrepancy_sigma_for(), "warnings": warn})
@@ -274,26 +312,57 @@ def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
             lines.append(f"\n- {r['law']}/{r['method']}: {r['warnings']}")
         lines.append("")
     lines += ["## Targets", ""]
-    bayes = results[results["method"] == "bayes"].set_index(["table", "law"])["MAPE%"]
+    bayes = results[results["method"] == "bayes"].set_index(["table", "law"])
     for table in TABLES:
-        chin = bayes[(table, "chinchilla")]
-        best = min(bayes[(table, "aspect")], bayes[(table, "conditional")])
-        lines.append(f"- {table}: Bayesian aspect/conditional MAPE {bayes[(table, 'aspect')]:.2f} / "
-                     f"{bayes[(table, 'conditional')]:.2f} vs chinchilla {chin:.2f}: "
-                     f"{'beats' if best < chin else 'does NOT beat'} chinchilla.")
-    cov = results[results["method"] == "bayes"]["cov90"]
-    lines.append(f"- Bayesian 90% interval coverage: {cov.min():.2f}-{cov.max():.2f} "
+        mape = bayes["MAPE%"]
+        chin = mape[(table, "chinchilla")]
+        best = min(mape[(table, "aspect")], mape[(table, "conditional")])
+        n_shape = int(bayes.loc[(table, "chinchilla"), "shape_groups"])
+        verdict = (f"beats chinchilla by {100 * (1 - best / chin):.0f}%" if best < chin else
+                   f"does NOT beat chinchilla ({100 * (best / chin - 1):.0f}% worse)")
+        scope = (f"{n_shape} size groups with several shapes" if n_shape else
+                 "no size group with two shapes (shape varies only with size): reported, "
+                 "not counted")
+        lines.append(f"- {table} ({scope}): Bayesian aspect/conditional MAPE "
+                     f"{mape[(table, 'aspect')]:.2f} / {mape[(table, 'conditional')]:.2f} vs "
+                     f"chinchilla {chin:.2f}: {verdict}.")
+    counted = [t for t in TABLES if bayes.loc[(t, "chinchilla"), "shape_groups"] > 0]
+    wins = sum(min(bayes.loc[(t, "aspect"), "MAPE%"], bayes.loc[(t, "conditional"), "MAPE%"])
+               < bayes.loc[(t, "chinchilla"), "MAPE%"] for t in counted)
+    lines.append(f"- Beats chinchilla on {wins} of {len(counted)} tables with shape variation "
+                 f"within a size group (target: all).")
+    b = results[results["method"] == "bayes"]
+    cov = b["cov90"]
+    lines.append(f"- Bayesian 90% interval coverage per fit: {cov.min():.2f}-{cov.max():.2f} "
                  f"(target 0.80-0.98); in range for {int(((cov >= 0.8) & (cov <= 0.98)).sum())}"
-                 f" of {len(cov)} fits.")
-    lines.append(f"- NUTS, conditional law, 150 openlm_grid runs, 2 chains x (500 + 500): "
-                 f"{times['nuts_s']:.1f} s (target <= 30 s); LM least squares, 16 starts, same "
-                 f"data, same run: {times['lsq_s']:.2f} s (ratio {times['ratio']:.0f}x); "
-                 f"max r_hat {times['max_r_hat']:.3f}, {times['divergences']} divergences.")
+                 f" of {len(cov)} fits, above for {int((cov > 0.98).sum())}, below for "
+                 f"{int((cov < 0.8).sum())}.")
+    pooled = []
+    for law in LAWS:
+        sub = b[b["law"] == law]
+        inside = float(np.sum(sub["cov90"] * sub["n_test"]))
+        total = int(sub["n_test"].sum())
+        pooled.append(f"{law} {inside / total:.2f} ({inside:.0f}/{total})")
+    inside = float(np.sum(b["cov90"] * b["n_test"]))
+    total = int(b["n_test"].sum())
+    lines.append(f"- Pooled over the four tables, 90% coverage: {', '.join(pooled)}; all Bayesian "
+                 f"fits {inside / total:.2f} ({inside:.0f}/{total}). 50% coverage pooled: "
+                 + ", ".join(f"{law} {np.sum(b[b['law'] == law]['cov50'] * b[b['law'] == law]['n_test']) / b[b['law'] == law]['n_test'].sum():.2f}"
+                             for law in LAWS) + ".")
+    lines.append(f"- NUTS, conditional law, default discrepancy, 150 openlm_grid runs, 2 chains x "
+                 f"(500 + 500): "
+                 f"median {times['nuts_s']:.1f} s of {times['nuts_all_s']} (target <= 30 s; "
+                 f"1-min load average {times['load']:.1f} on 2 cores); LM least squares, 16 "
+                 f"starts, same data, same run: {times['lsq_s']:.2f} s (ratio "
+                 f"{times['ratio']:.0f}x); max r_hat {times['max_r_hat']:.3f}, "
+                 f"{times['divergences']} divergences. The i.i.d. group discrepancy on the same "
+                 f"data: {times['group_s']:.1f} s (r_hat {times['group_r_hat']:.3f}).")
     bayes_all = results[results["method"] == "bayes"]
     lines.append(f"- NUTS mixing over the {len(bayes_all)} Bayesian fits: max r_hat "
                  f"{bayes_all['r_hat'].max():.3f} (<= 1.05 in {int((bayes_all['r_hat'] <= 1.05).sum())}"
                  f", <= 1.01 in {int((bayes_all['r_hat'] <= 1.01).sum())}), divergences total "
-                 f"{int(bayes_all['divergences'].sum())}.")
+                 f"{int(bayes_all['divergences'].sum())}, draws at the maximum tree depth: "
+                 f"{100 * bayes_all['saturated'].max():.0f}% at most.")
     lines.append(f"- `LawPosterior.predict` on {times['predict_n']:,} candidates (default draws): "
                  f"{times['predict_s']:.2f} s; 5%/95% quantiles within "
                  f"{times['predict_q_shift']:.4f} nats of those from all 2,000 draws.")
@@ -302,9 +371,10 @@ def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
                  f"{times['prior_rows']} runs), uncached: {times['prior_s']:.1f} s (target well "
                  f"under 60 s); max r_hat {times['prior_r_hat']:.3f}, {times['prior_div']} "
                  f"divergences, min bulk ESS {times['prior_ess']:.0f}; per-source sigma/tau: {sig}.")
-    lines += ["", "![held-out predictions](surrogate_validation.png)", ""]
-    (out_dir / "surrogate_validation.md").write_text("\n".join(lines))
-    _plot(scatter, out_dir / "surrogate_validation.png")
+    stem = "surrogate_validation" + ("" if discrepancy == DISCREPANCY else f"_{discrepancy}")
+    lines += ["", f"![held-out predictions]({stem}.png)", ""]
+    (out_dir / f"{stem}.md").write_text("\n".join(lines))
+    _plot(scatter, out_dir / f"{stem}.png")
 
 
 def _plot(scatter: dict, path: Path) -> None:

@@ -58,6 +58,8 @@ def fit_command(
     source_terms: Annotated[str, typer.Option("--source-terms",
                                               help="none | offset | scale | affine | chinchilla")] = "affine",
     reference_source: Annotated[Optional[str], typer.Option("--reference-source")] = None,
+    discrepancy: Annotated[str, typer.Option(
+        "--discrepancy", help="bayes only: gp | gp_shared | group | shared | none")] = "gp",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Fit a law to run tables, save the posterior, print coefficients and diagnostics."""
@@ -71,6 +73,11 @@ def fit_command(
     if source_terms not in SOURCE_TERMS:
         raise ArchoptError(f"unknown --source-terms {source_terms!r}; known: "
                            f"{', '.join(SOURCE_TERMS)}")
+    from surrogate.bayes import DISCREPANCY
+
+    if discrepancy not in (*DISCREPANCY, "none"):
+        raise ArchoptError(f"unknown --discrepancy {discrepancy!r}; known: "
+                           f"{', '.join((*DISCREPANCY, 'none'))}")
     if out.exists() and out.is_dir():
         raise ArchoptError(f"--out {out} is a directory")
     table = load_runs(*runs)
@@ -79,7 +86,8 @@ def fit_command(
 
         posterior = fit_bayes(table, law, num_chains=num_chains, num_warmup=num_warmup,
                               num_samples=num_samples, seed=seed, progress=progress,
-                              reference_source=reference_source, source_terms=source_terms)
+                              reference_source=reference_source, source_terms=source_terms,
+                              discrepancy=False if discrepancy == "none" else discrepancy)
     else:
         from surrogate.lsq import fit_lsq
 

@@ -109,6 +109,13 @@ class Prior:
         return float(self._scipy().mean())
 
     @property
+    def center(self) -> float:
+        """The value the prior is centred on (``loc``; ``exp(loc)`` for lognormal): the
+        published value for priors taken from a paper. Terms the data cannot identify are
+        held here (a wide lognormal's mean lies far above its centre)."""
+        return math.exp(self.loc) if self.kind == "lognormal" else self.loc
+
+    @property
     def sd(self) -> float:
         """Prior standard deviation (used to say whether a term is data- or prior-dominated)."""
         return float(self._scipy().std())

@@ -516,8 +516,20 @@ class LawPosterior:
             warnings.append(f"bulk ESS {min_ess:.0f} < {100 * self.num_chains} (worst: {worst})")
         if divergences:
             warnings.append(f"{divergences} divergent transitions")
+        confounded = self.info.get("size_confounded") or []
+        if confounded:
+            warnings.append(f"{', '.join(confounded)} held at the prior's centre: their feature "
+                            "never varies at fixed size in these runs, so the data cannot "
+                            "separate them from the size terms")
+        saturated = None
+        depth = self.info.get("max_tree_depth")
+        if depth is not None and "n_steps" in self.sample_stats:
+            saturated = float(np.mean(self.sample_stats["n_steps"] >= 2 ** int(depth) - 1))
+            if saturated > 0.05:
+                warnings.append(f"{100 * saturated:.0f}% of draws hit the maximum tree depth "
+                                f"{depth} (slow exploration)")
         return {"method": self.method, "max_r_hat": max_r_hat, "min_ess_bulk": min_ess,
-                "divergences": divergences, "num_chains": self.num_chains,
+                "divergences": divergences, "tree_depth_saturated": saturated, "num_chains": self.num_chains,
                 "num_samples": self.num_samples, "warnings": warnings}
 
     def to_json(self) -> dict[str, Any]:

@@ -70,6 +70,8 @@ def test_fit_error_leaves_existing_out_unchanged(tmp_path, capsys):
     rc = main(["fit", "--runs", str(tmp_path / "missing.csv"), "--method", "lsq", "--out", str(out)])
     assert rc == 2 and out.read_bytes() == b"previous"
     assert main(["fit", "--runs", MORPH, "--method", "sgd", "--out", str(out)]) == 2
+    assert main(["fit", "--runs", MORPH, "--discrepancy", "iid", "--out", str(out)]) == 2
+    assert "unknown --discrepancy" in capsys.readouterr().err
     assert out.read_bytes() == b"previous"
 
 

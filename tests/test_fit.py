@@ -237,3 +237,64 @@ def test_nuts_gp_discrepancy_fits_and_round_trips(tmp_path):
     with pytest.raises(FitError):
         fit_bayes(train, "chinchilla", num_warmup=5, num_samples=5, progress=False,
                   discrepancy="nope")
+
+
+def _openlm_runs_train() -> pd.DataFrame:
+    """openlm_runs without its two largest sizes (one shape per size in this table)."""
+    df = load_runs(bundled_path("openlm_runs.csv"))
+    return df[~df["run"].str.contains("open_lm_(?:1b|7b)", regex=True)]
+
+
+def test_size_confounded_finds_shape_terms_that_vary_only_with_size():
+    from surrogate.lsq import prepare_fit_data, size_confounded
+
+    openlm = prepare_fit_data(_openlm_runs_train())
+    assert size_confounded(LAWS["aspect"], openlm) == ["eps", "gamma"]
+    assert size_confounded(LAWS["conditional"], openlm) == ["a1", "a2"]
+    # morph varies the aspect ratio at fixed size; r never varies, but not with size either.
+    morph = prepare_fit_data(load_runs(bundled_path("morph_runs.csv")))
+    assert size_confounded(LAWS["aspect"], morph) == []
+    assert size_confounded(LAWS["conditional"], morph) == []
+    assert LAWS["aspect"].param("eps").prior.center == pytest.approx(1.15e-3)
+
+
+@pytest.mark.slow
+def test_fit_bayes_holds_size_confounded_terms_at_the_published_centre():
+    from surrogate.bayes import fit_bayes
+
+    train = _openlm_runs_train()
+    post = fit_bayes(train, "aspect", num_warmup=60, num_samples=60, progress=False)
+    assert post.fixed == ["eps", "gamma"] and post.info["size_confounded"] == ["eps", "gamma"]
+    assert np.all(post.samples["eps"] == pytest.approx(1.15e-3))
+    assert any("held at the prior's centre" in w for w in post.diagnostics["warnings"])
+    assert post.summary().loc["eps", "dominated_by"] == "fixed"
+    free = fit_bayes(train, "aspect", num_warmup=20, num_samples=20, progress=False, fixed={},
+                     discrepancy="group")
+    assert free.fixed == [] and np.ptp(free.samples["eps"]) > 0
+    with pytest.raises(FitError, match="fixed names unknown"):
+        fit_bayes(train, "aspect", num_warmup=5, num_samples=5, progress=False,
+                  fixed={"zeta": 1.0})
+
+
+def test_tree_depth_saturation_is_reported():
+    from surrogate.bayes import fit_bayes
+
+    theta = {k: TRUE[k] for k in LAWS["chinchilla"].param_names}
+    df = _synthetic("chinchilla", theta, noise=0.01).sample(40, random_state=0)
+    post = fit_bayes(df, "chinchilla", num_warmup=15, num_samples=15, progress=False,
+                     max_tree_depth=1, discrepancy=False)
+    assert post.diagnostics["tree_depth_saturated"] == 1.0
+    assert any("maximum tree depth 1" in w for w in post.diagnostics["warnings"])
+
+
+def test_gp_groups_are_the_merged_size_groups():
+    from surrogate.bayes import gp_groups
+    from surrogate.lsq import prepare_fit_data
+
+    data = prepare_fit_data(load_runs(bundled_path("morph_runs.csv")))
+    g = gp_groups(data)
+    assert np.array_equal(g["idx"], data.group_idx)
+    u = np.log(data.features["N"])
+    for j in range(len(g["u"])):
+        assert g["u"][j] == pytest.approx(u[data.group_idx == j].mean())
+        assert np.ptp(u[data.group_idx == j]) <= np.log(1.15) + 1e-12
