@@ -105,7 +105,7 @@ from .laws import Law, Prior, get_law  # noqa: E402
 from .lsq import (FitData, FitError, auto_fixed, fit_lsq, prepare_fit_data,  # noqa: E402
                   size_confounded)
 from .posterior import (CHINCHILLA_PART, GP_JITTER, SOURCE_TERMS, LawPosterior,  # noqa: E402
-                        apply_source_terms, gp_kernel)
+                        apply_source_terms)
 
 __all__ = ["fit_bayes", "numpyro_prior", "law_model", "SCALE_PRIOR_SD", "OFFSET_PRIOR_SD",
            "SIGMA_PRIOR_SCALE", "TAU_PRIOR", "PIVOT_TERM_PRIOR", "EXPONENT_POOL_SD",
@@ -670,8 +670,6 @@ def _to_samples(by_chain: Mapping[str, np.ndarray], law: Law, data: FitData,
     """Flat draws keyed as :class:`LawPosterior` expects (law coefficients of the reference,
     ``name[src]`` per-source terms), prefactors converted back from the pivot scale."""
     sources = data.sources
-    n_sources = len(sources)
-    per_source = _per_source_names(law, n_sources, kwargs["source_terms"])
     flat = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:]) for k, v in by_chain.items()}
     values: dict[str, np.ndarray] = {}  # name -> (S,) or (S, n_sources)
     n_draws = len(next(iter(flat.values())))
