@@ -40,7 +40,10 @@ one amplitude for all sources): ``delta[s](u)``, ``u = ln N``, is a Gaussian pro
 with the kernel of :func:`surrogate.posterior.gp_kernel` (Matern-3/2 with amplitude
 ``eta[s] ~ LogNormal(ln 0.02, 1)`` and lengthscale ``ell ~ LogNormal(0, 0.5)`` e-folds, plus a
 linear term whose slope has sd ``slope ~ HalfNormal(0.02)`` loss per e-fold around the source's
-mean ``ln N``). It is integrated out in closed form (:func:`gp_normal_log_lik`: the rows of one
+mean ``ln N``); the Matern amplitude and the noise sd both scale by ``exp(-kappa (u - u0))``,
+``kappa ~ Normal(0, 0.5)`` (site ``noise_slope``): the law's misfit may shrink with size (tiny
+models bend away from power laws; fitted with a constant misfit scale they dominate the fit and
+set the width of every extrapolation). It is integrated out in closed form (:func:`gp_normal_log_lik`: the rows of one
 size group share ``delta`` at the group's mean ``ln N``, so the within-group deviations are
 i.i.d. and the group means are multivariate normal with covariance ``K + diag(sigma^2 / count)``,
 one dense Cholesky over the groups). Predictions condition the GP on each draw's training
@@ -114,7 +117,8 @@ __all__ = ["fit_bayes", "numpyro_prior", "law_model", "SCALE_PRIOR_SD", "OFFSET_
 
 #: Bumped when the model or sampler changes what a fit returns for the same data and settings
 #: (cached posteriors keyed on settings, e.g. the default prior, are then refitted).
-#: 2: LogNormal tau / eta priors, tree depth 10, GP discrepancy over the merged size groups.
+#: 2: LogNormal tau / eta priors, tree depth 10, GP discrepancy over the merged size groups
+#: with a size-dependent misfit scale.
 MODEL_REVISION: int = 2
 SCALE_PRIOR_SD: float = 0.3
 OFFSET_PRIOR_SD: float = 0.5
@@ -127,6 +131,8 @@ DISCREPANCY: tuple[str, ...] = ("group", "shared", "gp", "gp_shared")
 GP_AMP_PRIOR: Prior = Prior("lognormal", math.log(0.02), 1.0)
 #: GP discrepancy: LogNormal prior of the Matern lengthscale (e-folds of N).
 GP_LENGTHSCALE_PRIOR: Prior = Prior("lognormal", 0.0, 0.5)
+#: GP discrepancy: sd of the Normal prior of kappa, the log change of the misfit scale per e-fold.
+NOISE_SLOPE_PRIOR_SD: float = 0.5
 #: GP discrepancy: HalfNormal scale of the sd of the linear-in-ln-N slope (loss per e-fold).
 GP_SLOPE_PRIOR_SCALE: float = 0.02
 #: Prior of the log of the N- (D-) term at the pivot: 0.3 nats, factor e^1.5 per sd.
@@ -310,13 +316,15 @@ def law_model(features: Mapping[str, jnp.ndarray], src_idx: jnp.ndarray,
             eta = numpyro.sample("gp_eta", numpyro_prior(GP_AMP_PRIOR).expand([n_sources]))
         ell = numpyro.sample("gp_ell", numpyro_prior(GP_LENGTHSCALE_PRIOR))
         slope = numpyro.sample("gp_slope", dist.HalfNormal(GP_SLOPE_PRIOR_SCALE))
-        cov = _gp_cov(gp, eta, ell, slope)
+        kappa = numpyro.sample("noise_slope", dist.Normal(0.0, NOISE_SLOPE_PRIOR_SD))
+        cov = _gp_cov(gp, eta, ell, slope, kappa)
         if loss is None:  # prior predictive: draw the GP at the sizes explicitly
             z = numpyro.sample("gp_z", dist.Normal(0.0, 1.0).expand([gp["u"].shape[0]]))
             delta = jnp.linalg.cholesky(cov + GP_JITTER * jnp.eye(cov.shape[0])) @ z
             numpyro.sample("obs", dist.Normal(mu + delta[gp["idx"]], sigma[src_idx]))
             return
-        numpyro.factor("obs", gp_normal_log_lik(loss - mu, gp["idx"], sigma[gp["src"]], cov))
+        sigma_g = sigma[gp["src"]] * jnp.exp(-kappa * (gp["u"] - gp["u0"][gp["src"]]))
+        numpyro.factor("obs", gp_normal_log_lik(loss - mu, gp["idx"], sigma_g, cov))
         return
     if group_idx is None:
         numpyro.sample("obs", dist.Normal(mu, sigma[src_idx]), obs=loss)
@@ -359,14 +367,15 @@ def grouped_normal_log_lik(resid: jnp.ndarray, group_idx: jnp.ndarray, sigma_g: 
     return -0.5 * jnp.sum(jnp.where(count > 0, quad + log_det + count * jnp.log(2 * jnp.pi), 0.0))
 
 
-def _gp_cov(gp: Mapping[str, jnp.ndarray], eta: jnp.ndarray, ell: Any, slope: Any
-            ) -> jnp.ndarray:
+def _gp_cov(gp: Mapping[str, jnp.ndarray], eta: jnp.ndarray, ell: Any, slope: Any,
+            kappa: Any = 0.0) -> jnp.ndarray:
     """``(G, G)`` GP covariance of the distinct sizes (zero between sources)."""
     u, src = gp["u"], gp["src"]
     d = jnp.abs(u[:, None] - u[None, :])
     r = math.sqrt(3.0) * d / ell
     c = u - gp["u0"][src]
-    k = (eta[src][:, None] * eta[src][None, :] * (1.0 + r) * jnp.exp(-r)
+    amp = eta[src] * jnp.exp(-kappa * c)
+    k = (amp[:, None] * amp[None, :] * (1.0 + r) * jnp.exp(-r)
          + slope ** 2 * c[:, None] * c[None, :])
     return jnp.where(src[:, None] == src[None, :], k, 0.0)
 
@@ -486,6 +495,7 @@ def _prior_sds(law: Law, sources: list[str], source_terms: str, log_pivot: Mappi
         elif discrepancy:
             out[f"tau[{src}]"] = TAU_PRIOR.sd
     if discrepancy in ("gp", "gp_shared"):
+        out["noise_slope"] = NOISE_SLOPE_PRIOR_SD
         out["gp_ell"] = GP_LENGTHSCALE_PRIOR.sd
         out["gp_slope"] = GP_SLOPE_PRIOR_SCALE * half_normal
     return out
@@ -631,6 +641,7 @@ def _constrained_init(point: Mapping[str, Any], law: Law, data: FitData, kwargs:
         values["gp_eta" if gp else "tau"] = amp
         if gp:
             values["gp_ell"] = rng.uniform(0.8, 1.25)
+            values["noise_slope"] = 0.0
             values["gp_slope"] = 0.01 * rng.uniform(0.8, 1.25)
         resid = resid - g_mean[g_idx]
     for j in range(n_sources):
@@ -721,7 +732,7 @@ def _to_samples(by_chain: Mapping[str, np.ndarray], law: Law, data: FitData,
         for name in ("tau", "gp_eta"):
             if name in flat:
                 samples[f"{name}[{src}]"] = flat[name][:, j] if flat[name].ndim == 2 else flat[name]
-    for name in ("gp_ell", "gp_slope"):
+    for name in ("gp_ell", "gp_slope", "noise_slope"):
         if name in flat:
             samples[name] = flat[name]
     return samples

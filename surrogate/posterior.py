@@ -32,10 +32,14 @@ treated as a new size group), on top of the coefficient uncertainty and the nois
 group effects, ``delta[s](u)`` is a Gaussian process in ``u = ln N`` (non-embedding params) per
 source, kernel (:func:`gp_kernel`)::
 
-    k(u, u') = eta[s]^2 Matern32(|u - u'| / ell) + slope^2 (u - u0[s]) (u' - u0[s])
+    k(u, u') = eta[s]^2 m(u) m(u') Matern32(|u - u'| / ell) + slope^2 (u - u0[s]) (u' - u0[s])
+    m(u) = exp(-kappa (u - u0[s])),   noise sd sigma[s] m(u)
 
-(``u0[s]`` the mean training ``ln N`` of the source; ``eta`` per source or shared, ``ell`` and
-``slope`` shared), integrated out in closed form in the fit. The predictive for a candidate uses
+(``u0[s]`` the mean training ``ln N`` of the source; ``eta`` per source or shared, ``ell``,
+``slope`` and ``kappa`` (key ``noise_slope``) shared), integrated out in closed form in the fit.
+``kappa`` lets the law's misfit, both the smooth part and the per-run noise, shrink (or grow)
+by ``e^-kappa`` per e-fold of N: tiny models bend away from the power laws, and a misfit scale
+learned mostly from them would otherwise be applied unchanged at the sizes being predicted. The predictive for a candidate uses
 the GP's *conditional* mean and variance given that draw's training residuals (exact per draw:
 the training rows are stored in ``info["gp"]``), so its variance grows with the distance from the
 fitted sizes (to ``eta^2`` for the Matern part, without bound for the linear part).
@@ -119,13 +123,16 @@ def split_source_key(key: str) -> tuple[str, str] | None:
     return None
 
 
-def gp_kernel(u1: Any, u2: Any, eta: Any, ell: Any, slope: Any, u0: Any, xp: Any = np) -> Any:
-    """The discrepancy GP's covariance ``eta^2 Matern32(|u1 - u2| / ell) + slope^2 (u1 - u0)
-    (u2 - u0)`` between ``u1 (..., a)`` and ``u2 (..., b)`` (``u = ln N``); ``eta``, ``ell``,
-    ``slope``, ``u0`` broadcast against ``(..., 1, 1)``. Returns ``(..., a, b)``."""
+def gp_kernel(u1: Any, u2: Any, eta: Any, ell: Any, slope: Any, u0: Any, xp: Any = np,
+              kappa: Any = 0.0) -> Any:
+    """The discrepancy GP's covariance ``eta^2 m(u1) m(u2) Matern32(|u1 - u2| / ell) +
+    slope^2 (u1 - u0) (u2 - u0)``, ``m(u) = exp(-kappa (u - u0))``, between ``u1 (..., a)`` and
+    ``u2 (..., b)`` (``u = ln N``); ``eta``, ``ell``, ``slope``, ``u0``, ``kappa`` broadcast
+    against ``(..., 1, 1)``. Returns ``(..., a, b)``."""
     d = xp.abs(u1[..., :, None] - u2[..., None, :])
     r = math.sqrt(3.0) * d / ell
-    return (eta ** 2 * (1.0 + r) * xp.exp(-r)
+    amp = xp.exp(-kappa * (u1[..., :, None] - u0)) * xp.exp(-kappa * (u2[..., None, :] - u0))
+    return (eta ** 2 * amp * (1.0 + r) * xp.exp(-r)
             + slope ** 2 * (u1[..., :, None] - u0) * (u2[..., None, :] - u0))
 
 
@@ -361,9 +368,13 @@ class LawPosterior:
                 spread2 = spread2 + tau[idx] ** 2
             law_sd = mu.std(axis=1)
             if self._gp_info(src) is not None:  # GP conditional given this draw's residuals
-                g_mean, g_var = self._gp_conditional(src, idx, np.log(feats["N"][rows]))
+                u_new = np.log(feats["N"][rows])
+                g_mean, g_var = self._gp_conditional(src, idx, u_new)
                 mu = mu + g_mean
-                spread2 = spread2[None, :] + g_var  # (n_src, s)
+                # The noise sd scales with size like the GP amplitude (kappa; 1 without it).
+                scale = self._noise_factor(idx, u_new, float(self._gp_info(src)["u0"]), False)
+                noise2 = self.samples[f"sigma[{src}]"][idx][None, :] ** 2
+                spread2 = (spread2[None, :] - noise2) + noise2 * scale + g_var  # (n_src, s)
             out["pred_mean"][rows] = mu.mean(axis=1)
             out["pred_law_sd"][rows] = law_sd
             out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(spread2, axis=-1))
@@ -400,6 +411,15 @@ class LawPosterior:
             return None
         return gp["rows"][src]
 
+    def _noise_factor(self, idx: np.ndarray, u: np.ndarray, u0: float, draws_first: bool
+                      ) -> np.ndarray:
+        """``exp(-2 kappa (u - u0))`` for draws ``idx`` and sizes ``u`` ``(m,)``: ``(s, m)`` if
+        ``draws_first`` else ``(m, s)`` (ones without a noise slope)."""
+        kappa = self.samples.get("noise_slope")
+        k = np.zeros(len(idx)) if kappa is None else kappa[idx]
+        f = np.exp(-2.0 * k[:, None] * (np.asarray(u)[None, :] - u0))
+        return f if draws_first else f.T
+
     def _gp_conditional(self, src: str, idx: np.ndarray, u_new: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray]:
         """Conditional mean and variance ``(n_new, S')`` of the discrepancy GP of ``src`` at
@@ -418,21 +438,25 @@ class LawPosterior:
         eta = self.samples[f"gp_eta[{src}]"][idx][:, None, None]
         ell = self.samples["gp_ell"][idx][:, None, None]
         slope = self.samples["gp_slope"][idx][:, None, None]
-        sigma2 = self.samples[f"sigma[{src}]"][idx] ** 2
         u0 = float(rows["u0"])
-        cov = gp_kernel(u_g[None], u_g[None], eta, ell, slope, u0)
-        cov = cov + (sigma2[:, None] / count[None, :] + GP_JITTER)[:, :, None] * np.eye(m)
+        sigma2 = (self.samples[f"sigma[{src}]"][idx][:, None] ** 2
+                  * self._noise_factor(idx, u_g, u0, True))  # (s, m)
+        kap = self.samples.get("noise_slope")
+        kap = 0.0 if kap is None else kap[idx][:, None, None]
+        cov = gp_kernel(u_g[None], u_g[None], eta, ell, slope, u0, kappa=kap)
+        cov = cov + (sigma2 / count[None, :] + GP_JITTER)[:, :, None] * np.eye(m)
         chol = np.linalg.cholesky(cov)  # (s, m, m)
         uniq, inverse = np.unique(u_new, return_inverse=True)
         grid = uniq if uniq.size <= _GP_GRID else np.linspace(uniq[0], uniq[-1], _GP_GRID)
-        k_star = gp_kernel(grid[None], u_g[None], eta, ell, slope, u0)  # (s, q, m)
+        k_star = gp_kernel(grid[None], u_g[None], eta, ell, slope, u0, kappa=kap)  # (s, q, m)
         # Batched solves against the Cholesky factor (m is the number of distinct training
         # sizes, tens at most).
         rhs = np.concatenate([np.swapaxes(k_star, 1, 2), r_bar[:, :, None]], axis=2)
         sol = np.linalg.solve(chol, rhs)
         a, b = sol[:, :, :-1], sol[:, :, -1]  # (s, m, q), (s, m)
         mean = np.einsum("smq,sm->sq", a, b)
-        prior = (eta[:, :, 0] ** 2 + slope[:, :, 0] ** 2 * (grid[None] - u0) ** 2)
+        amp2 = np.exp(-2.0 * (kap if np.ndim(kap) == 0 else kap[:, :, 0]) * (grid[None] - u0))
+        prior = (eta[:, :, 0] ** 2 * amp2 + slope[:, :, 0] ** 2 * (grid[None] - u0) ** 2)
         var = np.maximum(prior - np.sum(a ** 2, axis=1), 0.0)  # (s, q)
         if grid is uniq:
             return mean[:, inverse].T, var[:, inverse].T
@@ -475,11 +499,12 @@ class LawPosterior:
         mean, sd = float(np.mean(v)), float(np.std(v))
         q05, q95 = (float(x) for x in np.quantile(v, [0.05, 0.95]))
         r_hat = ess = np.nan
-        if self.num_chains > 1 and self.method == "bayes" and sd > 0:
+        varies = name not in self.fixed and sd > 1e-12 * max(1.0, abs(mean))
+        if self.num_chains > 1 and self.method == "bayes" and varies:
             chains = self._chains(v)
             r_hat = float(az.rhat(chains))
             ess = float(az.ess(chains, method="bulk"))
-        elif self.method == "bayes" and sd > 0:
+        elif self.method == "bayes" and varies:
             ess = float(az.ess(self._chains(v), method="bulk"))
         prior_sd = self.prior_sd.get(name, np.nan)
         ratio = sd / prior_sd if prior_sd and np.isfinite(prior_sd) else np.nan

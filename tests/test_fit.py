@@ -298,3 +298,21 @@ def test_gp_groups_are_the_merged_size_groups():
     for j in range(len(g["u"])):
         assert g["u"][j] == pytest.approx(u[data.group_idx == j].mean())
         assert np.ptp(u[data.group_idx == j]) <= np.log(1.15) + 1e-12
+
+
+@pytest.mark.slow
+def test_gp_misfit_scale_follows_size():
+    """Noise that shrinks with N is learned (kappa > 0) and the predictive narrows with N."""
+    from surrogate.bayes import fit_bayes
+    from surrogate.laws import law_features
+
+    theta = {k: TRUE[k] for k in LAWS["chinchilla"].param_names}
+    df = _synthetic("chinchilla", theta, noise=0.0)
+    u = np.log(law_features(table_archs(df), df["tokens"].to_numpy())["N"])
+    rng = np.random.default_rng(1)
+    df["loss"] += 0.03 * np.exp(-0.8 * (u - u.mean())) * rng.standard_normal(len(df))
+    post = fit_bayes(df, "chinchilla", num_warmup=150, num_samples=150, progress=False)
+    assert post.samples["noise_slope"].mean() > 0.4, post.summary().loc["noise_slope"]
+    order = np.argsort(u)
+    pred = post.predict(df.iloc[order[[0, -1]]])
+    assert pred["pred_sd"].iloc[0] > 2 * pred["pred_sd"].iloc[1]
