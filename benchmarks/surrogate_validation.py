@@ -311,15 +311,26 @@ def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
         for _, r in warn.iterrows():
             lines.append(f"\n- {r['law']}/{r['method']}: {r['warnings']}")
         lines.append("")
-    lines += ["## Targets", ""]
+    from optim.worlds import estimate_run_noise
+
+    noise = estimate_run_noise()
+    lines += ["## Targets", "",
+              f"Ties: two MAPEs closer than the run-to-run noise ({100 * noise.rel_sigma:.2f}% "
+              f"of the loss, {noise.method}) divided by sqrt(held-out rows) cannot be told "
+              "apart.", ""]
     bayes = results[results["method"] == "bayes"].set_index(["table", "law"])
     for table in TABLES:
         mape = bayes["MAPE%"]
         chin = mape[(table, "chinchilla")]
         best = min(mape[(table, "aspect")], mape[(table, "conditional")])
         n_shape = int(bayes.loc[(table, "chinchilla"), "shape_groups"])
-        verdict = (f"beats chinchilla by {100 * (1 - best / chin):.0f}%" if best < chin else
-                   f"does NOT beat chinchilla ({100 * (best / chin - 1):.0f}% worse)")
+        resolution = 100 * noise.rel_sigma / np.sqrt(bayes.loc[(table, "chinchilla"), "n_test"])
+        if abs(best - chin) < resolution:
+            verdict = f"ties with chinchilla (difference below {resolution:.2f} points)"
+        elif best < chin:
+            verdict = f"beats chinchilla by {100 * (1 - best / chin):.0f}%"
+        else:
+            verdict = f"does NOT beat chinchilla ({100 * (best / chin - 1):.0f}% worse)"
         scope = (f"{n_shape} size groups with several shapes" if n_shape else
                  "no size group with two shapes (shape varies only with size): reported, "
                  "not counted")
@@ -329,8 +340,8 @@ def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
     counted = [t for t in TABLES if bayes.loc[(t, "chinchilla"), "shape_groups"] > 0]
     wins = sum(min(bayes.loc[(t, "aspect"), "MAPE%"], bayes.loc[(t, "conditional"), "MAPE%"])
                < bayes.loc[(t, "chinchilla"), "MAPE%"] for t in counted)
-    lines.append(f"- Beats chinchilla on {wins} of {len(counted)} tables with shape variation "
-                 f"within a size group (target: all).")
+    lines.append(f"- Lower MAPE than chinchilla on {wins} of {len(counted)} tables with shape "
+                 f"variation within a size group (target: all; ties as above).")
     b = results[results["method"] == "bayes"]
     cov = b["cov90"]
     lines.append(f"- Bayesian 90% interval coverage per fit: {cov.min():.2f}-{cov.max():.2f} "
