@@ -153,6 +153,28 @@ def _records(client, spec: CampaignSpec, meta: dict[int, dict]) -> list[TrialRec
     return out
 
 
+def _sync_throughput(client, problem: Problem, records: Sequence[TrialRecord]) -> list[int]:
+    """Re-attach the tokens/s of observed trials whose value in the problem changed since they
+    completed (a measurement replaced the model value, or a recalibration); returns the trials
+    updated. Ax's observed Pareto frontier then uses the current values."""
+    df = client._experiment.lookup_data().df  # no public data accessor in Ax 1.3
+    stored = {}
+    if len(df):
+        part = df[df["metric_name"] == THROUGHPUT_METRIC]
+        stored = {int(t): float(v) for t, v in zip(part["trial_index"], part["mean"])}
+    updated = []
+    for rec in records:
+        if rec.status != "observed" or rec.trial not in stored:
+            continue
+        i = problem.index_of(rec.arch)
+        tps = float(problem.throughput_mean[i])
+        if abs(tps / stored[rec.trial] - 1.0) > 1e-9:
+            client.attach_data(rec.trial, raw_data={
+                THROUGHPUT_METRIC: (tps, tps * float(problem.throughput_rel_sigma[i]))})
+            updated.append(rec.trial)
+    return updated
+
+
 # ---- prior blobs ------------------------------------------------------------------------------
 def _prior_to_bytes(prior: Any) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
@@ -365,6 +387,7 @@ class Campaign:
                 client = _load_client(url, self.name)
                 records = _records(client, spec, meta)
                 problem = self._problem_for(records)
+                _sync_throughput(client, problem, records)
                 idx, loss, pending = self._observations(problem, records)
                 seed = len(records) if seed is None else int(seed)
                 batch = STRATEGIES[strategy](**strategy_options).propose(
@@ -426,6 +449,7 @@ class Campaign:
                     raise CampaignError(f"trial {trial} of campaign {self.name!r} already has loss "
                                         f"{rec.loss:.6g}; pass --force to replace it")
                 problem = self._problem_for(list(records.values()))
+                _sync_throughput(client, problem, list(records.values()))
                 self._complete(client, problem, rec.arch, trial, value)
                 records = _records(client, spec, meta)
             payload = self._update_meta(path, trial, {"observed_at": time.time(), "run": run})
@@ -518,6 +542,7 @@ class Campaign:
                                                                else None)
                     plan.append((target, arch, value, name))
                 problem = self._problem_for(records, [a for _, a, _, _ in plan])
+                _sync_throughput(client, problem, records)
                 for target, arch, value, name in plan:
                     if target is None:
                         target = int(client.attach_trial(parameters=_ax_params(arch),

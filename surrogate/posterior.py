@@ -33,13 +33,16 @@ group effects, ``delta[s](u)`` is a Gaussian process in ``u = ln N`` (non-embedd
 source, kernel (:func:`gp_kernel`)::
 
     k(u, u') = eta[s]^2 m(u) m(u') Matern32(|u - u'| / ell) + slope^2 (u - u0[s]) (u' - u0[s])
-    m(u) = exp(-kappa (u - u0[s])),   noise sd sigma[s] m(u)
+    m(u) = exp(-kappa (clip(u, u_lo[s], u_hi[s]) - u0[s])),   noise sd sigma[s] m(u)
 
 (``u0[s]`` the mean training ``ln N`` of the source; ``eta`` per source or shared, ``ell``,
 ``slope`` and ``kappa`` (key ``noise_slope``) shared), integrated out in closed form in the fit.
 ``kappa`` lets the law's misfit, both the smooth part and the per-run noise, shrink (or grow)
 by ``e^-kappa`` per e-fold of N: tiny models bend away from the power laws, and a misfit scale
-learned mostly from them would otherwise be applied unchanged at the sizes being predicted. The predictive for a candidate uses
+learned mostly from them would otherwise be applied unchanged at the sizes being predicted.
+Beyond the fitted sizes ``[u_lo, u_hi]`` the scale stays at its value at the edge: the trend is
+not extrapolated (gemstones' chinchilla misfit grows over its fitted sizes; extrapolated
+exponentially, it gave 90% intervals 2.8 nats wide). The predictive for a candidate uses
 the GP's *conditional* mean and variance given that draw's training residuals (exact per draw:
 the training rows are stored in ``info["gp"]``), so its variance grows with the distance from the
 fitted sizes (to ``eta^2`` for the Matern part, without bound for the linear part).
@@ -124,14 +127,15 @@ def split_source_key(key: str) -> tuple[str, str] | None:
 
 
 def gp_kernel(u1: Any, u2: Any, eta: Any, ell: Any, slope: Any, u0: Any, xp: Any = np,
-              kappa: Any = 0.0) -> Any:
+              kappa: Any = 0.0, u_range: tuple[float, float] | None = None) -> Any:
     """The discrepancy GP's covariance ``eta^2 m(u1) m(u2) Matern32(|u1 - u2| / ell) +
-    slope^2 (u1 - u0) (u2 - u0)``, ``m(u) = exp(-kappa (u - u0))``, between ``u1 (..., a)`` and
-    ``u2 (..., b)`` (``u = ln N``); ``eta``, ``ell``, ``slope``, ``u0``, ``kappa`` broadcast
-    against ``(..., 1, 1)``. Returns ``(..., a, b)``."""
+    slope^2 (u1 - u0) (u2 - u0)``, ``m(u) = exp(-kappa (clip(u, *u_range) - u0))``, between
+    ``u1 (..., a)`` and ``u2 (..., b)`` (``u = ln N``); ``eta``, ``ell``, ``slope``, ``u0``,
+    ``kappa`` broadcast against ``(..., 1, 1)``. Returns ``(..., a, b)``."""
     d = xp.abs(u1[..., :, None] - u2[..., None, :])
     r = math.sqrt(3.0) * d / ell
-    amp = xp.exp(-kappa * (u1[..., :, None] - u0)) * xp.exp(-kappa * (u2[..., None, :] - u0))
+    c1, c2 = (u1, u2) if u_range is None else (xp.clip(u1, *u_range), xp.clip(u2, *u_range))
+    amp = xp.exp(-kappa * (c1[..., :, None] - u0)) * xp.exp(-kappa * (c2[..., None, :] - u0))
     return (eta ** 2 * amp * (1.0 + r) * xp.exp(-r)
             + slope ** 2 * (u1[..., :, None] - u0) * (u2[..., None, :] - u0))
 
@@ -372,7 +376,9 @@ class LawPosterior:
                 g_mean, g_var = self._gp_conditional(src, idx, u_new)
                 mu = mu + g_mean
                 # The noise sd scales with size like the GP amplitude (kappa; 1 without it).
-                scale = self._noise_factor(idx, u_new, float(self._gp_info(src)["u0"]), False)
+                info = self._gp_info(src)
+                scale = self._noise_factor(idx, np.clip(u_new, min(info["u"]), max(info["u"])),
+                                           float(info["u0"]), False)
                 noise2 = self.samples[f"sigma[{src}]"][idx][None, :] ** 2
                 spread2 = (spread2[None, :] - noise2) + noise2 * scale + g_var  # (n_src, s)
             out["pred_mean"][rows] = mu.mean(axis=1)
@@ -448,14 +454,17 @@ class LawPosterior:
         chol = np.linalg.cholesky(cov)  # (s, m, m)
         uniq, inverse = np.unique(u_new, return_inverse=True)
         grid = uniq if uniq.size <= _GP_GRID else np.linspace(uniq[0], uniq[-1], _GP_GRID)
-        k_star = gp_kernel(grid[None], u_g[None], eta, ell, slope, u0, kappa=kap)  # (s, q, m)
+        span = (float(u_g.min()), float(u_g.max()))
+        k_star = gp_kernel(grid[None], u_g[None], eta, ell, slope, u0, kappa=kap,
+                           u_range=span)  # (s, q, m)
         # Batched solves against the Cholesky factor (m is the number of distinct training
         # sizes, tens at most).
         rhs = np.concatenate([np.swapaxes(k_star, 1, 2), r_bar[:, :, None]], axis=2)
         sol = np.linalg.solve(chol, rhs)
         a, b = sol[:, :, :-1], sol[:, :, -1]  # (s, m, q), (s, m)
         mean = np.einsum("smq,sm->sq", a, b)
-        amp2 = np.exp(-2.0 * (kap if np.ndim(kap) == 0 else kap[:, :, 0]) * (grid[None] - u0))
+        amp2 = np.exp(-2.0 * (kap if np.ndim(kap) == 0 else kap[:, :, 0])
+                      * (np.clip(grid, *span)[None] - u0))
         prior = (eta[:, :, 0] ** 2 * amp2 + slope[:, :, 0] ** 2 * (grid[None] - u0) ** 2)
         var = np.maximum(prior - np.sum(a ** 2, axis=1), 0.0)  # (s, q)
         if grid is uniq:

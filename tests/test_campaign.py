@@ -166,3 +166,32 @@ def test_killed_process_mid_write_leaves_the_old_store(store):
     camp = Campaign.load("small", store)  # still loadable, lock released
     assert camp.trials()[0]["status"] == "pending"
     camp.observe(0, 3.0)
+
+
+def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home):
+    """A trial completed with the model's tokens/s gets the measured value once one exists."""
+    from models.measure import Measurement, MeasurementCache
+
+    from optim.campaign import THROUGHPUT_METRIC, _load_client
+    from optim.storage import ax_session
+
+    def stored_tps():
+        with store.read() as path, ax_session(path) as url:
+            df = _load_client(url, "small")._experiment.lookup_data().df
+        part = df[df["metric_name"] == THROUGHPUT_METRIC]
+        return dict(zip(part["trial_index"].astype(int), part["mean"]))
+
+    camp = Campaign.load("small", store)
+    camp.observe(0, 2.0)
+    arch = next(r.arch for r in camp._records if r.trial == 0)
+    model_tps = stored_tps()[0]
+    wl = camp.spec.workload
+    MeasurementCache().put(Measurement(
+        status="ok", reason="", tokens_per_s=2 * model_tps, tokens_per_s_spread=0.0,
+        arch=arch, hardware_id=camp.spec.hardware, backend=wl.backend,
+        batch_size=wl.batch_size, input_len=wl.input_len, output_len=wl.output_len,
+        dtype=wl.dtype))
+    Campaign.load("small", store).observe(1, 2.1)
+    after = stored_tps()
+    assert after[0] == pytest.approx(2 * model_tps)
+    assert after[1] > 0
