@@ -366,21 +366,18 @@ class LawPosterior:
             sub = {k: v[rows][:, None] for k, v in feats.items()}
             mu = self._law_draws_last(sub, src, idx)  # (n_src, s)
             # Noise and a new group's discrepancy are independent normals: one sd per draw.
-            spread2 = self.samples[f"sigma[{src}]"][idx] ** 2
-            tau = self.samples.get(f"tau[{src}]")
-            if tau is not None:
-                spread2 = spread2 + tau[idx] ** 2
+            noise2 = self.samples[f"sigma[{src}]"][idx] ** 2
             law_sd = mu.std(axis=1)
-            if self._gp_info(src) is not None:  # GP conditional given this draw's residuals
+            info = self._gp_info(src)
+            if info is None:
+                tau = self.samples.get(f"tau[{src}]")
+                spread2 = noise2 if tau is None else noise2 + tau[idx] ** 2
+            else:  # GP conditional given this draw's residuals; the noise scales with size
                 u_new = np.log(feats["N"][rows])
                 g_mean, g_var = self._gp_conditional(src, idx, u_new)
                 mu = mu + g_mean
-                # The noise sd scales with size like the GP amplitude (kappa; 1 without it).
-                info = self._gp_info(src)
-                scale = self._noise_factor(idx, np.clip(u_new, min(info["u"]), max(info["u"])),
-                                           float(info["u0"]), False)
-                noise2 = self.samples[f"sigma[{src}]"][idx][None, :] ** 2
-                spread2 = (spread2[None, :] - noise2) + noise2 * scale + g_var  # (n_src, s)
+                spread2 = noise2[None, :] * self._noise_factor(idx, u_new, info, False) \
+                    + g_var  # (n_src, s)
             out["pred_mean"][rows] = mu.mean(axis=1)
             out["pred_law_sd"][rows] = law_sd
             out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(spread2, axis=-1))
@@ -417,13 +414,16 @@ class LawPosterior:
             return None
         return gp["rows"][src]
 
-    def _noise_factor(self, idx: np.ndarray, u: np.ndarray, u0: float, draws_first: bool
-                      ) -> np.ndarray:
-        """``exp(-2 kappa (u - u0))`` for draws ``idx`` and sizes ``u`` ``(m,)``: ``(s, m)`` if
-        ``draws_first`` else ``(m, s)`` (ones without a noise slope)."""
+    def _noise_factor(self, idx: np.ndarray, u: np.ndarray, rows: Mapping[str, Any],
+                      draws_first: bool) -> np.ndarray:
+        """``exp(-2 kappa (clip(u) - u0))``: the change of the noise variance with size for
+        draws ``idx`` and sizes ``u`` ``(m,)``, held at the edge value beyond the fitted sizes
+        of ``rows`` (the source's GP info). ``(s, m)`` if ``draws_first`` else ``(m, s)``;
+        ones for fits without ``noise_slope``."""
         kappa = self.samples.get("noise_slope")
         k = np.zeros(len(idx)) if kappa is None else kappa[idx]
-        f = np.exp(-2.0 * k[:, None] * (np.asarray(u)[None, :] - u0))
+        c = np.clip(np.asarray(u, np.float64), min(rows["u"]), max(rows["u"])) - float(rows["u0"])
+        f = np.exp(-2.0 * k[:, None] * c[None, :])
         return f if draws_first else f.T
 
     def _gp_conditional(self, src: str, idx: np.ndarray, u_new: np.ndarray
@@ -446,7 +446,7 @@ class LawPosterior:
         slope = self.samples["gp_slope"][idx][:, None, None]
         u0 = float(rows["u0"])
         sigma2 = (self.samples[f"sigma[{src}]"][idx][:, None] ** 2
-                  * self._noise_factor(idx, u_g, u0, True))  # (s, m)
+                  * self._noise_factor(idx, u_g, rows, True))  # (s, m)
         kap = self.samples.get("noise_slope")
         kap = 0.0 if kap is None else kap[idx][:, None, None]
         cov = gp_kernel(u_g[None], u_g[None], eta, ell, slope, u0, kappa=kap)
