@@ -43,10 +43,11 @@ linear term whose slope has sd ``slope ~ HalfNormal(0.02)`` loss per e-fold arou
 mean ``ln N``); the Matern amplitude and the noise sd both scale by ``exp(-kappa (u - u0))``,
 ``kappa ~ Normal(0, 0.5)`` (site ``noise_slope``): the law's misfit may shrink with size (tiny
 models bend away from power laws; fitted with a constant misfit scale they dominate the fit and
-set the width of every extrapolation). It is integrated out in closed form (:func:`gp_normal_log_lik`: the rows of one
-size group share ``delta`` at the group's mean ``ln N``, so the within-group deviations are
-i.i.d. and the group means are multivariate normal with covariance ``K + diag(sigma^2 / count)``,
-one dense Cholesky over the groups). Predictions condition the GP on each draw's training
+set the width of every extrapolation; beyond the fitted sizes the scale stays at its edge
+value). It is integrated out in closed form (:func:`gp_normal_log_lik`: the rows of one size
+group share ``delta`` at the group's mean ``ln N``, so the within-group deviations are i.i.d.
+and the group means are multivariate normal with covariance ``K + diag(sigma^2 / count)``, one
+dense Cholesky over the groups). Predictions condition the GP on each draw's training
 residuals (:meth:`LawPosterior.predict`), so the predictive variance grows with the distance from
 the fitted sizes, which the i.i.d. ``tau`` cannot express. In the extrapolation benchmark
 (``benchmarks/surrogate_validation.py``) it moves the pooled 90% coverage of held-out larger

@@ -149,10 +149,7 @@ def auto_fixed(law: Law, features: Mapping[str, np.ndarray],
     for p in law.params:
         if p.identified_by is None:
             continue
-        values = np.asarray(features[p.identified_by], dtype=np.float64)
-        spread = max(np.log(values[groups == g].max() / values[groups == g].min())
-                     for g in np.unique(groups))
-        if spread < IDENTIFIED_LOG_RANGE:
+        if _max_log_spread(features[p.identified_by], groups) < IDENTIFIED_LOG_RANGE:
             fixed[p.name] = p.prior.center
     return fixed
 
@@ -168,20 +165,22 @@ def size_confounded(law: Law, data: FitData) -> list[str]:
     for chinchilla). The Bayesian fit holds such terms at their prior's centre, i.e. the
     published fits (:func:`surrogate.bayes.fit_bayes`).
     """
-    groups = np.asarray(data.group_idx)
     out = []
     for p in law.params:
         if p.identified_by is None:
             continue
-        logs = np.log(np.asarray(data.features[p.identified_by], dtype=np.float64))
-        hi = np.full(groups.max() + 1, -np.inf)
-        lo = np.full(groups.max() + 1, np.inf)
-        np.maximum.at(hi, groups, logs)
-        np.minimum.at(lo, groups, logs)
-        across = max(np.ptp(logs[data.src_idx == j]) for j in np.unique(data.src_idx))
-        if np.max(hi - lo) < WITHIN_SIZE_LOG_RANGE and across >= IDENTIFIED_LOG_RANGE:
+        values = data.features[p.identified_by]
+        if (_max_log_spread(values, data.group_idx) < WITHIN_SIZE_LOG_RANGE
+                and _max_log_spread(values, data.src_idx) >= IDENTIFIED_LOG_RANGE):
             out.append(p.name)
     return out
+
+
+def _max_log_spread(values: np.ndarray, groups: np.ndarray) -> float:
+    """The largest ``ln max - ln min`` of ``values`` ``(n,)`` within any of ``groups``."""
+    logs = np.log(np.asarray(values, dtype=np.float64))
+    groups = np.asarray(groups)
+    return max(float(np.ptp(logs[groups == g])) for g in np.unique(groups))
 
 
 class _Layout:
