@@ -201,6 +201,10 @@ def test_campaign_lifecycle_through_the_pages(home):
     assert list(trials["trial"]) == [0, 1] and trials["pred_loss_q05"].lt(trials["pred_loss_q95"]).all()
 
     at.selectbox(key="record_trial").set_value(1)
+    assert at.number_input(key="record_loss").value is None  # no pre-filled 0.0 to submit
+    at.button(key="FormSubmitter:record-Record result").click().run()
+    assert any("enter its observed" in e.value for e in at.error)
+    assert all(t["observed_loss"] is None for t in Campaign.load("small").trials())
     at.number_input(key="record_loss").set_value(3.25)
     at.button(key="FormSubmitter:record-Record result").click().run()
     _no_exception(at)

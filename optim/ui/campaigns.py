@@ -182,14 +182,15 @@ def _record(campaign: Any, trials: pd.DataFrame) -> None:
         trial = c[0].selectbox("Trial", options, key="record_trial",
                                format_func=lambda t: f"trial {t}",
                                placeholder="no trial waits for a result")
-        loss = c[1].number_input("Observed loss", min_value=0.0, value=0.0, step=0.01,
-                                 format="%.4f", key="record_loss")
+        loss = c[1].number_input("Observed loss", min_value=0.0, value=None, step=0.01,
+                                 format="%.4f", key="record_loss",
+                                 placeholder="final loss of the trained run")
         force = c[2].checkbox("Force", key="record_force",
                               help="record even if the trial already has a result")
         go = st.form_submit_button("Record result")
     if not go:
         return
-    if trial is None or loss <= 0:
+    if trial is None or loss is None or loss <= 0:
         st.error("Choose a trial and enter its observed (positive) loss.")
         return
     progress = st.progress(0, text=f"Recording trial {trial}...")
