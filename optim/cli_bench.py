@@ -31,6 +31,10 @@ def register(app: typer.Typer) -> None:
             "--methods", help="Comma-separated strategy names (default: all four).")] = None,
         batches: Annotated[Optional[int], typer.Option(
             "--batches", help="Proposal batches after the initial trainings.")] = None,
+        extra_batches: Annotated[Optional[int], typer.Option(
+            "--extra-batches", help="Batches after the common budget, run only to measure "
+                                    "trainings-to-95% (0 censors it at the budget; default 20)."
+        )] = None,
         max_candidates: Annotated[Optional[int], typer.Option(
             "--max-candidates", help="Random subset of the candidate set.")] = None,
         worlds: Annotated[Optional[str], typer.Option(
@@ -53,6 +57,10 @@ def register(app: typer.Typer) -> None:
             overrides["worlds"] = tuple(w.strip() for w in worlds.split(",") if w.strip())
         if batches is not None:
             overrides["batches"] = batches
+        if extra_batches is not None:
+            overrides["extra_batches"] = extra_batches
+            if extra_batches == 0:
+                overrides["random_extra_batches"] = 0
         if max_candidates is not None:
             overrides["max_candidates"] = max_candidates
         config = (BenchConfig.quick_preset(**overrides) if quick

@@ -122,6 +122,7 @@ def test_cli_rejects_bad_input(capsys):
     from optim.cli import main
 
     assert main(["bench", "--seeds", "0", "--json"]) == 2
+    assert main(["bench", "--extra-batches", "-1", "--json", "--no-real-data"]) == 2
     assert main(["bench", "--methods", "nope", "--json", "--no-real-data",
                  "--max-candidates", "1"]) == 2
     assert "error" in capsys.readouterr().err
