@@ -132,12 +132,7 @@ def _records(client, spec: CampaignSpec, meta: dict[int, dict]) -> list[TrialRec
     from ax.core.trial_status import TrialStatus
 
     exp = client._experiment  # the Client exposes no public accessor for trials in Ax 1.3
-    df = exp.lookup_data().df
-    losses: dict[int, float] = {}
-    if len(df):
-        part = df[df["metric_name"] == LOSS_METRIC]
-        for t, v in zip(part["trial_index"], part["mean"]):
-            losses[int(t)] = float(v)
+    losses = _stored_means(client, LOSS_METRIC)
     out = []
     for index, trial in sorted(exp.trials.items()):
         params = trial.arm.parameters
@@ -153,24 +148,34 @@ def _records(client, spec: CampaignSpec, meta: dict[int, dict]) -> list[TrialRec
     return out
 
 
+def _stored_means(client, metric: str) -> dict[int, float]:
+    """Trial index -> the mean Ax stores for ``metric`` (the latest attached value)."""
+    df = client._experiment.lookup_data().df  # no public data accessor in Ax 1.3
+    if not len(df):
+        return {}
+    part = df[df["metric_name"] == metric]
+    return {int(t): float(v) for t, v in zip(part["trial_index"], part["mean"])}
+
+
+def _throughput_datum(problem: Problem, arch: Arch) -> tuple[float, float]:
+    """``(tokens/s, sem)`` the campaign reports to Ax for ``arch`` (measured where cached)."""
+    i = problem.index_of(arch)
+    tps = float(problem.throughput_mean[i])
+    return tps, tps * float(problem.throughput_rel_sigma[i])
+
+
 def _sync_throughput(client, problem: Problem, records: Sequence[TrialRecord]) -> list[int]:
     """Re-attach the tokens/s of observed trials whose value in the problem changed since they
     completed (a measurement replaced the model value, or a recalibration); returns the trials
     updated. Ax's observed Pareto frontier then uses the current values."""
-    df = client._experiment.lookup_data().df  # no public data accessor in Ax 1.3
-    stored = {}
-    if len(df):
-        part = df[df["metric_name"] == THROUGHPUT_METRIC]
-        stored = {int(t): float(v) for t, v in zip(part["trial_index"], part["mean"])}
+    stored = _stored_means(client, THROUGHPUT_METRIC)
     updated = []
     for rec in records:
         if rec.status != "observed" or rec.trial not in stored:
             continue
-        i = problem.index_of(rec.arch)
-        tps = float(problem.throughput_mean[i])
+        tps, sem = _throughput_datum(problem, rec.arch)
         if abs(tps / stored[rec.trial] - 1.0) > 1e-9:
-            client.attach_data(rec.trial, raw_data={
-                THROUGHPUT_METRIC: (tps, tps * float(problem.throughput_rel_sigma[i]))})
+            client.attach_data(rec.trial, raw_data={THROUGHPUT_METRIC: (tps, sem)})
             updated.append(rec.trial)
     return updated
 
@@ -460,11 +465,8 @@ class Campaign:
         return self._trial_dict(next(r for r in self._records if r.trial == trial))
 
     def _complete(self, client, problem: Problem, arch: Arch, trial: int, loss: float) -> None:
-        i = problem.index_of(arch)
-        tps = float(problem.throughput_mean[i])
-        sem = tps * float(problem.throughput_rel_sigma[i])
         client.complete_trial(trial, raw_data={LOSS_METRIC: (loss, LOSS_NOISE_SD),
-                                               THROUGHPUT_METRIC: (tps, sem)})
+                                               THROUGHPUT_METRIC: _throughput_datum(problem, arch)})
 
     def _update_meta(self, path: Path, trial: int, changes: dict[str, Any]) -> dict[str, Any]:
         with connect(path) as con:
