@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.progress import Progress
 
     from optim.campaign import Campaign
-    from optim.demo import demo_spec
-    from optim.problem import Problem
-    from optim.strategies import (Algorithm1Strategy, ArchoptStrategy, PlainQNEHVIStrategy,
+    from optim.campaign.demo import demo_spec
+    from optim.core.problem import Problem
+    from optim.core.strategies import (Algorithm1Strategy, ArchoptStrategy, PlainQNEHVIStrategy,
                                   RandomStrategy)
     from surrogate.prior import default_prior
 

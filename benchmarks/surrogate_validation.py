@@ -311,7 +311,7 @@ def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
         for _, r in warn.iterrows():
             lines.append(f"\n- {r['law']}/{r['method']}: {r['warnings']}")
         lines.append("")
-    from optim.worlds import estimate_run_noise
+    from optim.bench.worlds import estimate_run_noise
 
     noise = estimate_run_noise()
     lines += ["## Targets", "",

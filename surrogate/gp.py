@@ -31,7 +31,7 @@ cross-covariances with every table point are computed once per fit. Kernel hyper
 stay at their prior values (sized from the law's residual scale) until enough runs exist, then
 are fitted by MAP with BoTorch's ``fit_gpytorch_mll`` on the residual to the mean law.
 
-Inputs are table indices; the GP features are those of :class:`optim.problem.Problem` (in
+Inputs are table indices; the GP features are those of :class:`optim.core.problem.Problem` (in
 ``[0, 1]``).
 """
 

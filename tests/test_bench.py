@@ -10,7 +10,7 @@ import pytest
 from models.parametrize import enumerate_archs
 from optim.bench import (BenchConfig, BenchError, MethodTrace, bench_json, evaluate_targets,
                          run_bench, run_campaign, summarize_method, trainings_to, write_report)
-from optim.worlds import NoiseEstimate, make_world
+from optim.bench.worlds import NoiseEstimate, make_world
 
 from test_worlds import fake_truth
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from optim.campaign import PROPOSAL_FIELDS, Campaign, CampaignError, list_campaigns
-from optim.storage import CampaignStore
+from optim.campaign.store import CampaignStore
 
 from test_strategies import small_posterior, small_spec
 
@@ -172,8 +172,8 @@ def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home)
     """A trial completed with the model's tokens/s gets the measured value once one exists."""
     from models.measure import Measurement, MeasurementCache
 
-    from optim.campaign import THROUGHPUT_METRIC, _load_client
-    from optim.storage import ax_session
+    from optim.campaign.campaign import THROUGHPUT_METRIC, _load_client
+    from optim.campaign.store import ax_session
 
     def stored_tps():
         with store.read() as path, ax_session(path) as url:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from models.parametrize import enumerate_archs
-from optim.export import ExportError, export_pareto
+from optim.campaign.export import ExportError, export_pareto
 
 
 def _rows():

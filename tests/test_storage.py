@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from optim.storage import CampaignStore, StoreError, connect
+from optim.campaign.store import CampaignStore, StoreError, connect
 
 
 def _sha(path) -> str:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from models.throughput import Workload
-from optim.problem import CampaignSpec, Problem, ProblemError
-from optim.strategies import (STRATEGIES, Algorithm1Strategy, ArchoptStrategy, StrategyError,
+from optim.core.problem import CampaignSpec, Problem, ProblemError
+from optim.core.strategies import (STRATEGIES, Algorithm1Strategy, ArchoptStrategy, StrategyError,
                               available_indices, fit_loss_model, predict)
 
 
@@ -154,7 +154,7 @@ def test_available_indices_excludes_observed_and_pending(problem):
 
 
 def test_candidate_set_model_posterior_shapes(problem):
-    from optim.acquisition import CandidateSetModel
+    from optim.core.acquisition import CandidateSetModel
 
     gp = fit_loss_model(problem)
     model = CandidateSetModel(gp.posterior, torch.as_tensor(problem.log_throughput),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from models.parametrize import enumerate_archs
-from optim.worlds import (NoiseEstimate, World, WorldError, estimate_run_noise,
+from optim.bench.worlds import (NoiseEstimate, World, WorldError, estimate_run_noise,
                           estimate_shape_residual, hypervolume, make_world, shape_feature_matrix,
                           size_groups, smooth_residual)
 from surrogate.posterior import LawPosterior

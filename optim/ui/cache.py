@@ -380,12 +380,12 @@ def export_files(name: str, store: str, version: float, ranks: tuple[int, ...] |
     """What ``archopt pareto NAME --export DIR`` writes, as ``relative path -> bytes``.
 
     ``ranks`` (0-based positions in :meth:`Campaign.pareto`) restricts the export to those
-    architectures, through the same writer (:func:`optim.export.export_pareto`); None = all,
+    architectures, through the same writer (:func:`optim.campaign.export.export_pareto`); None = all,
     which is exactly :meth:`Campaign.export`.
     """
     import tempfile
 
-    from optim.export import export_pareto
+    from optim.campaign.export import export_pareto
 
     campaign = load_campaign(name, store, version)
     with tempfile.TemporaryDirectory(prefix="archopt-export-") as tmp:

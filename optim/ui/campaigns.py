@@ -147,7 +147,7 @@ def _trials_table(trials: pd.DataFrame) -> None:
 
 
 def _propose(campaign: Any, name: str) -> None:
-    from optim.strategies import STRATEGIES
+    from optim.core.strategies import STRATEGIES
 
     with st.form("propose"):
         c = st.columns([1, 2])

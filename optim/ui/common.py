@@ -25,7 +25,7 @@ SELECT_NEXT_KEY = "_select_campaign_next"
 
 def store_path() -> Path:
     """The campaign store the app reads (``$ARCHOPT_HOME/campaigns.sqlite``)."""
-    from optim.storage import default_store_path
+    from optim.campaign.store import default_store_path
 
     return Path(default_store_path())
 

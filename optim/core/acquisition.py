@@ -1,7 +1,7 @@
 """Acquisition over a finite candidate set: a two-output BoTorch model and batch qLogNEHVI.
 
 The model's input is a candidate *index* (``X`` of shape ``batch_shape x q x 1``, float holding
-integers into :class:`optim.problem.Problem`'s arrays): the candidate set is finite and
+integers into :class:`optim.core.problem.Problem`'s arrays): the candidate set is finite and
 ``optimize_acqf_discrete`` only ever evaluates its rows, so the model looks up the GP features,
 the law draws and the throughput of each index and never sees a point that does not exist.
 

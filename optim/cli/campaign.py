@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
         """Create a campaign (fits or loads the scaling-law prior)."""
         from models.throughput import Workload
 
-        from .campaign import Campaign, CampaignSpec
+        from optim.campaign import Campaign, CampaignSpec
 
         spec = CampaignSpec(name=name, params=params, tokens=tokens, hardware=hardware, band=band,
                             workload=Workload.parse(workload), max_loss=max_loss,
@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
     @campaign_app.command("list")
     def list_cmd(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
         """List the campaigns in the store."""
-        from .campaign import list_campaigns
+        from optim.campaign import list_campaigns
 
         names = list_campaigns(store)
         if json_out:
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Propose the next batch of architectures to train (recorded as pending trials)."""
-        from .campaign import Campaign, CampaignError
+        from optim.campaign import Campaign, CampaignError
 
         if k < 1:
             raise CampaignError(f"-k must be >= 1, got {k}")
@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Record a finished run: TRIAL --loss X, or --runs FILE.csv."""
-        from .campaign import Campaign, CampaignError
+        from optim.campaign import Campaign, CampaignError
 
         if (runs is None) == (trial is None):
             raise CampaignError("give either TRIAL --loss X or --runs FILE.csv")
@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
         """Campaign summary and trials."""
         from rich.table import Table
 
-        from .campaign import Campaign
+        from optim.campaign import Campaign
 
         st = Campaign.load(name, store).status()
         if json_out:
@@ -228,8 +228,8 @@ def register(app: typer.Typer) -> None:
                    "--export", help="Write config.json per architecture, pareto.csv/json.")] = None,
                store: StoreOpt = None, json_out: JsonOpt = False) -> None:
         """Current Pareto set (observed vs model-predicted)."""
-        from .campaign import Campaign
-        from .export import export_pareto
+        from optim.campaign import Campaign
+        from optim.campaign.export import export_pareto
 
         camp = Campaign.load(name, store)
         rows = camp.pareto()
@@ -252,7 +252,7 @@ def register(app: typer.Typer) -> None:
              k: Annotated[int, typer.Option("-k", help="Proposals.")] = 4,
              json_out: JsonOpt = False) -> None:
         """1B non-embedding params, 100B tokens, A100-40GB, batch 64 / 4096 in / 1024 out."""
-        from .demo import run_demo
+        from optim.campaign.demo import run_demo
 
         result = run_demo(store=store, out=out if out is not None else Path("archopt-demo"), k=k,
                           progress=not json_out)

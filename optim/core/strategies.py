@@ -1,10 +1,10 @@
-"""Proposal strategies over a :class:`~optim.problem.Problem`, all with one interface::
+"""Proposal strategies over a :class:`~optim.core.problem.Problem`, all with one interface::
 
     strategy.propose(problem, observed_idx, observed_loss, k, *, pending_idx=None, seed=0)
         -> ProposalBatch
 
 * :class:`ArchoptStrategy` -- the scaling-law-prior GP ensemble (:mod:`surrogate.gp`) and batch
-  qLogNEHVI over the candidate set (:mod:`optim.acquisition`).
+  qLogNEHVI over the candidate set (:mod:`optim.core.acquisition`).
 * :class:`PlainQNEHVIStrategy` -- what Ax's default BoTorch model does without the prior: a
   ``SingleTaskGP`` (constant mean, standardized Y, fitted hyper-parameters) on the same features
   and candidates with the same qLogNEHVI; a scrambled-Sobol space-filling batch (snapped to the

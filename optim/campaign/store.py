@@ -2,7 +2,7 @@
 
 Ax keeps experiments, trials, data and generation strategies in its tables (Ax SQL storage,
 ``StorageConfig(url="sqlite:///...")``). archopt adds two tables in the same file:
-``archopt_campaigns`` (the :class:`~optim.problem.CampaignSpec`, the law posterior as an ArviZ
+``archopt_campaigns`` (the :class:`~optim.core.problem.CampaignSpec`, the law posterior as an ArviZ
 netCDF blob so a campaign never depends on a cache elsewhere) and ``archopt_trials`` (per-trial
 predictions made at proposal time, run names).
 

@@ -320,7 +320,7 @@ class Problem:
 
     @property
     def log_throughput(self) -> np.ndarray:
-        """``(n,)`` natural log of tokens/s: the second objective (see :mod:`optim.acquisition`)."""
+        """``(n,)`` natural log of tokens/s: the second objective (see :mod:`optim.core.acquisition`)."""
         return np.log(self.throughput_mean)
 
     def index_of(self, arch: Arch) -> int | None:

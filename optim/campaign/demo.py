@@ -12,8 +12,8 @@ from typing import Any
 from models.arch import Arch
 
 from .campaign import Campaign, _as_store, _jsonable, delete_campaign
-from .problem import CampaignSpec
-from .storage import CampaignStore
+from optim.core.problem import CampaignSpec
+from .store import CampaignStore
 
 __all__ = ["DEMO_NAME", "DEMO_REFERENCES", "demo_spec", "run_demo"]
 

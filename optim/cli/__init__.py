@@ -1,6 +1,6 @@
 """The ``archopt`` command line: a thin shell over the Python API.
 
-Each command group lives in its own ``cli_*`` module exposing ``register(app)``; modules import
+Each command group lives in its own module of this package exposing ``register(app)``; modules import
 heavy libraries (torch, ax, jax) inside the command bodies so ``archopt arch`` stays fast.
 Every :class:`~models.errors.ArchoptError` (bad input) becomes one line on stderr and exit 2.
 """
@@ -18,25 +18,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _register_all() -> None:
-    import importlib
+    from . import bench, campaign, models, surrogate
 
-    for name in ("cli_models", "cli_surrogate", "cli_campaign", "cli_bench"):
-        try:
-            module = importlib.import_module(f"optim.{name}")
-        except ModuleNotFoundError as exc:  # a command group not built yet
-            if exc.name != f"optim.{name}":
-                raise
-            continue
+    for module in (models, surrogate, campaign, bench):
         module.register(app)
 
 
 _register_all()
-
-
-def fail(message: str) -> "typer.Exit":
-    """Print one line on stderr and return the exit-2 exception to raise."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    return typer.Exit(code=2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """A campaign: one Ax experiment over the budget-preserving candidate set, resumable from disk.
 
 The :class:`Campaign` object is what the CLI, the app and the benchmarks call. Ax owns the
-experiment, its trials, their data and storage (:mod:`optim.storage`); archopt owns the
-candidate set (:class:`~optim.problem.Problem`), the loss model and the acquisition
-(:mod:`optim.strategies`). Proposals become Ax trials through ``Client.attach_trial`` (Ax's own
+experiment, its trials, their data and storage (:mod:`optim.campaign.store`); archopt owns the
+candidate set (:class:`~optim.core.problem.Problem`), the loss model and the acquisition
+(:mod:`optim.core.strategies`). Proposals become Ax trials through ``Client.attach_trial`` (Ax's own
 generators cannot express the nonlinear parameter budget) and results arrive through
 ``Client.complete_trial`` with the loss and the throughput the campaign uses for that shape.
 
@@ -30,8 +30,8 @@ import pandas as pd
 from models.arch import SHAPE_FIELDS, Arch
 from models.errors import ArchoptError
 
-from .problem import LOSS_NOISE_SD, CampaignSpec, Problem
-from .storage import CampaignStore, StoreError, ax_session, connect
+from optim.core.problem import LOSS_NOISE_SD, CampaignSpec, Problem
+from .store import CampaignStore, StoreError, ax_session, connect
 
 __all__ = ["Campaign", "CampaignSpec", "CampaignError", "list_campaigns", "delete_campaign",
            "PROPOSAL_FIELDS", "TrialRecord", "AX_PARAMETERS"]
@@ -365,7 +365,7 @@ class Campaign:
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(mean, q05, q95)`` predicted loss of a new run at every candidate of :attr:`problem`."""
-        from .strategies import predict
+        from optim.core.strategies import predict
 
         problem = self.problem
         idx, loss, _ = self._observations(problem, self._records)
@@ -380,7 +380,7 @@ class Campaign:
             One dict per proposal with :data:`PROPOSAL_FIELDS` (plus throughput band, source,
             label, strategy).
         """
-        from .strategies import STRATEGIES
+        from optim.core.strategies import STRATEGIES
 
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise CampaignError(f"k must be a positive integer, got {k!r}")
@@ -400,7 +400,7 @@ class Campaign:
                 # Rows show the campaign's model (law prior + GP) for every strategy, so
                 # proposals of different methods are comparable; the strategy's own numbers
                 # are in the ProposalBatch.
-                from .strategies import predict
+                from optim.core.strategies import predict
 
                 if problem.law_samples is not None:
                     values = predict(problem, idx, loss)
@@ -684,7 +684,7 @@ class Campaign:
     def predict(self, archs: Iterable[Arch]) -> pd.DataFrame:
         """Predicted loss (mean, 90% band) and throughput of any shapes under this campaign's
         model and observations; ``in_band`` says whether a shape is inside the budget."""
-        from .strategies import predict
+        from optim.core.strategies import predict
 
         archs = list(archs)
         if not all(isinstance(a, Arch) for a in archs):

@@ -22,7 +22,7 @@ How a world is built (:func:`make_world`), per seed:
   size on top.
 
 The objectives are ``(-loss, ln tokens_per_s)``, both maximized, as BoTorch's multi-objective
-utilities expect -- the same space the campaign's acquisition works in (:mod:`optim.acquisition`),
+utilities expect -- the same space the campaign's acquisition works in (:mod:`optim.core.acquisition`),
 so the benchmark scores what the optimizer optimizes. Regret is in plain tokens/s.
 """
 
