@@ -30,16 +30,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .arch import Arch
 from .errors import ArchoptError
 from .hardware import get_hardware, hardware_for_device
-from .home import archopt_home
+from .home import HOME_HINT, archopt_home, ensure_writable_folder
 from .throughput import (BACKENDS, MEMORY_FRACTION, ThroughputPrediction, TimingRecord, Workload,
                          WorkloadError, memory_bytes)
 
-__all__ = ["Measurement", "MeasurementCache", "MeasurementUnavailable", "measure", "default_cache_path",
+__all__ = ["Measurement", "MeasurementCache", "MeasurementCacheError", "MeasurementUnavailable", "measure", "default_cache_path",
            "library_versions", "detect_device", "MEASUREMENT_DB"]
 
 #: File name of the cache under ``$ARCHOPT_HOME``.
@@ -47,8 +47,8 @@ MEASUREMENT_DB = "measurements.sqlite"
 
 
 def default_cache_path() -> Path:
-    """``$ARCHOPT_HOME/measurements.sqlite``."""
-    return archopt_home() / MEASUREMENT_DB
+    """``$ARCHOPT_HOME/measurements.sqlite`` (nothing is created)."""
+    return archopt_home(create=False) / MEASUREMENT_DB
 
 
 class MeasurementUnavailable(RuntimeError):
@@ -197,25 +197,60 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+class MeasurementCacheError(ArchoptError):
+    """The measurement cache file is corrupt, unreadable or cannot be written."""
+
+
 class MeasurementCache:
     """Measurements in SQLite (default ``$ARCHOPT_HOME/measurements.sqlite``).
 
     Keyed by the arch shape, hardware id, backend, batch size, input and output lengths, dtype
     and :func:`library_versions`; a later ``put`` with the same key replaces the earlier one.
+
+    Reads never create anything (a missing file is an empty cache) and open the file read-only;
+    only :meth:`put` creates the folder and the file. A file that is not a readable cache
+    (corrupt, truncated, not SQLite) raises :class:`MeasurementCacheError` naming it and is never
+    written to.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
+    # -- sqlite access: every error becomes one line naming the file --------------------------
+    def _error(self, exc: sqlite3.Error | ValueError | KeyError | TypeError) -> MeasurementCacheError:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable, read-only
+            return MeasurementCacheError(f"cannot use the measurement cache {self.path}: {text}")
+        return MeasurementCacheError(
+            f"measurement cache {self.path} is corrupt ({text}); move it away (e.g. mv {self.path} "
+            f"{self.path}.bad) and archopt starts a new, empty cache")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` from a read-only connection after an integrity check (a damaged file
+        can otherwise answer with some rows missing); ``[]`` when there is no cache yet."""
+        if not self.path.exists():
+            return []
+        if not self.path.is_file():
+            raise MeasurementCacheError(f"measurement cache {self.path} is not a file")
         try:
-            con = sqlite3.connect(self.path, timeout=30.0)
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            try:
+                check = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
+                if check != ["ok"]:  # a few ms for thousands of measurements
+                    raise sqlite3.DatabaseError("integrity check failed: " + check[0][:120])
+                tables = con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'measurements'").fetchall()
+                return con.execute(sql, args).fetchall() if tables else []
+            finally:
+                con.close()
         except sqlite3.Error as exc:
-            raise ArchoptError(f"cannot open measurement cache {self.path}: {exc}") from None
-        return con
+            raise self._error(exc) from None
+
+    def _payloads(self, rows: list[tuple[Any, ...]]) -> list[Measurement]:
+        try:
+            return [Measurement.from_dict(json.loads(r[0])) for r in rows]
+        except (ValueError, KeyError, TypeError) as exc:  # ArchError is a ValueError too
+            raise self._error(exc) from None
 
     @staticmethod
     def key(arch: Arch, hardware_id: str, backend: str, workload: Workload,
@@ -230,19 +265,34 @@ class MeasurementCache:
                versions: dict[str, str] | None = None) -> Measurement | None:
         """The cached measurement (ok or failed) for this key under the current versions."""
         key = self.key(arch, hardware_id, backend, workload, versions)
-        with self._connect() as con:
-            row = con.execute("SELECT payload FROM measurements WHERE key = ?", (key,)).fetchone()
-        return Measurement.from_dict(json.loads(row[0])) if row else None
+        rows = self._read("SELECT payload FROM measurements WHERE key = ?", (key,))
+        return self._payloads(rows[:1])[0] if rows else None
 
     def put(self, m: Measurement) -> None:
-        """Store ``m`` under its own key (replacing an earlier result)."""
+        """Store ``m`` under its own key (replacing an earlier result).
+
+        Raises:
+            MeasurementCacheError: the file is corrupt (it is left untouched) or the folder or
+                file cannot be written.
+        """
         key = self.key(m.arch, m.hardware_id, m.backend, m.workload, m.versions)
-        with self._connect() as con:
-            con.execute(
-                "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key, _json(m.arch.shape()), m.hardware_id, m.backend, m.batch_size, m.input_len,
-                 m.output_len, m.dtype, _json(m.versions), m.status, _json(m.to_dict()),
-                 m.created_at))
+        ensure_writable_folder(self.path.parent, "measurement cache folder", HOME_HINT)
+        # Refuse a damaged file before writing to it (the check is part of every read).
+        self._read("SELECT 1")
+        try:
+            con = sqlite3.connect(self.path, timeout=30.0)
+            try:
+                with con:
+                    con.executescript(_SCHEMA)
+                    con.execute(
+                        "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (key, _json(m.arch.shape()), m.hardware_id, m.backend, m.batch_size,
+                         m.input_len, m.output_len, m.dtype, _json(m.versions), m.status,
+                         _json(m.to_dict()), m.created_at))
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
 
     def records(self, hardware_id: str | None = None, backend: str | None = None,
                 *, status: str | None = None) -> list[Measurement]:
@@ -253,13 +303,11 @@ class MeasurementCache:
             if value is not None:
                 sql += f" AND {column} = ?"
                 args.append(value)
-        with self._connect() as con:
-            rows = con.execute(sql + " ORDER BY created_at", args).fetchall()
-        return [Measurement.from_dict(json.loads(r[0])) for r in rows]
+        return self._payloads(self._read(sql + " ORDER BY created_at", args))
 
     def __len__(self) -> int:
-        with self._connect() as con:
-            return int(con.execute("SELECT COUNT(*) FROM measurements").fetchone()[0])
+        rows = self._read("SELECT COUNT(*) FROM measurements")
+        return int(rows[0][0]) if rows else 0
 
 
 # ---- device -----------------------------------------------------------------------------------

@@ -130,3 +130,72 @@ def test_default_cache_lives_in_archopt_home(archopt_home, monkeypatch) -> None:
 def test_bad_arguments_raise(cache, kwargs, match) -> None:
     with pytest.raises(Exception, match=match):
         measure(TINY, WL, cache=cache, **kwargs)
+
+
+# ---- a damaged cache file: one line naming it, and never written to (issue 10, finding 3) ----
+def _filled_cache(path) -> bytes:
+    cache = MeasurementCache(path)
+    for layers in range(1, 121):
+        cache.put(Measurement("failed", "why" * 60, TINY.replace(n_layers=layers), "cpu", "hf",
+                              1, 8, 4, "bfloat16", versions=library_versions("hf"),
+                              created_at=float(layers)))
+    return path.read_bytes()
+
+
+def _damage(kind: str, good: bytes) -> bytes:
+    if kind == "not sqlite":
+        return bytes(range(256)) * 20
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    damaged = bytearray(good)  # a valid header, one b-tree page overwritten
+    damaged[8192:12288] = bytes((i * 37 + 11) % 256 for i in range(4096))
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("kind", ["not sqlite", "truncated", "damaged page"])
+@pytest.mark.parametrize("use", ["records", "lookup", "len", "put", "measure"])
+def test_corrupt_cache_is_one_line_error_and_left_untouched(tmp_path, monkeypatch, kind, use) -> None:
+    from models.measure import MeasurementCacheError
+
+    good = _filled_cache(tmp_path / "good.sqlite")
+    path = tmp_path / "measurements.sqlite"
+    path.write_bytes(_damage(kind, good))
+    before = path.read_bytes()
+    cache = MeasurementCache(path)
+    monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
+    calls = {
+        "records": lambda: cache.records("cpu", "hf", status="ok"),
+        "lookup": lambda: cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4)),
+        "len": lambda: len(cache),
+        "put": lambda: cache.put(Measurement("failed", "x", TINY, "cpu", "hf", 1, 8, 4,
+                                             "bfloat16", versions=library_versions("hf"))),
+        "measure": lambda: measure(TINY, WL, cache=cache, device="cpu"),
+    }
+    with pytest.raises(MeasurementCacheError) as err:
+        calls[use]()
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    assert "corrupt" in message and "move it away" in message
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.sqlite", "measurements.sqlite"]
+
+
+def test_corrupt_payload_row_names_the_cache(tmp_path) -> None:
+    import sqlite3
+
+    from models.measure import MeasurementCacheError
+
+    path = tmp_path / "m.sqlite"
+    _filled_cache(path)
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE measurements SET payload = '{\"arch\": 5' WHERE created_at = 3")
+    con.close()
+    with pytest.raises(MeasurementCacheError, match="corrupt"):
+        MeasurementCache(path).records()
+
+
+def test_reading_a_missing_cache_creates_nothing(archopt_home) -> None:
+    cache = MeasurementCache()
+    assert cache.records() == [] and len(cache) == 0
+    assert cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4)) is None
+    assert not archopt_home.exists()
