@@ -17,24 +17,33 @@ time, 24 GB on the dev machine). The throughput model's calibration absorbs the 
 
 User profiles live in ``$ARCHOPT_HOME/hardware.json`` (or a file passed explicitly), either a
 list of objects or a mapping ``id -> object`` with the fields of :class:`Hardware` (``name`` and
-``source`` optional). A user profile with a built-in id replaces the built-in one.
+``source`` optional) in base units (FLOP/s, bytes/s, bytes; ``312e12``, not ``312``), each within
+:data:`PLAUSIBLE_HARDWARE_RANGES`. A user profile with a built-in id replaces the built-in one.
+The file is read with :func:`models.files.read_json` (1 MiB, strict JSON).
+
+A broken ``$ARCHOPT_HOME/hardware.json`` only stops what needs it: :func:`get_hardware` of a
+built-in id warns and uses the built-in profiles when the file cannot be read, and an invalid
+entry is skipped with a warning unless it is the profile asked for. :func:`list_hardware` and an
+explicitly passed file are strict.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ArchoptError
+from .files import read_json
 from .home import archopt_home
 
 __all__ = ["Hardware", "HardwareError", "BUILTIN_HARDWARE", "get_hardware", "list_hardware",
-           "load_hardware_file", "hardware_for_device", "USER_HARDWARE_FILE"]
+           "load_hardware_file", "hardware_for_device", "USER_HARDWARE_FILE",
+           "PLAUSIBLE_HARDWARE_RANGES"]
 
 #: File name of the user hardware profiles under ``$ARCHOPT_HOME``.
 USER_HARDWARE_FILE = "hardware.json"
@@ -42,9 +51,23 @@ USER_HARDWARE_FILE = "hardware.json"
 _TERA = 1e12
 _GB = 1e9  # datasheets use decimal GB and GB/s
 
+#: Accepted ``[low, high]`` of each profile number, in base units. Wide enough for anything
+#: from a small CPU (~1e11 FLOP/s, ~1e10 B/s) to beyond a GB200 NVL rack; values outside are
+#: typos or unit slips (``312`` meaning TFLOP/s) that would make predictions overflow.
+PLAUSIBLE_HARDWARE_RANGES: dict[str, tuple[float, float, str]] = {
+    "peak_flops": (1e9, 1e18, "FLOP/s"),       # 1 GFLOP/s .. 1 EFLOP/s
+    "mem_bandwidth": (1e8, 1e15, "bytes/s"),   # 0.1 GB/s .. 1 PB/s
+    "mem_bytes": (1e8, 1e15, "bytes"),         # 100 MB .. 1 PB
+}
+
 
 class HardwareError(ArchoptError):
     """Unknown hardware id or an invalid hardware profile."""
+
+
+def _normalise_id(name: str) -> str:
+    """Ids are case-insensitive and read ``_`` and spaces as ``-``."""
+    return re.sub(r"[\s_]+", "-", str(name).strip().lower())
 
 
 @dataclass(frozen=True)
@@ -52,7 +75,8 @@ class Hardware:
     """One device the throughput model can price.
 
     Args:
-        id: lower-case identifier used on the command line (``"a100-40gb"``).
+        id: identifier used on the command line (``"a100-40gb"``; stored lower-case with ``_``
+            and spaces as ``-``).
         name: human-readable name.
         peak_flops: dense bf16 FLOP/s.
         mem_bandwidth: memory bandwidth in bytes/s.
@@ -70,15 +94,19 @@ class Hardware:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
             raise HardwareError(f"hardware id must be a non-empty string, got {self.id!r}")
-        object.__setattr__(self, "id", self.id.strip().lower())
-        for name in ("peak_flops", "mem_bandwidth", "mem_bytes"):
+        object.__setattr__(self, "id", _normalise_id(self.id))
+        for name, (low, high, unit) in PLAUSIBLE_HARDWARE_RANGES.items():
             value = getattr(self, name)
             try:
                 as_float = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise HardwareError(f"hardware {self.id!r}: {name} must be a number, got {value!r}") from None
             if isinstance(value, bool) or not math.isfinite(as_float) or as_float <= 0:
                 raise HardwareError(f"hardware {self.id!r}: {name} must be a positive number, got {value!r}")
+            if not low <= as_float <= high:
+                raise HardwareError(f"hardware {self.id!r}: {name} {as_float:g} is outside the "
+                                    f"plausible range [{low:g}, {high:g}] {unit} (give it in "
+                                    f"{unit}, not in tera- or giga-units)")
             object.__setattr__(self, name, as_float)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,73 +146,117 @@ def _builtin() -> dict[str, Hardware]:
 BUILTIN_HARDWARE: dict[str, Hardware] = _builtin()
 
 
+def _read_entries(path: Path) -> tuple[dict[str, Hardware], list[tuple[str | None, HardwareError]]]:
+    """Valid profiles of a hardware file and, per invalid entry, its id (if any) and error.
+
+    Raises:
+        HardwareError: the file itself cannot be read (size, encoding, JSON, top-level type).
+    """
+    raw = read_json(path, what="hardware file", top=(dict, list), error=HardwareError)
+    if isinstance(raw, dict):
+        entries = [({"id": key, **value} if isinstance(value, Mapping) else value)
+                   for key, value in raw.items()]
+    else:
+        entries = raw
+    out: dict[str, Hardware] = {}
+    problems: list[tuple[str | None, HardwareError]] = []
+    for i, entry in enumerate(entries):
+        entry_id = (_normalise_id(entry["id"]) if isinstance(entry, Mapping)
+                    and isinstance(entry.get("id"), str) else None)
+        try:
+            hw = _entry_profile(entry, f"hardware file {path}, entry {i}", path)
+        except HardwareError as exc:
+            problems.append((entry_id, exc))
+            continue
+        out[hw.id] = hw
+    return out, problems
+
+
+def _entry_profile(entry: Any, where: str, path: Path) -> Hardware:
+    if not isinstance(entry, Mapping):
+        raise HardwareError(f"{where}: expected an object, got {type(entry).__name__}")
+    missing = [f for f in ("id", "peak_flops", "mem_bandwidth", "mem_bytes") if f not in entry]
+    if missing:
+        raise HardwareError(f"{where}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(entry) - {"id", "name", "peak_flops", "mem_bandwidth", "mem_bytes", "source"})
+    if unknown:
+        raise HardwareError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    for text in ("name", "source"):
+        if entry.get(text) is not None and not isinstance(entry[text], str):
+            raise HardwareError(f"{where}: {text} must be a string, got {entry[text]!r}")
+    try:
+        return Hardware(id=entry["id"], name=str(entry.get("name") or entry["id"]),
+                        peak_flops=entry["peak_flops"], mem_bandwidth=entry["mem_bandwidth"],
+                        mem_bytes=entry["mem_bytes"], source=str(entry.get("source") or f"user file {path}"))
+    except HardwareError as exc:
+        raise HardwareError(f"{where}: {exc}") from None
+
+
 def load_hardware_file(path: str | Path) -> dict[str, Hardware]:
     """Read and validate user profiles from a JSON file (list, or mapping id -> profile).
 
     Raises:
         HardwareError: unreadable file, or an entry with a missing/invalid field (named).
     """
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise HardwareError(f"hardware file not found: {path}") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HardwareError(f"cannot read hardware file {path}: {exc}") from None
-    if isinstance(raw, Mapping):
-        entries = [({"id": key, **value} if isinstance(value, Mapping) else value)
-                   for key, value in raw.items()]
-    elif isinstance(raw, list):
-        entries = raw
-    else:
-        raise HardwareError(f"hardware file {path}: expected a list or an object of profiles")
-    out: dict[str, Hardware] = {}
-    for i, entry in enumerate(entries):
-        where = f"hardware file {path}, entry {i}"
-        if not isinstance(entry, Mapping):
-            raise HardwareError(f"{where}: expected an object, got {type(entry).__name__}")
-        missing = [f for f in ("id", "peak_flops", "mem_bandwidth", "mem_bytes") if f not in entry]
-        if missing:
-            raise HardwareError(f"{where}: missing field(s) {', '.join(missing)}")
-        unknown = sorted(set(entry) - {"id", "name", "peak_flops", "mem_bandwidth", "mem_bytes", "source"})
-        if unknown:
-            raise HardwareError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        try:
-            hw = Hardware(id=entry["id"], name=str(entry.get("name") or entry["id"]),
-                          peak_flops=entry["peak_flops"], mem_bandwidth=entry["mem_bandwidth"],
-                          mem_bytes=entry["mem_bytes"], source=str(entry.get("source") or f"user file {path}"))
-        except HardwareError as exc:
-            raise HardwareError(f"{where}: {exc}") from None
-        out[hw.id] = hw
-    return out
+    profiles, problems = _read_entries(Path(path))
+    if problems:
+        raise problems[0][1]
+    return profiles
 
 
-def _all_profiles(path: str | Path | None) -> dict[str, Hardware]:
+def _all_profiles(path: str | Path | None, wanted: str | None = None) -> dict[str, Hardware]:
+    """Built-ins plus user profiles; with ``wanted`` (a normalised id), a broken home file only
+    raises when it concerns that profile, and warns otherwise."""
     profiles = dict(BUILTIN_HARDWARE)
-    if path is not None:
-        profiles.update(load_hardware_file(path))
-    else:
-        user = archopt_home() / USER_HARDWARE_FILE
-        if user.exists():
+    if path is not None or wanted is None:
+        user = Path(path) if path is not None else archopt_home(create=False) / USER_HARDWARE_FILE
+        if path is not None or user.exists():
             profiles.update(load_hardware_file(user))
+        return profiles
+    user = archopt_home(create=False) / USER_HARDWARE_FILE
+    if not user.exists():
+        return profiles
+    try:
+        valid, problems = _read_entries(user)
+    except HardwareError as exc:
+        if wanted not in BUILTIN_HARDWARE:
+            raise
+        warnings.warn(f"{exc}; ignoring that file and using the built-in profile {wanted!r}",
+                      stacklevel=3)
+        return profiles
+    for entry_id, exc in problems:
+        # An entry without a readable id might be the wanted one: only then is it fatal.
+        if entry_id == wanted or (entry_id is None and wanted not in valid
+                                  and wanted not in BUILTIN_HARDWARE):
+            raise exc
+        warnings.warn(f"{exc}; that entry is skipped", stacklevel=3)
+    profiles.update(valid)
     return profiles
 
 
 def list_hardware(path: str | Path | None = None) -> list[Hardware]:
-    """Built-in profiles plus user profiles (``path`` or ``$ARCHOPT_HOME/hardware.json``)."""
+    """Built-in profiles plus user profiles (``path`` or ``$ARCHOPT_HOME/hardware.json``).
+
+    Raises:
+        HardwareError: the user file is unreadable or holds an invalid entry (strict).
+    """
     return list(_all_profiles(path).values())
 
 
 def get_hardware(name: str | Hardware, path: str | Path | None = None) -> Hardware:
     """The profile with id ``name`` (case-insensitive; ``_`` and spaces read as ``-``).
 
+    A broken ``$ARCHOPT_HOME/hardware.json`` is fatal only for the profile it breaks: otherwise
+    a warning says what was ignored. An explicit ``path`` is strict.
+
     Raises:
-        HardwareError: unknown id (the message lists the known ones) or an invalid user file.
+        HardwareError: unknown id (the message lists the known ones), or an invalid user file or
+            entry that concerns ``name``.
     """
     if isinstance(name, Hardware):
         return name
-    profiles = _all_profiles(path)
-    key = re.sub(r"[\s_]+", "-", str(name).strip().lower())
+    key = _normalise_id(name)
+    profiles = _all_profiles(path, key)
     try:
         return profiles[key]
     except KeyError:

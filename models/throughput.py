@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
@@ -48,7 +49,8 @@ import numpy as np
 from .arch import DTYPE_BYTES, Arch
 from .errors import ArchoptError
 from .hardware import Hardware, get_hardware
-from .home import archopt_home
+from .files import read_json
+from .home import HOME_HINT, archopt_home, ensure_writable_folder
 
 __all__ = [
     "BACKENDS", "CONSTANT_NAMES", "Calibration", "CalibrationError", "DEFAULT_CONSTANTS",
@@ -244,9 +246,12 @@ class Calibration:
         if not 0.0 <= overlap <= 1.0:
             raise CalibrationError(f"calibration overhead_overlap must be in [0, 1], got {self.overhead_overlap!r}")
         object.__setattr__(self, "overhead_overlap", overlap)
-        if int(self.n_points) < 0:
-            raise CalibrationError(f"calibration n_points must be >= 0, got {self.n_points}")
-        object.__setattr__(self, "n_points", int(self.n_points))
+        n_points = self.n_points  # from JSON: an int, or an integral float
+        if (isinstance(n_points, bool) or not isinstance(n_points, numbers.Real)
+                or not math.isfinite(n_points) or n_points != int(n_points) or n_points < 0):
+            raise CalibrationError(f"calibration n_points must be an integer >= 0, got {n_points!r}")
+        count = int(n_points)
+        object.__setattr__(self, "n_points", count)
 
     @property
     def constants(self) -> dict[str, float]:
@@ -281,11 +286,8 @@ def default_calibration(hardware_id: str, backend: str) -> Calibration:
 def _read_calibrations(path: Path) -> dict[tuple[str, str], Calibration]:
     if not path.exists():
         return {}
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from None
-    entries = raw.get("calibrations") if isinstance(raw, Mapping) else None
+    raw = read_json(path, what="calibration file", error=CalibrationError)
+    entries = raw.get("calibrations")
     if not isinstance(entries, list):
         raise CalibrationError(f"calibration file {path}: expected {{\"calibrations\": [...]}}")
     out: dict[tuple[str, str], Calibration] = {}
@@ -305,7 +307,7 @@ def load_calibration(hardware_id: str, backend: str = "hf") -> Calibration:
     key = (str(hardware_id).strip().lower(), backend)
     if backend not in BACKENDS:
         raise CalibrationError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    for path in (archopt_home() / USER_CALIBRATION_FILE, BUNDLED_CALIBRATIONS):
+    for path in (archopt_home(create=False) / USER_CALIBRATION_FILE, BUNDLED_CALIBRATIONS):
         found = _read_calibrations(path).get(key)
         if found is not None:
             return found
@@ -320,17 +322,23 @@ def save_calibration(cal: Calibration, path: str | Path | None = None) -> Path:
     from filelock import FileLock
 
     target = Path(path) if path is not None else archopt_home() / USER_CALIBRATION_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_folder(target.parent, "calibration folder",
+                           HOME_HINT if path is None else "")
     with FileLock(str(target) + ".lock"):
         current = _read_calibrations(target)
         current[(cal.hardware_id, cal.backend)] = cal
         payload = {"calibrations": [c.to_dict() for c in sorted(current.values(),
                                                                  key=lambda c: (c.hardware_id, c.backend))]}
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".calibrations-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(payload, fh, indent=2)
+                fh.write("\n")
+            os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise CalibrationError(f"cannot write calibration file {target}: "
+                                   f"{exc.strerror or exc}") from None
     return target
 
 

@@ -56,23 +56,31 @@ def test_user_profiles_from_home(archopt_home) -> None:
 
 def test_user_profiles_from_explicit_file_list_format(tmp_path, archopt_home) -> None:
     path = tmp_path / "hw.json"
-    path.write_text(json.dumps([{"id": "my-gpu", "peak_flops": 1e14, "mem_bandwidth": 1e12, "mem_bytes": 1.6e10}]))
+    path.write_text(json.dumps([{"id": "my-gpu", **GOOD}]))
     hw = get_hardware("my-gpu", path)
     assert hw.peak_flops == 1e14 and hw.name == "my-gpu" and str(path) in hw.source
     with pytest.raises(HardwareError):  # not visible without the file
         get_hardware("my-gpu")
 
 
+GOOD = {"peak_flops": 1e14, "mem_bandwidth": 1e12, "mem_bytes": 1.6e10}
+
+
 @pytest.mark.parametrize("entry,field", [
-    ({"id": "x", "peak_flops": -1, "mem_bandwidth": 1, "mem_bytes": 1}, "peak_flops"),
-    ({"id": "x", "peak_flops": 1, "mem_bandwidth": "fast", "mem_bytes": 1}, "mem_bandwidth"),
-    ({"id": "x", "peak_flops": 1, "mem_bandwidth": 1}, "mem_bytes"),
-    ({"id": "x", "peak_flops": 1, "mem_bandwidth": 1, "mem_bytes": 1, "tdp": 700}, "tdp"),
-    ({"id": "", "peak_flops": 1, "mem_bandwidth": 1, "mem_bytes": 1}, "id"),
+    ({"id": "x", **GOOD, "peak_flops": -1}, "peak_flops"),
+    ({"id": "x", **GOOD, "mem_bandwidth": "fast"}, "mem_bandwidth"),
+    ({"id": "x", "peak_flops": 1e14, "mem_bandwidth": 1e12}, "mem_bytes"),
+    ({"id": "x", **GOOD, "tdp": 700}, "tdp"),
+    ({"id": "", **GOOD}, "id"),
+    ({"id": "x", **GOOD, "peak_flops": 1e-300}, "peak_flops"),
+    ({"id": "x", **GOOD, "peak_flops": 312}, "peak_flops"),
+    ({"id": "x", **GOOD, "mem_bandwidth": 1e-300}, "mem_bandwidth"),
+    ({"id": "x", **GOOD, "mem_bytes": 1e300}, "mem_bytes"),
+    ({"id": "x", **GOOD, "name": 5}, "name"),
 ])
 def test_invalid_user_profile_names_entry_and_field(tmp_path, entry, field) -> None:
     path = tmp_path / "hw.json"
-    path.write_text(json.dumps([{"id": "ok", "peak_flops": 1, "mem_bandwidth": 1, "mem_bytes": 1}, entry]))
+    path.write_text(json.dumps([{"id": "ok", **GOOD}, entry]))
     with pytest.raises(HardwareError, match=rf"entry 1.*{field}"):
         load_hardware_file(path)
 
@@ -80,12 +88,12 @@ def test_invalid_user_profile_names_entry_and_field(tmp_path, entry, field) -> N
 def test_unreadable_hardware_file(tmp_path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
-    with pytest.raises(HardwareError, match="cannot read"):
+    with pytest.raises(HardwareError, match="not valid JSON"):
         load_hardware_file(bad)
     with pytest.raises(HardwareError, match="not found"):
         load_hardware_file(tmp_path / "missing.json")
     bad.write_text("3")
-    with pytest.raises(HardwareError, match="list or an object"):
+    with pytest.raises(HardwareError, match="expected an object or a list"):
         load_hardware_file(bad)
 
 
@@ -98,3 +106,88 @@ def test_unreadable_hardware_file(tmp_path) -> None:
 ])
 def test_hardware_for_device(name: str, expected: str) -> None:
     assert hardware_for_device(name) == expected
+
+
+# ---- hostile hardware.json (issue 10, finding 6/7) -----------------------------------------------
+@pytest.mark.parametrize("content,match", [
+    ('[{"id": "x", "peak_flops": Infinity, "mem_bandwidth": 1e12, "mem_bytes": 1e10}]',
+     "Infinity is not allowed"),
+    ('[{"id": "x", "peak_flops": NaN, "mem_bandwidth": 1e12, "mem_bytes": 1e10}]', "NaN is not allowed"),
+    ('[{"id": "x", "peak_flops": 1e400, "mem_bandwidth": 1e12, "mem_bytes": 1e10}]', "must be finite"),
+    (b"\x00\xff\xfe\x89PNG binary", "not UTF-8"),
+    ("[" * 50_000 + "]" * 50_000, "nests deeper than 32"),
+    ('{"a": ' * 40 + "1" + "}" * 40, "nests deeper than 32"),
+    ('["' + "x" * (1 << 20) + '"]', "larger than 1 MiB"),
+    ('"a string"', "expected an object or a list"),
+])
+def test_hostile_hardware_file_is_one_line_error(tmp_path, content, match) -> None:
+    path = tmp_path / "hw.json"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    with pytest.raises(HardwareError, match=match) as err:
+        load_hardware_file(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_dev_zero_hardware_file_fails_fast_without_growing_memory() -> None:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(HardwareError, match="larger than 1 MiB"):
+        load_hardware_file("/dev/zero")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
+
+
+def _home_file(archopt_home, content: object) -> None:
+    archopt_home.mkdir(parents=True, exist_ok=True)
+    text = content if isinstance(content, str) else json.dumps(content)
+    (archopt_home / "hardware.json").write_text(text)
+
+
+def test_unreadable_home_file_only_warns_for_builtin_profiles(archopt_home) -> None:
+    _home_file(archopt_home, "[" * 5000)
+    with pytest.warns(UserWarning, match="hardware.json nests deeper.*built-in profile 'a100-40gb'"):
+        assert get_hardware("a100-40gb") == BUILTIN_HARDWARE["a100-40gb"]
+    with pytest.raises(HardwareError, match="nests deeper"):
+        get_hardware("my-gpu")  # might have been in the file: fatal
+    with pytest.raises(HardwareError, match="nests deeper"):
+        list_hardware()  # the listing is strict
+
+
+def test_invalid_home_entry_is_fatal_only_for_that_profile(archopt_home) -> None:
+    _home_file(archopt_home, [{"id": "good", **GOOD}, {"id": "tiny", **GOOD, "peak_flops": 1e-300}])
+    with pytest.warns(UserWarning, match="entry 1.*peak_flops.*skipped"):
+        assert get_hardware("good").peak_flops == 1e14
+    with pytest.warns(UserWarning, match="entry 1"):
+        assert get_hardware("l4") == BUILTIN_HARDWARE["l4"]
+    with pytest.raises(HardwareError, match=r"entry 1: hardware 'tiny': peak_flops 1e-300 is outside"):
+        get_hardware("tiny")
+    with pytest.raises(HardwareError, match="entry 1"):
+        list_hardware()
+
+
+def test_underscore_ids_in_user_files_can_be_looked_up(tmp_path) -> None:
+    path = tmp_path / "hw.json"
+    path.write_text(json.dumps([{"id": "My_GPU", **GOOD}]))
+    assert get_hardware("my-gpu", path).id == get_hardware("MY_GPU", path).id == "my-gpu"
+
+
+@pytest.mark.parametrize("field,low,high", [("peak_flops", 1e9, 1e18),
+                                            ("mem_bandwidth", 1e8, 1e15), ("mem_bytes", 1e8, 1e15)])
+def test_plausible_range_edges_are_accepted_and_predict_finite(field, low, high) -> None:
+    import math
+
+    from models.arch import Arch
+    from models.hardware import PLAUSIBLE_HARDWARE_RANGES
+    from models.throughput import Workload, predict_throughput
+
+    assert PLAUSIBLE_HARDWARE_RANGES[field][:2] == (low, high)
+    big = Arch(65536, 2048, 512, 512, 128, 262144, 256000)  # ~1.3e14 params
+    for value in (low, high):
+        hw = Hardware("edge", "edge", **{**GOOD, field: value}, source="test")
+        for arch in (big, Arch(128, 2, 4, 2, 32, 256, 512)):
+            pred = predict_throughput(arch, hw, Workload(64, 4096, 1024))
+            assert all(math.isfinite(v) for v in (pred.tokens_per_s, pred.ttft_s, pred.total_s,
+                                                  pred.memory_bytes))
+        with pytest.raises(HardwareError, match=f"{field}.*outside the plausible range"):
+            Hardware("edge", "edge", **{**GOOD, field: value * (0.5 if value == low else 2)},
+                     source="test")

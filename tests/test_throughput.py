@@ -236,14 +236,21 @@ def test_user_calibration_overrides_bundled(archopt_home) -> None:
 
 
 @pytest.mark.parametrize("content,match", [
-    ("{bad", "cannot read"), ('{"x": 1}', "expected"),
+    ("{bad", "not valid JSON"), ('{"x": 1}', "expected"),
+    ('{"calibrations": [{"hardware_id": "cpu", "backend": "hf", "flops_efficiency": NaN}]}',
+     "NaN is not allowed"),
+    ('{"calibrations": [{"hardware_id": "cpu", "backend": "hf", "flops_efficiency": 0.5, '
+     '"bandwidth_efficiency": 0.5, "layer_overhead_s": 1e-4, "step_overhead_s": 1e-3, '
+     '"n_points": "many"}]}', "n_points must be an integer"),
+    ("[" * 100_000, "nests deeper"), (b"\x89PNG\r\n\x1a\n\x00\xff", "not UTF-8"),
     ('{"calibrations": [{"hardware_id": "cpu", "backend": "hf"}]}', "entry 0.*missing"),
     ('{"calibrations": [{"hardware_id": "cpu", "backend": "hf", "flops_efficiency": 2, '
      '"bandwidth_efficiency": 0.5, "layer_overhead_s": 1e-4, "step_overhead_s": 1e-3}]}', "flops_efficiency"),
 ])
-def test_bad_user_calibration_file(archopt_home, content: str, match: str) -> None:
+def test_bad_user_calibration_file(archopt_home, content: str | bytes, match: str) -> None:
     archopt_home.mkdir(parents=True)
-    (archopt_home / "calibrations.json").write_text(content)
+    path = archopt_home / "calibrations.json"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     with pytest.raises(CalibrationError, match=match):
         load_calibration("cpu", "hf")
 

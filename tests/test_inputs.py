@@ -1,0 +1,175 @@
+"""Hostile inputs at the boundary (issue 10): one stderr line, exit 2, nothing written.
+
+Covers the state folder (``$ARCHOPT_HOME`` a file, uncreatable or read-only), the bounded file
+readers of :mod:`models.files`, and the CLI commands that read user files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from models.arch import Arch
+from models.errors import ArchoptError
+from models.files import JSON_MAX_BYTES, parse_json, read_bytes, read_json, read_text
+from models.home import HomeError, archopt_home, ensure_writable_folder
+from optim.cli import main
+
+TINY = Arch(128, 2, 4, 2, 32, 256, 512, True)
+TINY_FLAGS = ["--d-model", "128", "--n-layers", "2", "--n-heads", "4", "--n-kv-heads", "2",
+              "--ffn-dim", "256", "--vocab-size", "512"]
+
+
+def run_cli(capsys, argv: list[str]) -> tuple[int, list[str]]:
+    """Exit code and stderr lines of one in-process ``archopt`` call."""
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def assert_one_line_error(capsys, argv: list[str], *fragments: str) -> str:
+    code, err = run_cli(capsys, argv)
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]
+    return err[0]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder no one can create files in: mode 0555, plus ``chattr +i`` when running as root
+    (root ignores mode bits). Skips only where neither is possible."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "present.txt").write_text("here")
+    folder.chmod(0o555)
+    immutable = False
+    if _can_create_in(folder) and shutil.which("chattr"):
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    if _can_create_in(folder):
+        folder.chmod(0o755)
+        pytest.skip("cannot make a read-only folder here (root without chattr)")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def _can_create_in(folder: Path) -> bool:
+    try:
+        (folder / ".probe").write_text("x")
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+# ---- ARCHOPT_HOME (issue 10, finding 4) ---------------------------------------------------------
+def test_home_that_is_a_file_is_one_line_error(tmp_path, monkeypatch, capsys) -> None:
+    home = tmp_path / "home-file"
+    home.write_text("not a folder")
+    monkeypatch.setenv("ARCHOPT_HOME", str(home))
+    for create in (True, False):
+        with pytest.raises(HomeError, match=f"ARCHOPT_HOME {home} is a file, not a folder"):
+            archopt_home(create=create)
+    assert_one_line_error(capsys, ["throughput", *TINY_FLAGS, "--hardware", "a100-40gb"],
+                          f"ARCHOPT_HOME {home} is a file, not a folder")
+    assert_one_line_error(capsys, ["hardware"], "is a file, not a folder")
+    assert home.read_text() == "not a folder"
+
+
+def test_home_below_a_file_cannot_be_created(tmp_path, monkeypatch) -> None:
+    from models.measure import Measurement, MeasurementCache, library_versions
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("ARCHOPT_HOME", str(blocker / "home"))
+    with pytest.raises(HomeError, match="cannot create ARCHOPT_HOME .*a file is in the way"):
+        archopt_home()
+    cache = MeasurementCache()
+    assert cache.records() == []  # reading needs nothing created
+    with pytest.raises(HomeError, match="a file is in the way"):
+        cache.put(Measurement("failed", "x", TINY, "cpu", "hf", 1, 8, 4, "bfloat16",
+                              versions=library_versions("hf")))
+
+
+def test_readonly_home_reads_work_and_writes_are_one_line_errors(readonly_dir, monkeypatch,
+                                                                 capsys) -> None:
+    from models import measure as measure_mod
+    from models.throughput import Calibration, save_calibration
+
+    monkeypatch.setenv("ARCHOPT_HOME", str(readonly_dir))
+    before = _snapshot(readonly_dir)
+    code, err = run_cli(capsys, ["throughput", *TINY_FLAGS, "--hardware", "a100-40gb", "--json"])
+    assert code == 0, err
+    with pytest.raises(HomeError, match=f"calibration folder {readonly_dir} is not writable"):
+        save_calibration(Calibration("cpu", "hf", 0.5, 0.5, 1e-4, 1e-3))
+    monkeypatch.setitem(measure_mod._RUNNERS, "hf",
+                        lambda *a: (_ for _ in ()).throw(RuntimeError("no run needed")))
+    assert_one_line_error(capsys, ["measure", *TINY_FLAGS, "--device", "cpu"],
+                          f"measurement cache folder {readonly_dir} is not writable")
+    assert _snapshot(readonly_dir) == before
+
+
+def test_ensure_writable_folder_leaves_no_probe(tmp_path) -> None:
+    ensure_writable_folder(tmp_path / "a" / "b", "test folder")
+    assert list((tmp_path / "a" / "b").iterdir()) == []
+
+
+# ---- the bounded readers (issue 10, findings 6/7) -----------------------------------------------
+def test_read_bytes_caps_size_and_names_the_file(tmp_path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 1001)
+    assert read_bytes(big, max_bytes=1001, what="thing") == b"x" * 1001
+    with pytest.raises(ArchoptError, match=f"thing {big} is larger than 1000 bytes"):
+        read_bytes(big, max_bytes=1000, what="thing")
+    with pytest.raises(ArchoptError, match="larger than 1 KiB"):
+        read_bytes("/dev/zero", max_bytes=1024, what="thing")
+    with pytest.raises(ArchoptError, match=f"thing {tmp_path} is a folder"):
+        read_bytes(tmp_path, max_bytes=10, what="thing")
+    with pytest.raises(ArchoptError, match="thing not found"):
+        read_bytes(tmp_path / "missing", max_bytes=10, what="thing")
+
+
+def test_read_text_refuses_binary(tmp_path) -> None:
+    path = tmp_path / "bin"
+    path.write_bytes(b"ok\x00\x9f\x92")
+    with pytest.raises(ArchoptError, match="not UTF-8 text .*offset 3"):
+        read_text(path, max_bytes=100, what="thing")
+    path.write_bytes("\ufeffhé".encode("utf-8"))
+    assert read_text(path, max_bytes=100, what="thing") == "hé"
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[1, Infinity]", "Infinity is not allowed"), ("[-Infinity]", "-Infinity is not allowed"),
+    ('{"a": NaN}', "NaN is not allowed"), ("[1e400]", "number 1e400 is out of range"),
+    ("[-1e999]", "out of range"), ("[" + "9" * 5000 + "]", "digits"),
+    ("[" * 33 + "]" * 33, "nests deeper than 32"), ("[" * 20000, "nests deeper than 32"),
+    ("{", "not valid JSON"), ("[1] [2]", "not valid JSON: Extra data"),
+    ("[]", "expected an object at the top level, got a list"),
+])
+def test_parse_json_rejections(text, match) -> None:
+    with pytest.raises(ArchoptError, match=match) as err:
+        parse_json(text, where="doc")
+    assert "\n" not in str(err.value)
+
+
+def test_parse_json_accepts_real_configs() -> None:
+    assert parse_json('{"a": [1, 2.5, {"b": null}], "c": -1e-5}', where="doc") == {
+        "a": [1, 2.5, {"b": None}], "c": -1e-5}
+    assert parse_json("[" * 32 + "]" * 32, where="doc", top=list) is not None
+
+
+def test_read_json_size_cap(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"pad": "' + "x" * JSON_MAX_BYTES + '"}')
+    with pytest.raises(ArchoptError, match="larger than 1 MiB"):
+        read_json(path, what="config")
