@@ -9,15 +9,15 @@ from :meth:`Arch.to_hf_config` (tested in ``tests/test_arch.py``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ArchoptError
+from .files import JSON_MAX_BYTES, read_json
 
-__all__ = ["Arch", "ArchError", "SHAPE_FIELDS", "DTYPE_BYTES"]
+__all__ = ["Arch", "ArchError", "SHAPE_FIELDS", "DTYPE_BYTES", "MAX_PARAMS"]
 
 #: The fields that define a shape, in the order run tables and the CLI use.
 SHAPE_FIELDS: tuple[str, ...] = (
@@ -30,6 +30,13 @@ SHAPE_FIELDS: tuple[str, ...] = (
     "vocab_size",
     "tie_embeddings",
 )
+
+#: Largest total parameter count of a shape: 2^53, below which every count (and every sum of
+#: counts the tables hold) is exact in float64. That is ~9e15, thousands of times today's largest.
+MAX_PARAMS = 2**53
+
+#: Largest ``--hf-config`` file read (configs are a few kB).
+HF_CONFIG_MAX_BYTES = JSON_MAX_BYTES
 
 #: Bytes per element of the dtypes the throughput model and the KV cache know.
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1}
@@ -74,11 +81,11 @@ class Arch:
         for name in SHAPE_FIELDS[:-1]:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                # Accept integral floats/numpy ints from tables, reject 1.5 or "abc".
+                # Accept integral floats/numpy ints from tables, reject 1.5, inf or "abc".
                 try:
                     as_int = int(value)
-                    ok = float(value) == as_int
-                except (TypeError, ValueError):
+                    ok = float(value) == as_int or str(value).strip() == str(as_int)
+                except (TypeError, ValueError, OverflowError):
                     ok = False
                 if not ok or isinstance(value, bool):
                     raise ArchError(f"{name} must be an integer, got {value!r}")
@@ -98,6 +105,12 @@ class Arch:
             raise ArchError(
                 f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})"
             )
+        if self.head_dim % 2:
+            raise ArchError(f"head_dim must be even (rotary position embeddings rotate pairs of "
+                            f"dimensions), got {self.head_dim}")
+        if self.params > MAX_PARAMS:
+            raise ArchError(f"the shape has {self.params:.3e} parameters; archopt supports at most "
+                            f"2^53 = {MAX_PARAMS:.3e} (counts stay exact in float64)")
 
     # ---- parameter counts -------------------------------------------------------------
     @property
@@ -242,36 +255,40 @@ class Arch:
     def from_hf_config(cls, config: Mapping[str, Any] | str | Path) -> "Arch":
         """Read a LLaMA-style ``config.json`` (a path or its parsed dict).
 
-        ``head_dim`` defaults to ``hidden_size // num_attention_heads`` and
-        ``num_key_value_heads`` to ``num_attention_heads``, as transformers does.
+        ``head_dim`` defaults to ``hidden_size / num_attention_heads`` (which must divide) and
+        ``num_key_value_heads`` to ``num_attention_heads``, as transformers does. A path is read
+        with :func:`models.files.read_json` (at most 1 MiB, strict JSON, a top-level object).
+
+        Raises:
+            ArchError: unreadable file, missing key or invalid size (one line, names the key).
         """
+        where = "config"
         if not isinstance(config, Mapping):
-            path = Path(config)
-            try:
-                config = json.loads(path.read_text())
-            except FileNotFoundError:
-                raise ArchError(f"config file not found: {path}") from None
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ArchError(f"cannot read config {path}: {exc}") from None
-            if not isinstance(config, Mapping):
-                raise ArchError(f"config {path} is not a JSON object")
+            where = f"config {config}"
+            config = read_json(Path(config), what="config file", max_bytes=HF_CONFIG_MAX_BYTES,
+                               error=ArchError)
+        missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                               "intermediate_size", "vocab_size") if k not in config]
+        if missing:
+            raise ArchError(f"{where} is missing {missing[0]!r}")
+        d, heads = config["hidden_size"], config["num_attention_heads"]
+        head_dim = config.get("head_dim")
+        if head_dim is None:
+            if (isinstance(d, int) and isinstance(heads, int) and not isinstance(d, bool)
+                    and not isinstance(heads, bool) and heads > 0 and d % heads == 0):
+                head_dim = d // heads
+            else:
+                raise ArchError(f"{where}: hidden_size ({d!r}) is not a multiple of "
+                                f"num_attention_heads ({heads!r}); give head_dim")
+        kv_heads = config.get("num_key_value_heads")
+        tie = config.get("tie_word_embeddings")
         try:
-            d = config["hidden_size"]
-            heads = config["num_attention_heads"]
-            return cls(
-                d_model=d,
-                n_layers=config["num_hidden_layers"],
-                n_heads=heads,
-                n_kv_heads=config.get("num_key_value_heads") or heads,
-                head_dim=config.get("head_dim") or (int(d) // int(heads)),
-                ffn_dim=config["intermediate_size"],
-                vocab_size=config["vocab_size"],
-                tie_embeddings=bool(config.get("tie_word_embeddings", False)),
-            )
-        except KeyError as exc:
-            raise ArchError(f"config is missing {exc.args[0]!r}") from None
-        except (TypeError, ZeroDivisionError) as exc:
-            raise ArchError(f"config has invalid sizes: {exc}") from None
+            return cls(d_model=d, n_layers=config["num_hidden_layers"], n_heads=heads,
+                       n_kv_heads=heads if kv_heads is None else kv_heads, head_dim=head_dim,
+                       ffn_dim=config["intermediate_size"], vocab_size=config["vocab_size"],
+                       tie_embeddings=False if tie is None else tie)
+        except ArchError as exc:
+            raise ArchError(f"{where}: {exc}") from None
 
     def label(self) -> str:
         """A short human-readable name, e.g. ``d2048-L16-h32/8x64-f8192``."""

@@ -51,8 +51,9 @@ class SearchSpace:
         for name in ("d_model_multiple", "ffn_multiple"):
             if getattr(self, name) <= 0:
                 raise ArchError(f"{name} must be positive")
-        if not self.head_dims or any(h <= 0 for h in self.head_dims):
-            raise ArchError("head_dims must be non-empty and positive")
+        if not self.head_dims or any(h <= 0 or h % 2 for h in self.head_dims):
+            raise ArchError("head_dims must be non-empty, positive and even (RoPE rotates pairs "
+                            f"of dimensions), got {self.head_dims}")
         if not self.gqa_groups or any(g <= 0 for g in self.gqa_groups):
             raise ArchError("gqa_groups must be non-empty and positive")
         for name in ("n_layers_range", "d_model_range", "r_range", "d_over_sqrt_n_range",

@@ -110,7 +110,7 @@ def test_hf_config_bad_input_raises(bad, tmp_path) -> None:
 def test_hf_config_unreadable_file(tmp_path) -> None:
     path = tmp_path / "config.json"
     path.write_text("{not json")
-    with pytest.raises(ArchError, match="cannot read"):
+    with pytest.raises(ArchError, match="not valid JSON"):
         Arch.from_hf_config(path)
     with pytest.raises(ArchError, match="not found"):
         Arch.from_hf_config(tmp_path / "missing.json")
@@ -121,7 +121,8 @@ GOOD = dict(d_model=256, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=64, ffn_d
 
 
 @pytest.mark.parametrize("field", [f for f in SHAPE_FIELDS if f != "tie_embeddings"])
-@pytest.mark.parametrize("value", [0, -3, 1.5, "abc", True])
+@pytest.mark.parametrize("value", [0, -3, 1.5, "abc", True, float("inf"), float("-inf"),
+                                   float("nan"), "1e400", "inf"])
 def test_invalid_field_named(field: str, value) -> None:
     with pytest.raises(ArchError, match=field):
         Arch(**{**GOOD, field: value})
@@ -168,3 +169,60 @@ def test_kv_cache_bytes_match_transformers_cache() -> None:
     nbytes = sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
                  for layer in cache.layers)
     assert nbytes == 5 * arch.kv_bytes_per_token("bfloat16")
+
+
+# ---- issue 10, findings 6/9: odd head_dim, > 2^53 parameters, hostile --hf-config ---------------
+@pytest.mark.parametrize("head_dim", [1, 25, 63])
+def test_odd_head_dim_rejected_for_rope(head_dim: int) -> None:
+    with pytest.raises(ArchError, match=f"head_dim must be even .*rotary.*got {head_dim}"):
+        Arch(**{**GOOD, "head_dim": head_dim})
+
+
+def test_shapes_beyond_2_pow_53_params_get_a_clear_message() -> None:
+    from models.arch import MAX_PARAMS
+
+    assert MAX_PARAMS == 2**53
+    with pytest.raises(ArchError, match=r"1\.600e\+18 parameters; archopt supports at most 2\^53"):
+        Arch(1000000, 100000, 1000, 1000, 1000, 4000000, 32000)
+    # just below the limit is a valid shape and every count is exact in float64
+    arch = Arch(1048576, 1024, 8192, 8192, 128, 262144, 32000, True)
+    assert arch.params <= 2**53 and float(arch.params) == arch.params
+    # integers written as strings too large for a float are still read exactly
+    with pytest.raises(ArchError, match="2\\^53"):
+        Arch(**{**GOOD, "d_model": "9007199254740993"})
+
+
+@pytest.mark.parametrize("content,match", [
+    ('{"hidden_size": Infinity, "num_hidden_layers": 2, "num_attention_heads": 8, '
+     '"intermediate_size": 64, "vocab_size": 100}', "Infinity is not allowed"),
+    ('{"hidden_size": 1e400, "num_hidden_layers": 2, "num_attention_heads": 8, '
+     '"intermediate_size": 64, "vocab_size": 100}', "out of range"),
+    ('{"hidden_size": NaN}', "NaN is not allowed"),
+    (b"\x7fELF\x02\x01\x01\x00\xff\xff", "not UTF-8"),
+    ('{"a": ' * 5000 + "1" + "}" * 5000, "nests deeper than 32"),
+    ('{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, "intermediate_size": '
+     '1024, "vocab_size": 100, "pad": "' + "x" * (1 << 20) + '"}', "larger than 1 MiB"),
+    ('{"hidden_size": "abc", "num_hidden_layers": 2, "num_attention_heads": 8, '
+     '"intermediate_size": 64, "vocab_size": 100}', "not a multiple of num_attention_heads"),
+    ('{"hidden_size": 500, "num_hidden_layers": 2, "num_attention_heads": 8, '
+     '"intermediate_size": 64, "vocab_size": 100}', "give head_dim"),
+    ('{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, "head_dim": 25, '
+     '"intermediate_size": 64, "vocab_size": 100}', "head_dim must be even"),
+    ('{"hidden_size": 512, "num_hidden_layers": 2.5, "num_attention_heads": 8, '
+     '"intermediate_size": 64, "vocab_size": 100}', "n_layers must be an integer"),
+    ('{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, '
+     '"intermediate_size": 64, "vocab_size": 100, "tie_word_embeddings": "perhaps"}',
+     "tie_embeddings must be a boolean"),
+    ("[1, 2]", "expected an object"),
+])
+def test_hostile_hf_config_is_one_line_error(tmp_path, content, match) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    with pytest.raises(ArchError, match=match) as err:
+        Arch.from_hf_config(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_hf_config_from_dev_zero_fails_fast() -> None:
+    with pytest.raises(ArchError, match="larger than 1 MiB"):
+        Arch.from_hf_config("/dev/zero")

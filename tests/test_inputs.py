@@ -173,3 +173,42 @@ def test_read_json_size_cap(tmp_path) -> None:
     path.write_text('{"pad": "' + "x" * JSON_MAX_BYTES + '"}')
     with pytest.raises(ArchoptError, match="larger than 1 MiB"):
         read_json(path, what="config")
+
+
+# ---- shapes and --hf-config on the command line (issue 10, findings 6/9) ------------------------
+def test_cli_odd_head_dim_and_huge_shape(capsys) -> None:
+    assert_one_line_error(capsys, ["arch", "--d-model", "96", "--n-layers", "2", "--n-heads", "4",
+                                   "--head-dim", "25", "--ffn-dim", "256", "--vocab-size", "100"],
+                          "head_dim must be even", "got 25")
+    assert_one_line_error(capsys, ["arch", "--d-model", "1000000", "--n-layers", "100000",
+                                   "--n-heads", "1000", "--ffn-dim", "4000000", "--vocab-size",
+                                   "32000", "--json"],
+                          "1.600e+18 parameters; archopt supports at most 2^53")
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ('{"hidden_size": Infinity}', "Infinity is not allowed"),
+    (b"\xff\xd8\xff\xe0 binary", "not UTF-8"),
+    ("[" * 100_000, "nests deeper than 32"),
+])
+@pytest.mark.parametrize("command", [["arch"], ["throughput", "--hardware", "a100-40gb"]])
+def test_cli_hostile_hf_config(tmp_path, capsys, content, fragment, command) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    assert_one_line_error(capsys, [*command, "--hf-config", path], str(path), fragment)
+
+
+def test_cli_hf_config_dev_zero(capsys) -> None:
+    assert_one_line_error(capsys, ["arch", "--hf-config", "/dev/zero"], "larger than 1 MiB")
+
+
+def test_cli_hardware_profile_absurd_values(archopt_home, capsys) -> None:
+    archopt_home.mkdir(parents=True)
+    (archopt_home / "hardware.json").write_text(
+        '[{"id": "tiny", "peak_flops": 1e-300, "mem_bandwidth": 1e-300, "mem_bytes": 1e-300}]')
+    assert_one_line_error(capsys, ["throughput", *TINY_FLAGS, "--hardware", "tiny", "--json"],
+                          "entry 0: hardware 'tiny': peak_flops 1e-300 is outside the plausible "
+                          "range [1e+09, 1e+18] FLOP/s")
+    with pytest.warns(UserWarning, match="entry 0: .*that entry is skipped"):
+        code, err = run_cli(capsys, ["throughput", *TINY_FLAGS, "--hardware", "a100-40gb"])
+    assert code == 0, err
