@@ -5,10 +5,18 @@ A run table has one row per training run with the shared columns of ``surrogate/
 parameters), ``tokens`` (training tokens), ``loss`` and ``loss_kind``. Extra columns are kept.
 Validation happens here, at the boundary, and every error names the file, the line (or row)
 and the column.
+
+Limits: a run table file is at most :data:`RUN_TABLE_MAX_BYTES` (64 MiB, about half a million
+runs; real tables are kilobytes), is UTF-8, and every loss is finite and inside
+:data:`PLAUSIBLE_LOSS_RANGE` (``0 < loss < 20`` nats/token) unless the caller passes
+``loss_range=None``. :func:`check_loss` is the one check of a single loss (``observe --loss``
+uses it too).
 """
 
 from __future__ import annotations
 
+import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +24,14 @@ import pandas as pd
 
 from models.arch import SHAPE_FIELDS, Arch, ArchError
 from models.errors import ArchoptError
+from models.files import read_text
 
 __all__ = [
     "RunTableError",
+    "LossError",
+    "PLAUSIBLE_LOSS_RANGE",
+    "RUN_TABLE_MAX_BYTES",
+    "check_loss",
     "RUN_COLUMNS",
     "BUNDLED_RUN_TABLES",
     "load_runs",
@@ -38,9 +51,47 @@ BUNDLED_RUN_TABLES: tuple[str, ...] = ("morph_runs.csv", "openlm_grid.csv", "ope
                                        "gemstones_runs.csv")
 _DATA_DIR = Path(__file__).resolve().parent / "data"
 
+#: Open interval a training loss must lie in: per-token cross-entropy in nats. A uniform guess
+#: over a 256k-token vocabulary is ln(256000) = 12.5 nats, so an untrained model is far inside
+#: and any real run is too; 20 nats is a uniform guess over 5e8 tokens. Losses outside are unit
+#: slips (perplexity, bits, a sum over tokens) or typos that would poison every later prediction.
+PLAUSIBLE_LOSS_RANGE: tuple[float, float] = (0.0, 20.0)
+
+#: Largest run table file read (64 MiB, about half a million rows).
+RUN_TABLE_MAX_BYTES = 64 << 20
+
 
 class RunTableError(ArchoptError):
     """A run table is missing columns or holds an invalid value (message names row/column)."""
+
+
+class LossError(ArchoptError):
+    """A loss that is not a finite number, or (unless forced) outside the plausible range."""
+
+
+def check_loss(value: object, *, where: str = "loss",
+               loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE) -> float:
+    """``value`` as a float, if it is a finite positive number within ``loss_range``.
+
+    Args:
+        value: the loss (nats/token).
+        where: what to call it in the message (``"observe 3: --loss"``).
+        loss_range: open interval it must lie in; ``None`` only requires finite and positive
+            (the ``--force`` path).
+
+    Raises:
+        LossError: one line naming ``where``, the value and the range.
+    """
+    if isinstance(value, (bool, np.bool_)) or not _is_number(value):
+        raise LossError(f"{where}: must be a finite positive number, got {value!r}")
+    loss = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(loss) or loss <= 0:
+        raise LossError(f"{where}: must be a finite positive number, got {value!r}")
+    if loss_range is not None and not loss_range[0] < loss < loss_range[1]:
+        low, high = loss_range
+        raise LossError(f"{where}: {loss:g} is outside the plausible range {low:g} < loss < "
+                        f"{high:g} (per-token cross-entropy in nats)")
+    return loss
 
 
 def _where(name: str, index: object, position: int, from_file: bool, run: object) -> str:
@@ -52,7 +103,8 @@ def _where(name: str, index: object, position: int, from_file: bool, run: object
 
 
 def validate_runs(df: pd.DataFrame, *, require_loss: bool = True, require_tokens: bool = True,
-                  name: str = "table", _from_file: bool = False) -> pd.DataFrame:
+                  name: str = "table", loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE,
+                  _from_file: bool = False) -> pd.DataFrame:
     """Check a run table and return a typed copy.
 
     Args:
@@ -61,6 +113,8 @@ def validate_runs(df: pd.DataFrame, *, require_loss: bool = True, require_tokens
             are optional but still checked when present. ``source`` is optional then too.
         require_tokens: ``tokens`` must be present (False when the caller supplies tokens).
         name: what to call the table in errors (a file name).
+        loss_range: every loss must lie in this open interval (:func:`check_loss`); ``None``
+            only requires finite positive losses.
 
     Returns:
         A copy with integer shape fields, boolean ``tie_embeddings``, int64 ``params`` and
@@ -99,15 +153,20 @@ def validate_runs(df: pd.DataFrame, *, require_loss: bool = True, require_tokens
             raise RunTableError(f"{where}, column {column!r}: {exc}") from None
         if "params" in out.columns:
             value = row["params"]
-            if not _is_number(value) or float(value) != arch.params:
+            if _exact_int(value) != arch.params:
                 raise RunTableError(f"{where}, column 'params': {value!r} does not match "
                                     f"{arch.params} computed from the shape")
-        for col in ("tokens", "loss"):
-            if col in out.columns:
-                value = row[col]
-                if not _is_number(value) or not np.isfinite(float(value)) or float(value) <= 0:
-                    raise RunTableError(f"{where}, column {col!r}: must be a finite positive "
-                                        f"number, got {value!r}")
+        if "tokens" in out.columns:
+            value = row["tokens"]
+            if (isinstance(value, (bool, np.bool_)) or not _is_number(value)
+                    or not math.isfinite(float(value)) or float(value) <= 0):
+                raise RunTableError(f"{where}, column 'tokens': must be a finite positive "
+                                    f"number, got {value!r}")
+        if "loss" in out.columns:
+            try:
+                check_loss(row["loss"], where=f"{where}, column 'loss'", loss_range=loss_range)
+            except LossError as exc:
+                raise RunTableError(str(exc)) from None
         for f in SHAPE_FIELDS:  # the types Arch normalised (e.g. "True", 512.0)
             shapes[f].append(getattr(arch, f))
     for f in SHAPE_FIELDS:
@@ -125,34 +184,55 @@ def _is_number(value: object) -> bool:
         return False
     try:
         float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return True
 
 
-def load_runs(*paths: str | Path, require_loss: bool = True, require_tokens: bool = True
-              ) -> pd.DataFrame:
+def _exact_int(value: object) -> int | None:
+    """``value`` as an exact integer (ints and integral strings/floats), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        pass
+    try:
+        as_float = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(as_float) if math.isfinite(as_float) and as_float.is_integer() else None
+
+
+def load_runs(*paths: str | Path, require_loss: bool = True, require_tokens: bool = True,
+              loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE) -> pd.DataFrame:
     """Read and validate one or more run CSVs and concatenate them (index 0..n-1).
 
+    Each file is read whole through :func:`models.files.read_text` (at most
+    :data:`RUN_TABLE_MAX_BYTES`, strict UTF-8) before parsing; ``loss_range`` as in
+    :func:`validate_runs`.
+
     Raises:
-        RunTableError: unreadable file, missing column, or invalid value (file, line, column).
+        RunTableError: unreadable, too large or binary file, missing column, or invalid value
+            (file, line, column).
     """
     if not paths:
         raise RunTableError("no run table given")
     frames = []
     for path in paths:
         path = Path(path)
+        text = read_text(path, max_bytes=RUN_TABLE_MAX_BYTES, what="run table",
+                         error=RunTableError)
         try:
-            raw = pd.read_csv(path)
-        except FileNotFoundError:
-            raise RunTableError(f"run table not found: {path}") from None
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError,
-                pd.errors.EmptyDataError) as exc:
+            raw = pd.read_csv(io.StringIO(text))
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise RunTableError(f"cannot read run table {path}: "
                                 f"{' '.join(str(exc).split())}") from None
         frames.append(validate_runs(raw, require_loss=require_loss,
                                     require_tokens=require_tokens, name=str(path),
-                                    _from_file=True))
+                                    loss_range=loss_range, _from_file=True))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 

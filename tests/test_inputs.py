@@ -212,3 +212,36 @@ def test_cli_hardware_profile_absurd_values(archopt_home, capsys) -> None:
     with pytest.warns(UserWarning, match="entry 0: .*that entry is skipped"):
         code, err = run_cli(capsys, ["throughput", *TINY_FLAGS, "--hardware", "a100-40gb"])
     assert code == 0, err
+
+
+# ---- run tables on the command line (issue 10, findings 2/6/7) ----------------------------------
+def _bad_runs(tmp_path, column: str, text: str) -> Path:
+    from surrogate.runs import bundled_path
+
+    lines = bundled_path("morph_runs.csv").read_text().splitlines()
+    header, cells = lines[0].split(","), lines[3].split(",")
+    cells[header.index(column)] = text
+    lines[3] = ",".join(cells)
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("column,text,fragment", [
+    ("d_model", "1e400", "line 4 (run '80M_v5-20N'), column 'd_model': d_model must be an integer, got inf"),
+    ("ffn_dim", "inf", "column 'ffn_dim'"),
+    ("loss", "1e300", "column 'loss': 1e+300 is outside the plausible range 0 < loss < 20"),
+])
+def test_cli_bad_run_tables(tmp_path, archopt_home, capsys, column, text, fragment) -> None:
+    path = _bad_runs(tmp_path, column, text)
+    out = tmp_path / "post.nc"
+    for argv in (["fit", "--runs", path, "--out", out],
+                 ["campaign", "create", "c1", "--params", "1e8", "--tokens", "2e9",
+                  "--hardware", "a100-40gb", "--runs", path]):
+        assert_one_line_error(capsys, argv, str(path), fragment)
+    assert not out.exists() and not any(archopt_home.glob("campaigns*"))
+
+
+def test_cli_run_table_from_dev_zero(tmp_path, capsys) -> None:
+    assert_one_line_error(capsys, ["fit", "--runs", "/dev/zero", "--out", tmp_path / "p.nc"],
+                          "run table /dev/zero is larger than 64 MiB")
