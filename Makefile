@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.archopt-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-full clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,8 +25,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Every benchmark script in a quick mode (reports in results/quick/, a summary table at the end);
+# bench-full re-runs them as the README's reproduce lines do (reports in results/).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --full
 
 clean:
 	rm -rf $(VENV) .pytest_cache

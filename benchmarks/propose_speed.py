@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+#: Reports go to ``results/`` of the checkout this script is in (the package is the installed one).
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 TARGET_SECONDS = 30.0
 TARGET_RATIO = 1.5

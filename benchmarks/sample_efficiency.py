@@ -2,17 +2,15 @@
 
     python benchmarks/sample_efficiency.py [--quick] [--seeds N] [--out DIR]
 
-A thin wrapper over ``archopt bench`` (:mod:`optim.bench`); all logic lives there.
+A thin wrapper over ``archopt bench`` (:mod:`optim.bench`); all logic lives there. It imports
+the installed package (``pip install -e .``, as ``make`` does).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from optim.cli import main  # noqa: E402
+from optim.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))
