@@ -45,9 +45,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ResidualHyper", "LawPriorGP", "mixture_quantiles"]
+__all__ = ["ResidualHyper", "LawPriorGP", "HyperFitWarning", "mixture_quantiles"]
 
 DTYPE = torch.float64
+
+
+class HyperFitWarning(UserWarning):
+    """The MAP fit of the kernel hyper-parameters failed numerically; the prior values are kept."""
+
+
+def _numerical_fit_failures() -> tuple[type[BaseException], ...]:
+    """What a numerically ill-posed hyper-parameter fit raises: BoTorch after all its retries,
+    GPyTorch/linear_operator for a non-PSD or NaN covariance, torch for a failed Cholesky."""
+    from botorch.exceptions.errors import ModelFittingError
+    from linear_operator.utils.errors import NanError, NotPSDError
+
+    return (ModelFittingError, NotPSDError, NanError, torch.linalg.LinAlgError)
 
 
 @dataclass(frozen=True)
@@ -216,11 +229,16 @@ class LawPriorGP:
         state = {k: v.clone() for k, v in self.kernel.state_dict().items()}
         try:
             with warnings.catch_warnings():
+                # BoTorch's retries warn on every failed attempt; the outcome is reported below.
                 warnings.simplefilter("ignore")
                 fit_gpytorch_mll(mll)
             self.fitted_hyper = True
-        except Exception:  # an ill-posed fit keeps the prior hyper-parameters
+        except _numerical_fit_failures() as exc:  # anything else is a bug and propagates
             self.kernel.load_state_dict(state)
+            warnings.warn(f"GP hyper-parameter fit on {X.shape[0]} runs failed "
+                          f"({type(exc).__name__.lstrip('_')}: {' '.join(str(exc).split())[:200]}); "
+                          f"keeping the {'previously fitted' if self.fitted_hyper else 'prior'} "
+                          f"hyper-parameters", HyperFitWarning, stacklevel=3)
         self.kernel.eval()
 
     # ---- prediction --------------------------------------------------------------------

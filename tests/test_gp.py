@@ -87,3 +87,65 @@ def test_bad_shapes_raise():
         LawPriorGP(X, law[:, :10], HYPER)
     with pytest.raises(ValueError):
         LawPriorGP(X, law, HYPER).fit([1, 2], [2.5])
+
+
+# ---- issue 10 (silent fallbacks): a failed hyper-parameter fit is visible, a bug propagates ----
+def _observed(n=8):
+    X, law = _table()
+    idx = np.arange(0, 4 * n, 4)
+    y = law.mean(0)[idx].numpy() + 0.05 * np.sin(np.arange(n))
+    return X, law, idx, y
+
+
+@pytest.mark.parametrize("failure", ["ModelFittingError", "NotPSDError", "NanError", "LinAlgError"])
+def test_numerical_hyper_fit_failure_warns_and_keeps_prior(monkeypatch, failure):
+    import botorch.fit
+    from botorch.exceptions.errors import ModelFittingError
+    from linear_operator.utils.errors import NanError, NotPSDError
+
+    from surrogate.gp import HyperFitWarning
+
+    errors = {"ModelFittingError": ModelFittingError("All attempts to fit the model have failed."),
+              "NotPSDError": NotPSDError("Matrix not positive definite after repeatedly adding jitter"),
+              "NanError": NanError("cholesky_cpu: 3 of 64 elements of the tensor are NaN."),
+              "LinAlgError": torch.linalg.LinAlgError("linalg.cholesky: The factorization could "
+                                                      "not be completed")}
+
+    def fail(mll, **kwargs):
+        for p in mll.parameters():  # a half-done fit moved the parameters before failing
+            p.data.add_(1.0)
+        raise errors[failure]
+
+    X, law, idx, y = _observed()
+    before = {k: v.clone() for k, v in LawPriorGP(X, law, HYPER).kernel.state_dict().items()}
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", fail)
+    gp = LawPriorGP(X, law, HYPER)
+    with pytest.warns(HyperFitWarning, match=rf"fit on 8 runs failed \({failure}: .*keeping the "
+                                             r"prior hyper-parameters"):
+        gp.fit(idx, y, fit_hyper=True)
+    assert not gp.fitted_hyper
+    after = gp.kernel.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    mean, var = gp.marginals()
+    assert np.isfinite(mean).all() and (var > 0).all()
+
+
+def test_unexpected_error_in_hyper_fit_propagates(monkeypatch):
+    import botorch.fit
+
+    def bug(mll, **kwargs):
+        raise TypeError("unexpected keyword argument 'optimizer_kwargs'")
+
+    X, law, idx, y = _observed()
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", bug)
+    with pytest.raises(TypeError, match="optimizer_kwargs"):
+        LawPriorGP(X, law, HYPER).fit(idx, y, fit_hyper=True)
+
+
+def test_successful_hyper_fit_is_silent_and_marks_fitted(recwarn):
+    from surrogate.gp import HyperFitWarning
+
+    X, law, idx, y = _observed()
+    gp = LawPriorGP(X, law, HYPER).fit(idx, y, fit_hyper=True)
+    assert gp.fitted_hyper
+    assert not [w for w in recwarn if issubclass(w.category, HyperFitWarning)]
