@@ -1,43 +1,40 @@
-"""Validate the loss surrogate the way the papers did: fit on smaller sizes, predict larger ones.
+"""Validate the loss prior at sizes it has not seen (the contract of ``surrogate.validation``).
 
-For each shared run table, each law (chinchilla, aspect, conditional) and each method (LM least
-squares, Huber on log loss, Bayesian NUTS): MAPE, MSE, R^2 on the held-out larger sizes,
-Spearman rank correlation within each held-out size group (the shape ranking the optimizer
-needs), and the coverage of the 50% / 90% posterior-predictive intervals. Also: the
-reproduction of the published aspect-law fit (arXiv 2501.18107 Table 7) and the NUTS time on
-150 runs next to the least-squares time from the same run.
+Per bundled run table, every split of :func:`surrogate.validation.table_splits` (dev splits
+to choose a design on, test splits to report only, transfer splits for a new source), every law
+(chinchilla, aspect, conditional) and every model variant:
 
-Size groups: distinct non-embedding sizes, merged while within 15% of the group's smallest;
-the largest quarter of the groups (at least one) is held out. openlm_grid's warm-up / batch
-sweeps are collapsed to the best run per shape and token count (as in the default prior).
+* ``lsq``: Levenberg-Marquardt least squares (``surrogate.lsq``), predictive
+  ``Normal(point, residual sd)``: the baseline;
+* ``bayes``: ``fit_bayes`` with its defaults (the validated model); ``bayes-<option>``: other
+  discrepancy terms of ``fit_bayes`` for comparison (``--variants``).
 
-    python benchmarks/surrogate_validation.py [--quick] [--discrepancy {gp,group}]
+Metrics on the held-out rows (``surrogate.validation``): MAPE, signed bias per held-out size
+group, 50% / 90% coverage, CRPS (Bayesian: from joint predictive draws; lsq: closed form),
+and within each (size, tokens) cell with two or more shapes the best-ranked-first rate and the
+Spearman correlation, next to chance and to the shape-blind ranking (chinchilla, least squares)
+of the same split. Pooled numbers weight rows (coverage, CRPS, MAPE) or cells (ranking) equally.
 
-``--discrepancy`` chooses the Bayesian fits' discrepancy term (``surrogate.bayes``): ``gp`` (the
-default of ``fit_bayes``: a GP in ln N over the size groups whose predictive variance grows with
-the distance from the fitted sizes; the tau column shows its Matern amplitude eta) or ``group``
-(i.i.d. per size group, sd tau).
+Also: the reproduction of the published aspect-law fit (arXiv 2501.18107 Table 7), the default
+prior fitted uncached (time, diagnostics) and ``LawPosterior.predict`` on 10,000 candidates.
 
-Coverage is reported per fit and pooled over the four tables per law: the held-out points of
-one table sit in one to three size groups and share that groups' discrepancy, so a per-fit
-fraction on 9-40 correlated points is a noisy statistic (9/9 inside a calibrated 90% interval
-happens 39% of the time even for independent points).
+    python benchmarks/surrogate_validation.py [--quick] [--roles dev,test,transfer]
+        [--variants lsq,bayes,bayes-gp] [--laws chinchilla,aspect,conditional] [--out DIR]
 
-The "beats chinchilla" target is checked on the tables with shape variation *within* a size
-group (two or more shapes at one size). In openlm_runs every size has one shape, so the shape
-terms can only be told apart from the size terms through their priors; it is reported, not
-counted.
-
-writes results/surrogate_validation.md and results/surrogate_validation.png (with
-``--discrepancy group``: results/surrogate_validation_group.md / .png).
+Writes ``<out>/surrogate_validation.json`` and ``<out>/surrogate_validation.md`` (default
+``results/``). openlm_grid's warm-up / batch sweeps are collapsed to the best run per shape and
+token count (as in the default prior).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,13 +43,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.arch import SHAPE_FIELDS  # noqa: E402
-from surrogate.runs import bundled_path, load_runs, table_archs  # noqa: E402
+from surrogate.runs import bundled_path, load_runs  # noqa: E402
+from surrogate.validation import (SPLIT_ROLES, Split, cell_labels, interval_metrics,  # noqa: E402
+                                  point_metrics, pool, shape_ids, shape_metrics,
+                                  split_features, table_size_groups, table_splits)
 
 TABLES = ("morph_runs.csv", "openlm_grid.csv", "openlm_runs.csv", "gemstones_runs.csv")
 LAWS = ("chinchilla", "aspect", "conditional")
-METHODS = ("lsq", "huber", "bayes")
-#: Discrepancy term of the Bayesian fits (``--discrepancy``).
-DISCREPANCY = "gp"
+#: name -> fit_bayes keyword arguments (``lsq`` is the least-squares baseline).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "lsq": {},
+    "bayes": {},
+    "bayes-gp": {"discrepancy": "gp"},
+    "bayes-group": {"discrepancy": "group"},
+    "bayes-none": {"discrepancy": False},
+}
+DEFAULT_VARIANTS = ("lsq", "bayes", "bayes-gp")
+#: Shape-blind ranking reference: this law and variant, in the same split.
+SHAPE_BLIND = ("chinchilla", "lsq")
+PREDICTIVE_DRAWS = 500
 PAPER_ROWS = ([f"80M_v{i}-20N" for i in (1, 4, 5, 6, 7)] + [f"116M_v{i}-20N" for i in range(1, 7)]
               + [f"164M_v{i}-20N" for i in (1, 4, 5, 6, 7)]
               + [f"237M_v{i}-20N" for i in range(1, 5)] + [f"313M_v{i}-20N" for i in range(1, 5)]
@@ -63,73 +72,61 @@ PUBLISHED = {"A": 5.4754e4, "B": 7.7834e5, "E": 2.4475, "alpha": 0.6146, "eps": 
 def load_table(name: str) -> pd.DataFrame:
     df = load_runs(bundled_path(name))
     if name == "openlm_grid.csv":
-        df = df.loc[df.groupby([*SHAPE_FIELDS, "tokens"])["loss"].idxmin()].reset_index(drop=True)
-    return df
+        df = df.loc[df.groupby([*SHAPE_FIELDS, "tokens"])["loss"].idxmin()]
+    return df.reset_index(drop=True)
 
 
-def size_groups(df: pd.DataFrame) -> np.ndarray:
-    """Group id per row: sizes within 15% of a group's smallest share a group (ascending)."""
-    n = np.array([a.non_embedding_params for a in table_archs(df)], dtype=float)
-    uniq = np.unique(n)
-    starts, gid = [], {}
-    for v in uniq:
-        if not starts or v > starts[-1] * 1.15:
-            starts.append(v)
-        gid[v] = len(starts) - 1
-    return np.array([gid[v] for v in n])
-
-
-def shapes_per_size_group(df: pd.DataFrame) -> int:
-    """How many size groups of the table hold two or more distinct shapes."""
-    counts = df.assign(_g=size_groups(df)).groupby("_g").apply(
-        lambda d: len(d[list(SHAPE_FIELDS)].drop_duplicates()), include_groups=False)
-    return int((counts >= 2).sum())
-
-
-def split(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    groups = size_groups(df)
-    n_groups = groups.max() + 1
-    n_test = max(1, int(round(0.25 * n_groups)))
-    test = groups >= n_groups - n_test
-    return df[~test].copy(), df[test].copy(), groups[test]
-
-
-def metrics(y: np.ndarray, pred: pd.DataFrame, groups: np.ndarray) -> dict[str, float]:
-    from scipy.stats import spearmanr
-
-    mu = pred["pred_mean"].to_numpy()
-    err = mu - y
-    rhos = []
-    for g in np.unique(groups):
-        m = groups == g
-        if m.sum() >= 3 and np.ptp(y[m]) > 0:
-            rhos.append(spearmanr(mu[m], y[m]).statistic)
-    cov50 = np.mean((y >= pred["pred_q25"]) & (y <= pred["pred_q75"]))
-    cov90 = np.mean((y >= pred["pred_q05"]) & (y <= pred["pred_q95"]))
-    ss_tot = np.sum((y - y.mean()) ** 2)
-    return {"MAPE%": 100 * np.mean(np.abs(err) / y), "MSE": float(np.mean(err ** 2)),
-            "R2": float(1 - np.sum(err ** 2) / ss_tot) if ss_tot > 0 else np.nan,
-            "Spearman": float(np.nanmean(rhos)) if rhos else np.nan,
-            "cov50": float(cov50), "cov90": float(cov90)}
-
-
-def fit(train: pd.DataFrame, law: str, method: str, quick: bool,
-        discrepancy: str = DISCREPANCY):
+# ---- one fit ---------------------------------------------------------------------------
+def fit_and_predict(train: pd.DataFrame, test: pd.DataFrame, law: str, variant: str,
+                    quick: bool) -> dict[str, Any]:
+    """Fit ``law`` with ``variant`` on ``train``; predictive mean and draws (or normal sd) for
+    ``test``; fit diagnostics."""
     from surrogate.lsq import fit_lsq
 
     t0 = time.perf_counter()
-    if method == "bayes":
-        from surrogate.bayes import fit_bayes
+    if variant == "lsq":
+        fit = fit_lsq(train, law, method="lsq", n_starts=8 if quick else 16)
+        pred = fit.predict(test)
+        src = pred["pred_source"].to_numpy()
+        sd = np.array([fit.sigma[s] for s in src])
+        return {"mean": pred["pred_point"].to_numpy(), "sd": sd, "draws": None,
+                "seconds": time.perf_counter() - t0, "r_hat": math.nan, "divergences": 0,
+                "warnings": []}
+    from surrogate.bayes import fit_bayes
 
-        n = 150 if quick else 300
-        post = fit_bayes(train, law, num_warmup=n, num_samples=n, progress=False,
-                         discrepancy=True if discrepancy == "group" else discrepancy)
-    else:
-        post = fit_lsq(train, law, method=method, n_starts=8 if quick else 16).to_posterior()
-    return post, time.perf_counter() - t0
+    n = 200 if quick else 400
+    post = fit_bayes(train, law, num_warmup=n, num_samples=n, progress=False,
+                     **VARIANTS[variant])
+    seconds = time.perf_counter() - t0
+    draws = post.joint_draws(test, n_draws=PREDICTIVE_DRAWS, noise=True)
+    mean = post.predict(test, quantiles=(), n_draws=PREDICTIVE_DRAWS)["pred_mean"].to_numpy()
+    diag = post.diagnostics
+    return {"mean": mean, "sd": None, "draws": draws, "seconds": seconds,
+            "r_hat": float(diag.get("max_r_hat") or math.nan),
+            "divergences": int(diag.get("divergences") or 0), "warnings": diag["warnings"]}
 
 
-def reproduce_published() -> dict[str, float]:
+def evaluate(runs: pd.DataFrame, split: Split, law: str, variant: str, quick: bool
+             ) -> dict[str, Any]:
+    """Every metric of one (split, law, variant)."""
+    train, test = runs[split.train], runs[split.held_out]
+    out = fit_and_predict(train, test, law, variant, quick)
+    y = test["loss"].to_numpy(np.float64)
+    sizes = split_features(test)["N"]
+    groups = table_size_groups(runs)[split.held_out]
+    row = {"table": split.table, "split": split.kind, "role": split.role, "law": law,
+           "variant": variant, "n_train": int(split.train.sum()),
+           "seconds": out["seconds"], "r_hat": out["r_hat"], "divergences": out["divergences"],
+           "warnings": out["warnings"]}
+    row.update(point_metrics(y, out["mean"], groups, sizes))
+    row.update(interval_metrics(y, draws=out["draws"], mean=out["mean"], sd=out["sd"]))
+    row.update(shape_metrics(y, out["mean"], cell_labels(runs)[split.held_out],
+                             shape_ids(runs)[split.held_out]))
+    return row
+
+
+# ---- side checks -------------------------------------------------------------------------
+def reproduce_published() -> dict[str, Any]:
     from surrogate.lsq import fit_lsq
 
     df = load_runs(bundled_path("morph_runs.csv"))
@@ -138,69 +135,32 @@ def reproduce_published() -> dict[str, float]:
     got = dict(fitted.theta, A=np.exp(fitted.theta["log_A"]), B=np.exp(fitted.theta["log_B"]))
     test = df[df["run"].str.startswith("1B")]
     rel = np.abs(fitted.predict(test)["pred_point"] - test["loss"]) / test["loss"] * 100
-    return {"rows": len(train), **{k: got[k] for k in PUBLISHED},
+    return {"rows": len(train), **{k: float(got[k]) for k in PUBLISHED},
             "rel_err_1B": sorted(np.round(rel.to_numpy(), 2).tolist())}
 
 
-def timing(quick: bool) -> dict[str, float]:
-    """NUTS (2 chains x 500+500, default GP discrepancy; median of 3 runs, seeds 0-2) vs LM
-    least squares on 150 openlm_grid runs, conditional law; plus the i.i.d. group discrepancy
-    once, and the 1-minute load average (the machine is shared)."""
-    import os
-
-    from surrogate.bayes import fit_bayes
-    from surrogate.lsq import fit_lsq
-
-    runs = load_runs(bundled_path("openlm_grid.csv")).sample(150, random_state=0)
-    fit_bayes(runs.head(40), "conditional", num_warmup=20, num_samples=20, progress=False)
-    times, posts = [], []
-    for seed in range(1 if quick else 3):
-        t0 = time.perf_counter()
-        posts.append(fit_bayes(runs, "conditional", num_warmup=500, num_samples=500,
-                               progress=False, seed=seed))
-        times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    group = fit_bayes(runs, "conditional", num_warmup=500, num_samples=500, progress=False,
-                      discrepancy="group")
-    t_group = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fit_lsq(runs, "conditional", method="lsq", n_starts=16)
-    t_lsq = time.perf_counter() - t0
-    t_nuts = float(np.median(times))
-    return {"nuts_s": t_nuts, "nuts_all_s": [round(t, 1) for t in times], "lsq_s": t_lsq,
-            "ratio": t_nuts / t_lsq, "group_s": t_group,
-            "group_r_hat": group.diagnostics["max_r_hat"],
-            "load": os.getloadavg()[0],
-            "max_r_hat": max(p.diagnostics["max_r_hat"] for p in posts),
-            "divergences": sum(p.diagnostics["divergences"] for p in posts)}
-
-
 def predict_timing() -> dict[str, float]:
-    """LawPosterior.predict on 10,000 candidates (default draws), median of 3, plus the
-    largest change of the 5%/95% quantiles against all draws (stability of the default)."""
+    """``LawPosterior.predict`` on 10,000 candidates (default draws) with the default prior,
+    median of 3."""
     from models.arch import Arch
     from surrogate.laws import law_features
-    from surrogate.lsq import fit_lsq
+    from surrogate.prior import default_prior
 
-    runs = load_table("morph_runs.csv")
-    post = fit_lsq(runs, "conditional", n_starts=4).to_posterior(2000)
+    post = default_prior(progress=False)
     archs = [Arch(d, layers, 16, 4, 64, 4 * d, 50000) for d in range(512, 4608, 16)
              for layers in range(4, 44)][:10_000]
     feats = law_features(archs, 2e10)
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        pred = post.predict(feats)
+        post.predict(feats)
         times.append(time.perf_counter() - t0)
-    full = post.predict(feats, n_draws=None)
-    shift = max(float(np.max(np.abs(pred[c] - full[c]))) for c in ("pred_q05", "pred_q95"))
-    return {"predict_s": float(np.median(times)), "predict_n": len(archs),
-            "predict_q_shift": shift}
+    return {"predict_s": float(np.median(times)), "predict_n": len(archs)}
 
 
-def default_prior_check() -> dict[str, float]:
-    """The campaign's default prior fitted uncached (fresh ARCHOPT_HOME): time, diagnostics,
-    per-source noise and discrepancy sd."""
+def default_prior_check() -> dict[str, Any]:
+    """The campaign's default prior fitted uncached (fresh ARCHOPT_HOME): time and diagnostics,
+    plus the 1-minute load average (the machine is shared)."""
     import os
     import tempfile
 
@@ -221,195 +181,146 @@ def default_prior_check() -> dict[str, float]:
     diag = post.diagnostics
     return {"prior_s": seconds, "prior_r_hat": diag["max_r_hat"],
             "prior_div": diag["divergences"], "prior_ess": diag["min_ess_bulk"],
-            "prior_sigma": {s: post.noise_sigma_for(s) for s in post.sources},
-            "prior_tau": {s: post.discrepancy_sigma_for(s) for s in post.sources},
-            "prior_rows": post.info.get("training_rows")}
+            "prior_rows": post.info.get("training_rows"), "prior_law": post.law,
+            "prior_info": {k: post.info.get(k) for k in ("discrepancy", "n_obs")},
+            "load": os.getloadavg()[0]}
+
+
+# ---- driver --------------------------------------------------------------------------------
+def run(roles: tuple[str, ...], variants: tuple[str, ...], laws: tuple[str, ...],
+        tables: tuple[str, ...], quick: bool) -> list[dict[str, Any]]:
+    from rich.progress import Progress
+
+    jobs = []
+    for table in tables:
+        runs = load_table(table)
+        for split in table_splits(runs, table):
+            if split.role not in roles:
+                continue
+            pairs = [(law, v) for law in laws for v in variants]
+            if SHAPE_BLIND not in pairs:
+                pairs.insert(0, SHAPE_BLIND)
+            jobs += [(runs, split, law, v) for law, v in pairs]
+    rows = []
+    with Progress() as progress:
+        task = progress.add_task("fits", total=len(jobs))
+        for runs, split, law, variant in jobs:
+            rows.append(evaluate(runs, split, law, variant, quick))
+            progress.advance(task)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled metrics per (role, law, variant) and the target checks."""
+    frame = pd.DataFrame(rows)
+    pooled = {}
+    for (role, law, variant), sub in frame.groupby(["role", "law", "variant"], sort=False):
+        pooled[f"{role}|{law}|{variant}"] = pool(sub.to_dict("records"))
+    return {"pooled": pooled}
+
+
+def _f(value: Any, fmt: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def write_report(rows: list[dict[str, Any]], summary: dict, extra: dict, args: argparse.Namespace,
+                 total_s: float, out_dir: Path) -> None:
+    frame = pd.DataFrame(rows)
+    cmd = "python benchmarks/surrogate_validation.py" + "".join(
+        f" --{k} {','.join(v) if isinstance(v, (list, tuple)) else v}"
+        for k, v in (("roles", args.roles), ("variants", args.variants), ("laws", args.laws))
+        if v) + (" --quick" if args.quick else "")
+    lines = ["# Surrogate validation: a loss prior at sizes it has not seen", "",
+             f"Generated by `{cmd}` in {total_s / 60:.1f} min on this machine (2 shared cores).",
+             "", "The protocol (`surrogate/validation.py`, fixed before the design was chosen): "
+             "size groups are `surrogate.groups.size_groups` of non-embedding parameters per "
+             "source key. Splits per table: **test** `largest` (train on all but the largest "
+             "group, predict it) and `skip` (train up to the third-largest, predict the largest); "
+             "**dev** `nested` (train up to the third-largest, predict the second-largest) and "
+             "`nested_skip` (train up to the fourth-largest, predict the second-largest): dev "
+             "splits never see the largest group. **transfer**: leave one source key out where "
+             "keys share a loss kind (openlm_runs' datasets), reported apart. Cells = (source, "
+             "size group, tokens); best-first: the truly best shape of a cell with >= 2 shapes "
+             "is predicted best (chance 1/k); Spearman: cells with >= 3 shapes. Shape-blind "
+             "reference: chinchilla least squares in the same split. lsq predictive: "
+             "Normal(point, residual sd); Bayesian: joint posterior-predictive draws.", ""]
+    if "repro" in extra:
+        repro = extra["repro"]
+        lines += ["## Published aspect-law fit (arXiv 2501.18107 Table 7) reproduced", "",
+                  "| coefficient | published | ours | rel. diff |", "| --- | --- | --- | --- |"]
+        for k, v in PUBLISHED.items():
+            lines.append(f"| {k} | {v:.5g} | {repro[k]:.5g} | {100 * (repro[k] / v - 1):+.3f}% |")
+        lines += ["", f"Held-out 1B relative errors (%): {repro['rel_err_1B']} "
+                      "(published: 0.69, 0.90, 0.92, 1.15).", ""]
+    lines += ["## Pooled by role", "",
+              "| role | law | variant | rows | MAPE % | cov50 | cov90 | CRPS | best-first "
+              "(cells) | Spearman (cells) |", "| --- | --- | --- | --- | --- | --- | --- | --- | "
+              "--- | --- |"]
+    for key, p in summary["pooled"].items():
+        role, law, variant = key.split("|")
+        lines.append(f"| {role} | {law} | {variant} | {p['n']} | {_f(p['mape'])} | "
+                     f"{_f(p['cov50'])} | {_f(p['cov90'])} | {_f(p['crps'], '.4f')} | "
+                     f"{_f(p['best_first'])} ({p['n_rank_cells']}) | {_f(p['spearman'])} "
+                     f"({p['n_spearman_cells']}) |")
+    lines += ["", "## Per split", ""]
+    for (table, split), sub in frame.groupby(["table", "split"], sort=False):
+        r0 = sub.iloc[0]
+        chance = r0["chance_best_first"]
+        lines += [f"### {table} / {split} ({r0['role']}; train {r0['n_train']}, held out "
+                  f"{r0['n']}; best-first chance {_f(chance)})", "",
+                  "| law | variant | MAPE % | bias % by group | cov50 | cov90 | CRPS | best-first "
+                  "| Spearman | r_hat | div. | fit s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for _, r in sub.iterrows():
+            bias = ", ".join(f"{b['N_min'] / 1e6:.0f}-{b['N_max'] / 1e6:.0f}M {b['bias']:+.2f}"
+                             for b in r["bias_by_group"])
+            lines.append(f"| {r['law']} | {r['variant']} | {_f(r['mape'])} | {bias} | "
+                         f"{_f(r['cov50'])} | {_f(r['cov90'])} | {_f(r['crps'], '.4f')} | "
+                         f"{_f(r['best_first'])} | {_f(r['spearman'])} | {_f(r['r_hat'], '.3f')} "
+                         f"| {r['divergences']} | {r['seconds']:.1f} |")
+        lines.append("")
+    for key in ("prior", "predict"):
+        if key in extra:
+            lines.append(f"- {key}: {json.dumps(extra[key], default=str)}")
+    (out_dir / "surrogate_validation.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer starts and NUTS samples")
-    parser.add_argument("--discrepancy", choices=("gp", "group"), default=DISCREPANCY,
-                        help="discrepancy term of the Bayesian fits (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="fewer starts and NUTS draws")
+    parser.add_argument("--roles", type=lambda s: tuple(s.split(",")), default=SPLIT_ROLES)
+    parser.add_argument("--variants", type=lambda s: tuple(s.split(",")),
+                        default=DEFAULT_VARIANTS)
+    parser.add_argument("--laws", type=lambda s: tuple(s.split(",")), default=LAWS)
+    parser.add_argument("--tables", type=lambda s: tuple(s.split(",")), default=TABLES)
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="skip the published fit, default prior and predict timing")
     args = parser.parse_args()
-    from rich.progress import Progress
-
-    rows, scatter = [], {}
-    jobs = [(t, law, m) for t in TABLES for law in LAWS for m in METHODS]
-    t_start = time.perf_counter()
-    with Progress() as progress:
-        task = progress.add_task("fits", total=len(jobs))
-        splits = {t: split(load_table(t)) for t in TABLES}
-        shape_groups = {t: shapes_per_size_group(load_table(t)) for t in TABLES}
-        for table, law, method in jobs:
-            train, test, groups = splits[table]
-            post, seconds = fit(train, law, method, args.quick, args.discrepancy)
-            pred = post.predict(test, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95))
-            m = metrics(test["loss"].to_numpy(), pred, groups)
-            diag = post.diagnostics
-            warn = "; ".join(diag.get("warnings", []))
-            r_hat = diag.get("max_r_hat")
-            rows.append({"table": table, "law": law, "method": method, "n_train": len(train),
-                         "n_test": len(test), **m, "fit_s": seconds,
-                         "shape_groups": shape_groups[table],
-                         "saturated": diag.get("tree_depth_saturated") or 0.0,
-                         "r_hat": np.nan if r_hat is None else float(r_hat),
-                         "divergences": int(diag.get("divergences") or 0),
-                         "tau": post.discrepancy_sigma_for(), "warnings": warn})
-            if method == "bayes":
-                scatter[(table, law)] = (test["loss"].to_numpy(), pred)
-            progress.advance(task)
-    results = pd.DataFrame(rows)
-    repro = reproduce_published()
-    times = timing(args.quick)
-    times.update(predict_timing())
-    times.update(default_prior_check())
-    write_report(results, repro, times, scatter, time.perf_counter() - t_start, args.quick,
-                 args.discrepancy)
-    print(results.drop(columns="warnings").to_string(float_format=lambda v: f"{v:.4g}"))
-    print(repro)
-    print(times)
-
-
-def write_report(results: pd.DataFrame, repro: dict, times: dict, scatter: dict,
-                 total_s: float, quick: bool, discrepancy: str = DISCREPANCY) -> None:
-    out_dir = ROOT / "results"
-    out_dir.mkdir(exist_ok=True)
-    lines = ["# Surrogate validation (extrapolation to larger sizes)", "",
-             f"Generated by `python benchmarks/surrogate_validation.py{' --quick' if quick else ''}"
-             f" --discrepancy {discrepancy}` in {total_s:.0f} s on this machine (2 cores, shared).",
-             "", f"Bayesian fits: discrepancy `{discrepancy}` "
-             + ("(i.i.d. per (source, size group), sd tau)." if discrepancy == "group" else
-                "(GP in ln N conditioned on each draw's training residuals; predictive variance "
-                "grows with the distance from the fitted sizes; the tau column is its Matern "
-                "amplitude eta)."), "",
-             "Protocol: per table, distinct non-embedding sizes form groups (merged within 15%); "
-             "the largest quarter of the groups is held out, the rest is the training set. "
-             "openlm_grid is reduced to the best run per shape and token count. Metrics on the "
-             "held-out rows; Spearman is the mean within held-out size groups with >= 3 rows; "
-             "cov50/cov90 are the fractions inside the 50% / 90% posterior-predictive intervals.",
-             "", "## Published aspect-law fit (arXiv 2501.18107 Table 7) reproduced", "",
-             "| coefficient | published | ours | rel. diff |", "| --- | --- | --- | --- |"]
-    for k, v in PUBLISHED.items():
-        lines.append(f"| {k} | {v:.5g} | {repro[k]:.5g} | {100 * (repro[k] / v - 1):+.3f}% |")
-    lines += ["", f"Held-out 1B relative errors (%): {repro['rel_err_1B']} "
-                  "(published: 0.69, 0.90, 0.92, 1.15).", "",
-              "## Extrapolation results", ""]
-    for table in TABLES:
-        sub = results[results["table"] == table]
-        lines += [f"### {table} (train {sub['n_train'].iloc[0]} / held out {sub['n_test'].iloc[0]})",
-                  "", "| law | method | MAPE % | MSE | R^2 | Spearman | cov50 | cov90 | max r_hat "
-                  "| div. | tau | fit s |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for _, r in sub.iterrows():
-            r_hat = "-" if not np.isfinite(r["r_hat"]) else f"{r['r_hat']:.3f}"
-            lines.append(f"| {r['law']} | {r['method']} | {r['MAPE%']:.2f} | {r['MSE']:.2e} | "
-                         f"{r['R2']:.3f} | {r['Spearman']:.3f} | {r['cov50']:.2f} | "
-                         f"{r['cov90']:.2f} | {r_hat} | {r['divergences']} | {r['tau']:.3f} | "
-                         f"{r['fit_s']:.1f} |")
-        warn = sub[sub["warnings"] != ""]
-        for _, r in warn.iterrows():
-            lines.append(f"\n- {r['law']}/{r['method']}: {r['warnings']}")
-        lines.append("")
-    from optim.bench.worlds import estimate_run_noise
-
-    noise = estimate_run_noise()
-    lines += ["## Targets", "",
-              f"Ties: two MAPEs closer than the run-to-run noise ({100 * noise.rel_sigma:.2f}% "
-              f"of the loss, {noise.method}) divided by sqrt(held-out rows) cannot be told "
-              "apart.", ""]
-    bayes = results[results["method"] == "bayes"].set_index(["table", "law"])
-    for table in TABLES:
-        mape = bayes["MAPE%"]
-        chin = mape[(table, "chinchilla")]
-        best = min(mape[(table, "aspect")], mape[(table, "conditional")])
-        n_shape = int(bayes.loc[(table, "chinchilla"), "shape_groups"])
-        resolution = 100 * noise.rel_sigma / np.sqrt(bayes.loc[(table, "chinchilla"), "n_test"])
-        if abs(best - chin) < resolution:
-            verdict = f"ties with chinchilla (difference below {resolution:.2f} points)"
-        elif best < chin:
-            verdict = f"beats chinchilla by {100 * (1 - best / chin):.0f}%"
-        else:
-            verdict = f"does NOT beat chinchilla ({100 * (best / chin - 1):.0f}% worse)"
-        scope = (f"{n_shape} size groups with several shapes" if n_shape else
-                 "no size group with two shapes (shape varies only with size): reported, "
-                 "not counted")
-        lines.append(f"- {table} ({scope}): Bayesian aspect/conditional MAPE "
-                     f"{mape[(table, 'aspect')]:.2f} / {mape[(table, 'conditional')]:.2f} vs "
-                     f"chinchilla {chin:.2f}: {verdict}.")
-    counted = [t for t in TABLES if bayes.loc[(t, "chinchilla"), "shape_groups"] > 0]
-    wins = sum(min(bayes.loc[(t, "aspect"), "MAPE%"], bayes.loc[(t, "conditional"), "MAPE%"])
-               < bayes.loc[(t, "chinchilla"), "MAPE%"] for t in counted)
-    lines.append(f"- Lower MAPE than chinchilla on {wins} of {len(counted)} tables with shape "
-                 f"variation within a size group (target: all; ties as above).")
-    b = results[results["method"] == "bayes"]
-    cov = b["cov90"]
-    lines.append(f"- Bayesian 90% interval coverage per fit: {cov.min():.2f}-{cov.max():.2f} "
-                 f"(target 0.80-0.98); in range for {int(((cov >= 0.8) & (cov <= 0.98)).sum())}"
-                 f" of {len(cov)} fits, above for {int((cov > 0.98).sum())}, below for "
-                 f"{int((cov < 0.8).sum())}.")
-    pooled = []
-    for law in LAWS:
-        sub = b[b["law"] == law]
-        inside = float(np.sum(sub["cov90"] * sub["n_test"]))
-        total = int(sub["n_test"].sum())
-        pooled.append(f"{law} {inside / total:.2f} ({inside:.0f}/{total})")
-    inside = float(np.sum(b["cov90"] * b["n_test"]))
-    total = int(b["n_test"].sum())
-    lines.append(f"- Pooled over the four tables, 90% coverage: {', '.join(pooled)}; all Bayesian "
-                 f"fits {inside / total:.2f} ({inside:.0f}/{total}). 50% coverage pooled: "
-                 + ", ".join(f"{law} {np.sum(b[b['law'] == law]['cov50'] * b[b['law'] == law]['n_test']) / b[b['law'] == law]['n_test'].sum():.2f}"
-                             for law in LAWS) + ".")
-    lines.append(f"- NUTS, conditional law, default discrepancy, 150 openlm_grid runs, 2 chains x "
-                 f"(500 + 500): "
-                 f"median {times['nuts_s']:.1f} s of {times['nuts_all_s']} (target <= 30 s; "
-                 f"1-min load average {times['load']:.1f} on 2 cores); LM least squares, 16 "
-                 f"starts, same data, same run: {times['lsq_s']:.2f} s (ratio "
-                 f"{times['ratio']:.0f}x); max r_hat {times['max_r_hat']:.3f}, "
-                 f"{times['divergences']} divergences. The i.i.d. group discrepancy on the same "
-                 f"data: {times['group_s']:.1f} s (r_hat {times['group_r_hat']:.3f}).")
-    bayes_all = results[results["method"] == "bayes"]
-    lines.append(f"- NUTS mixing over the {len(bayes_all)} Bayesian fits: max r_hat "
-                 f"{bayes_all['r_hat'].max():.3f} (<= 1.05 in {int((bayes_all['r_hat'] <= 1.05).sum())}"
-                 f", <= 1.01 in {int((bayes_all['r_hat'] <= 1.01).sum())}), divergences total "
-                 f"{int(bayes_all['divergences'].sum())}, draws at the maximum tree depth: "
-                 f"{100 * bayes_all['saturated'].max():.0f}% at most.")
-    lines.append(f"- `LawPosterior.predict` on {times['predict_n']:,} candidates (default draws): "
-                 f"{times['predict_s']:.2f} s; 5%/95% quantiles within "
-                 f"{times['predict_q_shift']:.4f} nats of those from all 2,000 draws.")
-    sig = ", ".join(f"{k}: {v:.3f}/{times['prior_tau'][k]:.3f}" for k, v in times["prior_sigma"].items())
-    lines.append(f"- Default prior (conditional, per-source Chinchilla parts, "
-                 f"{times['prior_rows']} runs), uncached: {times['prior_s']:.1f} s (target well "
-                 f"under 60 s); max r_hat {times['prior_r_hat']:.3f}, {times['prior_div']} "
-                 f"divergences, min bulk ESS {times['prior_ess']:.0f}; per-source sigma/tau: {sig}.")
-    stem = "surrogate_validation" + ("" if discrepancy == DISCREPANCY else f"_{discrepancy}")
-    lines += ["", f"![held-out predictions]({stem}.png)", ""]
-    (out_dir / f"{stem}.md").write_text("\n".join(lines))
-    _plot(scatter, out_dir / f"{stem}.png")
-
-
-def _plot(scatter: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(TABLES), figsize=(4 * len(TABLES), 4))
-    for ax, table in zip(axes, TABLES):
-        for law, color in zip(LAWS, ("tab:gray", "tab:blue", "tab:red")):
-            y, pred = scatter[(table, law)]
-            ax.errorbar(y, pred["pred_mean"], yerr=[pred["pred_mean"] - pred["pred_q05"],
-                                                    pred["pred_q95"] - pred["pred_mean"]],
-                        fmt="o", ms=3, alpha=0.6, color=color, label=law)
-        lo, hi = ax.get_xlim()
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_title(f"{table} (held out, NUTS)")
-        ax.set_xlabel("observed loss")
-        ax.set_ylabel("predicted loss (90% interval)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    t0 = time.perf_counter()
+    rows = run(args.roles, args.variants, args.laws, args.tables, args.quick)
+    summary = summarize(rows)
+    extra: dict[str, Any] = {}
+    if not args.no_extras:
+        extra["repro"] = reproduce_published()
+        extra["prior"] = default_prior_check()
+        extra["predict"] = predict_timing()
+    total = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {"rows": rows, **summary, "extra": extra, "seconds": total,
+               "args": {k: v if not isinstance(v, Path) else str(v) for k, v in vars(args).items()}}
+    (args.out / "surrogate_validation.json").write_text(json.dumps(payload, indent=1,
+                                                                   default=str))
+    write_report(rows, summary, extra, args, total, args.out)
+    for key, p in summary["pooled"].items():
+        print(f"{key:45s} n={p['n']:4d} MAPE {p['mape']:.2f} cov50 {p['cov50']:.2f} "
+              f"cov90 {p['cov90']:.2f} CRPS {p['crps']:.4f} best {_f(p['best_first'])} "
+              f"rho {_f(p['spearman'])}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .groups import size_groups
 from .laws import FEATURE_KEYS, LAWS, Law, LawError, Param, Prior, get_law, law_features
 from .runs import (
     BUNDLED_RUN_TABLES,
@@ -50,6 +51,7 @@ __all__ = [
     "law_features",
     "load_runs",
     "reference_architectures",
+    "size_groups",
     "source_keys",
     "table_archs",
     "validate_runs",

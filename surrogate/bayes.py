@@ -1,7 +1,7 @@
 """Bayesian fit of a law with NumPyro NUTS.
 
 Observation model (:mod:`surrogate.posterior`), sources ``s`` (reference first), (source, size)
-groups ``g`` (:func:`surrogate.lsq.size_groups`)::
+groups ``g`` (:func:`surrogate.groups.size_groups`)::
 
     loss[i] ~ Normal(scale[s_i] law(x_i; theta[s_i]) + offset[s_i] + delta[g_i], sigma[s_i])
     delta[g] ~ Normal(0, tau[s_g])       integrated out in closed form (grouped_normal_log_lik)
@@ -415,7 +415,7 @@ def gp_normal_log_lik(resid: jnp.ndarray, group_idx: jnp.ndarray, sigma_g: jnp.n
 
 def gp_groups(data: FitData) -> dict[str, np.ndarray]:
     """Size groups of the GP discrepancy: ``idx`` ``(n,)`` (the fit's (source, size) groups,
-    sizes within 15% merged), ``u`` ``(G,)`` the group's mean ln N, ``src`` ``(G,)`` its source,
+    :func:`surrogate.groups.size_groups`), ``u`` ``(G,)`` the group's mean ln N, ``src`` ``(G,)`` its source,
     ``u0`` ``(n_sources,)`` (mean training ln N of each source).
 
     Merging near-equal sizes matters: shapes of almost the same size (every morph size has

@@ -33,13 +33,14 @@ from scipy import optimize
 
 from models.errors import ArchoptError
 
+from .groups import size_groups
 from .laws import Law, get_law, law_features
 from .posterior import CHINCHILLA_PART, SOURCE_TERMS, LawPosterior, apply_source_terms
 from .runs import source_keys, table_archs, validate_runs
 
 __all__ = ["LawFit", "fit_lsq", "FitError", "auto_fixed", "size_confounded", "FitData",
            "prepare_fit_data", "WITHIN_SIZE_LOG_RANGE",
-           "IDENTIFIED_LOG_RANGE", "HUBER_DELTA", "size_groups", "SIZE_GROUP_REL"]
+           "IDENTIFIED_LOG_RANGE", "HUBER_DELTA"]
 
 #: A term is identifiable when its feature spans more than this in natural-log units.
 IDENTIFIED_LOG_RANGE: float = 0.5
@@ -50,34 +51,7 @@ WITHIN_SIZE_LOG_RANGE: float = 0.1
 HUBER_DELTA: float = 1e-3
 #: Function evaluations per Levenberg-Marquardt start (converged starts need < 300).
 LM_MAX_NFEV: int = 800
-#: Sizes within this fraction of a group's smallest size share a size group.
-SIZE_GROUP_REL: float = 0.15
 _METHODS = ("lsq", "huber")
-
-
-def size_groups(sizes: np.ndarray, keys: np.ndarray | None = None,
-                rel: float = SIZE_GROUP_REL) -> np.ndarray:
-    """Group index ``(n,)`` of (key, model size) groups.
-
-    Within each key (source), the distinct sizes are walked in ascending order and a new group
-    starts whenever a size exceeds the current group's smallest by more than ``rel``. Groups are
-    numbered in order of (key, size).
-    """
-    sizes = np.asarray(sizes, dtype=np.float64)
-    keys = np.zeros(sizes.size, np.int64) if keys is None else np.asarray(keys)
-    out = np.empty(sizes.size, np.int64)
-    next_id = 0
-    for key in sorted(set(keys.tolist()), key=str):
-        m = keys == key
-        starts: list[float] = []
-        gid = {}
-        for v in np.unique(sizes[m]):
-            if not starts or v > starts[-1] * (1.0 + rel):
-                starts.append(v)
-            gid[v] = next_id + len(starts) - 1
-        out[m] = [gid[v] for v in sizes[m]]
-        next_id += len(starts)
-    return out
 
 
 class FitError(ArchoptError):
@@ -93,7 +67,7 @@ class FitData:
         loss: observed loss ``(n,)``.
         src_idx: ``(n,)`` int index into ``sources`` (0 = the reference source).
         sources: source keys, reference first.
-        group_idx: ``(n,)`` (source, size group) index (:func:`size_groups` on non-embedding
+        group_idx: ``(n,)`` (source, size group) index (:func:`surrogate.groups.size_groups` on non-embedding
             parameters), the unit of the Bayesian discrepancy term.
         group_src: ``(G,)`` source index of each group.
     """

@@ -11,7 +11,7 @@ The observation model, shared by every fitter (one concept, defined here)::
     delta[g] ~ Normal(0, tau[s_g])        (one per (source, size group); NUTS fits only)
 
 with ``s_i`` the row's source key (:func:`surrogate.runs.source_keys`) and ``g_i`` its
-(source, model-size group) (:func:`surrogate.lsq.size_groups`). The reference source has
+(source, model-size group) (:func:`surrogate.groups.size_groups`). The reference source has
 ``scale = 1`` and ``offset = 0``; other sources get terms according to ``source_terms``:
 
 * ``"none"``, ``"offset"``, ``"scale"``, ``"affine"`` (= scale and offset): one shared law,
@@ -343,12 +343,7 @@ class LawPosterior:
             raise PosteriorError(f"quantiles must lie in (0, 1), got {qs}")
         feats, keys, index = self.features_for(archs_or_runs, tokens)
         n = len(feats["D"])
-        if source is not None or keys is None:
-            row_src = np.full(n, self._resolve_source(source), dtype=object)
-        else:
-            known = set(self.sources)
-            row_src = np.array([k if k in known else self.reference_source for k in keys],
-                               dtype=object)
+        row_src = self._row_sources(keys, n, source)
         idx = _even_indices(self.num_samples, n_draws)
         s = len(idx)
         # Stratified standard-normal noise, one per draw, shuffled against the draw order.
@@ -392,6 +387,104 @@ class LawPosterior:
             raise PosteriorError("the law is not finite for some candidates (check the inputs)")
         return result
 
+    def _row_sources(self, keys: np.ndarray | None, n: int, source: str | None) -> np.ndarray:
+        """The source whose terms apply to each of ``n`` rows (see :meth:`predict`)."""
+        if source is not None or keys is None:
+            return np.full(n, self._resolve_source(source), dtype=object)
+        known = set(self.sources)
+        return np.array([k if k in known else self.reference_source for k in keys], dtype=object)
+
+    def joint_draws(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
+                    n_draws: int | None = PREDICT_DRAWS, seed: int = 0, noise: bool = True
+                    ) -> np.ndarray:
+        """Posterior-predictive draws of the loss at ``n`` rows, joint across rows.
+
+        Each draw fixes the law coefficients and per-source terms for every row; rows of one
+        size group (:func:`surrogate.groups.size_groups` over the rows' ``N``, per source)
+        share one discrepancy value (the GP discrepancy is drawn as one path over all sizes);
+        with ``noise`` every row adds its own run noise. Differences between rows therefore
+        carry only what differs between them: shapes of one size share the level, the
+        per-source offset and the discrepancy, which cancel (:meth:`relative`).
+
+        Args:
+            archs_or_runs, tokens, source: as in :meth:`predict`.
+            n_draws: posterior draws used (evenly spaced; None = all).
+            seed: seed of the discrepancy and noise draws.
+            noise: include run-to-run noise (the loss of a new training run); False gives the
+                expected loss of each row (law plus discrepancy).
+
+        Returns:
+            ``(S', n)`` array, ``S' = min(S, n_draws)``; column ``j`` is row ``j``.
+        """
+        from .groups import size_groups
+
+        feats, keys, _ = self.features_for(archs_or_runs, tokens)
+        n = len(feats["D"])
+        row_src = self._row_sources(keys, n, source)
+        idx = _even_indices(self.num_samples, n_draws)
+        s = len(idx)
+        rng = np.random.default_rng(seed)
+        out = np.empty((s, n))
+        groups = size_groups(feats["N"], row_src)
+        for src in dict.fromkeys(row_src.tolist()):
+            rows = np.flatnonzero(row_src == src)
+            sub = {k: v[rows][:, None] for k, v in feats.items()}
+            draws = self._law_draws_last(sub, src, idx)  # (n_src, s)
+            sigma2 = np.broadcast_to(self.samples[f"sigma[{src}]"][idx] ** 2, draws.shape)
+            info = self._gp_info(src)
+            if info is not None:
+                u_new = np.log(feats["N"][rows])
+                draws = draws + self._gp_joint(src, idx, u_new, rng)
+                sigma2 = sigma2 * self._noise_factor(idx, u_new, info, False)
+            else:
+                tau = self.samples.get(f"tau[{src}]")
+                if tau is not None:
+                    local = np.unique(groups[rows], return_inverse=True)[1].reshape(-1)
+                    delta = rng.standard_normal((local.max() + 1, s)) * tau[idx]  # (g, s)
+                    draws = draws + delta[local]
+            if noise:
+                draws = draws + np.sqrt(sigma2) * rng.standard_normal(draws.shape)
+            out[:, rows] = draws.T
+        if not np.all(np.isfinite(out)):
+            raise PosteriorError("the law is not finite for some candidates (check the inputs)")
+        return out
+
+    def relative(self, archs_or_runs: Any, reference: int, tokens: Any = None, *,
+                 source: str | None = None, quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+                 n_draws: int | None = PREDICT_DRAWS, seed: int = 0, noise: bool = False
+                 ) -> pd.DataFrame:
+        """Loss of every row relative to row ``reference`` (a position, 0-based), from
+        :meth:`joint_draws`: what is shared by both rows cancels in each draw.
+
+        Args:
+            archs_or_runs, tokens, source, n_draws, seed: as in :meth:`joint_draws`.
+            reference: position of the reference row.
+            quantiles: quantiles of the difference to report.
+            noise: include run noise of both runs (False: expected losses, the shape effect).
+
+        Returns:
+            One row per input row: ``rel_mean`` (mean of ``loss[row] - loss[reference]``),
+            ``rel_sd``, one ``rel_qXX`` per quantile, and ``p_better`` (the probability that the
+            row's loss is below the reference's; 0 for the reference itself).
+        """
+        qs = [float(q) for q in quantiles]
+        if any(not 0.0 < q < 1.0 for q in qs):
+            raise PosteriorError(f"quantiles must lie in (0, 1), got {qs}")
+        draws = self.joint_draws(archs_or_runs, tokens, source=source, n_draws=n_draws,
+                                 seed=seed, noise=noise)
+        n = draws.shape[1]
+        if isinstance(reference, bool) or not isinstance(reference, (int, np.integer)) \
+                or not 0 <= int(reference) < n:
+            raise PosteriorError(f"reference must be a row position in [0, {n}), got "
+                                 f"{reference!r}")
+        diff = draws - draws[:, [int(reference)]]  # (S', n)
+        out = {"rel_mean": diff.mean(axis=0), "rel_sd": diff.std(axis=0)}
+        for q, v in zip(qs, np.quantile(diff, qs, axis=0) if qs else []):
+            out[quantile_column(q).replace("pred_", "rel_")] = v
+        out["p_better"] = np.mean(diff < 0.0, axis=0)
+        index = archs_or_runs.index if isinstance(archs_or_runs, pd.DataFrame) else None
+        return pd.DataFrame(out, index=index)
+
     def _law_draws_last(self, features: Mapping[str, np.ndarray], src: str, idx: np.ndarray
                         ) -> np.ndarray:
         """Law values with ``src``'s scale/offset, draws on the last axis.
@@ -426,10 +519,11 @@ class LawPosterior:
         f = np.exp(-2.0 * k[:, None] * c[None, :])
         return f if draws_first else f.T
 
-    def _gp_conditional(self, src: str, idx: np.ndarray, u_new: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        """Conditional mean and variance ``(n_new, S')`` of the discrepancy GP of ``src`` at
-        ``u_new = ln N`` given each draw's residual group means at the training sizes."""
+    def _gp_solve(self, src: str, idx: np.ndarray, grid: np.ndarray, joint: bool
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The discrepancy GP of ``src`` at ``grid = ln N`` ``(q,)`` conditioned on each draw's
+        residual group means at the training sizes: mean ``(s, q)`` and variance ``(s, q)``, or
+        with ``joint`` the covariance ``(s, q, q)``."""
         rows = self._gp_info(src)
         feats = {k: np.asarray(v, np.float64)[:, None] for k, v in rows["features"].items()}
         loss = np.asarray(rows["loss"], np.float64)
@@ -452,8 +546,6 @@ class LawPosterior:
         cov = gp_kernel(u_g[None], u_g[None], eta, ell, slope, u0, kappa=kap)
         cov = cov + (sigma2 / count[None, :] + GP_JITTER)[:, :, None] * np.eye(m)
         chol = np.linalg.cholesky(cov)  # (s, m, m)
-        uniq, inverse = np.unique(u_new, return_inverse=True)
-        grid = uniq if uniq.size <= _GP_GRID else np.linspace(uniq[0], uniq[-1], _GP_GRID)
         span = (float(u_g.min()), float(u_g.max()))
         k_star = gp_kernel(grid[None], u_g[None], eta, ell, slope, u0, kappa=kap,
                            u_range=span)  # (s, q, m)
@@ -463,17 +555,48 @@ class LawPosterior:
         sol = np.linalg.solve(chol, rhs)
         a, b = sol[:, :, :-1], sol[:, :, -1]  # (s, m, q), (s, m)
         mean = np.einsum("smq,sm->sq", a, b)
+        if joint:
+            k_qq = gp_kernel(grid[None], grid[None], eta, ell, slope, u0, kappa=kap,
+                             u_range=span)  # (s, q, q)
+            return mean, k_qq - np.einsum("smq,smp->sqp", a, a)
         amp2 = np.exp(-2.0 * (kap if np.ndim(kap) == 0 else kap[:, :, 0])
                       * (np.clip(grid, *span)[None] - u0))
         prior = (eta[:, :, 0] ** 2 * amp2 + slope[:, :, 0] ** 2 * (grid[None] - u0) ** 2)
-        var = np.maximum(prior - np.sum(a ** 2, axis=1), 0.0)  # (s, q)
-        if grid is uniq:
-            return mean[:, inverse].T, var[:, inverse].T
+        return mean, np.maximum(prior - np.sum(a ** 2, axis=1), 0.0)  # (s, q)
+
+    @staticmethod
+    def _gp_grid(u_new: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The points ``(q,)`` the GP is evaluated at for sizes ``u_new`` ``(n,)`` and a map
+        ``(s, q) -> (n, s)`` back to the rows (exact for few distinct sizes, else linear
+        interpolation on a grid of :data:`_GP_GRID` points)."""
+        uniq, inverse = np.unique(u_new, return_inverse=True)
+        if uniq.size <= _GP_GRID:
+            return uniq, lambda v: v[:, inverse].T
+        grid = np.linspace(uniq[0], uniq[-1], _GP_GRID)
         pos = np.clip((u_new - grid[0]) / (grid[1] - grid[0]), 0, _GP_GRID - 1 - 1e-9)
         lo = pos.astype(np.int64)
         frac = pos - lo
-        interp = lambda v: (v[:, lo] * (1 - frac) + v[:, lo + 1] * frac).T  # noqa: E731
-        return interp(mean), interp(var)
+        return grid, lambda v: (v[:, lo] * (1 - frac) + v[:, lo + 1] * frac).T
+
+    def _gp_conditional(self, src: str, idx: np.ndarray, u_new: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Conditional mean and variance ``(n_new, S')`` of the discrepancy GP of ``src`` at
+        ``u_new = ln N`` given each draw's residual group means at the training sizes."""
+        grid, to_rows = self._gp_grid(u_new)
+        mean, var = self._gp_solve(src, idx, grid, joint=False)
+        return to_rows(mean), to_rows(var)
+
+    def _gp_joint(self, src: str, idx: np.ndarray, u_new: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+        """One draw ``(n_new, S')`` of the discrepancy GP path per posterior draw, joint over
+        the sizes ``u_new`` (rows of equal size share the value)."""
+        grid, to_rows = self._gp_grid(u_new)
+        mean, cov = self._gp_solve(src, idx, grid, joint=True)
+        q = grid.size
+        scale = np.maximum(np.max(np.diagonal(cov, axis1=1, axis2=2), axis=1), 1e-12)
+        chol = np.linalg.cholesky(cov + (1e-9 * scale)[:, None, None] * np.eye(q))
+        path = mean + np.einsum("sqp,sp->sq", chol, rng.standard_normal((len(idx), q)))
+        return to_rows(path)
 
     # ---- reporting --------------------------------------------------------------------
     def _chains(self, values: np.ndarray) -> np.ndarray:
