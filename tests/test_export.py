@@ -10,6 +10,7 @@ import pytest
 
 from models.parametrize import enumerate_archs
 from optim.campaign.export import ExportError, export_pareto
+from test_inputs import readonly_dir  # noqa: F401  (fixture: a folder no one can write)
 
 
 def _rows():
@@ -62,3 +63,64 @@ def test_re_export_removes_stale_config_folders_only(tmp_path):
     export_pareto(rows[:1], tmp_path)
     assert len(list(tmp_path.glob("*/config.json"))) == 1
     assert (tmp_path / "notes").is_dir()
+
+
+# ---- issue 10, finding 5: never write through links; read-only folder is one line --------------
+def _outside(tmp_path):
+    """A folder outside the export folder holding a config.json that must never change."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "config.json").write_text('{"mine": true}\n')
+    return outside
+
+
+@pytest.mark.parametrize("which", ["current member", "stale member"])
+def test_symlinked_config_folder_is_refused_and_target_untouched(tmp_path, which):
+    from optim.campaign.export import config_dirname
+    from models.arch import Arch
+
+    rows = _rows()
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = _outside(tmp_path)
+    rank = 1 if which == "current member" else 7
+    name = config_dirname(rank, Arch.from_mapping(rows[0]))
+    (out / name).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ExportError, match=f"{name} is a symbolic link; archopt never writes "
+                                          "through links") as err:
+        export_pareto(rows, out)
+    assert "\n" not in str(err.value)
+    assert (outside / "config.json").read_text() == '{"mine": true}\n'
+    assert sorted(p.name for p in outside.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in out.iterdir()) == [name]  # nothing written, link kept
+
+
+def test_links_at_file_names_are_replaced_not_followed(tmp_path):
+    from optim.campaign.export import config_dirname
+    from models.arch import Arch
+
+    rows = _rows()
+    out = tmp_path / "out"
+    export_pareto(rows, out)
+    outside = _outside(tmp_path)
+    victim = tmp_path / "victim.csv"
+    victim.write_text("keep\n")
+    (out / "pareto.csv").unlink()
+    (out / "pareto.csv").symlink_to(victim)
+    config = out / config_dirname(1, Arch.from_mapping(rows[0])) / "config.json"
+    config.unlink()
+    config.symlink_to(outside / "config.json")
+    export_pareto(rows, out)
+    assert victim.read_text() == "keep\n"
+    assert (outside / "config.json").read_text() == '{"mine": true}\n'
+    assert not (out / "pareto.csv").is_symlink() and not config.is_symlink()
+    assert json.loads(config.read_text())["model_type"] == "llama"
+
+
+def test_export_into_read_only_folder_is_one_line(tmp_path, readonly_dir):
+    with pytest.raises(ExportError, match=f"cannot write to export folder {readonly_dir}") as err:
+        export_pareto(_rows(), readonly_dir)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ExportError, match="cannot write to export folder"):
+        export_pareto(_rows(), readonly_dir / "sub")
+    assert sorted(p.name for p in readonly_dir.iterdir()) == ["present.txt"]

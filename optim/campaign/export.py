@@ -8,6 +8,11 @@ Layout of ``directory``::
         config.json                Arch.to_hf_config(): loads with transformers.AutoConfig
 
 Rows are what :meth:`optim.campaign.Campaign.pareto` returns.
+
+Safety: nothing is ever written through a symbolic link inside ``directory``. A config folder
+name that is a link (to anywhere) is refused before anything is written; files are written to
+a temporary name and renamed, so a link at ``pareto.csv`` or ``config.json`` is replaced, not
+followed. A folder that cannot be written is refused up front, with one line.
 """
 
 from __future__ import annotations
@@ -40,10 +45,38 @@ def config_dirname(rank: int, arch: Arch) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path`` (a link at
+    ``path`` is replaced, never followed)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _prepare(out: Path, names: Sequence[str]) -> None:
+    """Create ``out`` and check it can be written and holds no linked config folder.
+
+    Raises:
+        ExportError: ``out`` is a file, cannot be created or written, or a config folder name
+            in it (one of ``names`` or a stale one) is a symbolic link.
+    """
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"export target {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".archopt-write-probe-"):
+            pass
+    except OSError as exc:
+        raise ExportError(f"cannot write to export folder {out}: {exc.strerror or exc}") from None
+    wanted = set(names)
+    for entry in out.iterdir():
+        if entry.is_symlink() and (entry.name in wanted or _CONFIG_DIR.match(entry.name)):
+            raise ExportError(f"{entry} is a symbolic link; archopt never writes through links "
+                              f"in an export folder (remove the link or export elsewhere)")
 
 
 def export_pareto(rows: Sequence[Mapping[str, Any]], directory: str | Path, *,
@@ -51,25 +84,32 @@ def export_pareto(rows: Sequence[Mapping[str, Any]], directory: str | Path, *,
     """Write configs and tables for ``rows``; returns the written paths (configs first).
 
     Raises:
-        ExportError: when ``directory`` exists as a file or cannot be created.
+        ExportError: ``directory`` is a file, cannot be created or written, or holds a
+            symbolic link where a config folder goes (nothing is written then); or a write
+            fails midway (one line).
     """
     out = Path(directory).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"export target {out} exists and is not a directory")
+    archs = [Arch.from_mapping(row) for row in rows]
+    names = [config_dirname(rank, arch) for rank, arch in enumerate(archs, start=1)]
+    _prepare(out, names)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        return _write_all(out, rows, archs, names, campaign)
     except OSError as exc:
-        raise ExportError(f"cannot create export directory {out}: {exc.strerror}") from None
+        where = f" {exc.filename}" if exc.filename else ""
+        raise ExportError(f"export to {out} failed at{where}: {exc.strerror or exc}") from None
+
+
+def _write_all(out: Path, rows: Sequence[Mapping[str, Any]], archs: Sequence[Arch],
+               names: Sequence[str], campaign: Mapping[str, Any] | None) -> list[Path]:
     # A re-export replaces the previous one: stale config folders would look like members.
     for old in out.iterdir():
-        if old.is_dir() and _CONFIG_DIR.match(old.name) and {p.name for p in old.iterdir()} <= {
-                "config.json"}:
+        if (not old.is_symlink() and old.is_dir() and _CONFIG_DIR.match(old.name)
+                and {p.name for p in old.iterdir()} <= {"config.json"}):
             shutil.rmtree(old)
     written: list[Path] = []
     table = []
-    for rank, row in enumerate(rows, start=1):
-        arch = Arch.from_mapping(row)
-        sub = out / config_dirname(rank, arch)
+    for rank, (row, arch, name) in enumerate(zip(rows, archs, names), start=1):
+        sub = out / name
         sub.mkdir(exist_ok=True)
         path = sub / "config.json"
         _write_atomic(path, json.dumps(arch.to_hf_config(), indent=2) + "\n")
