@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.errors import ArchoptError
 from optim.campaign import PROPOSAL_FIELDS, Campaign, CampaignError, list_campaigns
 from optim.campaign.store import CampaignStore
 
@@ -144,11 +145,11 @@ def test_predict_any_shape(store):
     camp = Campaign.load("small", store)
     arch = camp.problem.candidates[0]
     outside = arch.replace(n_layers=arch.n_layers * 3)
-    df = camp.predict([arch, outside])
+    df = camp.shape_table([arch, outside])
     assert list(df["in_band"]) == [True, False]
     assert np.all(df["pred_loss_q05"] < df["pred_loss_q95"])
     with pytest.raises(CampaignError):
-        camp.predict(["not an arch"])
+        camp.shape_table(["not an arch"])
 
 
 def test_killed_process_mid_write_leaves_the_old_store(store):
@@ -157,7 +158,8 @@ def test_killed_process_mid_write_leaves_the_old_store(store):
         import os
         from optim.campaign import Campaign
         camp = Campaign.load("small", {str(store.path)!r})
-        Campaign._update_meta = lambda *a, **k: os._exit(9)  # dies after Ax wrote the copy
+        from optim.campaign.store import Snapshot
+        Snapshot.put_trial_meta = lambda *a, **k: os._exit(9)  # dies after Ax wrote the copy
         camp.observe(0, 3.0)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -172,14 +174,11 @@ def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home)
     """A trial completed with the model's tokens/s gets the measured value once one exists."""
     from models.measure import Measurement, MeasurementCache
 
-    from optim.campaign.campaign import THROUGHPUT_METRIC, _load_client
-    from optim.campaign.store import ax_session
+    from optim.campaign.ax_adapter import THROUGHPUT_METRIC, AxCampaign, ax_session
 
     def stored_tps():
         with store.read() as path, ax_session(path) as url:
-            df = _load_client(url, "small")._experiment.lookup_data().df
-        part = df[df["metric_name"] == THROUGHPUT_METRIC]
-        return dict(zip(part["trial_index"].astype(int), part["mean"]))
+            return AxCampaign.load(url, small_spec()).stored_means(THROUGHPUT_METRIC)
 
     camp = Campaign.load("small", store)
     camp.observe(0, 2.0)
@@ -195,3 +194,59 @@ def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home)
     after = stored_tps()
     assert after[0] == pytest.approx(2 * model_tps)
     assert after[1] > 0
+
+
+# ---- issue 10 regressions ----------------------------------------------------------------------
+@pytest.mark.parametrize("loss", [1e300, 25.0])
+def test_an_implausible_loss_is_refused_unless_forced(store, loss):
+    camp = Campaign.load("small", store)
+    before = _sha(store.path)
+    with pytest.raises(CampaignError, match="plausible range"):
+        camp.observe(0, loss)
+    with pytest.raises(ArchoptError, match="plausible range"):
+        camp.observe_runs(_run_table([camp.trial_records()[0].arch], [loss]))
+    assert _sha(store.path) == before
+    out = camp.observe(0, loss, force=True)
+    assert out["observed_loss"] == loss
+
+
+def test_propose_caps_k_with_a_clear_message(store):
+    from optim.campaign.campaign import MAX_PROPOSALS
+
+    before = _sha(store.path)
+    with pytest.raises(CampaignError, match=f"at most {MAX_PROPOSALS}"):
+        Campaign.load("small", store).propose(MAX_PROPOSALS + 1)
+    assert _sha(store.path) == before
+
+
+def test_a_campaign_keeps_its_hardware_profile_when_hardware_json_loses_it(tmp_path, archopt_home):
+    import json
+
+    from models.hardware import USER_HARDWARE_FILE
+
+    archopt_home.mkdir(parents=True, exist_ok=True)
+    profile = {"my-gpu": {"name": "My GPU", "peak_flops": 2e14, "mem_bandwidth": 1.2e12,
+                          "mem_bytes": 4.8e10, "source": "test"}}
+    (archopt_home / USER_HARDWARE_FILE).write_text(json.dumps(profile))
+    spec = small_spec().__class__(**{**small_spec().to_dict(), "hardware": "my-gpu",
+                                     "hardware_profile": None})
+    path = tmp_path / "c.sqlite"
+    Campaign.create(spec, store=path, prior=small_posterior()).propose(1, seed=0)
+    (archopt_home / USER_HARDWARE_FILE).write_text("{}")
+    camp = Campaign.load(spec.name, path)
+    assert camp.spec.hardware == "my-gpu" and camp.spec.device.peak_flops == 2e14
+    assert camp.status()["n_trials"] == 1
+
+
+def test_an_ax_frontier_failure_is_an_error_not_an_empty_front(store, monkeypatch):
+    from optim.campaign.ax_adapter import AxCampaign
+
+    camp = Campaign.load("small", store)
+    camp.observe(0, 3.0)
+
+    def broken(self):
+        raise ValueError("no data for tokens_per_s")
+
+    monkeypatch.setattr(AxCampaign, "observed_pareto_trials", broken)
+    with pytest.raises(CampaignError, match="Pareto frontier"):
+        Campaign.load("small", store).status()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
+import stat
 
 import pytest
 
@@ -79,3 +81,110 @@ def test_an_sqlite_file_of_another_program_is_not_a_store(tmp_path):
     con.close()
     with pytest.raises(StoreError, match="not an archopt"):
         CampaignStore(path).list_names()
+
+
+# ---- issue 10 regressions: identity, permissions, leftovers, locks ----------------------------
+def test_a_symlinked_store_stays_a_link_and_its_target_gets_every_write(tmp_path):
+    real = tmp_path / "shared" / "team.sqlite"
+    real.parent.mkdir()
+    link = tmp_path / "campaigns.sqlite"
+    link.symlink_to(real)
+    s = CampaignStore(link)
+    for name in ("a", "b"):
+        with s.write() as path, connect(path) as con:
+            con.execute("INSERT INTO archopt_campaigns VALUES (?, '{}', NULL, '{}', 0)", (name,))
+            con.commit()
+    assert link.is_symlink() and real.is_file()
+    assert CampaignStore(real).list_names() == ["a", "b"] == s.list_names()
+
+
+def test_a_write_keeps_the_store_permission_bits(store):
+    os.chmod(store.path, 0o664)
+    with store.write() as path, connect(path) as con:
+        con.execute("INSERT INTO archopt_campaigns VALUES ('b', '{}', NULL, '{}', 0)")
+        con.commit()
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o664
+    assert store.list_names() == ["a", "b"]
+
+
+def test_a_new_store_gets_the_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        s = CampaignStore(tmp_path / "new.sqlite")
+        with s.write():
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(s.path).st_mode) == 0o644
+
+
+def test_a_read_only_store_is_refused_and_left_alone(store):
+    os.chmod(store.path, 0o444)
+    before = _sha(store.path)
+    with pytest.raises(StoreError, match="read-only"):
+        with store.write() as path, connect(path) as con:
+            con.execute("INSERT INTO archopt_campaigns VALUES ('b', '{}', NULL, '{}', 0)")
+            con.commit()
+    assert _sha(store.path) == before
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o444
+    assert store.list_names() == ["a"]  # still readable
+
+
+def test_reads_create_nothing_beside_the_store(store):
+    before = sorted(p.name for p in store.path.parent.iterdir())
+    with store.read() as copy:
+        assert copy.parent != store.path.parent
+    store.list_names()
+    assert sorted(p.name for p in store.path.parent.iterdir()) == before
+
+
+def test_temporary_copies_of_a_killed_writer_are_removed_by_the_next_write(store):
+    stale = [store.path.parent / f".campaigns.sqlite.x{i}.tmp" for i in range(3)]
+    for p in stale:
+        p.write_bytes(b"half a store")
+    with store.write():
+        pass
+    assert not any(p.exists() for p in stale)
+
+
+def test_a_held_lock_gives_a_one_line_error_after_the_timeout(store, monkeypatch):
+    from filelock import FileLock
+
+    monkeypatch.setenv("ARCHOPT_LOCK_TIMEOUT", "0.2")
+    before = _sha(store.path)
+    holder = FileLock(str(store.lock_path))
+    holder.acquire()
+    try:
+        with pytest.raises(StoreError, match="busy") as err:
+            with store.write():
+                pass
+    finally:
+        holder.release()
+    assert "\n" not in str(err.value)
+    assert _sha(store.path) == before
+    assert store.list_names() == ["a"]  # reads never wait for the lock
+
+
+@pytest.mark.parametrize("column, value", [("spec_json", "{not json"),
+                                           ("spec_json", "[1, 2]"),
+                                           ("info_json", "\x00\x01binary")])
+def test_corrupt_campaign_rows_give_store_errors(store, column, value):
+    from optim.campaign.store import Snapshot
+
+    with store.write() as path, connect(path) as con:
+        con.execute(f"UPDATE archopt_campaigns SET {column} = ? WHERE name = 'a'", (value,))
+        con.commit()
+    with store.read() as path:
+        with pytest.raises(StoreError, match="corrupt"):
+            Snapshot(path, store).campaign("a")
+
+
+def test_a_corrupt_trial_payload_gives_a_store_error(store):
+    from optim.campaign.store import Snapshot
+
+    with store.write() as path, connect(path) as con:
+        con.execute("INSERT INTO archopt_trials VALUES ('a', 0, '{\"x\": Infinity}')")
+        con.commit()
+    with store.read() as path:
+        with pytest.raises(StoreError, match="trial 0"):
+            Snapshot(path, store).trial_meta("a")

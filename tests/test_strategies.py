@@ -10,7 +10,7 @@ import torch
 from models.throughput import Workload
 from optim.core.problem import CampaignSpec, Problem, ProblemError
 from optim.core.strategies import (STRATEGIES, Algorithm1Strategy, ArchoptStrategy, StrategyError,
-                              available_indices, fit_loss_model, predict)
+                              available_indices, candidate_loss, fit_loss_model)
 
 
 def small_posterior(S: int = 32, seed: int = 0):
@@ -114,8 +114,8 @@ def test_plain_qnehvi_starts_space_filling_then_models(problem):
 
 def test_predict_band_narrows_where_observed(problem):
     i = int(np.flatnonzero(problem.proposable)[10])
-    m0, lo0, hi0 = predict(problem)
-    m1, lo1, hi1 = predict(problem, [i], [m0[i] + 0.2])
+    m0, lo0, hi0 = candidate_loss(problem)
+    m1, lo1, hi1 = candidate_loss(problem, [i], [m0[i] + 0.2])
     assert hi1[i] - lo1[i] < 0.5 * (hi0[i] - lo0[i])
     assert m1[i] == pytest.approx(m0[i] + 0.2, abs=0.02)
 
@@ -140,11 +140,11 @@ def test_algorithm1_respects_the_loss_target_and_prefers_speed(problem):
 
 def test_bad_observations_are_refused(problem):
     with pytest.raises(StrategyError):
-        predict(problem, [0], [float("nan")])
+        candidate_loss(problem, [0], [float("nan")])
     with pytest.raises(StrategyError):
-        predict(problem, [problem.n + 5], [2.5])
+        candidate_loss(problem, [problem.n + 5], [2.5])
     with pytest.raises(StrategyError):
-        predict(problem, [0, 1], [2.5])
+        candidate_loss(problem, [0, 1], [2.5])
 
 
 def test_available_indices_excludes_observed_and_pending(problem):

@@ -149,10 +149,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Propose the next batch of architectures to train (recorded as pending trials)."""
-        from optim.campaign import Campaign, CampaignError
+        from optim.campaign import Campaign
 
-        if k < 1:
-            raise CampaignError(f"-k must be >= 1, got {k}")
         camp = Campaign.load(name, store)
         rows = camp.propose(k, strategy=strategy, seed=seed)
         if json_out:
@@ -229,12 +227,11 @@ def register(app: typer.Typer) -> None:
                store: StoreOpt = None, json_out: JsonOpt = False) -> None:
         """Current Pareto set (observed vs model-predicted)."""
         from optim.campaign import Campaign
-        from optim.campaign.export import export_pareto
 
         camp = Campaign.load(name, store)
         rows = camp.pareto()
         if export is not None:
-            written = export_pareto(rows, export, campaign=camp.status_brief())
+            written = camp.export(export)
         if json_out:
             _echo_json(rows)
         else:

@@ -109,6 +109,9 @@ class CampaignSpec:
         space: the candidate grid.
         source: the run-table source whose offset/scale the campaign's losses are on
             (``None``: the prior's reference source); a remaining offset is learned.
+        hardware_profile: the :class:`models.hardware.Hardware` fields of ``hardware``, filled
+            in at creation and stored with the campaign, so the campaign keeps working when a
+            user profile is later edited or removed from ``hardware.json``.
     """
 
     name: str
@@ -125,6 +128,7 @@ class CampaignSpec:
     law: str = "conditional"
     space: SearchSpace = field(default_factory=SearchSpace)
     source: str | None = None
+    hardware_profile: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         import re
@@ -137,15 +141,31 @@ class CampaignSpec:
         object.__setattr__(self, "band", float(self.band))
         object.__setattr__(self, "workload", _workload_from(self.workload))
         object.__setattr__(self, "space", _space_from(self.space))
-        from models.hardware import get_hardware
+        from models.hardware import Hardware, HardwareError, get_hardware
 
-        object.__setattr__(self, "hardware", get_hardware(self.hardware).id)
+        if self.hardware_profile is None:
+            hw = get_hardware(self.hardware)
+        else:
+            try:
+                hw = Hardware(**dict(self.hardware_profile))
+            except TypeError as exc:
+                raise HardwareError(f"stored hardware profile of {self.hardware!r} is invalid: "
+                                    f"{exc}") from None
+        object.__setattr__(self, "hardware", hw.id)
+        object.__setattr__(self, "hardware_profile", dataclasses.asdict(hw))
         for name in ("max_loss", "min_throughput"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _positive(name, getattr(self, name)))
         object.__setattr__(self, "vocab_size", int(_positive("vocab_size", self.vocab_size)))
         object.__setattr__(self, "tie_embeddings", bool(self.tie_embeddings))
         object.__setattr__(self, "must_fit", bool(self.must_fit))
+
+    @property
+    def device(self) -> Any:
+        """The campaign's :class:`models.hardware.Hardware` (from the stored profile)."""
+        from models.hardware import Hardware
+
+        return Hardware(**dict(self.hardware_profile or {}))
 
     def budget_bounds(self) -> tuple[int, int]:
         """Inclusive non-embedding parameter bounds of the band."""
@@ -387,7 +407,7 @@ def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None
     """Model prediction for all archs, replaced by cached measurements where present."""
     from models.throughput import predict_throughput_many
 
-    pred = predict_throughput_many(archs, spec.hardware, spec.workload)
+    pred = predict_throughput_many(archs, spec.device, spec.workload)
     tps = np.asarray(pred["tokens_per_s"], dtype=np.float64).copy()
     rel = np.asarray(pred["rel_sigma"], dtype=np.float64).copy()
     src = np.full(len(archs), "model", dtype=object)

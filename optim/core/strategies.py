@@ -33,14 +33,14 @@ from models.errors import ArchoptError
 from surrogate.gp import LawPriorGP
 
 from .acquisition import CandidateSetModel, optimize_nehvi
+from .bands import Q05, Q95, Z90
 from .problem import Problem
 
 __all__ = ["ProposalBatch", "Strategy", "ArchoptStrategy", "PlainQNEHVIStrategy",
-           "Algorithm1Strategy", "RandomStrategy", "STRATEGIES", "predict", "fit_loss_model",
+           "Algorithm1Strategy", "RandomStrategy", "STRATEGIES", "candidate_loss", "fit_loss_model",
            "available_indices", "StrategyError"]
 
 DTYPE = torch.float64
-_Q05, _Q95 = 0.05, 0.95
 
 
 class StrategyError(ArchoptError):
@@ -114,7 +114,7 @@ def fit_loss_model(problem: Problem, observed_idx: Any = (), observed_loss: Any 
     return gp.fit(idx, loss)
 
 
-def predict(problem: Problem, observed_idx: Any = (), observed_loss: Any = (), *,
+def candidate_loss(problem: Problem, observed_idx: Any = (), observed_loss: Any = (), *,
             gp: LawPriorGP | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted loss of a new run at every candidate under the archopt model.
 
@@ -123,7 +123,7 @@ def predict(problem: Problem, observed_idx: Any = (), observed_loss: Any = (), *
         included in the band).
     """
     gp = gp or fit_loss_model(problem, observed_idx, observed_loss)
-    mean, q = gp.predictive(None, (_Q05, _Q95))
+    mean, q = gp.predictive(None, (Q05, Q95))
     return mean, q[0], q[1]
 
 
@@ -186,7 +186,7 @@ class ArchoptStrategy(Strategy):
         idx, loss = _check(problem, observed_idx, observed_loss)
         pending = _pending(pending_idx)
         gp = fit_loss_model(problem, idx, loss, mode=self.mode, n_members=self.n_members)
-        mean, q05, q95 = predict(problem, gp=gp)
+        mean, q05, q95 = candidate_loss(problem, gp=gp)
         choices = available_indices(problem, idx, pending)
         ref = problem.reference_point(mean)
         result = optimize_nehvi(self.model(problem, gp), choices=choices, k=k, ref_point=ref,
@@ -266,8 +266,7 @@ class PlainQNEHVIStrategy(Strategy):
         ref = problem.reference_point(mean)
         result = optimize_nehvi(model, choices=choices, k=k, ref_point=ref, observed_idx=idx,
                                 pending_idx=pending, mc_samples=self.mc_samples, seed=seed)
-        z = 1.6448536269514722
-        return self._batch(problem, result.indices, mean, mean - z * sd, mean + z * sd,
+        return self._batch(problem, result.indices, mean, mean - Z90 * sd, mean + Z90 * sd,
                            result.ehvi, start)
 
 
@@ -302,7 +301,7 @@ class Algorithm1Strategy(Strategy):
         draws = problem.law_samples
         offset = float(np.mean(loss - draws.mean(0)[idx])) if len(idx) else 0.0
         draws = draws + offset
-        return draws.mean(0), np.quantile(draws, _Q05, 0), np.quantile(draws, _Q95, 0)
+        return draws.mean(0), np.quantile(draws, Q05, 0), np.quantile(draws, Q95, 0)
 
     def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
                 pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
@@ -361,7 +360,7 @@ class RandomStrategy(Strategy):
         chosen = rng.choice(choices, size=min(int(k), len(choices)), replace=False)
         mean = q05 = q95 = None
         if problem.law_samples is not None:
-            mean, q05, q95 = predict(problem, idx, loss)
+            mean, q05, q95 = candidate_loss(problem, idx, loss)
         return self._batch(problem, chosen, mean, q05, q95, None, start)
 
 

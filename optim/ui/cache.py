@@ -328,18 +328,18 @@ def _with_keys(rows: list[dict[str, Any]] | pd.DataFrame, prefix: str, by: str |
 def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataFrame]:
     """The tables the Pareto and Campaigns pages draw, from the campaign API.
 
-    ``candidates``: the proposable candidates with :meth:`Campaign.predictions` (loss of a new
+    ``candidates``: the proposable candidates with :meth:`Campaign.candidate_loss` (loss of a new
     run given the observations) and the problem's throughput; ``trials``: :meth:`Campaign.trials`
     (predictions made at proposal time, current ones where a trial has none); ``front``:
     :meth:`Campaign.pareto`; ``references``: :func:`surrogate.runs.reference_architectures`
-    through :meth:`Campaign.predict`. Each has a ``key`` column (``"candidate 12"``,
+    through :meth:`Campaign.shape_table`. Each has a ``key`` column (``"candidate 12"``,
     ``"trial 3"``, ``"front 0"``, ``"ref Llama-3.2-1B"``) and a ``label``.
     """
     from models.arch import Arch
 
     campaign = load_campaign(name, store, version)
     problem = campaign.problem
-    mean, q05, q95 = campaign.predictions()
+    mean, q05, q95 = campaign.candidate_loss()
     rows = []
     for i in np.flatnonzero(problem.proposable):
         arch = problem.candidates[i]
@@ -361,7 +361,7 @@ def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataF
     front = _with_keys(campaign.pareto(), "front", None)
     refs = reference_table()
     ref_archs = [Arch.from_mapping(r) for r in refs.to_dict("records")]
-    references = campaign.predict(ref_archs).drop(columns=["label"], errors="ignore")
+    references = campaign.shape_table(ref_archs).drop(columns=["label"], errors="ignore")
     references.insert(0, "label", refs["name"].to_numpy())
     references.insert(0, "key", [f"ref {n}" for n in refs["name"]])
     references["reported_loss"] = refs["reported_loss"].to_numpy()
@@ -380,19 +380,12 @@ def export_files(name: str, store: str, version: float, ranks: tuple[int, ...] |
     """What ``archopt pareto NAME --export DIR`` writes, as ``relative path -> bytes``.
 
     ``ranks`` (0-based positions in :meth:`Campaign.pareto`) restricts the export to those
-    architectures, through the same writer (:func:`optim.campaign.export.export_pareto`); None = all,
-    which is exactly :meth:`Campaign.export`.
+    architectures (:meth:`Campaign.export`); None = all.
     """
     import tempfile
 
-    from optim.campaign.export import export_pareto
-
     campaign = load_campaign(name, store, version)
     with tempfile.TemporaryDirectory(prefix="archopt-export-") as tmp:
-        if ranks is None:
-            paths = campaign.export(tmp)
-        else:
-            rows = campaign.pareto()
-            paths = export_pareto([rows[i] for i in ranks], tmp, campaign=campaign.status_brief())
+        paths = campaign.export(tmp, ranks=ranks)
         root = Path(tmp)
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in map(Path, paths)}

@@ -19,6 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from optim.core.bands import lognormal_band
+
 __all__ = [
     "COLORS",
     "pareto_figure",
@@ -450,10 +452,10 @@ def hardware_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figu
     for label, df in table.groupby("label", sort=False):
         bars = None
         if "rel_sigma" in df:
-            k = 1.6448536 * df["rel_sigma"].to_numpy()
             y = df["tokens_per_s"].to_numpy()
-            bars = dict(type="data", symmetric=False, array=y * (np.exp(k) - 1),
-                        arrayminus=y * (1 - np.exp(-k)), thickness=1, width=2)
+            lo, hi = lognormal_band(y, df["rel_sigma"].to_numpy())
+            bars = dict(type="data", symmetric=False, array=hi - y, arrayminus=y - lo,
+                        thickness=1, width=2)
         fig.add_trace(go.Bar(
             x=df["hardware"], y=df["tokens_per_s"], name=str(label), error_y=bars,
             marker_pattern_shape=["" if f else "/" for f in df["fits_in_memory"]],

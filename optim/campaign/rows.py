@@ -1,0 +1,84 @@
+"""The campaign's JSON rows: one candidate or trial as the CLI (``--json``), the app and the
+export read it. The field names are a contract other tools read (:data:`PROPOSAL_FIELDS`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from models.arch import SHAPE_FIELDS
+from optim.core.bands import lognormal_band
+
+from optim.core.problem import Problem
+
+from .ax_adapter import TrialRecord
+
+__all__ = ["PROPOSAL_FIELDS", "TRIAL_FIELDS", "jsonable", "candidate_row", "trial_row"]
+
+#: Fields every proposal / Pareto / trial dict carries (the CLI JSON contract).
+PROPOSAL_FIELDS: tuple[str, ...] = (
+    "trial", *SHAPE_FIELDS, "params", "non_embedding_params", "pred_loss_mean", "pred_loss_q05",
+    "pred_loss_q95", "pred_tokens_per_s", "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "ehvi")
+#: Fields of a trial dict (``status --json``'s ``trials``) besides the shape.
+TRIAL_FIELDS: tuple[str, ...] = (
+    "trial", "status", "kind", "params", "non_embedding_params", "observed_loss", "run",
+    "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "label", "in_band", "pred_loss_mean",
+    "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi", "strategy")
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe scalar: numpy scalars become Python ones, non-finite floats ``None``."""
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def candidate_row(problem: Problem, i: int, loss: tuple[np.ndarray, np.ndarray, np.ndarray], *,
+                  trial: int | None = None, ehvi: float | None = None) -> dict[str, Any]:
+    """Candidate ``i`` of ``problem`` with its predicted loss and throughput.
+
+    Args:
+        loss: ``(mean, q05, q95)``, each ``(n,)`` over the candidates.
+    """
+    arch = problem.candidates[i]
+    feats = arch.features()
+    mean, q05, q95 = loss
+    tps = float(problem.throughput_mean[i])
+    tps_q05, tps_q95 = lognormal_band(tps, float(problem.throughput_rel_sigma[i]))
+    row: dict[str, Any] = {
+        "trial": trial, **arch.shape(), "params": arch.params,
+        "non_embedding_params": arch.non_embedding_params,
+        "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
+        "pred_loss_q95": float(q95[i]), "pred_tokens_per_s": tps,
+        "pred_tokens_per_s_q05": float(tps_q05), "pred_tokens_per_s_q95": float(tps_q95),
+        "throughput_source": str(problem.throughput_source[i]),
+        "mlp_attn_ratio": feats["mlp_attn_ratio"], "d_over_sqrt_n": feats["d_over_sqrt_n"],
+        "gqa_group": feats["gqa_group"], "aspect_ratio": feats["aspect_ratio"], "ehvi": ehvi,
+        "memory_bytes": float(problem.memory_bytes[i]),
+        "fits_in_memory": bool(problem.fits_in_memory[i]), "in_band": bool(problem.in_band[i]),
+        "label": arch.label()}
+    return {k: jsonable(v) for k, v in row.items()}
+
+
+def trial_row(rec: TrialRecord, in_band: bool) -> dict[str, Any]:
+    """A trial with its observed loss and the prediction made when it was proposed."""
+    proposal: Mapping[str, Any] = rec.meta.get("proposal") or {}
+    arch = rec.arch
+    feats = arch.features()
+    out = {"trial": rec.trial, "status": rec.status, "kind": rec.meta.get("kind", "attached"),
+           **arch.shape(), "params": arch.params,
+           "non_embedding_params": arch.non_embedding_params,
+           "observed_loss": rec.loss, "run": rec.meta.get("run"),
+           "mlp_attn_ratio": feats["mlp_attn_ratio"], "d_over_sqrt_n": feats["d_over_sqrt_n"],
+           "gqa_group": feats["gqa_group"], "label": arch.label(), "in_band": in_band}
+    for key in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s",
+                "ehvi", "strategy"):
+        out[key] = proposal.get(key)
+    return {k: jsonable(v) for k, v in out.items()}
