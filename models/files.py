@@ -1,4 +1,4 @@
-"""Bounded readers for user files: one place that decides how much, and what, archopt reads.
+"""User files: bounded readers, and checks of folders and outputs before archopt writes.
 
 Every file a user hands archopt (``--hf-config``, ``$ARCHOPT_HOME/hardware.json``,
 ``calibrations.json``, run tables) goes through :func:`read_bytes`, which
@@ -11,6 +11,11 @@ Every file a user hands archopt (``--hf-config``, ``$ARCHOPT_HOME/hardware.json`
 :func:`read_text` adds strict UTF-8 decoding (binary files are refused) and :func:`read_json`
 adds strict JSON: no ``Infinity``/``NaN`` literals, no number that overflows a float
 (``1e400``), nesting at most :data:`JSON_MAX_DEPTH` levels, and a required top-level type.
+
+Before an expensive computation whose result goes to a user path, :func:`prepare_output_file`
+checks the path can be written (a folder in the way, a parent that is a file, a read-only
+folder: one line, before any work), and :func:`write_errors` turns an ``OSError`` during the
+write itself into one line.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import json
 import math
 import os
 import stat
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import ArchoptError
 
 __all__ = ["JSON_MAX_BYTES", "JSON_MAX_DEPTH", "read_bytes", "read_text", "read_json",
-           "parse_json", "format_bytes"]
+           "parse_json", "format_bytes", "ensure_folder", "ensure_writable_folder",
+           "prepare_output_file", "write_errors"]
 
 #: Largest JSON file read (1 MiB). A ``config.json`` or ``hardware.json`` is a few kB.
 JSON_MAX_BYTES = 1 << 20
@@ -136,8 +144,8 @@ def parse_json(text: str, *, where: str, top: type | tuple[type, ...] = dict,
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise error(f"{where} is not valid JSON: {exc.msg} (line {exc.lineno} column "
-                    f"{exc.colno})") from None
+        raise error(f"cannot read {where}: not valid JSON: {exc.msg} (line {exc.lineno} "
+                    f"column {exc.colno})") from None
     except RecursionError:
         raise error(f"{where} nests deeper than {max_depth} levels") from None
     except ValueError as exc:  # our parse hooks, or an integer with too many digits
@@ -163,3 +171,73 @@ def read_json(path: str | Path, *, what: str, top: type | tuple[type, ...] = dic
     """
     text = read_text(path, max_bytes=max_bytes, what=what, error=error)
     return parse_json(text, where=f"{what} {path}", top=top, max_depth=max_depth, error=error)
+
+
+# ---- writing --------------------------------------------------------------------------------------
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message}; {hint}" if hint else message
+
+
+def ensure_folder(path: Path, what: str, hint: str = "",
+                  error: type[ArchoptError] = ArchoptError) -> Path:
+    """Create ``path`` (and parents) if missing; ``hint`` (what to do) ends the messages.
+
+    Raises:
+        error: ``path`` is a file, a file is in the way, or the folder cannot be created.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise error(_with_hint(f"{what} {path} is a file, not a folder", hint))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise error(_with_hint(f"cannot create {what} {path}: a file is in the way of that "
+                               f"path", hint)) from None
+    except OSError as exc:
+        raise error(_with_hint(f"cannot create {what} {path}: {exc.strerror or exc}",
+                               hint)) from None
+    return path
+
+
+def ensure_writable_folder(path: Path, what: str, hint: str = "",
+                           error: type[ArchoptError] = ArchoptError) -> Path:
+    """Create ``path`` if missing and check a file can be created in it (by creating one).
+
+    A real probe file, not ``os.access``: root ignores mode bits but not read-only mounts or
+    immutable folders, and ``os.access`` cannot tell.
+
+    Raises:
+        error: the folder cannot be created or written (one line naming it).
+    """
+    ensure_folder(path, what, hint, error)
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".archopt-write-probe-"):
+            pass
+    except OSError as exc:
+        raise error(_with_hint(f"{what} {path} is not writable ({exc.strerror or exc})",
+                               hint)) from None
+    return path
+
+
+def prepare_output_file(path: str | Path, *, what: str,
+                        error: type[ArchoptError] = ArchoptError) -> Path:
+    """Check, before any work, that a file can be written at ``path``; creates its folder.
+
+    Raises:
+        error: ``path`` is a folder, its parent is a file or cannot be created, or the parent
+            folder is not writable.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise error(f"{what} {path} is a folder, not a file")
+    ensure_writable_folder(path.parent, f"folder of {what}", error=error)
+    return path
+
+
+@contextmanager
+def write_errors(path: str | Path, *, what: str,
+                 error: type[ArchoptError] = ArchoptError) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` into one line naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise error(f"cannot write {what} {path}: {exc.strerror or exc}") from None

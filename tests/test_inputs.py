@@ -245,3 +245,56 @@ def test_cli_bad_run_tables(tmp_path, archopt_home, capsys, column, text, fragme
 def test_cli_run_table_from_dev_zero(tmp_path, capsys) -> None:
     assert_one_line_error(capsys, ["fit", "--runs", "/dev/zero", "--out", tmp_path / "p.nc"],
                           "run table /dev/zero is larger than 64 MiB")
+
+
+# ---- fit --out (issue 10, finding 6) --------------------------------------------------------------
+def _good_runs() -> str:
+    from surrogate.runs import bundled_path
+
+    return str(bundled_path("morph_runs.csv"))
+
+
+def _no_fit(monkeypatch) -> None:
+    import surrogate.bayes
+    import surrogate.lsq
+
+    def never(*args, **kwargs):
+        raise AssertionError("the fit ran although --out cannot be written")
+
+    monkeypatch.setattr(surrogate.lsq, "fit_lsq", never)
+    monkeypatch.setattr(surrogate.bayes, "fit_bayes", never)
+
+
+def test_fit_out_below_a_regular_file_fails_before_fitting(tmp_path, monkeypatch, capsys) -> None:
+    _no_fit(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for method in ("lsq", "bayes"):
+        assert_one_line_error(capsys, ["fit", "--runs", _good_runs(), "--method", method,
+                                       "--out", blocker / "post.nc"],
+                              f"folder of --out {blocker} is a file, not a folder")
+    assert_one_line_error(capsys, ["fit", "--runs", _good_runs(), "--out", blocker / "a" / "p.nc"],
+                          f"cannot create folder of --out {blocker / 'a'}", "a file is in the way")
+    assert blocker.read_text() == "x"
+    assert_one_line_error(capsys, ["fit", "--runs", _good_runs(), "--out", tmp_path],
+                          f"--out {tmp_path} is a folder, not a file")
+
+
+def test_fit_out_in_read_only_folder_fails_before_fitting(readonly_dir, monkeypatch, capsys) -> None:
+    _no_fit(monkeypatch)
+    assert_one_line_error(capsys, ["fit", "--runs", _good_runs(), "--out", readonly_dir / "p.nc"],
+                          f"folder of --out {readonly_dir} is not writable")
+    assert sorted(p.name for p in readonly_dir.iterdir()) == ["present.txt"]
+
+
+def test_fit_out_oserror_while_saving_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    from surrogate.posterior import LawPosterior
+
+    def disk_full(self, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(LawPosterior, "save", disk_full)
+    out = tmp_path / "post.nc"
+    assert_one_line_error(capsys, ["fit", "--runs", _good_runs(), "--method", "lsq",
+                                   "--n-starts", "2", "--out", out],
+                          f"cannot write posterior {out}: No space left on device")

@@ -63,6 +63,7 @@ def fit_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Fit a law to run tables, save the posterior, print coefficients and diagnostics."""
+    from models.files import prepare_output_file, write_errors
     from surrogate.laws import get_law
     from surrogate.posterior import SOURCE_TERMS
     from surrogate.runs import load_runs
@@ -78,9 +79,8 @@ def fit_command(
     if discrepancy not in (*DISCREPANCY, "none"):
         raise ArchoptError(f"unknown --discrepancy {discrepancy!r}; known: "
                            f"{', '.join((*DISCREPANCY, 'none'))}")
-    if out.exists() and out.is_dir():
-        raise ArchoptError(f"--out {out} is a directory")
     table = load_runs(*runs)
+    out = prepare_output_file(out, what="--out")  # before the fit, not after it
     if method == "bayes":
         from surrogate.bayes import fit_bayes
 
@@ -94,7 +94,8 @@ def fit_command(
         posterior = fit_lsq(table, law, method=method, n_starts=n_starts, seed=seed,
                             source_terms=source_terms,
                             reference_source=reference_source).to_posterior(seed=seed)
-    posterior.save(out)
+    with write_errors(out, what="posterior"):
+        posterior.save(out)
     report = posterior.to_json()
     report["out"] = str(out)
     if json_out:
