@@ -59,12 +59,9 @@ def register(app: typer.Typer) -> None:
             overrides["batches"] = batches
         if extra_batches is not None:
             overrides["extra_batches"] = extra_batches
-            if extra_batches == 0:
-                overrides["random_extra_batches"] = 0
         if max_candidates is not None:
             overrides["max_candidates"] = max_candidates
-        config = (BenchConfig.quick_preset(**overrides) if quick
-                  else BenchConfig.full(**overrides))
+        config = BenchConfig.preset(quick, **overrides)
         result = run_bench(config, progress=True, real_data=real_data)  # bars on stderr
         report = write_report(result, out)
         if json_out:
