@@ -298,3 +298,37 @@ def test_fit_out_oserror_while_saving_is_one_line(tmp_path, monkeypatch, capsys)
     assert_one_line_error(capsys, ["fit", "--runs", _good_runs(), "--method", "lsq",
                                    "--n-starts", "2", "--out", out],
                           f"cannot write posterior {out}: No space left on device")
+
+
+# ---- campaign commands with a broken measurement cache or hardware.json (findings 3/6) ----------
+@pytest.fixture
+def campaign_store(tmp_path, archopt_home) -> Path:
+    from optim.campaign import Campaign
+    from test_strategies import small_posterior, small_spec
+
+    store = tmp_path / "store.sqlite"
+    Campaign.create(small_spec(), store=store, prior=small_posterior())
+    return store
+
+
+@pytest.mark.slow
+def test_campaign_commands_with_corrupt_measurement_cache(campaign_store, archopt_home,
+                                                          capsys) -> None:
+    archopt_home.mkdir(parents=True, exist_ok=True)
+    cache = archopt_home / "measurements.sqlite"
+    cache.write_bytes(bytes(range(256)) * 16)
+    before = _snapshot(campaign_store.parent)
+    for argv in (["status", "small"], ["propose", "small", "-k", "1"], ["pareto", "small"]):
+        assert_one_line_error(capsys, [*argv, "--store", campaign_store],
+                              f"measurement cache {cache} is corrupt", "move it away")
+    assert _snapshot(campaign_store.parent) == before
+    assert cache.read_bytes() == bytes(range(256)) * 16
+
+
+@pytest.mark.slow
+def test_campaign_status_survives_a_broken_hardware_json(campaign_store, archopt_home,
+                                                         capsys) -> None:
+    archopt_home.mkdir(parents=True, exist_ok=True)
+    (archopt_home / "hardware.json").write_bytes(b"\x00\xffnot json at all")
+    code, err = run_cli(capsys, ["status", "small", "--store", campaign_store])
+    assert code == 0, err  # a builtin-profile campaign never needs the broken file
