@@ -9,4 +9,4 @@ from .run import (HV_TARGET, WORLD_KINDS, BenchConfig, BenchError, BenchResult, 
 
 __all__ = ["BenchConfig", "BenchError", "BenchResult", "MethodTrace", "bench_json",
            "evaluate_targets", "real_data_check", "run_bench", "run_campaign", "summarize_method",
-           "trainings_to", "write_report", "HV_TARGET", "WORLD_KINDS"]
+           "trainings_to", "write_report", "HV_TARGET", "WORLD_KINDS", "REAL_DATA_TABLES"]

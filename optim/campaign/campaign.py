@@ -35,25 +35,21 @@ from optim.core.problem import LOSS_NOISE_SD, CampaignSpec, Problem
 
 from .ax_adapter import (AX_PARAMETERS, LOSS_METRIC, THROUGHPUT_METRIC, AxCampaign, AxError,
                          TrialRecord, ax_session, delete_ax_experiment)
+from .errors import CampaignError
 from .rows import PROPOSAL_FIELDS, candidate_row, jsonable, trial_row
+from .runs import check_runs_belong, checked_loss, load_table, plan_runs
 from .store import CampaignStore, Snapshot, StoreError
 
 __all__ = ["Campaign", "CampaignSpec", "CampaignError", "list_campaigns", "delete_campaign",
            "PROPOSAL_FIELDS", "TrialRecord", "AX_PARAMETERS", "MAX_PROPOSALS",
            "LOSS_METRIC", "THROUGHPUT_METRIC", "as_store"]
 
-#: Relative tolerance on a run's training tokens versus the campaign's.
-TOKENS_RTOL = 0.01
 #: Most proposals one call may make (acquisition cost grows faster than linearly in k; the
 #: pending trials of one call are counted by the next, so larger batches are several calls).
 MAX_PROPOSALS = 32
 #: Optimistic proposal attempts: the acquisition runs without the store lock and is redone when
 #: another process changed the trials meanwhile.
 _PROPOSE_ATTEMPTS = 3
-
-
-class CampaignError(ArchoptError):
-    """Unknown campaign or trial, a repeated result, a run outside the budget..."""
 
 
 def as_store(store: CampaignStore | str | Path | None) -> CampaignStore:
@@ -104,7 +100,7 @@ class Campaign:
         store = as_store(store)
         if spec.name in store.list_names():
             raise CampaignError(f"campaign {spec.name!r} already exists in {store.path}")
-        table = _load_table(runs) if runs is not None and prior is None else None
+        table = load_table(runs) if runs is not None and prior is None else None
         Problem.build(spec, None)  # validates the spec (candidates, memory) before a long fit
         if prior is None:
             prior = _campaign_prior(spec, table, progress)
@@ -279,7 +275,7 @@ class Campaign:
         A second result for the same trial is refused unless ``force`` (which replaces it); a
         loss outside the plausible range is refused unless ``force``.
         """
-        value = _checked_loss(loss, force=force)
+        value = checked_loss(loss, force=force)
         if isinstance(trial, bool) or not isinstance(trial, (int, np.integer)):
             raise CampaignError(f"trial must be an integer, got {trial!r}")
         trial = int(trial)
@@ -313,21 +309,21 @@ class Campaign:
         """
         from surrogate.runs import table_archs
 
-        table = _load_table(runs, force=force)
+        table = load_table(runs, force=force)
         archs = table_archs(table)
         names = table["run"].astype(str).tolist() if "run" in table.columns else [
             f"row {i}" for i in range(len(table))]
-        losses = [_checked_loss(v, force=force, where=f"run {n!r}") for v, n in
+        losses = [checked_loss(v, force=force, where=f"run {n!r}") for v, n in
                   zip(table["loss"], names)]
         tokens = table["tokens"].to_numpy(np.float64) if "tokens" in table.columns else None
         if not force:
-            self._check_in_budget(archs, names, tokens)
+            check_runs_belong(self.spec, archs, names, tokens)
         # Campaign-level archs carry the campaign's vocab/tying (the Ax trial stores the block
         # shape only); the run's own non-embedding params are what the band checks.
         archs = [a.replace(vocab_size=self.spec.vocab_size, tie_embeddings=self.spec.tie_embeddings)
                  for a in archs]
         with self._session() as s:
-            plan = self._plan_runs(s.records, archs, losses, names, force)
+            plan = plan_runs(s.records, archs, losses, names, force)
             problem = self._problem_for(s.records, [a for _, a, _, _ in plan])
             s.ax.sync_throughput(self._throughput_of_observed(problem, s.records))
             payloads: dict[int, dict[str, Any]] = {}
@@ -341,49 +337,6 @@ class Campaign:
             s.snapshot.put_trial_meta(self.name, payloads)
             self._records = s.ax.records({**s.meta, **payloads})
         return [self._trial_dict(r) for r in self._records if r.trial in payloads]
-
-    def _check_in_budget(self, archs: Sequence[Arch], names: Sequence[str],
-                         tokens: np.ndarray | None) -> None:
-        lo, hi = self.spec.budget_bounds()
-        for j, (arch, name) in enumerate(zip(archs, names)):
-            where = f"run {name!r} (row {j + 1})"
-            n = arch.non_embedding_params
-            if not lo <= n <= hi:
-                raise CampaignError(
-                    f"{where} has {n:,} non-embedding params, outside the campaign's budget "
-                    f"[{lo:,}, {hi:,}]; pass --force to attach it anyway")
-            if (arch.vocab_size, arch.tie_embeddings) != (self.spec.vocab_size,
-                                                           self.spec.tie_embeddings):
-                raise CampaignError(
-                    f"{where} has vocab_size={arch.vocab_size}, tie_embeddings="
-                    f"{arch.tie_embeddings}; the campaign uses {self.spec.vocab_size}, "
-                    f"{self.spec.tie_embeddings}; pass --force to attach it anyway")
-            if tokens is not None and abs(tokens[j] / self.spec.tokens - 1) > TOKENS_RTOL:
-                raise CampaignError(
-                    f"{where} was trained on {tokens[j]:.4g} tokens, the campaign on "
-                    f"{self.spec.tokens:.4g}; pass --force to attach it anyway")
-
-    @staticmethod
-    def _plan_runs(records: Sequence[TrialRecord], archs: Sequence[Arch], losses: Sequence[float],
-                   names: Sequence[str], force: bool) -> list[tuple[int | None, Arch, float, str]]:
-        """``(trial to complete or None for a new one, arch, loss, run name)`` per run."""
-        seen: set[Arch] = set()
-        plan: list[tuple[int | None, Arch, float, str]] = []
-        for arch, value, name in zip(archs, losses, names):
-            match = [r for r in records if r.arch == arch and r.status != "abandoned"]
-            observed = [r for r in match if r.status == "observed"]
-            pending = [r for r in match if r.status == "pending"]
-            if arch in seen and not force:
-                raise CampaignError(f"run {name!r} repeats the shape of an earlier row; "
-                                    "pass --force to attach both")
-            seen.add(arch)
-            if observed and not force:
-                raise CampaignError(
-                    f"run {name!r}: trial {observed[0].trial} with this shape already has "
-                    f"loss {observed[0].loss:.6g}; pass --force to replace it")
-            target = pending[0].trial if pending else (observed[0].trial if observed else None)
-            plan.append((target, arch, value, name))
-        return plan
 
     @staticmethod
     def _throughput_datum(problem: Problem, arch: Arch) -> tuple[float, float]:
@@ -401,9 +354,41 @@ class Campaign:
     def _trial_dict(self, rec: TrialRecord) -> dict[str, Any]:
         return trial_row(rec, self.spec.in_band(rec.arch))
 
-    def trials(self) -> list[dict[str, Any]]:
-        """Every trial (pending, observed, abandoned) with the prediction made at proposal."""
-        return [self._trial_dict(r) for r in self._records]
+    def trials(self, *, now: bool = False) -> list[dict[str, Any]]:
+        """Every trial (pending, observed, abandoned) with the prediction made at proposal.
+
+        Args:
+            now: also give the current model's prediction for each trial's shape
+                (``pred_loss_mean_now``, ``pred_loss_q05_now``, ``pred_loss_q95_now``,
+                ``pred_tokens_per_s_now``; fits the model once per snapshot).
+        """
+        rows = [self._trial_dict(r) for r in self._records]
+        if now and rows:
+            problem = self.problem
+            mean, q05, q95 = self.candidate_loss()
+            for row, rec in zip(rows, self._records):
+                i = problem.index_of(rec.arch)
+                row.update({"pred_loss_mean_now": jsonable(mean[i]),
+                            "pred_loss_q05_now": jsonable(q05[i]),
+                            "pred_loss_q95_now": jsonable(q95[i]),
+                            "pred_tokens_per_s_now": jsonable(problem.throughput_mean[i])})
+        return rows
+
+    def candidates_table(self) -> pd.DataFrame:
+        """The proposable candidates: ``candidate`` (index into :attr:`problem`), ``label``,
+        shape features, ``pred_loss_mean/q05/q95`` (a new run given the observations),
+        ``pred_tokens_per_s`` and ``throughput_source``."""
+        problem = self.problem
+        mean, q05, q95 = self.candidate_loss()
+        rows = []
+        for i in np.flatnonzero(problem.proposable):
+            arch = problem.candidates[i]
+            rows.append({"candidate": int(i), "label": arch.label(), **arch.features(),
+                         "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
+                         "pred_loss_q95": float(q95[i]),
+                         "pred_tokens_per_s": float(problem.throughput_mean[i]),
+                         "throughput_source": str(problem.throughput_source[i])})
+        return pd.DataFrame(rows)
 
     def status(self) -> dict[str, Any]:
         """A JSON-able summary of the campaign."""
@@ -430,7 +415,7 @@ class Campaign:
                       "num_samples": prior.num_samples,
                       "noise_sigma": jsonable(prior.noise_sigma_for(self.spec.source))},
             "source": self.spec.source,
-            "trials": self.trials(),
+            "trials": self.trials(now=True),
         }
 
     def observed_pareto_trials(self) -> list[int]:
@@ -452,8 +437,7 @@ class Campaign:
         left out. Each dict has the proposal fields plus ``observed_loss``, ``source``
         (``"observed"`` / ``"predicted"``) and ``trial`` (or ``None``), sorted by throughput.
         """
-        import torch
-        from botorch.utils.multi_objective import is_non_dominated
+        from optim.core.front import front_indices
 
         problem = self.problem
         pred = self.candidate_loss()
@@ -463,22 +447,11 @@ class Campaign:
             observed_loss.setdefault(int(i), []).append(float(v))
         trial_of = {problem.index_of(r.arch): r.trial for r in self._records
                     if r.status != "abandoned"}
-        pool = np.flatnonzero(problem.proposable | (np.isin(np.arange(problem.n), idx)
-                                                    & problem.in_band))
         value = pred[0].copy()
         for i, vs in observed_loss.items():
             value[i] = float(np.mean(vs))
-        keep = np.isfinite(value[pool])
-        if self.spec.max_loss is not None:
-            keep &= value[pool] <= self.spec.max_loss
-        if self.spec.min_throughput is not None:
-            keep &= problem.throughput_mean[pool] >= self.spec.min_throughput
-        pool = pool[keep]
-        if not len(pool):
-            return []
-        Y = torch.as_tensor(np.stack([-value[pool], np.log(problem.throughput_mean[pool])], -1))
-        front = pool[is_non_dominated(Y, deduplicate=True).numpy()]
-        front = front[np.argsort(-problem.throughput_mean[front], kind="stable")]
+        observed_in_band = np.isin(np.arange(problem.n), idx) & problem.in_band
+        front = front_indices(problem, value, np.flatnonzero(problem.proposable | observed_in_band))
         rows = []
         for i in front:
             row = candidate_row(problem, int(i), pred, trial=trial_of.get(int(i)))
@@ -523,18 +496,6 @@ def _updated(payload: dict[str, Any] | None, changes: dict[str, Any]) -> dict[st
     out = dict(payload) if payload else {"kind": "attached"}
     out.update({k: v for k, v in changes.items() if v is not None})
     return out
-
-
-def _checked_loss(loss: Any, *, force: bool, where: str = "--loss") -> float:
-    """A finite positive loss inside :data:`surrogate.runs.PLAUSIBLE_LOSS_RANGE` (``force``
-    accepts any finite positive loss); one-line :class:`CampaignError` otherwise."""
-    from surrogate.runs import PLAUSIBLE_LOSS_RANGE, check_loss
-
-    try:
-        return check_loss(loss, where=where, loss_range=None if force else PLAUSIBLE_LOSS_RANGE)
-    except ArchoptError as exc:
-        hint = "" if force else "; pass --force if it is real"
-        raise CampaignError(f"{exc}{hint}") from None
 
 
 def _campaign_row(snapshot: Snapshot, name: str) -> Any:
@@ -595,18 +556,6 @@ def _prior_from_bytes(blob: bytes | None, name: str, store: CampaignStore) -> An
         except ArchoptError as exc:
             raise StoreError(f"campaign {name!r} in {store.path}: its stored prior is "
                              f"unreadable ({exc})") from None
-
-
-def _load_table(runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False
-                ) -> pd.DataFrame:
-    """A validated run table (``force``: losses outside the plausible range are accepted)."""
-    from surrogate.runs import PLAUSIBLE_LOSS_RANGE, load_runs, validate_runs
-
-    loss_range = None if force else PLAUSIBLE_LOSS_RANGE
-    if isinstance(runs, pd.DataFrame):
-        return validate_runs(runs, name="runs", loss_range=loss_range)
-    paths = [runs] if isinstance(runs, (str, Path)) else list(runs)
-    return load_runs(*paths, loss_range=loss_range)
 
 
 def list_campaigns(store: CampaignStore | str | Path | None = None) -> list[str]:

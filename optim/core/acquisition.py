@@ -88,7 +88,7 @@ class CandidateSetModel(_model_base()):
 
         idx = X[..., 0].round().long()  # batch x q
         mean, cov = self._loss_posterior(idx)
-        S, q = mean.shape[-2], mean.shape[-1]
+        q = mean.shape[-1]
         eye = torch.eye(q, dtype=DTYPE)
         if cov.dim() == mean.dim():  # shared across members
             cov = cov.unsqueeze(-3)

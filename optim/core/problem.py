@@ -48,6 +48,8 @@ FEATURE_NAMES: tuple[str, ...] = ("log_d_over_sqrt_n", "log_r", "log2_gqa_group"
 N_LAW_DRAWS = 64
 #: Relative spread assumed for a measured throughput when the cache gives none.
 DEFAULT_REL_SIGMA_MEASURED = 0.03
+#: Relative tolerance on a finished run's training tokens versus the campaign's.
+TOKENS_RTOL = 0.01
 #: Run-to-run standard deviation of a final loss (seeds, data order), loss units.
 LOSS_NOISE_SD = 0.01
 #: Prior standard deviation of the campaign's loss offset from the law's source.
@@ -171,6 +173,22 @@ class CampaignSpec:
         """Inclusive non-embedding parameter bounds of the band."""
         return budget_bounds(self.params, self.band)
 
+    def run_mismatch(self, arch: Arch, tokens: float | None = None) -> str | None:
+        """Why a finished run of ``arch`` on ``tokens`` does not belong to this campaign
+        (non-embedding params outside the band, another vocab size or tying, tokens off by more
+        than :data:`TOKENS_RTOL`), or ``None`` when it does."""
+        lo, hi = self.budget_bounds()
+        n = arch.non_embedding_params
+        if not lo <= n <= hi:
+            return (f"has {n:,} non-embedding params, outside the campaign's budget "
+                    f"[{lo:,}, {hi:,}]")
+        if (arch.vocab_size, arch.tie_embeddings) != (self.vocab_size, self.tie_embeddings):
+            return (f"has vocab_size={arch.vocab_size}, tie_embeddings={arch.tie_embeddings}; "
+                    f"the campaign uses {self.vocab_size}, {self.tie_embeddings}")
+        if tokens is not None and abs(tokens / self.tokens - 1) > TOKENS_RTOL:
+            return f"was trained on {tokens:.4g} tokens, the campaign on {self.tokens:.4g}"
+        return None
+
     def in_band(self, arch: Arch) -> bool:
         lo, hi = self.budget_bounds()
         return lo <= arch.non_embedding_params <= hi
@@ -280,7 +298,6 @@ class Problem:
                 seen.add(a)
                 extras.append(a)
         archs = grid + extras
-        n = len(archs)
         raw = features_of(archs)
         # Scale with the grid's range so adding observed shapes does not move the features.
         lo, hi = raw[: len(grid)].min(0), raw[: len(grid)].max(0)

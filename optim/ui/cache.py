@@ -328,9 +328,8 @@ def _with_keys(rows: list[dict[str, Any]] | pd.DataFrame, prefix: str, by: str |
 def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataFrame]:
     """The tables the Pareto and Campaigns pages draw, from the campaign API.
 
-    ``candidates``: the proposable candidates with :meth:`Campaign.candidate_loss` (loss of a new
-    run given the observations) and the problem's throughput; ``trials``: :meth:`Campaign.trials`
-    (predictions made at proposal time, current ones where a trial has none); ``front``:
+    ``candidates``: :meth:`Campaign.candidates_table`; ``trials``: :meth:`Campaign.trials`
+    with ``now=True`` (predictions made at proposal time, current ones where a trial has none); ``front``:
     :meth:`Campaign.pareto`; ``references``: :func:`surrogate.runs.reference_architectures`
     through :meth:`Campaign.shape_table`. Each has a ``key`` column (``"candidate 12"``,
     ``"trial 3"``, ``"front 0"``, ``"ref Llama-3.2-1B"``) and a ``label``.
@@ -338,26 +337,12 @@ def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataF
     from models.arch import Arch
 
     campaign = load_campaign(name, store, version)
-    problem = campaign.problem
-    mean, q05, q95 = campaign.candidate_loss()
-    rows = []
-    for i in np.flatnonzero(problem.proposable):
-        arch = problem.candidates[i]
-        rows.append({"candidate": int(i), "label": arch.label(), **arch.features(),
-                     "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
-                     "pred_loss_q95": float(q95[i]),
-                     "pred_tokens_per_s": float(problem.throughput_mean[i]),
-                     "throughput_source": str(problem.throughput_source[i])})
-    candidates = _with_keys(rows, "candidate", "candidate")
-    trials = _with_keys(campaign.trials(), "trial", "trial")
-    if len(trials):
-        current = {"pred_loss_mean": mean, "pred_loss_q05": q05, "pred_loss_q95": q95,
-                   "pred_tokens_per_s": problem.throughput_mean}
-        at = [problem.index_of(Arch.from_mapping(r)) for r in trials.to_dict("records")]
-        for column, values in current.items():
-            now = pd.Series([float(values[i]) if i is not None else np.nan for i in at],
-                            index=trials.index)
-            trials[column] = pd.to_numeric(trials[column], errors="coerce").fillna(now)
+    candidates = _with_keys(campaign.candidates_table(), "candidate", "candidate")
+    trials = _with_keys(campaign.trials(now=True), "trial", "trial")
+    if len(trials):  # a trial without a proposal-time prediction (attached) shows the current one
+        for column in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s"):
+            trials[column] = pd.to_numeric(trials[column], errors="coerce").fillna(
+                pd.to_numeric(trials[f"{column}_now"], errors="coerce"))
     front = _with_keys(campaign.pareto(), "front", None)
     refs = reference_table()
     ref_archs = [Arch.from_mapping(r) for r in refs.to_dict("records")]
