@@ -27,17 +27,22 @@ def _register_all() -> None:
 _register_all()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """Warnings as one ``warning: ...`` line on stderr (no source file, no code line)."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. Returns the exit code (also used by tests)."""
+    import warnings
+
     import click
 
-    # typer 0.29 vendors click as typer._click; accept both exception families.
-    try:
-        from typer._click import exceptions as typer_click
-        click_errors: tuple[type, ...] = (click.exceptions.ClickException,
-                                           typer_click.ClickException)
-    except ImportError:  # older typer: plain click
-        click_errors = (click.exceptions.ClickException,)
+    # typer 0.29 vendors click; its exceptions derive from the public typer.TyperException.
+    click_errors: tuple[type, ...] = (click.exceptions.ClickException,
+                                      getattr(typer, "TyperException", click.ClickException))
+    warnings.formatwarning = _one_line_warning
     try:
         code = app(args=argv, standalone_mode=False)
     except ArchoptError as exc:
@@ -48,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     except click_errors as exc:  # bad flags are bad input too
-        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {' '.join(message.split())}", err=True)
         return 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort, typer.Abort):
         return 130
     return int(code or 0)
 

@@ -408,15 +408,11 @@ class Problem:
                                    throughput_source=src)
 
 
-def _default_cache() -> Any | None:
-    try:
-        from models.measure import MeasurementCache
-    except ImportError:
-        return None
-    try:
-        return MeasurementCache()
-    except ArchoptError:
-        return None
+def _default_cache() -> Any:
+    """The default measurement cache (errors such as an unusable ARCHOPT_HOME propagate)."""
+    from models.measure import MeasurementCache
+
+    return MeasurementCache()
 
 
 def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None
