@@ -121,8 +121,22 @@ def _supports(script: Path, option: str) -> bool:
     return res.returncode == 0 and option in res.stdout
 
 
-def run_step(step: Step, out: Path, quick: bool, logs: Path) -> Outcome:
-    """Run one script to completion; its stdout and stderr go to ``logs/<name>.log``."""
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a (growing) log file, for the progress display."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 4096))
+            tail = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1][:100] if lines else ""
+
+
+def run_step(step: Step, out: Path, quick: bool, logs: Path,
+             on_output: Callable[[str], None] = lambda line: None) -> Outcome:
+    """Run one script to completion; its stdout and stderr go to ``logs/<name>.log``, whose
+    latest line is passed to ``on_output`` every half second."""
     script = HERE / f"{step.name}.py"
     if quick and step.needs_option and not _supports(script, step.needs_option):
         return Outcome(step.name, "not run", 0.0, None, [
@@ -134,7 +148,19 @@ def run_step(step: Step, out: Path, quick: bool, logs: Path) -> Outcome:
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        code = subprocess.run(cmd, cwd=HERE.parent, stdout=log, stderr=subprocess.STDOUT).returncode
+        proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                on_output(_last_line(log_path))
+        finally:  # interrupted (Ctrl-C, kill): do not leave the benchmark running
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        code = proc.returncode
     seconds = time.perf_counter() - start
     log_text = log_path.read_text(errors="replace")
     report = step.report(out, quick)
@@ -171,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = [s for s in STEPS if s.name in wanted]
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -187,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         task = progress.add_task("benchmarks", total=len(steps))
         for step in steps:
             progress.update(task, description=f"running {step.name}")
-            outcome = run_step(step, out, quick, logs)
+
+            def show(line: str, name: str = step.name) -> None:
+                progress.update(task, description=f"running {name}: {escape(line)}" if line
+                                else f"running {name}")
+
+            outcome = run_step(step, out, quick, logs, show)
             outcomes.append(outcome)
             progress.console.print(f"{step.name}: {outcome.status} ({outcome.seconds:.0f} s)")
             progress.advance(task)
@@ -208,4 +240,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # A plain `kill` ends the run like Ctrl-C does: the running script is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())

@@ -1,15 +1,21 @@
 """Every page of the Streamlit app under ``streamlit.testing`` (no browser).
 
 Pages are run through small scripts that draw the sidebar picker and call the page's
-``render()``, exactly what ``app.py`` does after navigation. The law prior is a quick least-
-squares fit on the Morph runs (about a second) instead of the package's NUTS default, and every
-test has its own ``$ARCHOPT_HOME``.
+``render()``, exactly what ``app.py`` does after navigation. Most tests use a quick least-squares
+prior fitted on the Morph runs (about a second) instead of the package's NUTS default, each with
+its own ``$ARCHOPT_HOME``; one test opens the home of the session's real ``archopt demo`` run
+(``real_demo`` in conftest: the real default prior and the demo campaign, nothing faked).
+Also checked: the shipped ``.streamlit/config.toml`` is what Streamlit reads from the repo root.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -64,6 +70,65 @@ def home(archopt_home, tiny_prior, monkeypatch):
     yield archopt_home
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def real_home(real_demo, monkeypatch):
+    """The real demo's ARCHOPT_HOME (its default prior and campaign), empty Streamlit caches."""
+    import streamlit as st
+
+    assert real_demo.returncode == 0, real_demo.stderr[-3000:]
+    monkeypatch.setenv("ARCHOPT_HOME", str(real_demo.home))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield real_demo.home
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.mark.slow
+def test_pages_on_the_real_demo_campaign_and_default_prior(real_home):
+    """The app as a user opens it after ``make demo``: the demo campaign with its four pending
+    proposals, the Pareto chart and the campaign's NUTS prior, all without a fake."""
+    from streamlit.testing.v1 import AppTest
+
+    from optim.campaign import Campaign
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    _no_exception(at)
+    assert at.sidebar.selectbox(key="campaign").value == "demo-1b"
+    assert at.header[0].value == "demo-1b"
+    assert [m.value for m in at.metric][1:4] == ["4", "4", "0"]  # trials, pending, observed
+    trials = next(d.value for d in at.dataframe if "pred_loss_q05" in d.value)
+    assert len(trials) == 4 and trials["pred_loss_q05"].lt(trials["pred_loss_q95"]).all()
+
+    at = _app("pareto").run()
+    _no_exception(at)
+    assert len(at.get("plotly_chart")) == 1
+    assert len(Campaign.load("demo-1b").pareto()) >= 1
+
+    at = _app("scaling_law").run()
+    _no_exception(at)
+    assert at.radio(key="sl_kind").value == "campaign prior"
+    assert [m.value for m in at.metric][:2] == ["conditional", "bayes"]
+
+
+def test_shipped_streamlit_config_keeps_the_app_local():
+    """`.streamlit/config.toml` binds to localhost, sends no usage statistics and asks for no
+    e-mail; Streamlit run from the repo root (as the README says) reads exactly these values."""
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    assert config["server"]["showEmailPrompt"] is False
+    assert config["browser"]["gatherUsageStats"] is False
+    assert set(config["server"]["allowedHosts"]) <= {"localhost", "127.0.0.1", "::1"}
+    code = ("from streamlit import config\n"
+            "config.get_config_options(force_reparse=True)\n"
+            "print([config.get_option(k) for k in ('server.address', 'browser.gatherUsageStats',"
+            " 'server.showEmailPrompt')])\n")
+    env = {**os.environ, "HOME": str(REPO / ".streamlit" / "no-such-home")}  # no user config
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['localhost', False, False]"
 
 
 def test_app_entry_navigation_lists_every_page(home):

@@ -1,8 +1,14 @@
 """End to end: ``streamlit run app.py`` in a subprocess, every page loaded in headless Chromium.
 
-Chromium and its driver come from Debian (``chromium``, ``chromium-driver``); the test installs
-them with apt-get when it runs as root and they are missing, and skips with the reason only
-where that is impossible. Screenshots of every page go to ``test-artifacts/screenshots/``.
+Chromium and its driver come from Debian (``chromium``, ``chromium-driver``). Under ``CI=true``
+``.ci/run`` installs them before the tests and a missing browser FAILS this test (CI must not go
+green without it). Elsewhere the test installs them with apt-get when it runs as root and they
+are missing, and skips with the reason (shown by ``-ra``) only where that is impossible.
+
+The server runs with the shipped ``.streamlit/config.toml`` (only the port, headless mode and
+file watcher are given on the command line), and the test checks what that file promises: the
+server listens on loopback only and prints no external URL or usage-statistics notice.
+Screenshots of every page go to ``test-artifacts/screenshots/``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,15 +42,31 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-dev-shm-usage", "--hide-scrollbars"]
 
 
+def in_ci() -> bool:
+    """True on CI (``CI=true``, as ``.ci/run`` is run), where the browser test may not skip."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip with ``reason`` -- or, under CI, fail: a CI run must not pass without the browser."""
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}; .ci/run installs Debian chromium and chromium-driver "
+                    "before the tests, so the browser test must run", pytrace=False)
+    pytest.skip(reason)
+
+
 def _ensure_chromium() -> tuple[str, str]:
     """Paths of chromium and chromedriver, installing the Debian packages when possible."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium and driver:
         return chromium, driver
+    if in_ci():  # .ci/run installed them (or failed loudly); nothing to retry here
+        _unavailable(f"chromium or chromedriver is not on PATH (chromium: {chromium}, "
+                     f"chromedriver: {driver})")
     if not shutil.which("apt-get"):
-        pytest.skip("headless Chromium is not installed and there is no apt-get to install it")
+        _unavailable("headless Chromium is not installed and there is no apt-get to install it")
     if os.geteuid() != 0:
-        pytest.skip("headless Chromium is not installed and installing it needs root (apt-get)")
+        _unavailable("headless Chromium is not installed and installing it needs root (apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300,
@@ -51,10 +74,10 @@ def _ensure_chromium() -> tuple[str, str]:
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
                        check=True, env=env, timeout=600, capture_output=True)
     except (subprocess.SubprocessError, OSError) as exc:
-        pytest.skip(f"could not install chromium with apt-get: {exc}")
+        _unavailable(f"could not install chromium with apt-get: {exc}")
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.skip("apt-get ran but chromium/chromedriver are still missing")
+        _unavailable("apt-get ran but chromium/chromedriver are still missing")
     return chromium, driver
 
 
@@ -66,8 +89,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (dev extra)")
-    from selenium.webdriver.chrome.service import Service
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _unavailable("selenium is not installed (the dev extra)")
 
     chromium, driver_path = _ensure_chromium()
     profile = tempfile.mkdtemp(prefix="archopt-chromium-")
@@ -85,8 +111,17 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Served:
+    """The app under test: its URL, port and the server's log file."""
+
+    url: str
+    port: int
+    log: Path
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory) -> Served:
     """The app served from a home that holds one small campaign with a few trials."""
     if os.environ.get("ARCHOPT_APP_HOME"):  # serve an existing home (e.g. `archopt demo`'s)
         home = Path(os.environ["ARCHOPT_APP_HOME"]).expanduser()
@@ -96,11 +131,13 @@ def server(tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("streamlit-log") / "streamlit.log"
     log = open(log_path, "w")
-    env = {**os.environ, "ARCHOPT_HOME": str(home), "PYTHONPATH": str(REPO)}
+    # HOME: no user-level ~/.streamlit settings; the repository's .streamlit/config.toml (read
+    # from the working directory, as `streamlit run app.py` in the README) sets the address.
+    env = {**os.environ, "ARCHOPT_HOME": str(home), "PYTHONPATH": str(REPO),
+           "HOME": str(tmp_path_factory.mktemp("streamlit-home"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -119,7 +156,7 @@ def server(tmp_path_factory):
     if proc.poll() is not None:
         pytest.fail(f"streamlit exited: {log_path.read_text()[-2000:]}")
     try:
-        yield url
+        yield Served(url, port, log_path)
     finally:
         proc.terminate()
         try:
@@ -192,12 +229,44 @@ def _click_a_reference_point(driver) -> None:
     assert heading in names, f"clicking a reference point did not select it (shows {heading!r})"
 
 
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) of the sockets listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
+                found.append(address)
+    return found
+
+
+LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+
+
+def test_server_listens_on_loopback_only_without_usage_stats(server):
+    """The shipped .streamlit/config.toml: localhost only, no usage statistics, no external IP."""
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp to read the listening sockets from (not Linux)")
+    addresses = _listening(server.port)
+    assert addresses, f"nothing listens on port {server.port}"
+    assert set(addresses) <= LOOPBACK, f"listening beyond loopback: {addresses}"
+    log = server.log.read_text()
+    assert f"URL: http://localhost:{server.port}" in log, log
+    for text in ("External URL", "Network URL", "Collecting usage statistics"):
+        assert text not in log, f"{text!r} in the server log: {log[-1000:]}"
+
+
 def test_every_page_renders_in_chromium(browser, server):
     from selenium.webdriver.common.by import By
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for path, title, shot in PAGES:
-        browser.get(f"{server}/{path}")
+        browser.get(f"{server.url}/{path}")
         _wait_idle(browser)
         text = browser.find_element(By.TAG_NAME, "body").text
         browser.save_screenshot(str(ARTIFACTS / f"{shot}.png"))

@@ -2,24 +2,44 @@
 
 Everything it prints is a model prediction (scaling-law posterior + GP for loss, calibrated
 roofline for throughput); nothing is trained or measured.
+
+Besides the Pareto export it writes ``<out>/summary.json`` (:data:`SUMMARY_FILE`,
+:func:`demo_summary`): the proposed batch, the Pareto count and ranges, and each reference
+model beside the fastest Pareto shape at equal-or-better predicted loss, so documentation can
+quote numbers a fresh run reproduces.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from models.arch import Arch
 
-from .campaign import Campaign, _as_store, _jsonable, delete_campaign
 from optim.core.problem import CampaignSpec
+
+from .campaign import Campaign, as_store, delete_campaign
+from .export import ExportError
+from .rows import jsonable
 from .store import CampaignStore
 
-__all__ = ["DEMO_NAME", "DEMO_REFERENCES", "demo_spec", "run_demo"]
+__all__ = ["DEMO_NAME", "DEMO_REFERENCES", "HEADLINE_REFERENCE", "SUMMARY_FILE", "demo_spec",
+           "demo_summary", "run_demo"]
 
 DEMO_NAME = "demo-1b"
 #: Reference models the demo compares against (rows of ``reference_architectures()``).
 DEMO_REFERENCES: tuple[str, ...] = ("Llama-3.2-1B", "Llama-3.2-3B")
+#: The reference the README's headline compares with (inside the 1B budget).
+HEADLINE_REFERENCE = "Llama-3.2-1B"
+#: Name of the machine-readable summary written beside the exported configs.
+SUMMARY_FILE = "summary.json"
+#: Fields of each proposal kept in the summary.
+_PROPOSAL_KEYS = ("trial", "label", "params", "non_embedding_params", "pred_loss_mean",
+                  "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi")
 
 
 def demo_spec() -> CampaignSpec:
@@ -40,12 +60,17 @@ def run_demo(store: CampaignStore | str | Path | None = None, out: str | Path = 
     Returns:
         ``campaign`` (brief), ``proposals``, ``pareto``, ``references`` (each with its
         predicted loss/throughput, the fastest Pareto shape with predicted loss <= it and the
-        ``speedup``), ``export_dir``, ``notes``.
+        ``speedup``), ``export_dir``, ``files`` (configs, pareto.csv/json, summary.json),
+        ``summary`` (what :func:`demo_summary` returns, also in ``<out>/summary.json``),
+        ``notes``.
+
+    Raises:
+        ExportError: ``out`` cannot be written.
     """
     from models.throughput import load_calibration
     from surrogate.runs import reference_architectures
 
-    store = _as_store(store)
+    store = as_store(store)
     spec = demo_spec()
     camp = None
     if DEMO_NAME in store.list_names():
@@ -62,10 +87,10 @@ def run_demo(store: CampaignStore | str | Path | None = None, out: str | Path = 
     refs = reference_architectures()
     refs = refs[refs["name"].isin(DEMO_REFERENCES)]
     archs = [Arch.from_mapping(row) for _, row in refs.iterrows()]
-    pred = camp.predict(archs)
+    pred = camp.shape_table(archs)
     references = []
     for name, (_, p) in zip(refs["name"], pred.iterrows()):
-        row = {"name": name, **{k_: _jsonable(v) for k_, v in p.items()}}
+        row = {"name": name, **{k_: jsonable(v) for k_, v in p.items()}}
         better = [r for r in pareto if (r["observed_loss"] if r["observed_loss"] is not None
                                         else r["pred_loss_mean"]) <= row["pred_loss_mean"]]
         if better:
@@ -86,6 +111,81 @@ def run_demo(store: CampaignStore | str | Path | None = None, out: str | Path = 
         f"'{cal.source}' (rel. sigma {cal.rel_sigma:.2f}).",
         "Llama-3.2-3B is outside the 1B budget: its row shows how much larger shapes cost.",
     ]
-    return {"campaign": camp.status_brief(), "proposals": proposals, "pareto": pareto,
-            "references": references, "export_dir": str(Path(out)),
-            "files": [str(p) for p in written], "notes": notes}
+    result = {"campaign": camp.status_brief(), "proposals": proposals, "pareto": pareto,
+              "references": references, "export_dir": str(Path(out)), "notes": notes}
+    result["summary"] = demo_summary(result, prior_info={
+        "law": getattr(prior, "law", None), "method": getattr(prior, "method", None),
+        "reference_source": getattr(prior, "reference_source", None),
+        "cache_key": getattr(prior, "info", {}).get("cache_key")},
+        calibration={"source": cal.source, "rel_sigma": cal.rel_sigma})
+    summary_path = Path(out).expanduser() / SUMMARY_FILE
+    _write_json(summary_path, result["summary"])
+    result["files"] = [str(p) for p in written] + [str(summary_path)]
+    return result
+
+
+def _range(values: list[Any]) -> list[float] | None:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return [min(finite), max(finite)] if finite else None
+
+
+def demo_summary(result: Mapping[str, Any], *, prior_info: Mapping[str, Any] | None = None,
+                 calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The demo's numbers as plain JSON (pure; :func:`run_demo` writes it to summary.json).
+
+    Args:
+        result: :func:`run_demo`'s ``campaign``, ``proposals``, ``pareto``, ``references``.
+        prior_info, calibration: provenance copied as given.
+
+    Returns:
+        ``campaign``; ``prior``; ``calibration``; ``proposals`` (``_PROPOSAL_KEYS`` of each);
+        ``pareto_count`` and the Pareto set's ``pareto_pred_loss_range`` and
+        ``pareto_tokens_per_s_range`` (``[min, max]``); ``references`` (name, predicted loss and
+        tokens/s, and ``match_*``/``speedup``: the fastest Pareto shape with predicted loss <=
+        the reference's, null without one); ``headline``: the :data:`HEADLINE_REFERENCE` row as
+        ``reference``, ``chosen`` (shape label), ``speedup`` (tokens/s ratio),
+        ``reference_pred_loss``, ``chosen_pred_loss``, ``reference_tokens_per_s``,
+        ``chosen_tokens_per_s``; ``predictions_only`` (always true: nothing was trained or
+        measured). Non-finite numbers are null.
+    """
+    pareto = list(result["pareto"])
+    references = []
+    for ref in result["references"]:
+        references.append({key: jsonable(ref.get(key)) for key in (
+            "name", "label", "params", "non_embedding_params", "pred_loss_mean", "pred_loss_q05",
+            "pred_loss_q95", "pred_tokens_per_s", "match_label", "match_pred_loss_mean",
+            "match_pred_tokens_per_s", "speedup")})
+    head = next((r for r in references if r["name"] == HEADLINE_REFERENCE), None)
+    headline = None if head is None else {
+        "reference": head["name"], "chosen": head["match_label"], "speedup": head["speedup"],
+        "reference_pred_loss": head["pred_loss_mean"], "chosen_pred_loss": head["match_pred_loss_mean"],
+        "reference_tokens_per_s": head["pred_tokens_per_s"],
+        "chosen_tokens_per_s": head["match_pred_tokens_per_s"]}
+    return {
+        "campaign": {k: jsonable(v) for k, v in dict(result["campaign"]).items()},
+        "prior": {k: jsonable(v) for k, v in dict(prior_info or {}).items()},
+        "calibration": {k: jsonable(v) for k, v in dict(calibration or {}).items()},
+        "proposals": [{k: jsonable(p.get(k)) for k in _PROPOSAL_KEYS} for p in result["proposals"]],
+        "pareto_count": len(pareto),
+        "pareto_pred_loss_range": _range([r.get("pred_loss_mean") for r in pareto]),
+        "pareto_tokens_per_s_range": _range([r.get("pred_tokens_per_s") for r in pareto]),
+        "references": references,
+        "headline": headline,
+        "predictions_only": True,
+    }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
