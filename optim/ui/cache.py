@@ -9,7 +9,6 @@ campaign changed by the CLI or by another page shows up on the next rerun.
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -219,78 +218,16 @@ def prior_draws(law: str, names: list[str], n: int = 2000) -> dict[str, np.ndarr
     return out
 
 
-#: The quantiles the band plots need (90% and 50% bands, median).
-BAND_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-_KNOBS = ("d_over_sqrt_n", "mlp_attn_ratio", "aspect_ratio", "non_embedding_params", "tokens")
-
-
 @st.cache_data(show_spinner="Sweeping the law...", max_entries=64)
 def law_sweep(_posterior: Any, posterior_key: str, knob: str, n_params: float, tokens: float,
               source: str, d_over_sqrt_n: float, r: float, gqa_group: int, head_dim: int,
-              vocab_size: int, tie_embeddings: bool, n_points: int = 12) -> pd.DataFrame:
-    """Posterior-predictive loss along one knob, other knobs held at the given values.
+              vocab_size: int, tie_embeddings: bool) -> pd.DataFrame:
+    """:func:`surrogate.slices.law_sweep`, cached by ``posterior_key`` and the slice."""
+    from surrogate.slices import law_sweep as sweep
 
-    Shapes come from :func:`models.parametrize.build_arch` (the nearest valid integer
-    architecture at the budget), so every point is a real architecture; the ``x`` column is
-    that architecture's actual knob value. Returns columns ``x``, ``label``, ``q05 ... q95``,
-    ``mean`` (one row per distinct architecture / token count).
-    """
-    from models.arch import ArchError
-    from models.parametrize import SearchSpace
-
-    if knob not in _KNOBS:
-        raise ValueError(f"unknown knob {knob!r}")
-    space = SearchSpace()
-    common = (gqa_group, head_dim, vocab_size, tie_embeddings)
-    ranges = {"d_over_sqrt_n": space.d_over_sqrt_n_range, "mlp_attn_ratio": space.r_range,
-              "aspect_ratio": space.aspect_range,
-              "non_embedding_params": (n_params / 10, n_params * 5), "tokens": (tokens / 10, tokens * 10)}
-    grid = np.geomspace(*ranges[knob], n_points)
-    archs, toks = [], []
-    for value in grid:
-        value = float(value)
-        try:
-            if knob == "d_over_sqrt_n":
-                a = _nearest_arch(n_params, value, None, r, *common)
-            elif knob == "mlp_attn_ratio":
-                a = _nearest_arch(n_params, d_over_sqrt_n, None, value, *common)
-            elif knob == "aspect_ratio":
-                a = _nearest_arch(n_params, None, value, r, *common)
-            elif knob == "non_embedding_params":
-                a = _nearest_arch(value, d_over_sqrt_n, None, r, *common)
-            else:
-                a = _nearest_arch(n_params, d_over_sqrt_n, None, r, *common)
-        except ArchError:  # no grid shape there (e.g. too few layers for that aspect ratio)
-            continue
-        archs.append(a)
-        toks.append(value if knob == "tokens" else tokens)
-    if not archs:
-        return pd.DataFrame(columns=["x", "label", "mean", "q05", "q25", "q50", "q75", "q95"])
-    pred = _posterior.predict(archs, np.asarray(toks, dtype=float), source=source,
-                              quantiles=BAND_QUANTILES)
-    x = [t if knob == "tokens" else getattr(a, knob) for a, t in zip(archs, toks)]
-    table = pd.DataFrame({"x": x, "label": [a.label() for a in archs], "mean": pred["pred_mean"].to_numpy()})
-    for q in BAND_QUANTILES:
-        table[f"q{round(q * 100):02d}"] = pred[_quantile_column(q)].to_numpy()
-    return table.drop_duplicates(subset=["x"]).reset_index(drop=True)
-
-
-@functools.lru_cache(maxsize=512)
-def _nearest_arch(n_params: float, d_over_sqrt_n: float | None, aspect_ratio: float | None,
-                  r: float, gqa_group: int, head_dim: int, vocab_size: int,
-                  tie_embeddings: bool) -> Any:
-    """:func:`models.parametrize.build_arch`, memoized (it searches the whole band)."""
-    from models.parametrize import build_arch
-
-    return build_arch(n_params, d_over_sqrt_n=d_over_sqrt_n, aspect_ratio=aspect_ratio, r=r,
-                      gqa_group=gqa_group, head_dim=head_dim, vocab_size=vocab_size,
-                      tie_embeddings=tie_embeddings)
-
-
-def _quantile_column(q: float) -> str:
-    from surrogate.posterior import quantile_column
-
-    return quantile_column(q)
+    return sweep(_posterior, knob, n_params=n_params, tokens=tokens, d_over_sqrt_n=d_over_sqrt_n,
+                 r=r, gqa_group=gqa_group, head_dim=head_dim, vocab_size=vocab_size,
+                 tie_embeddings=tie_embeddings, source=source)
 
 
 @st.cache_data(show_spinner="Predicting the observed runs...", max_entries=16)
@@ -302,6 +239,8 @@ def run_predictions(_posterior: Any, posterior_key: str, source: str) -> pd.Data
     runs = runs[runs["source_key"] == source].drop(columns=["source_key"])
     if runs.empty:
         return runs
+    from surrogate.slices import BAND_QUANTILES
+
     pred = _posterior.predict(runs, source=source, quantiles=BAND_QUANTILES)
     archs = table_archs(runs)
     out = runs.reset_index(drop=True).join(pred.reset_index(drop=True))

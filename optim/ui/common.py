@@ -6,6 +6,7 @@ The picker is drawn by ``app.py`` before the page runs, so its value (``st.sessi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,22 @@ import streamlit as st
 from optim.ui import cache
 
 __all__ = ["CAMPAIGN_KEY", "SELECT_NEXT_KEY", "campaign_picker", "current_campaign", "store_path", "show_error",
-           "fmt_params"]
+           "fmt_params", "results_dir", "RESULTS_ENV"]
+
+#: Environment variable: the folder of benchmark results the app shows (default ./results,
+#: the repository's, since the README starts the app from the repository root).
+RESULTS_ENV = "ARCHOPT_RESULTS"
 
 #: Session-state key of the selected campaign name.
 CAMPAIGN_KEY = "campaign"
 #: A page sets this to select a campaign on the next run (a widget's own key cannot be set
 #: after the widget is drawn in the same run).
 SELECT_NEXT_KEY = "_select_campaign_next"
+
+
+def results_dir() -> Path:
+    """Where the benchmarks wrote their reports (``$ARCHOPT_RESULTS`` or ``./results``)."""
+    return Path(os.environ.get(RESULTS_ENV) or Path.cwd() / "results")
 
 
 def store_path() -> Path:

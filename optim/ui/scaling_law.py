@@ -8,8 +8,6 @@ the runs; the held-out comparison of laws and fit methods (results/surrogate_val
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,12 +15,12 @@ import pandas as pd
 import streamlit as st
 
 from optim.ui import cache, figures
-from optim.ui.common import current_campaign, fmt_params, show_error, store_path
+from optim.ui.common import current_campaign, fmt_params, results_dir, show_error, store_path
 
 __all__ = ["render", "VALIDATION_REPORT"]
 
 #: The surrogate engineer's held-out validation report (laws x fit methods).
-VALIDATION_REPORT = Path(__file__).resolve().parents[2] / "results" / "surrogate_validation.md"
+VALIDATION_REPORT = results_dir() / "surrogate_validation.md"
 
 _SWEEPS = (
     ("d_over_sqrt_n", "d_model / sqrt(N)", False),
@@ -39,7 +37,7 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
     options = (["campaign prior"] if name else []) + ["default prior", "saved posterior file"]
     kind = st.radio("Posterior", options, horizontal=True, key="sl_kind",
                     help="The campaign's law posterior (its GP prior mean), the package default "
-                         "fitted on the bundled runs, or a file from `archopt surrogate fit`.")
+                         "fitted on the bundled runs, or a file from `archopt fit --out`.")
     context: dict[str, Any] = {}
     try:
         if kind == "campaign prior":
@@ -54,7 +52,7 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
             return cache.default_posterior(), "default", context
         path = st.text_input("Posterior file (.nc)", key="sl_path")
         if not path:
-            st.info("Enter the path of a posterior saved by `archopt surrogate fit --out`.")
+            st.info("Enter the path of a posterior saved by `archopt fit --out`.")
             return None
         return cache.posterior_file(path, cache.file_version(path)), f"file:{path}:" \
             f"{cache.file_version(path)}", context
@@ -120,22 +118,10 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
     default = context.get("source") if context.get("source") in sources else post.reference_source
     src = st.selectbox("Loss source (per-source scale/offset applied)", sources,
                        index=sources.index(default), key="sl_source")
-    here = runs[runs["source_key"] == src]
-    if context:
-        n0, d0 = context["params"], context["tokens"]
-    elif len(here):
-        # The most common (N, D) of this source's runs: the slice with the most runs on it.
-        from surrogate.runs import table_archs
+    from surrogate.slices import band_coverage, runs_near_slice, typical_slice
 
-        n_ne = np.array([a.non_embedding_params for a in table_archs(here)], dtype=float)
-        groups = pd.DataFrame({"N": np.round(np.log(n_ne) / math.log(1.25)),
-                               "D": np.round(np.log(here["tokens"].to_numpy(float)) / math.log(1.25)),
-                               "n": n_ne, "d": here["tokens"].to_numpy(float)})
-        top = groups.groupby(["N", "D"]).size().idxmax()
-        sel = groups[(groups["N"] == top[0]) & (groups["D"] == top[1])]
-        n0, d0 = float(sel["n"].median()), float(sel["d"].median())
-    else:
-        n0, d0 = 1e9, 2e10
+    here = runs[runs["source_key"] == src].drop(columns=["source_key"])
+    n0, d0 = (context["params"], context["tokens"]) if context else typical_slice(here)
     cols = st.columns(6)
     n_params = 1e6 * cols[0].number_input("N, non-embedding (M)", min_value=1.0,
                                           value=round(n0 / 1e6, 1), step=10.0, key="sl_n_m")
@@ -167,14 +153,7 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
             with grid[i % 2]:
                 show_error(exc, f"Sweeping {knob}")
             continue
-        near = pd.DataFrame()
-        if len(observed):
-            ok_n = np.abs(np.log(observed["non_embedding_params"] / n_params)) <= math.log(tol)
-            ok_d = np.abs(np.log(observed["tokens"] / tokens)) <= math.log(tol)
-            mask = ok_d if knob == "non_embedding_params" else ok_n if knob == "tokens" else ok_n & ok_d
-            hits = observed[mask]
-            near = pd.DataFrame({"x": hits["tokens"] if knob == "tokens" else hits[knob],
-                                 "loss": hits["loss"], "label": hits["run"]})
+        near = runs_near_slice(observed, knob, n_params, tokens, tol)
         marker = {"d_over_sqrt_n": x0, "mlp_attn_ratio": r0, "non_embedding_params": n_params,
                   "tokens": tokens}.get(knob)
         with grid[i % 2]:
@@ -188,10 +167,9 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
         st.subheader("Predictive calibration on the runs")
         table = observed.assign(group=src, label=observed["run"])
         st.plotly_chart(figures.calibration_figure(table), key="sl_calibration")
-        inside90 = ((table["loss"] >= table["pred_q05"]) & (table["loss"] <= table["pred_q95"])).mean()
-        inside50 = ((table["loss"] >= table["pred_q25"]) & (table["loss"] <= table["pred_q75"])).mean()
-        st.caption(f"{len(table)} runs of {src}: {inside50:.0%} inside the 50% band, "
-                   f"{inside90:.0%} inside the 90% band (in-sample when these runs were fitted).")
+        cov = band_coverage(table)
+        st.caption(f"{len(table)} runs of {src}: {cov['cov50']:.0%} inside the 50% band, "
+                   f"{cov['cov90']:.0%} inside the 90% band (in-sample when these runs were fitted).")
 
 
 def _validation() -> None:
