@@ -30,6 +30,7 @@ __all__ = [
     "RunTableError",
     "LossError",
     "PLAUSIBLE_LOSS_RANGE",
+    "parse_runs",
     "RUN_TABLE_MAX_BYTES",
     "check_loss",
     "RUN_COLUMNS",
@@ -222,18 +223,40 @@ def load_runs(*paths: str | Path, require_loss: bool = True, require_tokens: boo
         raise RunTableError("no run table given")
     frames = []
     for path in paths:
-        path = Path(path)
-        text = read_text(path, max_bytes=RUN_TABLE_MAX_BYTES, what="run table",
+        text = read_text(Path(path), max_bytes=RUN_TABLE_MAX_BYTES, what="run table",
                          error=RunTableError)
-        try:
-            raw = pd.read_csv(io.StringIO(text))
-        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise RunTableError(f"cannot read run table {path}: "
-                                f"{' '.join(str(exc).split())}") from None
-        frames.append(validate_runs(raw, require_loss=require_loss,
-                                    require_tokens=require_tokens, name=str(path),
-                                    loss_range=loss_range, _from_file=True))
+        frames.append(parse_runs(text, name=str(path), require_loss=require_loss,
+                                 require_tokens=require_tokens, loss_range=loss_range))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def parse_runs(data: str | bytes, *, name: str, require_loss: bool = True,
+               require_tokens: bool = True,
+               loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE) -> pd.DataFrame:
+    """Parse and validate the text of one run-table CSV (e.g. an upload) named ``name``.
+
+    ``bytes`` must be UTF-8 and at most :data:`RUN_TABLE_MAX_BYTES`; messages name ``name``,
+    the line and the column as :func:`load_runs` does.
+
+    Raises:
+        RunTableError: too large, binary, not a CSV, or an invalid value.
+    """
+    if isinstance(data, bytes):
+        if len(data) > RUN_TABLE_MAX_BYTES:
+            raise RunTableError(f"run table {name} is larger than "
+                                f"{RUN_TABLE_MAX_BYTES // (1 << 20)} MiB; refusing to read it")
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise RunTableError(f"run table {name} is not UTF-8 text (invalid byte at offset "
+                                f"{exc.start}; a binary file?)") from None
+    try:
+        raw = pd.read_csv(io.StringIO(data))
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunTableError(f"cannot read run table {name}: "
+                            f"{' '.join(str(exc).split())}") from None
+    return validate_runs(raw, require_loss=require_loss, require_tokens=require_tokens,
+                         name=name, loss_range=loss_range, _from_file=True)
 
 
 def bundled_path(filename: str) -> Path:

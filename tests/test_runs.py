@@ -165,3 +165,18 @@ def test_run_table_size_cap_and_binary(tmp_path):
         load_runs(binary)
     with pytest.raises(RunTableError, match="is a folder"):
         load_runs(tmp_path)
+
+
+def test_parse_runs_reads_uploads_like_files(tmp_path):
+    from surrogate.runs import RunTableError, load_runs, parse_runs
+
+    path = bundled_path("morph_runs.csv")
+    text = path.read_bytes()
+    from_file = load_runs(path)
+    uploaded = parse_runs(text, name="morph_runs.csv")
+    pd.testing.assert_frame_equal(from_file, uploaded)
+    with pytest.raises(RunTableError, match="not UTF-8"):
+        parse_runs(b"\xff\xfe\x00binary", name="x.csv")
+    bad = text.decode().replace("\n", "\nnot,a,row\n", 1).encode()
+    with pytest.raises(RunTableError, match="x.csv"):
+        parse_runs(bad, name="x.csv")

@@ -7,7 +7,6 @@ validated with :func:`surrogate.runs.validate_runs` first; on any error nothing 
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pandas as pd
@@ -39,17 +38,10 @@ def read_run_tables(files: list[Any]) -> pd.DataFrame:
     Raises:
         RunTableError: a file that is not a CSV run table, with its name, line and column.
     """
-    from surrogate.runs import RunTableError, validate_runs
+    from surrogate.runs import RunTableError, parse_runs
 
-    tables = []
-    for f in files:
-        name = getattr(f, "name", "upload.csv")
-        raw = f.getvalue() if hasattr(f, "getvalue") else bytes(f)
-        try:
-            df = pd.read_csv(io.BytesIO(raw))
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise RunTableError(f"{name}: not a readable CSV ({exc})") from None
-        tables.append(validate_runs(df, require_loss=True, name=name))
+    tables = [parse_runs(f.getvalue() if hasattr(f, "getvalue") else bytes(f),
+                         name=getattr(f, "name", "upload.csv")) for f in files]
     if not tables:
         raise RunTableError("no run table uploaded")
     return pd.concat(tables, ignore_index=True)
