@@ -17,7 +17,10 @@ from typing import Any, Mapping
 from .errors import ArchoptError
 from .files import JSON_MAX_BYTES, read_json
 
-__all__ = ["Arch", "ArchError", "SHAPE_FIELDS", "DTYPE_BYTES", "MAX_PARAMS"]
+__all__ = ["Arch", "ArchError", "SHAPE_FIELDS", "DTYPE_BYTES", "MAX_PARAMS", "DEFAULT_VOCAB_SIZE"]
+
+#: Vocabulary size when none is given: the LLaMA-3 tokenizer (128,256 tokens).
+DEFAULT_VOCAB_SIZE = 128256
 
 #: The fields that define a shape, in the order run tables and the CLI use.
 SHAPE_FIELDS: tuple[str, ...] = (

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-from .arch import Arch, ArchError
+from .arch import DEFAULT_VOCAB_SIZE, Arch, ArchError
 
 __all__ = ["SearchSpace", "enumerate_archs", "build_arch", "budget_bounds"]
 
@@ -145,7 +145,7 @@ def _iter_archs(target: float, band: float, space: SearchSpace, vocab_size: int,
 
 
 def enumerate_archs(target_non_embedding_params: float, band: float = 0.05, *,
-                    space: SearchSpace | None = None, vocab_size: int = 128256,
+                    space: SearchSpace | None = None, vocab_size: int = DEFAULT_VOCAB_SIZE,
                     tie_embeddings: bool = True) -> list[Arch]:
     """Every valid Arch on ``space``'s grid whose non-embedding params lie in the band.
 
@@ -167,7 +167,7 @@ def enumerate_archs(target_non_embedding_params: float, band: float = 0.05, *,
 def build_arch(target_non_embedding_params: float, *, d_over_sqrt_n: float | None = None,
                aspect_ratio: float | None = None, r: float = 3.0, gqa_group: int = 4,
                head_dim: int = 64, n_layers: int | None = None, band: float = 0.05,
-               vocab_size: int = 128256, tie_embeddings: bool = True,
+               vocab_size: int = DEFAULT_VOCAB_SIZE, tie_embeddings: bool = True,
                space: SearchSpace | None = None) -> Arch:
     """The valid Arch in the budget band nearest to the requested knobs.
 

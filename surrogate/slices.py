@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.arch import Arch, ArchError
+from models.arch import DEFAULT_VOCAB_SIZE, Arch, ArchError
 from models.parametrize import SearchSpace, build_arch
 
 from .posterior import quantile_column
@@ -42,7 +42,7 @@ def _nearest_arch(n_params: float, d_over_sqrt_n: float | None, aspect_ratio: fl
 
 def law_sweep(posterior: Any, knob: str, *, n_params: float, tokens: float,
               d_over_sqrt_n: float, r: float, gqa_group: int = 4, head_dim: int = 128,
-              vocab_size: int = 128256, tie_embeddings: bool = True, source: str | None = None,
+              vocab_size: int = DEFAULT_VOCAB_SIZE, tie_embeddings: bool = True, source: str | None = None,
               n_points: int = 12) -> pd.DataFrame:
     """Posterior-predictive loss along ``knob`` (one of :data:`KNOBS`), the others held.
 

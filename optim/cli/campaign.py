@@ -24,6 +24,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from models.arch import DEFAULT_VOCAB_SIZE
+
 __all__ = ["register"]
 
 StoreOpt = Annotated[Optional[Path], typer.Option(
@@ -99,7 +101,7 @@ def register(app: typer.Typer) -> None:
         min_throughput: Annotated[Optional[float], typer.Option("--min-throughput")] = None,
         allow_oom: Annotated[bool, typer.Option(
             "--allow-oom", help="Keep candidates that do not fit the device memory.")] = False,
-        vocab_size: Annotated[int, typer.Option("--vocab-size")] = 128256,
+        vocab_size: Annotated[int, typer.Option("--vocab-size")] = DEFAULT_VOCAB_SIZE,
         untied: Annotated[bool, typer.Option("--untied", help="Untied output head.")] = False,
         source: Annotated[Optional[str], typer.Option(
             "--source", help="Prior source whose loss units the campaign's runs share.")] = None,

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from models.arch import Arch
+from models.arch import DEFAULT_VOCAB_SIZE, Arch
 from models.errors import ArchoptError
 from models.parametrize import SearchSpace, budget_bounds, enumerate_archs
 from models.throughput import Workload
@@ -125,7 +125,7 @@ class CampaignSpec:
     max_loss: float | None = None
     min_throughput: float | None = None
     must_fit: bool = True
-    vocab_size: int = 128256
+    vocab_size: int = DEFAULT_VOCAB_SIZE
     tie_embeddings: bool = True
     law: str = "conditional"
     space: SearchSpace = field(default_factory=SearchSpace)

@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from models.arch import DEFAULT_VOCAB_SIZE
+
 from optim.ui import cache, figures
 from optim.ui.common import SELECT_NEXT_KEY, current_campaign, fmt_params, show_error, store_path
 
@@ -77,7 +79,7 @@ def _create_form() -> None:
                                       "(e.g. mlfoundations-scaling-grid); empty: the prior's "
                                       "reference source")
         c = st.columns(3)
-        vocab = c[0].number_input("Vocabulary size", min_value=1, value=128256, step=1, key="new_vocab")
+        vocab = c[0].number_input("Vocabulary size", min_value=1, value=DEFAULT_VOCAB_SIZE, step=1, key="new_vocab")
         tie = c[1].checkbox("Tie embeddings", value=True, key="new_tie")
         must_fit = c[2].checkbox("Must fit device memory", value=True, key="new_must_fit")
         uploads = st.file_uploader("Run tables (CSV, optional: your own runs refit the prior)",

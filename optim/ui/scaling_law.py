@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from models.arch import DEFAULT_VOCAB_SIZE
+
 from optim.ui import cache, figures
 from optim.ui.common import current_campaign, fmt_params, results_dir, show_error, store_path
 
@@ -142,7 +144,7 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
     except Exception as exc:  # noqa: BLE001
         show_error(exc, "Predicting the runs")
         observed = pd.DataFrame()
-    vocab = int(context.get("vocab_size", 128256))
+    vocab = int(context.get("vocab_size", DEFAULT_VOCAB_SIZE))
     tie = bool(context.get("tie_embeddings", True))
     grid = st.columns(2)
     for i, (knob, title, log_x) in enumerate(_SWEEPS):
