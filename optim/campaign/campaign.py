@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from .errors import CampaignError
 from .rows import PROPOSAL_FIELDS, candidate_row, jsonable, trial_row
 from .runs import check_runs_belong, checked_loss, load_table, plan_runs
 from .store import CampaignStore, Snapshot, StoreError
+
+if TYPE_CHECKING:
+    from surrogate.posterior import LawPosterior
 
 __all__ = ["Campaign", "CampaignSpec", "CampaignError", "list_campaigns", "delete_campaign",
            "PROPOSAL_FIELDS", "TrialRecord", "AX_PARAMETERS", "MAX_PROPOSALS",
@@ -73,7 +76,7 @@ class Campaign:
     """A loaded campaign (a snapshot; every mutating method re-reads and writes the store under
     its lock). Create with :meth:`create`, open with :meth:`load`."""
 
-    def __init__(self, spec: CampaignSpec, store: CampaignStore, prior: Any,
+    def __init__(self, spec: CampaignSpec, store: CampaignStore, prior: LawPosterior,
                  records: list[TrialRecord], info: dict[str, Any]) -> None:
         self.spec = spec
         self.store = store
@@ -86,7 +89,8 @@ class Campaign:
     # ---- construction --------------------------------------------------------------------
     @classmethod
     def create(cls, spec: CampaignSpec, runs: str | Path | pd.DataFrame | Sequence | None = None,
-               store: CampaignStore | str | Path | None = None, *, prior: Any | None = None,
+               store: CampaignStore | str | Path | None = None, *,
+               prior: LawPosterior | None = None,
                progress: bool = True) -> "Campaign":
         """Create a campaign and save it (refused when the name exists).
 
@@ -151,7 +155,7 @@ class Campaign:
         return self.spec.name
 
     @property
-    def prior(self) -> Any:
+    def prior(self) -> LawPosterior:
         """The campaign's ``LawPosterior``."""
         return self._prior
 
@@ -522,7 +526,8 @@ def _ax_load(url: str, spec: CampaignSpec, store: CampaignStore) -> AxCampaign:
         raise StoreError(f"campaign {spec.name!r} in {store.path}: {exc}") from None
 
 
-def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: bool) -> Any:
+def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: bool
+                    ) -> LawPosterior:
     """The default prior, or the law refitted on the bundled tables plus ``runs``."""
     from surrogate.prior import DEFAULT_PRIOR_SETTINGS, default_prior, default_prior_runs
 
@@ -537,13 +542,13 @@ def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: boo
     return fit_bayes(default_prior_runs(table), spec.law, progress=progress, **settings)
 
 
-def _prior_to_bytes(prior: Any) -> bytes:
+def _prior_to_bytes(prior: LawPosterior) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = prior.save(Path(tmp) / "prior.nc")
         return Path(path).read_bytes()
 
 
-def _prior_from_bytes(blob: bytes | None, name: str, store: CampaignStore) -> Any:
+def _prior_from_bytes(blob: bytes | None, name: str, store: CampaignStore) -> LawPosterior:
     from surrogate.posterior import LawPosterior
 
     if not blob:

@@ -38,6 +38,7 @@ from models.parametrize import SearchSpace, budget_bounds, enumerate_archs
 from models.throughput import Workload
 
 from surrogate.gp import ResidualHyper
+from surrogate.protocols import LawPrior
 
 __all__ = ["CampaignSpec", "Problem", "FEATURE_NAMES", "N_LAW_DRAWS", "DEFAULT_REL_SIGMA_MEASURED",
            "features_of", "ProblemError"]
@@ -213,21 +214,6 @@ def features_of(archs: Sequence[Arch]) -> np.ndarray:
                     dtype=np.float64).reshape(len(archs), len(FEATURE_NAMES))
 
 
-def _noise_sigma(prior: Any, source: str | None) -> float | None:
-    if hasattr(prior, "noise_sigma_for"):
-        return float(prior.noise_sigma_for(source))
-    sigma = getattr(prior, "noise_sigma", None)
-    if sigma is None:
-        return None
-    if isinstance(sigma, Mapping):
-        key = source if source is not None else getattr(prior, "reference_source", None)
-        if key in sigma:
-            sigma = sigma[key]
-        else:
-            sigma = float(np.median([float(np.mean(v)) for v in sigma.values()]))
-    return float(np.mean(np.asarray(sigma, dtype=np.float64)))
-
-
 @dataclass
 class Problem:
     """Arrays over ``n`` candidates that every strategy reads (see the module docstring).
@@ -245,7 +231,8 @@ class Problem:
         memory_bytes: ``(n,)``.
         in_band: ``(n,)`` non-embedding params inside the band.
         proposable: ``(n,)`` may be proposed (in band, on the grid, fits when ``must_fit``).
-        prior: the law posterior (``None``: strategies without a prior only).
+        prior: the law posterior (:class:`surrogate.protocols.LawPrior`; ``None``:
+            strategies without a prior only).
         source: which source's offset/scale the losses are on (``None`` = reference).
         law_samples: ``N_LAW_DRAWS x n`` noise-free law values, or ``None`` without a prior.
         residual_hyper: hyper-parameters of the residual GP prior.
@@ -262,7 +249,7 @@ class Problem:
     memory_bytes: np.ndarray
     in_band: np.ndarray
     proposable: np.ndarray
-    prior: Any | None
+    prior: LawPrior | None
     source: str | None
     law_samples: np.ndarray | None
     residual_hyper: ResidualHyper
@@ -272,7 +259,7 @@ class Problem:
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def build(cls, spec: CampaignSpec, prior: Any | None, measurement_cache: Any | None = None, *,
+    def build(cls, spec: CampaignSpec, prior: LawPrior | None, measurement_cache: Any | None = None, *,
               extra_archs: Sequence[Arch] = (), candidates: Sequence[Arch] | None = None
               ) -> "Problem":
         """Enumerate candidates and evaluate throughput, memory and the law at all of them.
@@ -324,9 +311,8 @@ class Problem:
             feats = law_features(archs, spec.tokens)
             law_samples = np.asarray(prior.law_draws(feats, source=source, n_draws=N_LAW_DRAWS),
                                      dtype=np.float64)
-            sigma = _noise_sigma(prior, source)
-            if hasattr(prior, "discrepancy_sigma_for"):
-                tau = float(prior.discrepancy_sigma_for(source))
+            sigma = float(prior.noise_sigma_for(source))
+            tau = float(prior.discrepancy_sigma_for(source))
         # The law misfit scale: the fitted residual sd of the law (includes run noise).
         misfit = max(sigma if sigma is not None and math.isfinite(sigma) else 0.03, 0.01)
         # The law's discrepancy at an unseen size group is shared by every candidate (they all
