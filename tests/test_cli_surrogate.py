@@ -81,3 +81,29 @@ def test_predict_unreadable_posterior(tmp_path, capsys):
     assert main(["predict", "--posterior", str(bad), "--runs", MORPH, "--json"]) == 2
     err = capsys.readouterr().err
     assert "cannot read posterior" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_relative_to_a_run(tmp_path, capsys):
+    rc, out, _ = _fit(tmp_path, capsys)
+    assert rc == 0
+    rows = pd.read_csv(MORPH)
+    rows = rows[rows["run"].str.startswith("237M")]
+    path = tmp_path / "rows.csv"
+    rows.to_csv(path, index=False)
+    ref = rows["run"].iloc[1]
+    assert main(["predict", "--posterior", str(out), "--runs", str(path), "--json",
+                 "--relative-to", ref]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert len(got) == len(rows)
+    for r in got:
+        assert r["relative_to"] == ref and r["rel_q05"] <= r["rel_q50"] <= r["rel_q95"]
+        assert 0.0 <= r["p_better"] <= 1.0
+        assert r["rel_mean"] == pytest.approx(r["pred_mean"] - got[1]["pred_mean"], abs=0.01)
+    assert got[1]["rel_mean"] == 0.0 and got[1]["p_better"] == 0.0
+    assert main(["predict", "--posterior", str(out), "--runs", str(path),
+                 "--relative-to", ref]) == 0
+    assert "loss of " + ref in capsys.readouterr().out
+    assert main(["predict", "--posterior", str(out), "--runs", str(path), "--relative-to",
+                 "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert "no such run" in err and len(err.strip().splitlines()) == 1

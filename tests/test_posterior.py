@@ -236,3 +236,76 @@ def test_gp_predict_10k_candidates_fast():
         times.append(time.perf_counter() - t0)
     assert min(times) < 1.0, times
     assert np.all(np.isfinite(pred["pred_sd"]))
+
+
+# ---- joint draws and relative predictions -------------------------------------------------
+def _three_rows() -> dict[str, np.ndarray]:
+    """Two shapes of one size (N within 1%) and a third four times larger, at 20B tokens."""
+    archs = [Arch(1024, 16, 16, 16, 64, 2816, 50432), Arch(1152, 12, 16, 16, 72, 3328, 50432),
+             Arch(2048, 16, 16, 16, 128, 5632, 50432)]
+    return law_features(archs, 2e10)
+
+
+def test_joint_draws_share_the_discrepancy_within_a_size_group():
+    f = _three_rows()
+    post = _fixed_posterior(0.02, S=4000)
+    draws = post.joint_draws(f, n_draws=None, noise=False)
+    assert draws.shape == (4000, 3)
+    law = post.law_draws(f, n_draws=1)[0]
+    np.testing.assert_allclose(draws.mean(axis=0), law, atol=0.002)
+    np.testing.assert_allclose(draws.std(axis=0), 0.02, rtol=0.06)
+    # Same size group: one discrepancy, so the difference is exactly the law's difference.
+    np.testing.assert_allclose(draws[:, 1] - draws[:, 0], law[1] - law[0], atol=1e-12)
+    # Another size group: an independent discrepancy (difference sd sqrt(2) tau).
+    assert np.std(draws[:, 2] - draws[:, 0]) == pytest.approx(np.sqrt(2) * 0.02, rel=0.06)
+    noisy = post.joint_draws(f, n_draws=None, noise=True)
+    assert np.std(noisy[:, 1] - noisy[:, 0]) == pytest.approx(np.sqrt(2) * 0.01, rel=0.06)
+    np.testing.assert_allclose(noisy.std(axis=0), np.hypot(0.01, 0.02), rtol=0.06)
+
+
+def test_joint_draws_marginals_match_predict(post, morph):
+    rows = morph.iloc[::7]
+    draws = post.joint_draws(rows, n_draws=None)
+    pred = post.predict(rows, n_draws=None)
+    np.testing.assert_allclose(draws.mean(axis=0), pred["pred_mean"], atol=0.004)
+    np.testing.assert_allclose(draws.std(axis=0), pred["pred_sd"], rtol=0.12)
+
+
+def test_relative_predictions_cancel_the_shared_offset(post):
+    """Coefficient uncertainty shared by two shapes of one size (the level) cancels: their
+    difference is far narrower than either prediction, and P(beats) follows the sign."""
+    f = _three_rows()
+    pred = post.predict(f, n_draws=None)
+    rel = post.relative(f, 0, n_draws=None)
+    assert list(rel.columns) == ["rel_mean", "rel_sd", "rel_q05", "rel_q50", "rel_q95",
+                                 "p_better"]
+    assert rel.loc[0, "rel_sd"] == 0.0 and rel.loc[0, "p_better"] == 0.0
+    assert rel.loc[1, "rel_sd"] < 0.6 * pred.loc[1, "pred_law_sd"]
+    # A level uncertain by 0.05 nats, shared by every row, cancels exactly.
+    level = _fixed_posterior(None)
+    level.samples["E"] = 1.9 + 0.05 * np.random.default_rng(0).standard_normal(400)
+    wide = level.predict(f, n_draws=None)
+    assert wide["pred_law_sd"].min() > 0.045
+    shape_only = level.relative(f, 0, n_draws=None)
+    np.testing.assert_allclose(shape_only["rel_sd"], 0.0, atol=1e-12)
+    law = post.law_draws(f).mean(axis=0)
+    assert rel.loc[1, "rel_mean"] == pytest.approx(law[1] - law[0], abs=1e-3)
+    assert rel.loc[2, "rel_mean"] < 0 and rel.loc[2, "p_better"] > 0.99  # 4x the parameters
+    assert rel.loc[1, "rel_q05"] <= rel.loc[1, "rel_q50"] <= rel.loc[1, "rel_q95"]
+    with pytest.raises(PosteriorError, match="reference"):
+        post.relative(f, 3)
+    with pytest.raises(PosteriorError, match="reference"):
+        post.relative(f, True)
+
+
+def test_gp_joint_draws_share_one_path_per_size():
+    post, _ = _gp_posterior(S=300)
+    f = _three_rows()
+    draws = post.joint_draws(f, n_draws=None, noise=False)
+    law = post.law_draws(f, n_draws=1)[0]
+    # Rows 0 and 1 differ in N by < 1%: the GP path barely moves between them.
+    assert np.std(draws[:, 1] - draws[:, 0] - (law[1] - law[0])) < 0.002
+    assert np.std(draws[:, 2] - draws[:, 0]) > 0.005
+    marginal = post.predict(f, n_draws=None)
+    np.testing.assert_allclose(post.joint_draws(f, n_draws=None).std(axis=0),
+                               marginal["pred_sd"], rtol=0.15)

@@ -9,7 +9,11 @@ JSON outputs (a contract other tools read):
   ``out`` (the saved file).
 * ``predict --json``: a list with one object per row of the runs file, in file order:
   ``run``, ``tokens``, ``pred_mean``, ``pred_sd``, ``pred_q05``, ``pred_q50``, ``pred_q95``,
-  ``pred_source`` and ``loss`` when the file has it.
+  ``pred_source`` and ``loss`` when the file has it. With ``--relative-to RUN`` every object
+  also has ``relative_to`` (that run's name) and ``rel_mean``, ``rel_q05``, ``rel_q50``,
+  ``rel_q95`` (this row's loss minus RUN's, from draws joint across rows: what the two rows
+  share, the level and the size's discrepancy, cancels) and ``p_better`` (the probability that
+  this row's expected loss is below RUN's).
 
 Bad input (missing columns, NaN, unknown law, unreadable posterior) is one stderr line and
 exit 2; ``fit`` validates everything before fitting and writes ``--out`` atomically, so a
@@ -28,12 +32,15 @@ import typer
 
 from models.errors import ArchoptError
 
-__all__ = ["register", "FIT_METHODS", "PREDICT_FIELDS"]
+__all__ = ["register", "FIT_METHODS", "PREDICT_FIELDS", "RELATIVE_FIELDS"]
 
 FIT_METHODS: tuple[str, ...] = ("lsq", "huber", "bayes")
 #: Fields of every ``predict --json`` object (``loss`` is added when the table has it).
 PREDICT_FIELDS: tuple[str, ...] = ("run", "tokens", "pred_mean", "pred_sd", "pred_q05",
                                    "pred_q50", "pred_q95", "pred_source")
+#: Fields added to every ``predict --json`` object by ``--relative-to``.
+RELATIVE_FIELDS: tuple[str, ...] = ("relative_to", "rel_mean", "rel_q05", "rel_q50", "rel_q95",
+                                    "p_better")
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -146,6 +153,9 @@ def predict_command(
     source: Annotated[Optional[str], typer.Option(
         "--source", help="Apply this source's terms to every row (default: the row's own "
                          "source if fitted, else the reference).")] = None,
+    relative_to: Annotated[Optional[str], typer.Option(
+        "--relative-to", help="Also print every row's loss minus this run's (a run name of "
+                              "--runs), with 5/50/95% quantiles and P(row beats it).")] = None,
 ) -> None:
     """Posterior-predictive loss (mean, sd, 5/50/95% quantiles) for every row of a CSV."""
     from surrogate.posterior import LawPosterior
@@ -155,13 +165,26 @@ def predict_command(
         raise ArchoptError(f"--tokens must be a finite positive number, got {tokens}")
     post = LawPosterior.load(posterior)
     table = load_runs(runs, require_loss=False, require_tokens=tokens is None)
+    reference = None
+    if relative_to is not None:
+        matches = [i for i, name in enumerate(table["run"].astype(str)) if name == relative_to]
+        if len(matches) != 1:
+            raise ArchoptError(f"--relative-to {relative_to!r}: "
+                               + ("no such run in " if not matches else
+                                  f"{len(matches)} rows share that name in ") + f"{runs}")
+        reference = matches[0]
     pred = post.predict(table, tokens, source=source)
+    rel = None if reference is None else post.relative(table, reference, tokens, source=source)
     used_tokens = table["tokens"].to_numpy() if tokens is None else [tokens] * len(table)
     rows = []
     for i, (idx, p) in enumerate(pred.iterrows()):
         obj: dict[str, Any] = {"run": str(table.at[idx, "run"]), "tokens": float(used_tokens[i])}
         for key in PREDICT_FIELDS[2:]:
             obj[key] = p[key] if key == "pred_source" else _finite_or_none(float(p[key]))
+        if rel is not None:
+            obj["relative_to"] = relative_to
+            for key in RELATIVE_FIELDS[1:]:
+                obj[key] = _finite_or_none(float(rel.iloc[i][key]))
         if "loss" in table.columns and not _isnan(table.at[idx, "loss"]):
             obj["loss"] = float(table.at[idx, "loss"])
         rows.append(obj)
@@ -171,8 +194,13 @@ def predict_command(
     from rich.console import Console
     from rich.table import Table
 
-    out = Table(title=f"predicted loss ({post.law}, {post.method})")
+    title = f"predicted loss ({post.law}, {post.method})"
+    if rel is not None:
+        title += f"; rel = loss - loss of {relative_to}"
+    out = Table(title=title)
     cols = ["run", "pred_mean", "pred_q05", "pred_q95"] + (["loss"] if "loss" in table else [])
+    if rel is not None:
+        cols += ["rel_mean", "rel_q05", "rel_q50", "rel_q95", "p_better"]
     for c in cols:
         out.add_column(c, justify="left" if c == "run" else "right")
     for obj in rows:
