@@ -13,6 +13,9 @@ most :data:`MAX_ROWS_PER_SOURCE` per source key (:func:`default_prior_runs`):
 2. each source key is then thinned to at most :data:`MAX_ROWS_PER_SOURCE` rows, keeping every
    distinct shape where possible (stratified, seeded).
 
+Steps 1 and 2 apply to the bundled rows only: a user's own runs (a campaign created with
+``--runs``) are all kept, and step 0 drops them only with a warning.
+
 Per-source terms are ``chinchilla`` (:mod:`surrogate.bayes`): every source key has its own
 Chinchilla part (E, prefactors, exponents partially pooled across sources) while the shape
 calibration of ``conditional`` (a1, a2, b1, b2) is shared, so the shape effect is learned from
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +61,25 @@ DEFAULT_PRIOR_SETTINGS: dict = {"law": "conditional", "num_chains": 2, "num_warm
 
 
 def default_prior_runs(runs: pd.DataFrame | None = None, *, seed: int = 0) -> pd.DataFrame:
-    """The rows the default prior is fitted on (see the module docstring), index reset."""
+    """The rows the default prior is fitted on (see the module docstring), index reset.
+
+    ``runs``: the bundled tables (default), or the bundled tables plus a user's runs (a
+    campaign created with ``--runs``). Only bundled rows are collapsed and thinned; rows that
+    are not in the bundled tables are all kept, except those below
+    :data:`MIN_NON_EMBEDDING_PARAMS`, which are dropped with a warning that says how many and
+    why.
+    """
     df = bundled_runs() if runs is None else runs.copy()
+    user = _user_rows(df) if runs is not None else np.zeros(len(df), bool)
     n = np.array([a.non_embedding_params for a in table_archs(df)])
-    df = df[n >= MIN_NON_EMBEDDING_PARAMS]
+    small = n < MIN_NON_EMBEDDING_PARAMS
+    if np.any(small & user):
+        warnings.warn(f"{int(np.sum(small & user))} of your {int(user.sum())} runs have fewer "
+                      f"than {MIN_NON_EMBEDDING_PARAMS:.0e} non-embedding parameters and are "
+                      "left out of the prior fit (models that small bend away from the power "
+                      "laws)", stacklevel=2)
+    keep_user = df[user & ~small]
+    df = df[~user & ~small]
     df["_key"] = source_keys(df)
     group = ["_key", *SHAPE_FIELDS, "tokens"]
     best = df.loc[df.groupby(group, sort=True)["loss"].idxmin()]
@@ -75,8 +94,18 @@ def default_prior_runs(runs: pd.DataFrame | None = None, *, seed: int = 0) -> pd
         part = part.iloc[order]
         rank = part.groupby(list(SHAPE_FIELDS), sort=False).cumcount().to_numpy()
         kept.append(part.iloc[np.argsort(rank, kind="stable")[:MAX_ROWS_PER_SOURCE]])
-    out = pd.concat(kept).drop(columns="_key").sort_index()
+    out = pd.concat(kept).drop(columns="_key")
+    out = pd.concat([out, keep_user]).sort_index()
     return out.reset_index(drop=True)
+
+
+def _user_rows(df: pd.DataFrame) -> np.ndarray:
+    """``(n,)`` True for rows that are not rows of the bundled tables (same source, run,
+    tokens and loss)."""
+    keys = ["source", "run", "tokens", "loss"]
+    bundled = bundled_runs()[keys].drop_duplicates()
+    merged = df[keys].merge(bundled, on=keys, how="left", indicator=True)
+    return (merged["_merge"] == "left_only").to_numpy()
 
 
 def _cache_key(runs: pd.DataFrame) -> str:
