@@ -10,6 +10,7 @@ from .parametrize import SearchSpace, budget_bounds, build_arch, enumerate_archs
 from .hardware import Hardware, HardwareError, get_hardware, hardware_for_device, list_hardware
 from .throughput import (
     BACKENDS,
+    DEFAULT_BACKEND,
     Calibration,
     CalibrationError,
     ThroughputPrediction,
@@ -27,6 +28,6 @@ from .throughput import (
 
 __all__ = ["Arch", "ArchError", "ArchoptError", "DTYPE_BYTES", "SHAPE_FIELDS", "SearchSpace", "budget_bounds",
            "build_arch", "enumerate_archs", "Hardware", "HardwareError", "get_hardware",
-           "hardware_for_device", "list_hardware", "BACKENDS", "Calibration", "CalibrationError",
+           "hardware_for_device", "list_hardware", "BACKENDS", "DEFAULT_BACKEND", "Calibration", "CalibrationError",
            "ThroughputPrediction", "TimingRecord", "Workload", "WorkloadError", "calibrate",
            "default_calibration", "memory_bytes", "load_calibration", "predict_throughput", "predict_throughput_many", "save_calibration"]

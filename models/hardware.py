@@ -1,4 +1,4 @@
-"""Hardware profiles: peak dense bf16 FLOP/s, memory bandwidth and memory size.
+"""Hardware profiles: peak dense bf16 FLOP/s, memory bandwidth, memory size, GPU interconnect.
 
 The built-in accelerator numbers are vendor datasheet values (dense, i.e. without 2:4 sparsity):
 
@@ -9,6 +9,12 @@ The built-in accelerator numbers are vendor datasheet values (dense, i.e. withou
 * NVIDIA H200 datasheet (2024, SXM): BF16 989 TFLOP/s dense, 141 GB HBM3e at 4.8 TB/s.
 * NVIDIA L4 datasheet (2023): BF16 121 TFLOP/s dense (242 with sparsity), 24 GB GDDR6 at 300 GB/s.
 
+``interconnect_bandwidth`` is the GPU-to-GPU link of the same datasheets, both directions
+together as NVIDIA quotes it (the serving model uses half of it per direction): A100 SXM4
+third-generation NVLink 600 GB/s; H100 SXM5 and H200 SXM fourth-generation NVLink 900 GB/s;
+H100 PCIe: PCIe Gen5 x16 128 GB/s (its optional NVLink bridge, 600 GB/s, is not assumed);
+L4: PCIe Gen4 x16 64 GB/s. ``cpu`` has none (tensor-parallel serving needs one).
+
 ``cpu`` is the development machine (2 vCPU AMD EPYC, Zen 5, AVX-512 BF16, KVM guest); its
 numbers are measured, not a datasheet: ``peak_flops`` is the best rate of a 2048x2048 bf16
 ``torch.matmul`` (about 0.87 TFLOP/s, torch 2.13), ``mem_bandwidth`` the rate of a 1 GiB
@@ -16,8 +22,8 @@ numbers are measured, not a datasheet: ``peak_flops`` is the best rate of a 2048
 time, 24 GB on the dev machine). The throughput model's calibration absorbs the rest.
 
 User profiles live in ``$ARCHOPT_HOME/hardware.json`` (or a file passed explicitly), either a
-list of objects or a mapping ``id -> object`` with the fields of :class:`Hardware` (``name`` and
-``source`` optional) in base units (FLOP/s, bytes/s, bytes; ``312e12``, not ``312``), each within
+list of objects or a mapping ``id -> object`` with the fields of :class:`Hardware` (``name``,
+``source`` and ``interconnect_bandwidth`` optional) in base units (FLOP/s, bytes/s, bytes; ``312e12``, not ``312``), each within
 :data:`PLAUSIBLE_HARDWARE_RANGES`. A user profile with a built-in id replaces the built-in one.
 The file is read with :func:`models.files.read_json` (1 MiB, strict JSON).
 
@@ -58,6 +64,7 @@ PLAUSIBLE_HARDWARE_RANGES: dict[str, tuple[float, float, str]] = {
     "peak_flops": (1e9, 1e18, "FLOP/s"),       # 1 GFLOP/s .. 1 EFLOP/s
     "mem_bandwidth": (1e8, 1e15, "bytes/s"),   # 0.1 GB/s .. 1 PB/s
     "mem_bytes": (1e8, 1e15, "bytes"),         # 100 MB .. 1 PB
+    "interconnect_bandwidth": (1e8, 1e14, "bytes/s"),  # 0.1 GB/s .. 100 TB/s (optional)
 }
 
 
@@ -82,6 +89,8 @@ class Hardware:
         mem_bandwidth: memory bandwidth in bytes/s.
         mem_bytes: device memory in bytes.
         source: where the numbers come from.
+        interconnect_bandwidth: GPU-to-GPU bytes/s, both directions together (``None``: no
+            link; tensor-parallel serving is then refused).
     """
 
     id: str
@@ -90,6 +99,7 @@ class Hardware:
     mem_bandwidth: float
     mem_bytes: float
     source: str
+    interconnect_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
@@ -97,6 +107,8 @@ class Hardware:
         object.__setattr__(self, "id", _normalise_id(self.id))
         for name, (low, high, unit) in PLAUSIBLE_HARDWARE_RANGES.items():
             value = getattr(self, name)
+            if value is None and name == "interconnect_bandwidth":
+                continue
             try:
                 as_float = float(value)
             except (TypeError, ValueError, OverflowError):
@@ -123,17 +135,23 @@ def _physical_memory_bytes() -> float:
 def _builtin() -> dict[str, Hardware]:
     profiles = [
         Hardware("a100-40gb", "NVIDIA A100-SXM4-40GB", 312 * _TERA, 1555 * _GB, 40 * _GB,
-                 "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2 1,555 GB/s, 40 GB"),
+                 "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2 1,555 GB/s, 40 GB, "
+                 "NVLink 600 GB/s", 600 * _GB),
         Hardware("a100-80gb", "NVIDIA A100-SXM4-80GB", 312 * _TERA, 2039 * _GB, 80 * _GB,
-                 "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2e 2,039 GB/s, 80 GB"),
+                 "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2e 2,039 GB/s, 80 GB, "
+                 "NVLink 600 GB/s", 600 * _GB),
         Hardware("h100-sxm", "NVIDIA H100 SXM5 80GB", 989 * _TERA, 3350 * _GB, 80 * _GB,
-                 "NVIDIA H100 datasheet: SXM5 BF16 989 TFLOP/s dense, HBM3 3.35 TB/s, 80 GB"),
+                 "NVIDIA H100 datasheet: SXM5 BF16 989 TFLOP/s dense, HBM3 3.35 TB/s, 80 GB, "
+                 "NVLink 900 GB/s", 900 * _GB),
         Hardware("h100-pcie", "NVIDIA H100 PCIe 80GB", 756 * _TERA, 2000 * _GB, 80 * _GB,
-                 "NVIDIA H100 datasheet: PCIe BF16 756 TFLOP/s dense, HBM2e 2.0 TB/s, 80 GB"),
+                 "NVIDIA H100 datasheet: PCIe BF16 756 TFLOP/s dense, HBM2e 2.0 TB/s, 80 GB, "
+                 "PCIe Gen5 128 GB/s", 128 * _GB),
         Hardware("h200", "NVIDIA H200 SXM 141GB", 989 * _TERA, 4800 * _GB, 141 * _GB,
-                 "NVIDIA H200 datasheet: BF16 989 TFLOP/s dense, HBM3e 4.8 TB/s, 141 GB"),
+                 "NVIDIA H200 datasheet: BF16 989 TFLOP/s dense, HBM3e 4.8 TB/s, 141 GB, "
+                 "NVLink 900 GB/s", 900 * _GB),
         Hardware("l4", "NVIDIA L4 24GB", 121 * _TERA, 300 * _GB, 24 * _GB,
-                 "NVIDIA L4 datasheet: BF16 121 TFLOP/s dense, GDDR6 300 GB/s, 24 GB"),
+                 "NVIDIA L4 datasheet: BF16 121 TFLOP/s dense, GDDR6 300 GB/s, 24 GB, "
+                 "PCIe Gen4 64 GB/s", 64 * _GB),
         Hardware("cpu", "This machine's CPU (dev: 2 vCPU AMD EPYC Zen 5)", 0.87 * _TERA, 50 * _GB,
                  _physical_memory_bytes(),
                  "measured on the dev machine: bf16 2048^2 torch.matmul 0.87 TFLOP/s, "
@@ -178,7 +196,8 @@ def _entry_profile(entry: Any, where: str, path: Path) -> Hardware:
     missing = [f for f in ("id", "peak_flops", "mem_bandwidth", "mem_bytes") if f not in entry]
     if missing:
         raise HardwareError(f"{where}: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(entry) - {"id", "name", "peak_flops", "mem_bandwidth", "mem_bytes", "source"})
+    unknown = sorted(set(entry) - {"id", "name", "peak_flops", "mem_bandwidth", "mem_bytes", "source",
+                                   "interconnect_bandwidth"})
     if unknown:
         raise HardwareError(f"{where}: unknown field(s) {', '.join(unknown)}")
     for text in ("name", "source"):
@@ -187,7 +206,8 @@ def _entry_profile(entry: Any, where: str, path: Path) -> Hardware:
     try:
         return Hardware(id=entry["id"], name=str(entry.get("name") or entry["id"]),
                         peak_flops=entry["peak_flops"], mem_bandwidth=entry["mem_bandwidth"],
-                        mem_bytes=entry["mem_bytes"], source=str(entry.get("source") or f"user file {path}"))
+                        mem_bytes=entry["mem_bytes"], source=str(entry.get("source") or f"user file {path}"),
+                        interconnect_bandwidth=entry.get("interconnect_bandwidth"))
     except HardwareError as exc:
         raise HardwareError(f"{where}: {exc}") from None
 
