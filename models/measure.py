@@ -7,8 +7,20 @@ Backends:
   ``generate`` calls forcing exactly ``output_len`` new tokens (``min_new_tokens ==
   max_new_tokens``, ``eos_token_id=None``, greedy). A :class:`transformers.BaseStreamer`
   subclass timestamps the first generated token (time to first token).
-* ``vllm``: ``vllm.LLM`` on a saved config with ``load_format="dummy"`` (random weights); needs
-  vllm and a CUDA GPU, otherwise the measurement is recorded as failed with that reason.
+* ``vllm``: ``vllm.LLM`` on a saved config with ``load_format="dummy"`` (random weights), the
+  workload's ``num_requests`` prompts with at most ``batch_size`` sequences in flight
+  (``max_num_seqs``), ``tp`` GPUs, its ``gpu_memory_utilization`` and ``max_batched_tokens``;
+  needs vllm and a CUDA GPU, otherwise the measurement is recorded as failed with that reason.
+  vLLM's V1 engine runs in a child process, so the parent's ``torch.cuda`` counters see none of
+  its memory: the harness records the engine's device memory from NVML (the memory of this
+  process and its children on each GPU after the timed runs; vLLM allocates its KV cache up
+  front, so that is its peak), falling back to the growth of device memory in use since before
+  the engine started when NVML cannot attribute memory to processes (containers). This path
+  cannot be exercised on a machine without a GPU (not verified here).
+
+Measured results can also be imported (:mod:`models.vllm_results`: ``vllm bench throughput
+--output-json`` and ``vllm bench serve --save-result`` files); they are cached like harness
+runs, with ``origin`` saying where they came from.
 
 Wall-clock times are the result; each hf repeat also records process CPU time, which for a
 one-thread CPU run (``threads=1``) is what the wall time would be on an idle machine and is
@@ -22,292 +34,28 @@ imported inside the functions that need them.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import sqlite3
+import os
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .arch import Arch
 from .errors import ArchoptError
 from .hardware import get_hardware, hardware_for_device
-from .home import HOME_HINT, archopt_home, ensure_writable_folder
-from .throughput import (BACKENDS, MEMORY_FRACTION, ThroughputPrediction, TimingRecord, Workload,
-                         WorkloadError, memory_bytes)
+from .measurements import (MEASUREMENT_DB, Measurement, MeasurementCache, MeasurementCacheError,
+                           default_cache_path, library_versions)
+from .throughput import BACKENDS, Workload, WorkloadError, memory_bytes
 
-__all__ = ["Measurement", "MeasurementCache", "MeasurementCacheError", "MeasurementUnavailable", "measure", "default_cache_path",
-           "library_versions", "detect_device", "MEASUREMENT_DB"]
-
-#: File name of the cache under ``$ARCHOPT_HOME``.
-MEASUREMENT_DB = "measurements.sqlite"
-
-
-def default_cache_path() -> Path:
-    """``$ARCHOPT_HOME/measurements.sqlite`` (nothing is created)."""
-    return archopt_home(create=False) / MEASUREMENT_DB
+__all__ = ["Measurement", "MeasurementCache", "MeasurementCacheError", "MeasurementUnavailable", "measure",
+           "default_cache_path", "library_versions", "detect_device", "MEASUREMENT_DB"]
 
 
 class MeasurementUnavailable(RuntimeError):
     """The backend cannot run here (not installed, no GPU, model does not fit)."""
-
-
-def library_versions(backend: str) -> dict[str, str]:
-    """Versions that change timings: torch and transformers, plus vllm for the vllm backend.
-
-    Read from package metadata (nothing is imported). A missing package reads ``"absent"``.
-    """
-    names = ("torch", "transformers") + (("vllm",) if backend == "vllm" else ())
-    out = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One measured generation run (median over repeats) or a recorded failure.
-
-    Args:
-        status: ``"ok"`` or ``"failed"``.
-        reason: why it failed (empty when ok).
-        arch, hardware_id, backend: what ran where.
-        batch_size, input_len, output_len, dtype: the workload.
-        tokens_per_s: median generated tokens per second for the whole batch
-            (``batch_size * output_len / total``).
-        tokens_per_s_spread: max minus min tokens/s over the repeats.
-        ttft_s: median time to first token (prefill).
-        decode_s_per_token: median ``(total - ttft) / (output_len - 1)`` (0 if output_len 1).
-        total_s: median wall time of one ``generate`` call.
-        peak_mem_bytes: CUDA peak allocated memory, or on CPU the process peak RSS.
-        repeats: timed repetitions.
-        device: device name (``"cpu"`` or the CUDA device name).
-        versions: library versions (part of the cache key).
-        created_at: Unix time of the measurement.
-        times_s: total seconds of every repeat.
-        cpu_times_s, cpu_ttft_s: the same in process CPU seconds (hf backend). For a
-            single-threaded CPU run this equals wall time on an idle machine and, unlike wall
-            time, does not grow when other processes share the cores.
-    """
-
-    status: str
-    reason: str
-    arch: Arch
-    hardware_id: str
-    backend: str
-    batch_size: int
-    input_len: int
-    output_len: int
-    dtype: str
-    tokens_per_s: float | None = None
-    tokens_per_s_spread: float | None = None
-    ttft_s: float | None = None
-    decode_s_per_token: float | None = None
-    total_s: float | None = None
-    peak_mem_bytes: float | None = None
-    repeats: int = 0
-    device: str = ""
-    versions: dict[str, str] = field(default_factory=dict)
-    created_at: float = 0.0
-    times_s: tuple[float, ...] = ()
-    cpu_times_s: tuple[float, ...] = ()
-    cpu_ttft_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def workload(self) -> Workload:
-        return Workload(self.batch_size, self.input_len, self.output_len, self.dtype, self.backend)
-
-    def to_timing_record(self, clock: str = "wall") -> TimingRecord | None:
-        """For :func:`models.throughput.calibrate`; None for a failed measurement.
-
-        ``clock="cpu"`` uses the median process CPU times instead of wall times.
-        """
-        if not self.ok or self.total_s is None:
-            return None
-        if clock == "cpu":
-            if not self.cpu_times_s or self.cpu_ttft_s is None:
-                return None
-            return TimingRecord(self.arch, self.workload, statistics.median(self.cpu_times_s),
-                                self.cpu_ttft_s)
-        if clock != "wall":
-            raise ArchoptError(f"clock must be 'wall' or 'cpu', got {clock!r}")
-        return TimingRecord(self.arch, self.workload, self.total_s, self.ttft_s)
-
-    def to_prediction(self) -> ThroughputPrediction:
-        """The measurement as a prediction with ``source="measured"`` (ok measurements only)."""
-        if not self.ok:
-            raise ArchoptError(f"measurement failed: {self.reason}")
-        return ThroughputPrediction(
-            tokens_per_s=float(self.tokens_per_s), ttft_s=float(self.ttft_s),
-            decode_s_per_token=float(self.decode_s_per_token), total_s=float(self.total_s),
-            memory_bytes=float(self.peak_mem_bytes or 0.0), fits_in_memory=True,
-            source="measured", rel_sigma=0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the arch as its shape dict plus its label."""
-        out = asdict(self)
-        out["arch"] = self.arch.shape()
-        out["label"] = self.arch.label()
-        out["times_s"] = list(self.times_s)
-        out["cpu_times_s"] = list(self.cpu_times_s)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Measurement":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["arch"] = Arch.from_mapping(data["arch"])
-        values["times_s"] = tuple(data.get("times_s") or ())
-        values["cpu_times_s"] = tuple(data.get("cpu_times_s") or ())
-        values["versions"] = dict(data.get("versions") or {})
-        return cls(**values)
-
-
-# ---- cache ------------------------------------------------------------------------------------
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS measurements (
-    key TEXT PRIMARY KEY,
-    arch TEXT NOT NULL,
-    hardware_id TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    batch_size INTEGER NOT NULL,
-    input_len INTEGER NOT NULL,
-    output_len INTEGER NOT NULL,
-    dtype TEXT NOT NULL,
-    versions TEXT NOT NULL,
-    status TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS measurements_hw ON measurements (hardware_id, backend);
-"""
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-class MeasurementCacheError(ArchoptError):
-    """The measurement cache file is corrupt, unreadable or cannot be written."""
-
-
-class MeasurementCache:
-    """Measurements in SQLite (default ``$ARCHOPT_HOME/measurements.sqlite``).
-
-    Keyed by the arch shape, hardware id, backend, batch size, input and output lengths, dtype
-    and :func:`library_versions`; a later ``put`` with the same key replaces the earlier one.
-
-    Reads never create anything (a missing file is an empty cache) and open the file read-only;
-    only :meth:`put` creates the folder and the file. A file that is not a readable cache
-    (corrupt, truncated, not SQLite) raises :class:`MeasurementCacheError` naming it and is never
-    written to.
-    """
-
-    def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else default_cache_path()
-
-    # -- sqlite access: every error becomes one line naming the file --------------------------
-    def _error(self, exc: sqlite3.Error | ValueError | KeyError | TypeError) -> MeasurementCacheError:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable, read-only
-            return MeasurementCacheError(f"cannot use the measurement cache {self.path}: {text}")
-        return MeasurementCacheError(
-            f"measurement cache {self.path} is corrupt ({text}); move it away (e.g. mv {self.path} "
-            f"{self.path}.bad) and archopt starts a new, empty cache")
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` from a read-only connection after an integrity check (a damaged file
-        can otherwise answer with some rows missing); ``[]`` when there is no cache yet."""
-        if not self.path.exists():
-            return []
-        if not self.path.is_file():
-            raise MeasurementCacheError(f"measurement cache {self.path} is not a file")
-        try:
-            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
-            try:
-                check = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
-                if check != ["ok"]:  # a few ms for thousands of measurements
-                    raise sqlite3.DatabaseError("integrity check failed: " + check[0][:120])
-                tables = con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                     "AND name = 'measurements'").fetchall()
-                return con.execute(sql, args).fetchall() if tables else []
-            finally:
-                con.close()
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-
-    def _payloads(self, rows: list[tuple[Any, ...]]) -> list[Measurement]:
-        try:
-            return [Measurement.from_dict(json.loads(r[0])) for r in rows]
-        except (ValueError, KeyError, TypeError) as exc:  # ArchError is a ValueError too
-            raise self._error(exc) from None
-
-    @staticmethod
-    def key(arch: Arch, hardware_id: str, backend: str, workload: Workload,
-            versions: dict[str, str] | None = None) -> str:
-        versions = versions if versions is not None else library_versions(backend)
-        return _json({"arch": arch.shape(), "hardware_id": hardware_id.lower(), "backend": backend,
-                      "batch_size": workload.batch_size, "input_len": workload.input_len,
-                      "output_len": workload.output_len, "dtype": workload.dtype,
-                      "versions": versions})
-
-    def lookup(self, arch: Arch, hardware_id: str, backend: str, workload: Workload,
-               versions: dict[str, str] | None = None) -> Measurement | None:
-        """The cached measurement (ok or failed) for this key under the current versions."""
-        key = self.key(arch, hardware_id, backend, workload, versions)
-        rows = self._read("SELECT payload FROM measurements WHERE key = ?", (key,))
-        return self._payloads(rows[:1])[0] if rows else None
-
-    def put(self, m: Measurement) -> None:
-        """Store ``m`` under its own key (replacing an earlier result).
-
-        Raises:
-            MeasurementCacheError: the file is corrupt (it is left untouched) or the folder or
-                file cannot be written.
-        """
-        key = self.key(m.arch, m.hardware_id, m.backend, m.workload, m.versions)
-        ensure_writable_folder(self.path.parent, "measurement cache folder", HOME_HINT)
-        # Refuse a damaged file before writing to it (the check is part of every read).
-        self._read("SELECT 1")
-        try:
-            con = sqlite3.connect(self.path, timeout=30.0)
-            try:
-                with con:
-                    con.executescript(_SCHEMA)
-                    con.execute(
-                        "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (key, _json(m.arch.shape()), m.hardware_id, m.backend, m.batch_size,
-                         m.input_len, m.output_len, m.dtype, _json(m.versions), m.status,
-                         _json(m.to_dict()), m.created_at))
-            finally:
-                con.close()
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-
-    def records(self, hardware_id: str | None = None, backend: str | None = None,
-                *, status: str | None = None) -> list[Measurement]:
-        """Every cached measurement, optionally filtered, oldest first."""
-        sql, args = "SELECT payload FROM measurements WHERE 1=1", []
-        for column, value in (("hardware_id", hardware_id and hardware_id.lower()),
-                              ("backend", backend), ("status", status)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                args.append(value)
-        return self._payloads(self._read(sql + " ORDER BY created_at", args))
-
-    def __len__(self) -> int:
-        rows = self._read("SELECT COUNT(*) FROM measurements")
-        return int(rows[0][0]) if rows else 0
 
 
 # ---- device -----------------------------------------------------------------------------------
@@ -344,6 +92,8 @@ class _Timings:
     peak_mem_bytes: float | None
     cpu_totals: list[float] = field(default_factory=list)
     cpu_ttfts: list[float] = field(default_factory=list)
+    prefill_totals: list[float] = field(default_factory=list)
+    peak_mem_source: str = ""
 
 
 def _reset_peak_rss() -> None:
@@ -453,6 +203,36 @@ def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Tim
     return timings
 
 
+def _device_memory_in_use() -> list[int]:
+    """NVML: bytes in use on every GPU (needs nvidia-ml-py, a vllm dependency)."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    return [int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).used)
+            for i in range(pynvml.nvmlDeviceGetCount())]
+
+
+def _engine_memory(baseline: list[int]) -> tuple[float | None, str]:
+    """Per-GPU device memory of this process and its children (the vLLM engine core), max over
+    GPUs; else the largest growth of memory in use since ``baseline``."""
+    import psutil
+    import pynvml
+
+    pynvml.nvmlInit()
+    pids = {os.getpid()} | {c.pid for c in psutil.Process().children(recursive=True)}
+    per_gpu = []
+    for i in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        per_gpu.append(sum(p.usedGpuMemory or 0 for p in procs if p.pid in pids))
+    if max(per_gpu, default=0) > 0:
+        return float(max(per_gpu)), "nvml: memory of this process and its children (vLLM engine)"
+    grown = [now - before for now, before in zip(_device_memory_in_use(), baseline)]
+    if grown and max(grown) > 0:
+        return float(max(grown)), "nvml: growth of device memory in use since before the engine started"
+    return None, "nvml could not attribute device memory to the engine"
+
+
 def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int | None = None) -> _Timings:
     try:
         import vllm  # noqa: F401
@@ -463,16 +243,20 @@ def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int 
     import torch
     from vllm import LLM, SamplingParams
 
+    baseline = _device_memory_in_use()
     with tempfile.TemporaryDirectory(prefix="archopt-vllm-") as tmp:
         max_len = wl.input_len + wl.output_len
         config = arch.to_hf_config(max_position_embeddings=max(8192, max_len), torch_dtype=wl.dtype)
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=2))
+        engine = {"max_num_batched_tokens": wl.max_batched_tokens} if wl.max_batched_tokens else {}
         llm = LLM(model=tmp, load_format="dummy", skip_tokenizer_init=True, dtype=wl.dtype,
-                  max_model_len=max_len, max_num_seqs=max(wl.batch_size, 1), seed=0)
+                  max_model_len=max_len, max_num_seqs=wl.batch_size, seed=0,
+                  tensor_parallel_size=wl.tp, gpu_memory_utilization=wl.gpu_memory_utilization,
+                  **engine)
         gen = torch.Generator().manual_seed(0)
         prompts = [{"prompt_token_ids": torch.randint(0, arch.vocab_size, (wl.input_len,),
                                                       generator=gen).tolist()}
-                   for _ in range(wl.batch_size)]
+                   for _ in range(wl.num_requests)]
 
         def run(n_new: int) -> float:
             params = SamplingParams(max_tokens=n_new, min_tokens=n_new, ignore_eos=True,
@@ -481,17 +265,16 @@ def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int 
             outs = llm.generate(prompts, params, use_tqdm=False)
             elapsed = time.perf_counter() - start
             got = [len(o.outputs[0].token_ids) for o in outs]
-            if got != [n_new] * wl.batch_size:
+            if got != [n_new] * wl.num_requests:
                 raise RuntimeError(f"vllm generated {got} tokens, expected {n_new} each")
             return elapsed
 
         run(min(wl.output_len, 4))
-        torch.cuda.reset_peak_memory_stats()
         totals = [run(wl.output_len) for _ in range(repeats)]
-        # TTFT as the time of a prefill-only generate (one new token), version-independent.
-        ttfts = [run(1) for _ in range(repeats)]
-        peak = float(torch.cuda.max_memory_allocated())
-    return _Timings(totals, ttfts, peak)
+        # A prefill-only run (one new token each): the time of all prefills, not a mean TTFT.
+        prefills = [run(1) for _ in range(repeats)]
+        peak, how = _engine_memory(baseline)
+    return _Timings(totals, [], peak, prefill_totals=prefills, peak_mem_source=how)
 
 
 _RUNNERS = {"hf": _run_hf, "vllm": _run_vllm}
@@ -514,8 +297,8 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
 
     Args:
         arch: the shape (random weights).
-        workload: sizes and dtype (default :class:`Workload`); its backend is used unless
-            ``backend`` is given.
+        workload: sizes and dtype (default: ``Workload(backend="hf")``, which runs on a CPU);
+            its backend is used unless ``backend`` is given.
         backend: ``"hf"`` or ``"vllm"``.
         repeats: timed repetitions after one warm-up (medians are reported).
         cache: where results live (default: ``$ARCHOPT_HOME/measurements.sqlite``).
@@ -533,7 +316,7 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
     Raises:
         ArchoptError: invalid arguments only (never for a failed run).
     """
-    wl = workload if workload is not None else Workload()
+    wl = workload if workload is not None else Workload(backend="hf")
     if not isinstance(wl, Workload):
         raise WorkloadError(f"workload must be a Workload, got {type(wl).__name__}")
     if backend is not None:
@@ -556,33 +339,44 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
 
     base = dict(arch=arch, hardware_id=hardware_id, backend=wl.backend, batch_size=wl.batch_size,
                 input_len=wl.input_len, output_len=wl.output_len, dtype=wl.dtype,
+                num_requests=wl.num_requests, tp=wl.tp,
+                gpu_memory_utilization=wl.gpu_memory_utilization,
+                max_batched_tokens=wl.max_batched_tokens,
                 device=device_name, versions=versions, created_at=time.time())
     try:
-        # Refuse shapes whose weights + KV cache exceed the device: on a CPU the kernel's OOM
-        # killer would end the whole process instead of raising.
+        # Refuse shapes whose weights + a batch's KV cache exceed the device (hf): on a CPU the
+        # kernel's OOM killer would end the whole process instead of raising. vLLM checks itself.
         need = memory_bytes(arch, wl)
         have = _device_memory_bytes(torch_device, hardware_id)
-        if need > MEMORY_FRACTION * have:
+        if wl.backend == "hf" and need > wl.gpu_memory_utilization * have:
             raise MeasurementUnavailable(
                 f"does not fit in memory: weights + KV cache need {need / 1e9:.2f} GB, "
-                f"{MEMORY_FRACTION:.0%} of the device's {have / 1e9:.2f} GB is usable")
+                f"{wl.gpu_memory_utilization:.0%} of the device's {have / 1e9:.2f} GB is usable")
         timings = _RUNNERS[wl.backend](arch, wl, repeats, torch_device, threads)
     except Exception as exc:  # noqa: BLE001 - any failure of the run is a result to record
         result = Measurement(status="failed", reason=_failure_reason(exc), **base)
         cache.put(result)
         return result
 
-    tokens = wl.batch_size * wl.output_len
+    tokens = wl.num_requests * wl.output_len
     rates = [tokens / t for t in timings.totals]
+    # hf: per-batch time to first token; vllm: only the prefill-only run's total is known.
+    firsts = timings.ttfts or timings.prefill_totals
     decode = [((t - f) / (wl.output_len - 1)) if wl.output_len > 1 else 0.0
-              for t, f in zip(timings.totals, timings.ttfts)]
+              for t, f in zip(timings.totals, firsts)]
+    total = statistics.median(timings.totals)
     result = Measurement(
         status="ok", reason="", tokens_per_s=statistics.median(rates),
-        tokens_per_s_spread=max(rates) - min(rates), ttft_s=statistics.median(timings.ttfts),
-        decode_s_per_token=statistics.median(decode), total_s=statistics.median(timings.totals),
+        tokens_per_s_spread=max(rates) - min(rates),
+        ttft_s=statistics.median(timings.ttfts) if timings.ttfts else None,
+        decode_s_per_token=statistics.median(decode), total_s=total,
         peak_mem_bytes=timings.peak_mem_bytes, repeats=repeats, times_s=tuple(timings.totals),
         cpu_times_s=tuple(timings.cpu_totals),
         cpu_ttft_s=statistics.median(timings.cpu_ttfts) if timings.cpu_ttfts else None,
+        request_throughput=wl.num_requests / total,
+        prefill_s=statistics.median(timings.prefill_totals) if timings.prefill_totals else None,
+        peak_mem_source=timings.peak_mem_source or ("torch.cuda.max_memory_allocated"
+                                                    if torch_device.startswith("cuda") else "peak RSS"),
         **base)
     cache.put(result)
     return result

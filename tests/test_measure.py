@@ -10,7 +10,7 @@ from models.measure import Measurement, MeasurementCache, library_versions, meas
 from models.throughput import Workload, calibrate
 
 TINY = Arch(128, 2, 4, 2, 32, 256, 512, True)
-WL = Workload(batch_size=2, input_len=8, output_len=6, dtype="float32")
+WL = Workload(batch_size=2, input_len=8, output_len=6, dtype="float32", backend="hf")
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_out_of_memory_is_recorded(cache, monkeypatch) -> None:
 def test_model_larger_than_memory_is_refused_before_running(cache, monkeypatch) -> None:
     monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
     huge = Arch(16384, 126, 128, 8, 128, 53248, 128256)
-    m = measure(huge, Workload(1, 16, 4), cache=cache, device="cpu")
+    m = measure(huge, Workload(1, 16, 4, backend="hf"), cache=cache, device="cpu")
     assert m.status == "failed" and "does not fit in memory" in m.reason
 
 
@@ -97,10 +97,10 @@ def test_cache_key_includes_versions_and_workload(cache) -> None:
                     peak_mem_bytes=1e6, repeats=3, device="cpu", versions=library_versions("hf"),
                     created_at=1.0, times_s=(0.4, 0.41, 0.39))
     cache.put(m)
-    wl = Workload(1, 8, 4)
+    wl = Workload(1, 8, 4, backend="hf")
     assert cache.lookup(TINY, "CPU", "hf", wl) == m
     assert cache.lookup(TINY, "cpu", "hf", wl, versions={"torch": "0.1", "transformers": "1"}) is None
-    assert cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 5)) is None
+    assert cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 5, backend="hf")) is None
     assert cache.lookup(TINY, "cpu", "vllm", wl) is None
     assert cache.lookup(TINY.replace(n_layers=3), "cpu", "hf", wl) is None
     assert cache.records("a100-40gb") == [] and cache.records(status="failed") == []
@@ -114,7 +114,7 @@ def test_cache_persists_across_instances(tmp_path) -> None:
     m = Measurement("failed", "why", TINY, "cpu", "hf", 1, 8, 4, "bfloat16",
                     versions=library_versions("hf"))
     MeasurementCache(path).put(m)
-    assert MeasurementCache(path).lookup(TINY, "cpu", "hf", Workload(1, 8, 4)) == m
+    assert MeasurementCache(path).lookup(TINY, "cpu", "hf", Workload(1, 8, 4, backend="hf")) == m
 
 
 def test_default_cache_lives_in_archopt_home(archopt_home, monkeypatch) -> None:
@@ -165,7 +165,7 @@ def test_corrupt_cache_is_one_line_error_and_left_untouched(tmp_path, monkeypatc
     monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
     calls = {
         "records": lambda: cache.records("cpu", "hf", status="ok"),
-        "lookup": lambda: cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4)),
+        "lookup": lambda: cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4, backend="hf")),
         "len": lambda: len(cache),
         "put": lambda: cache.put(Measurement("failed", "x", TINY, "cpu", "hf", 1, 8, 4,
                                              "bfloat16", versions=library_versions("hf"))),
@@ -197,5 +197,34 @@ def test_corrupt_payload_row_names_the_cache(tmp_path) -> None:
 def test_reading_a_missing_cache_creates_nothing(archopt_home) -> None:
     cache = MeasurementCache()
     assert cache.records() == [] and len(cache) == 0
-    assert cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4)) is None
+    assert cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4, backend="hf")) is None
     assert not archopt_home.exists()
+
+
+def test_vllm_harness_reads_the_engine_memory_not_the_parent(monkeypatch) -> None:
+    """The CUDA/vLLM path cannot run here; its memory bookkeeping is checked with a fake NVML:
+    memory of this process's children (vLLM's engine core) counts, other processes' does not,
+    and without attributable processes the growth of device memory since the baseline does."""
+    import subprocess
+    import sys
+    import types
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        used = {"now": [12e9, 30e9]}
+        procs = [types.SimpleNamespace(pid=child.pid, usedGpuMemory=int(28e9)),
+                 types.SimpleNamespace(pid=2 ** 22 + 7, usedGpuMemory=int(5e9))]
+        fake = types.SimpleNamespace(
+            nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2,
+            nvmlDeviceGetHandleByIndex=lambda i: i,
+            nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=used["now"][h]),
+            nvmlDeviceGetComputeRunningProcesses=lambda h: procs if h == 1 else [])
+        monkeypatch.setitem(sys.modules, "pynvml", fake)
+        peak, how = measure_mod._engine_memory([1e9, 1e9])
+        assert peak == 28e9 and "children" in how
+        procs[0].pid = 2 ** 22 + 8  # a container: NVML reports host PIDs
+        peak, how = measure_mod._engine_memory([1e9, 1e9])
+        assert peak == 29e9 and "growth" in how
+    finally:
+        child.kill()
+        child.wait()

@@ -12,12 +12,19 @@ JSON outputs (a contract other tools read):
 * ``arch --json``: :meth:`Arch.features` (shape fields, params, non_embedding_params,
   attention_params, mlp_params, mlp_attn_ratio, d_over_sqrt_n, aspect_ratio, gqa_group,
   kv_bytes_per_token, ...) plus ``label``.
-* ``throughput --json``: tokens_per_s, ttft_s, decode_s_per_token, total_s, memory_bytes,
-  fits_in_memory, source (``"model"`` or ``"measured"``), rel_sigma, plus label, hardware,
-  workload fields (batch_size, input_len, output_len, dtype, backend) and calibration.
+* ``throughput --json``: :class:`models.throughput.ThroughputPrediction`'s fields
+  (tokens_per_s = output tokens/s, tokens_per_s_q05/q95, rel_sigma, request_throughput,
+  ttft_s, tpot_s, decode_s_per_token, total_s, memory_bytes (per GPU), fits_in_memory,
+  concurrency, kv_cache_tokens, servable, shardable, unservable_reason, source (``"model"`` or
+  ``"measured"``), backend), plus label, hardware, the workload's fields (batch_size,
+  input_len, output_len, dtype, backend, num_requests, tp, gpu_memory_utilization,
+  max_batched_tokens), calibration, warnings and, for a measurement, ``origin``.
 * ``measure --json``: :meth:`Measurement.to_dict` (status, reason, tokens_per_s,
   tokens_per_s_spread, ttft_s, decode_s_per_token, total_s, peak_mem_bytes, hardware_id,
-  backend, workload fields, versions, arch, label, ...). Exit 1 when the run failed.
+  backend, workload fields, versions, origin, source_file, arch, label, ...). Exit 1 when the
+  run failed. ``measure --import FILE`` reads a ``vllm bench throughput``/``serve`` result
+  instead of running anything (:mod:`models.vllm_results`).
+* ``calibrate --json``: :class:`models.calibration.Calibration`'s fields plus ``saved_to``.
 
 torch is never imported at module level; only ``measure`` imports it, inside the command.
 """
@@ -127,7 +134,20 @@ def shape_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=_json_default, allow_nan=False))
+    """One JSON document; non-finite numbers (a quantity that does not apply) become null."""
+    typer.echo(json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False))
+
+
+def _finite(obj: Any) -> Any:
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
@@ -159,13 +179,21 @@ def _table(title: str, rows: list[tuple[str, Any]]) -> None:
 
 
 def _workload(batch_size: int, input_len: int, output_len: int, dtype: str, backend: str,
-              workload: str | None):
+              workload: str | None, requests: int | None = None, tp: int = 1):
     from models.throughput import Workload
 
     if workload is not None:
         return Workload.parse(workload if "backend=" in workload else f"{workload},backend={backend}")
     return Workload(batch_size=batch_size, input_len=input_len, output_len=output_len,
-                    dtype=dtype, backend=backend)
+                    dtype=dtype, backend=backend, num_requests=requests, tp=tp)
+
+
+def _requests_given(workload: str | None, requests: int | None) -> bool:
+    """Whether the request count was stated (``--requests`` or ``requests=`` in ``--workload``)."""
+    if workload is None:
+        return requests is not None
+    keys = {part.partition("=")[0].strip().lower().replace("-", "_") for part in workload.split(",")}
+    return bool(keys & {"requests", "num_requests", "prompts", "num_prompts"})
 
 
 _JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -173,9 +201,12 @@ _BatchOpt = Annotated[int, typer.Option("--batch-size", help="Sequences generate
 _InputOpt = Annotated[int, typer.Option("--input-len", help="Prompt tokens per sequence.")]
 _OutputOpt = Annotated[int, typer.Option("--output-len", help="New tokens per sequence.")]
 _DtypeOpt = Annotated[str, typer.Option("--dtype", help="Weights and KV-cache dtype.")]
-_BackendOpt = Annotated[str, typer.Option("--backend", help="hf or vllm.")]
+_BackendOpt = Annotated[str, typer.Option("--backend", help="vllm (serving, default) or hf (HF generate).")]
 _WorkloadOpt = Annotated[Optional[str], typer.Option(
-    "--workload", help='Instead of the size flags: "batch=64,input=4096,output=1024".')]
+    "--workload", help='Instead of the size flags: "batch=64,input=4096,output=1024[,requests=N][,tp=N]".')]
+_RequestsOpt = Annotated[Optional[int], typer.Option(
+    "--requests", help="Requests in the run (default: one batch).")]
+_TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel GPUs (vllm).")]
 _HwFileOpt = Annotated[Optional[Path], typer.Option(
     "--hardware-file", help="Extra hardware profiles (JSON) (default: $ARCHOPT_HOME/hardware.json).")]
 
@@ -199,30 +230,41 @@ def throughput_command(
     input_len: _InputOpt = 128,
     output_len: _OutputOpt = 256,
     dtype: _DtypeOpt = "bfloat16",
-    backend: _BackendOpt = "hf",
+    backend: _BackendOpt = "vllm",
+    requests: _RequestsOpt = None,
+    tp: _TpOpt = 1,
     workload: _WorkloadOpt = None,
     hardware_file: _HwFileOpt = None,
     json_out: _JsonOpt = False,
 ) -> None:
-    """Predicted generation speed (or the cached measurement when there is one)."""
+    """Predicted serving speed with its 90% band (or the cached measurement when there is one)."""
+    import warnings
+
     from models.hardware import get_hardware
     from models.measure import MeasurementCache, default_cache_path
     from models.throughput import load_calibration, predict_throughput
+    from models.uncertainty import calibration_warnings
 
-    wl = _workload(batch_size, input_len, output_len, dtype, backend, workload)
+    wl = _workload(batch_size, input_len, output_len, dtype, backend, workload, requests, tp)
     hw = get_hardware(hardware, hardware_file)
     cal = load_calibration(hw.id, wl.backend)
     prediction = predict_throughput(arch, hw, wl, cal)
+    notes = list(calibration_warnings(cal, wl))
+    origin = None
     if default_cache_path().exists():  # never create the cache just to look into it
-        hit = MeasurementCache().lookup(arch, hw.id, wl.backend, wl)
-        if hit is not None and hit.ok:
-            prediction = hit.to_prediction()
+        hit = MeasurementCache().newest_ok(arch, hw.id, wl)
+        if hit is not None:
+            prediction, origin, notes = hit.to_prediction(), hit.origin, []
+    for note in notes:
+        warnings.warn(note, stacklevel=1)
     out = {**prediction.to_dict(), "label": arch.label(), "hardware": hw.id, **wl.to_dict(),
-           "calibration": cal.to_dict()}
+           "calibration": cal.to_dict(), "warnings": notes}
+    if origin is not None:
+        out["origin"] = origin
     if json_out:
         _print_json(out)
     else:
-        rows = [(k, v) for k, v in out.items() if k != "calibration"]
+        rows = [(k, v) for k, v in out.items() if k not in ("calibration", "warnings")]
         rows.append(("calibration", f"{cal.source} (n={cal.n_points})"))
         _table(f"{arch.label()} on {hw.id}", rows)
 
@@ -230,24 +272,40 @@ def throughput_command(
 @shape_options
 def measure_command(
     arch: Arch,
-    backend: _BackendOpt = "hf",
+    backend: Annotated[Optional[str], typer.Option(
+        "--backend", help="hf or vllm (default: hf for a run here, vllm for --import).")] = None,
     batch_size: _BatchOpt = 1,
     input_len: _InputOpt = 128,
     output_len: _OutputOpt = 256,
     dtype: _DtypeOpt = "bfloat16",
+    requests: _RequestsOpt = None,
+    tp: _TpOpt = 1,
     workload: _WorkloadOpt = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Timed repetitions (median reported).")] = 3,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda[:i] (default: cuda if present).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Measure again even if cached.")] = False,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", help="CPU threads for torch (default: torch's; 1 is steadier on a shared machine).")] = None,
+    import_file: Annotated[Optional[Path], typer.Option(
+        "--import", help="Cache a `vllm bench throughput --output-json` or `vllm bench serve "
+                         "--save-result` file instead of running (needs --hardware).")] = None,
+    hardware: Annotated[Optional[str], typer.Option(
+        "--hardware", help="With --import: the hardware id the file was measured on.")] = None,
     json_out: _JsonOpt = False,
 ) -> None:
-    """Run the model on this machine's device (random weights), time it and cache the result."""
+    """Run the model on this machine's device (random weights), time it and cache the result;
+    or import a vLLM benchmark result (``--import``)."""
     from models.errors import ArchoptError
+
+    if import_file is not None:
+        _import_result(arch, import_file, hardware, backend or "vllm", batch_size, input_len,
+                       output_len, dtype, requests, tp, workload, json_out)
+        return
+    if hardware is not None:
+        raise ArchoptError("--hardware is for --import; a run here measures this machine's device")
     from models.measure import measure
 
-    wl = _workload(batch_size, input_len, output_len, dtype, backend, workload)
+    wl = _workload(batch_size, input_len, output_len, dtype, backend or "hf", workload, requests, tp)
     if repeats < 1:
         raise ArchoptError(f"--repeats must be >= 1, got {repeats}")
     if device is not None and not (device == "cpu" or device.startswith("cuda")):
@@ -266,6 +324,28 @@ def measure_command(
         raise typer.Exit(code=1)
 
 
+def _import_result(arch: Arch, path: Path, hardware: str | None, backend: str, batch_size: int,
+                   input_len: int, output_len: int, dtype: str, requests: int | None, tp: int,
+                   workload: str | None, json_out: bool) -> None:
+    """``measure --import``: validate the file against the workload, then cache it."""
+    from models.errors import ArchoptError
+    from models.hardware import get_hardware
+    from models.measure import MeasurementCache
+    from models.vllm_results import read_vllm_result
+
+    if hardware is None:
+        raise ArchoptError("--import needs --hardware (the profile id the file was measured on)")
+    wl = _workload(batch_size, input_len, output_len, dtype, backend, workload, requests, tp)
+    hw = get_hardware(hardware)
+    result = read_vllm_result(path, arch, hw.id, wl, requests_given=_requests_given(workload, requests))
+    MeasurementCache().put(result)
+    if json_out:
+        _print_json(result.to_dict())
+    else:
+        rows = [(k, v) for k, v in result.to_dict().items() if k not in ("arch", "times_s", "cpu_times_s")]
+        _table(f"{arch.label()} imported ({result.origin})", rows)
+
+
 def hardware_command(hardware_file: _HwFileOpt = None, json_out: _JsonOpt = False) -> None:
     """List the hardware profiles (built-in and user)."""
     from models.hardware import list_hardware
@@ -278,39 +358,55 @@ def hardware_command(hardware_file: _HwFileOpt = None, json_out: _JsonOpt = Fals
     from rich.table import Table
 
     table = Table(title="hardware")
-    for col in ("id", "name", "TFLOP/s (bf16)", "GB/s", "GB", "source"):
+    for col in ("id", "name", "TFLOP/s (bf16)", "GB/s", "GB", "link GB/s", "source"):
         table.add_column(col)
     for hw in profiles:
+        link = "-" if hw.interconnect_bandwidth is None else f"{hw.interconnect_bandwidth / 1e9:.4g}"
         table.add_row(hw.id, hw.name, f"{hw.peak_flops / 1e12:.4g}", f"{hw.mem_bandwidth / 1e9:.4g}",
-                      f"{hw.mem_bytes / 1e9:.4g}", hw.source)
+                      f"{hw.mem_bytes / 1e9:.4g}", link, hw.source)
     Console().print(table)
 
 
 def calibrate_command(
     hardware: Annotated[str, typer.Option("--hardware", help="Hardware id whose cached measurements to fit.")] = "cpu",
-    backend: _BackendOpt = "hf",
+    backend: Annotated[Optional[str], typer.Option(
+        "--backend", help="hf or vllm (default: the one backend with measurements on that hardware).")] = None,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write to $ARCHOPT_HOME/calibrations.json.")] = True,
     json_out: _JsonOpt = False,
 ) -> None:
-    """Fit the throughput model's constants to the cached measurements of one hardware/backend."""
+    """Fit the throughput model's constants (and their posterior) to the cached measurements of
+    one hardware/backend: harness runs and imported vLLM results alike."""
     from models.errors import ArchoptError
     from models.hardware import get_hardware
     from models.measure import MeasurementCache, default_cache_path
-    from models.throughput import calibrate, save_calibration
+    from models.throughput import BACKENDS, calibrate, save_calibration
 
     hw = get_hardware(hardware)
+    if backend is not None and backend not in BACKENDS:
+        raise ArchoptError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if not default_cache_path().exists():
-        raise ArchoptError("no measurements cached yet (run `archopt measure` first)")
-    records = MeasurementCache().records(hw.id, backend, status="ok")
+        raise ArchoptError("no measurements cached yet (run `archopt measure` or `archopt measure --import` first)")
+    cache = MeasurementCache()
+    by_backend = {b: cache.records(hw.id, b, status="ok") for b in BACKENDS}
+    if backend is None:
+        found = [b for b, recs in by_backend.items() if recs]
+        if len(found) != 1:
+            raise ArchoptError(f"no successful cached measurements for {hw.id}" if not found else
+                               f"{hw.id} has both {' and '.join(found)} measurements; pass --backend")
+        backend = found[0]
+    records = by_backend[backend]
     if not records:
         raise ArchoptError(f"no successful cached measurements for {hw.id}/{backend}")
-    cal = calibrate(records, hw, backend, source=f"archopt calibrate: {len(records)} cached measurements")
+    origins = sorted({m.origin for m in records})
+    cal = calibrate(records, hw, backend, source=f"archopt calibrate: {len(records)} cached "
+                                                 f"measurements ({', '.join(origins)})")
     path = save_calibration(cal) if save else None
     out = {**cal.to_dict(), "saved_to": str(path) if path else None}
     if json_out:
         _print_json(out)
     else:
-        _table(f"calibration {hw.id}/{backend}", list(out.items()))
+        _table(f"calibration {hw.id}/{backend}",
+               [(k, v) for k, v in out.items() if k != "posterior_cov"])
 
 
 def register(app: typer.Typer) -> None:
