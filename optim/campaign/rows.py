@@ -9,7 +9,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from models.arch import SHAPE_FIELDS
-from optim.core.bands import lognormal_band
 
 from optim.core.problem import Problem
 
@@ -44,6 +43,12 @@ def candidate_row(problem: Problem, i: int, loss: tuple[np.ndarray, np.ndarray, 
                   trial: int | None = None, ehvi: float | None = None) -> dict[str, Any]:
     """Candidate ``i`` of ``problem`` with its predicted loss and throughput.
 
+    Throughput fields: ``pred_tokens_per_s`` (median of the problem's draws, or the
+    measurement), ``tokens_per_s_q05``/``tokens_per_s_q95`` (5/95% quantiles of the draws; the
+    same values also as ``pred_tokens_per_s_q05/q95``), ``throughput_rel_sigma`` (shape-relative
+    log sd), ``throughput_common_sigma`` (log sd shared by every modelled candidate),
+    ``throughput_source``, ``backend``, ``servable`` and ``unservable_reason``.
+
     Args:
         loss: ``(mean, q05, q95)``, each ``(n,)`` over the candidates.
     """
@@ -51,14 +56,19 @@ def candidate_row(problem: Problem, i: int, loss: tuple[np.ndarray, np.ndarray, 
     feats = arch.features()
     mean, q05, q95 = loss
     tps = float(problem.throughput_mean[i])
-    tps_q05, tps_q95 = lognormal_band(tps, float(problem.throughput_rel_sigma[i]))
+    tps_q05, tps_q95 = float(problem.throughput_q05[i]), float(problem.throughput_q95[i])
+    measured = str(problem.throughput_source[i]) == "measured"
     row: dict[str, Any] = {
         "trial": trial, **arch.shape(), "params": arch.params,
         "non_embedding_params": arch.non_embedding_params,
         "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
         "pred_loss_q95": float(q95[i]), "pred_tokens_per_s": tps,
-        "pred_tokens_per_s_q05": float(tps_q05), "pred_tokens_per_s_q95": float(tps_q95),
-        "throughput_source": str(problem.throughput_source[i]),
+        "pred_tokens_per_s_q05": tps_q05, "pred_tokens_per_s_q95": tps_q95,
+        "tokens_per_s_q05": tps_q05, "tokens_per_s_q95": tps_q95,
+        "throughput_rel_sigma": float(problem.throughput_rel_sigma[i]),
+        "throughput_common_sigma": 0.0 if measured else float(problem.throughput_common_sigma),
+        "throughput_source": str(problem.throughput_source[i]), "backend": problem.throughput_backend,
+        "servable": bool(problem.servable[i]), "unservable_reason": str(problem.unservable_reason[i]),
         "mlp_attn_ratio": feats["mlp_attn_ratio"], "d_over_sqrt_n": feats["d_over_sqrt_n"],
         "gqa_group": feats["gqa_group"], "aspect_ratio": feats["aspect_ratio"], "ehvi": ehvi,
         "memory_bytes": float(problem.memory_bytes[i]),

@@ -2,9 +2,25 @@
 
 :class:`CampaignSpec` says what a campaign optimizes; :meth:`Problem.build` turns it into
 arrays every strategy shares: the candidates (:func:`models.parametrize.enumerate_archs`, the
-parameter band holds exactly), their GP features, their throughput (measured where the cache
-has it, else the calibrated model, lognormal with ``rel_sigma``), memory fit, and draws of the
-scaling-law posterior at every candidate.
+parameter band holds exactly), their GP features, their throughput, memory fit and
+servability, and draws of the scaling-law posterior at every candidate.
+
+Throughput (output tokens/s of the campaign's workload, default backend vLLM) is a set of
+``N_THROUGHPUT_DRAWS`` joint draws over the candidates (:func:`models.uncertainty.
+throughput_draws`: the model's constants drawn from their posterior or documented prior, plus a
+per-shape structural error), replaced by the cached measurement (with its own spread) where one
+exists. What a strategy can read (all ``(n,)`` unless said):
+
+* ``throughput_mean``: median tokens/s; ``log_throughput`` its log.
+* ``throughput_draws``: ``S x n`` joint draws of tokens/s (``S = N_THROUGHPUT_DRAWS``).
+* ``throughput_rel_sigma``: sd of the *shape-relative* log error (what ranking shapes is
+  uncertain about); measured candidates: their measurement spread.
+* ``throughput_log_common``: ``(S,)`` common-mode log factor of each draw (scales every modelled
+  candidate alike); ``throughput_common_sigma`` its sd.
+* ``throughput_q05``, ``throughput_q95``: 5/95% quantiles of the draws.
+* ``throughput_backend``, ``throughput_warnings`` (calibration caveats, also emitted as a
+  :class:`ThroughputCalibrationWarning`), ``servable`` and ``unservable_reason`` (why the backend
+  cannot run a shape at the workload's ``tp`` or memory; such shapes are never proposable).
 
 GP features (``Problem.X``, ``n x d`` with ``d = 5``, each min-max scaled to ``[0, 1]`` over the
 candidate set; :data:`FEATURE_NAMES`):
@@ -26,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -41,7 +58,7 @@ from surrogate.gp import ResidualHyper
 from surrogate.protocols import LawPrior
 
 __all__ = ["CampaignSpec", "Problem", "FEATURE_NAMES", "N_LAW_DRAWS", "DEFAULT_REL_SIGMA_MEASURED",
-           "features_of", "ProblemError"]
+           "N_THROUGHPUT_DRAWS", "ThroughputCalibrationWarning", "features_of", "ProblemError"]
 
 FEATURE_NAMES: tuple[str, ...] = ("log_d_over_sqrt_n", "log_r", "log2_gqa_group",
                                   "log2_head_dim", "log_n")
@@ -49,6 +66,8 @@ FEATURE_NAMES: tuple[str, ...] = ("log_d_over_sqrt_n", "log_r", "log2_gqa_group"
 N_LAW_DRAWS = 64
 #: Relative spread assumed for a measured throughput when the cache gives none.
 DEFAULT_REL_SIGMA_MEASURED = 0.03
+#: Joint throughput draws kept per candidate.
+N_THROUGHPUT_DRAWS = 64
 #: Relative tolerance on a finished run's training tokens versus the campaign's.
 TOKENS_RTOL = 0.01
 #: Run-to-run standard deviation of a final loss (seeds, data order), loss units.
@@ -62,6 +81,10 @@ PRIOR_LENGTHSCALES: tuple[float, ...] = (0.5, 0.5, 1.0, 2.0, 1.0)
 
 class ProblemError(ArchoptError):
     """A campaign specification that cannot define a problem."""
+
+
+class ThroughputCalibrationWarning(UserWarning):
+    """The throughput calibration does not cover the campaign's workload (or is absent)."""
 
 
 def _space_from(value: Any) -> SearchSpace:
@@ -103,7 +126,8 @@ class CampaignSpec:
         tokens: training tokens D of every run.
         hardware: hardware profile id (:func:`models.hardware.get_hardware`).
         band: relative tolerance on N; candidates hold it exactly.
-        workload: serving workload throughput is predicted/measured for.
+        workload: serving workload throughput is predicted/measured for (default: vLLM, batch
+            64, 4,096 in, 1,024 out).
         max_loss: optional loss constraint (also the hypervolume reference loss).
         min_throughput: optional tokens/s constraint (also the reference throughput).
         must_fit: drop candidates whose weights + KV cache do not fit the device memory.
@@ -122,7 +146,7 @@ class CampaignSpec:
     tokens: float
     hardware: str
     band: float = 0.05
-    workload: Workload = field(default_factory=lambda: Workload(64, 4096, 1024))
+    workload: Workload = field(default_factory=lambda: Workload(64, 4096, 1024, backend="vllm"))
     max_loss: float | None = None
     min_throughput: float | None = None
     must_fit: bool = True
@@ -224,18 +248,26 @@ class Problem:
             are observed shapes outside that grid (never proposed when out of band).
         tokens: training tokens D.
         X: ``n x d`` GP features in ``[0, 1]`` (float64).
-        throughput_mean: ``(n,)`` tokens/s (median of the lognormal).
-        throughput_rel_sigma: ``(n,)`` std of ``log(tokens/s)``.
+        throughput_mean: ``(n,)`` median output tokens/s of the draws (measured where measured).
+        throughput_rel_sigma: ``(n,)`` sd of the shape-relative part of ``log(tokens/s)``.
         throughput_source: ``(n,)`` ``"measured"`` or ``"model"``.
-        fits_in_memory: ``(n,)`` weights + KV cache fit the device.
-        memory_bytes: ``(n,)``.
+        fits_in_memory: ``(n,)`` the backend's memory holds the workload (vLLM: one sequence).
+        memory_bytes: ``(n,)`` per GPU.
         in_band: ``(n,)`` non-embedding params inside the band.
-        proposable: ``(n,)`` may be proposed (in band, on the grid, fits when ``must_fit``).
+        proposable: ``(n,)`` may be proposed (in band, on the grid, servable at the workload's
+            ``tp``, fits when ``must_fit``).
         prior: the law posterior (:class:`surrogate.protocols.LawPrior`; ``None``:
             strategies without a prior only).
         source: which source's offset/scale the losses are on (``None`` = reference).
         law_samples: ``N_LAW_DRAWS x n`` noise-free law values, or ``None`` without a prior.
         residual_hyper: hyper-parameters of the residual GP prior.
+        throughput_draws: ``S x n`` joint draws of tokens/s.
+        throughput_q05, throughput_q95: ``(n,)`` quantiles of the draws.
+        throughput_log_common: ``(S,)`` common-mode log factor per draw.
+        throughput_common_sigma: its sd.
+        throughput_backend: the serving backend of the workload.
+        throughput_warnings: calibration caveats.
+        servable: ``(n,)`` the backend can run the shape at all; ``unservable_reason`` why not.
     """
 
     spec: CampaignSpec
@@ -255,6 +287,15 @@ class Problem:
     residual_hyper: ResidualHyper
     n_grid: int
     feature_bounds: np.ndarray = field(repr=False, default=None)
+    throughput_draws: np.ndarray = field(repr=False, default=None)
+    throughput_q05: np.ndarray = field(repr=False, default=None)
+    throughput_q95: np.ndarray = field(repr=False, default=None)
+    throughput_log_common: np.ndarray = field(repr=False, default=None)
+    throughput_common_sigma: float = 0.0
+    throughput_backend: str = ""
+    throughput_warnings: tuple[str, ...] = ()
+    servable: np.ndarray = field(repr=False, default=None)
+    unservable_reason: np.ndarray = field(repr=False, default=None)
     _index: dict[Arch, int] = field(repr=False, default_factory=dict)
 
     # ---- construction --------------------------------------------------------------------
@@ -291,15 +332,19 @@ class Problem:
         span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
         X = torch.as_tensor((raw - lo) / span, dtype=torch.float64)
 
-        tps, rel, src, fits, mem = _throughput(spec, archs, measurement_cache)
         lo_n, hi_n = spec.budget_bounds()
         nonemb = np.array([a.non_embedding_params for a in archs])
         in_band = (nonemb >= lo_n) & (nonemb <= hi_n)
-        proposable = in_band & (fits if spec.must_fit else True)
+        tp = _throughput(spec, archs, measurement_cache, common_over=in_band)
+        proposable = in_band & tp.shape_ok & (tp.fits if spec.must_fit else True)
         proposable[len(grid):] = False
         if not proposable.any():
-            raise ProblemError("no candidate fits in the device memory for this workload; "
-                               "use a smaller batch/context or must_fit=False")
+            reasons = sorted({str(r) for r in tp.reason[: len(grid)] if r})
+            raise ProblemError("no candidate can be served for this workload ("
+                               + ("; ".join(reasons[:2]) or "none fits") + "); use a smaller "
+                               "batch/context, another tp, or must_fit=False")
+        for message in tp.warnings:
+            warnings.warn(message, ThroughputCalibrationWarning, stacklevel=2)
 
         law_samples = None
         sigma = None
@@ -320,11 +365,10 @@ class Problem:
         offset_var = OFFSET_SD ** 2 + (tau ** 2 if math.isfinite(tau) else 0.0)
         hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=offset_var,
                               noise_var=LOSS_NOISE_SD ** 2, lengthscale=PRIOR_LENGTHSCALES)
-        problem = cls(spec=spec, candidates=archs, tokens=spec.tokens, X=X, throughput_mean=tps,
-                      throughput_rel_sigma=rel, throughput_source=src, fits_in_memory=fits,
-                      memory_bytes=mem, in_band=in_band, proposable=proposable, prior=prior,
-                      source=source, law_samples=law_samples, residual_hyper=hyper,
-                      n_grid=len(grid), feature_bounds=np.stack([lo, span]))
+        problem = cls(spec=spec, candidates=archs, tokens=spec.tokens, X=X, in_band=in_band,
+                      proposable=proposable, prior=prior, source=source, law_samples=law_samples,
+                      residual_hyper=hyper, n_grid=len(grid), feature_bounds=np.stack([lo, span]),
+                      **tp.problem_fields())
         problem._index = {a: i for i, a in enumerate(archs)}
         return problem
 
@@ -389,9 +433,11 @@ class Problem:
 
     def with_measurements(self, measurement_cache: Any) -> "Problem":
         """A copy whose throughput uses measurements in ``measurement_cache`` where present."""
-        tps, rel, src, fits, mem = _throughput(self.spec, self.candidates, measurement_cache)
-        return dataclasses.replace(self, throughput_mean=tps, throughput_rel_sigma=rel,
-                                   throughput_source=src)
+        tp = _throughput(self.spec, self.candidates, measurement_cache, common_over=self.in_band)
+        fields_ = tp.problem_fields()
+        for name in ("fits_in_memory", "memory_bytes", "servable", "unservable_reason"):
+            fields_.pop(name)
+        return dataclasses.replace(self, **fields_)
 
 
 def _default_cache() -> Any:
@@ -401,37 +447,77 @@ def _default_cache() -> Any:
     return MeasurementCache()
 
 
-def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Model prediction for all archs, replaced by cached measurements where present."""
-    from models.throughput import predict_throughput_many
+@dataclass(frozen=True)
+class _Throughput:
+    """Throughput of every candidate: model draws, with measured columns substituted."""
 
-    pred = predict_throughput_many(archs, spec.device, spec.workload)
-    tps = np.asarray(pred["tokens_per_s"], dtype=np.float64).copy()
-    rel = np.asarray(pred["rel_sigma"], dtype=np.float64).copy()
+    draws: np.ndarray  # S x n
+    rel: np.ndarray
+    log_common: np.ndarray
+    source: np.ndarray
+    fits: np.ndarray
+    shape_ok: np.ndarray
+    memory: np.ndarray
+    reason: np.ndarray
+    backend: str
+    warnings: tuple[str, ...]
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"throughput_mean": np.median(self.draws, axis=0), "throughput_rel_sigma": self.rel,
+                "throughput_source": self.source, "fits_in_memory": self.fits,
+                "memory_bytes": self.memory, "throughput_draws": self.draws,
+                "throughput_q05": np.quantile(self.draws, 0.05, axis=0),
+                "throughput_q95": np.quantile(self.draws, 0.95, axis=0),
+                "throughput_log_common": self.log_common,
+                "throughput_common_sigma": float(np.std(self.log_common, ddof=1)),
+                "throughput_backend": self.backend, "throughput_warnings": self.warnings,
+                "servable": self.shape_ok & self.fits, "unservable_reason": self.reason}
+
+
+def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None, *,
+                common_over: np.ndarray | None = None) -> _Throughput:
+    """Model draws for all archs, replaced by cached measurements where present.
+
+    A measured candidate's draws are ``value * exp(N(0, rel))`` with ``rel`` half its
+    max-min spread over repeats (at least :data:`DEFAULT_REL_SIGMA_MEASURED`), independent of
+    the model's common mode.
+    """
+    from models.throughput import predict_throughput_many
+    from models.uncertainty import throughput_draws
+
+    wl = spec.workload
+    point = predict_throughput_many(archs, spec.device, wl, n_draws=0)
+    d = throughput_draws(archs, spec.device, wl, n_draws=N_THROUGHPUT_DRAWS, seed=0,
+                         common_over=common_over)
+    draws = d.tokens_per_s.copy()
+    rel = d.shape_sigma.copy()
     src = np.full(len(archs), "model", dtype=object)
-    fits = np.asarray(pred["fits_in_memory"], dtype=bool)
-    mem = np.asarray(pred["memory_bytes"], dtype=np.float64)
+    reason = np.asarray(point["unservable_reason"], dtype=object)
+    out = dict(draws=draws, rel=rel, log_common=d.log_common, source=src,
+               fits=np.asarray(point["fits_in_memory"], dtype=bool),
+               shape_ok=np.asarray(point["shardable"], dtype=bool),
+               memory=np.asarray(point["memory_bytes"], dtype=np.float64), reason=reason,
+               backend=wl.backend, warnings=d.warnings)
     if cache is None:
         cache = _default_cache()
     if cache is False or cache is None:
-        return tps, rel, src, fits, mem
+        return _Throughput(**out)
     # One query for all candidates (a lookup per candidate would open thousands of
     # connections); the newest ok record of this hardware/backend/workload wins.
-    wl = spec.workload
     index = {a: i for i, a in enumerate(archs)}
+    rng = np.random.default_rng(1)
     for m in cache.records(spec.hardware, wl.backend, status="ok"):
         i = index.get(m.arch)
-        if i is None or (m.batch_size, m.input_len, m.output_len, m.dtype) != (
-                wl.batch_size, wl.input_len, wl.output_len, wl.dtype):
+        if i is None or not m.workload.same_run(wl):
             continue
         value = float(m.tokens_per_s or 0.0)
         if not (math.isfinite(value) and value > 0):
             continue
         spread = float(m.tokens_per_s_spread or 0.0)
-        tps[i] = value
         # max-min over repeats ~ 2 sd for a handful of repeats
         rel[i] = max(0.5 * spread / value if math.isfinite(spread) else 0.0,
                      DEFAULT_REL_SIGMA_MEASURED)
+        draws[:, i] = value * np.exp(rel[i] * rng.standard_normal(draws.shape[0]))
+        draws[:, i] *= value / np.median(draws[:, i])  # the median is the measurement
         src[i] = "measured"
-    return tps, rel, src, fits, mem
+    return _Throughput(**out)
