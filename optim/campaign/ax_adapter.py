@@ -46,8 +46,8 @@ class AxError(Exception):
 class TrialRecord:
     """One Ax trial as archopt sees it.
 
-    ``status`` is ``"pending"`` (attached, no result yet), ``"observed"`` (completed with a loss)
-    or ``"abandoned"`` (abandoned or failed in Ax).
+    ``status`` is ``"pending"`` (attached, no result yet), ``"observed"`` (completed with a loss),
+    ``"failed"`` (its training job failed; the reason is in ``meta``) or ``"abandoned"``.
     """
 
     trial: int
@@ -203,7 +203,9 @@ class AxCampaign:
             loss = float(loss) if loss is not None and math.isfinite(float(loss)) else None
             if status == "COMPLETED" and loss is not None:
                 state = "observed"
-            elif status in ("ABANDONED", "FAILED", "EARLY_STOPPED"):
+            elif status == "FAILED":
+                state = "failed"
+            elif status in ("ABANDONED", "EARLY_STOPPED"):
                 state = "abandoned"
             else:
                 state = "pending"
@@ -236,6 +238,10 @@ class AxCampaign:
         """Complete ``trial`` with ``(mean, sem)`` of the loss and of tokens/s."""
         self.client.complete_trial(trial, raw_data={LOSS_METRIC: loss,
                                                     THROUGHPUT_METRIC: tokens_per_s})
+
+    def fail(self, trial: int, reason: str) -> None:
+        """Mark ``trial`` failed in Ax (its job failed; it may be proposed again)."""
+        self.client.mark_trial_failed(trial, failed_reason=reason[:500])
 
     def sync_throughput(self, values: Mapping[int, tuple[float, float]]) -> list[int]:
         """Re-attach tokens/s of observed trials whose value changed (a measurement replaced the

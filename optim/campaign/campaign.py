@@ -354,9 +354,46 @@ class Campaign:
         return {r.trial: self._throughput_datum(problem, r.arch) for r in records
                 if r.status == "observed"}
 
+    # ---- training jobs -------------------------------------------------------------------
+    def record_job(self, trial: int, job: dict[str, Any]) -> None:
+        """Store ``job`` (backend, id, run folder, state, reason: JSON-able) with ``trial``;
+        keys given replace the stored ones (:mod:`optim.campaign.jobs` keeps this current)."""
+        with self._session() as s:
+            if trial not in {r.trial for r in s.records}:
+                raise CampaignError(f"campaign {self.name!r} has no trial {trial}")
+            payload = _updated(s.meta.get(trial), {})
+            payload["job"] = {**payload.get("job", {}), **job}
+            s.snapshot.put_trial_meta(self.name, {trial: payload})
+            self._records = s.ax.records({**s.meta, trial: payload})
+
+    def fail_trial(self, trial: int, reason: str) -> None:
+        """Mark a pending trial failed (its training job failed) with ``reason``; a failed
+        trial is not pending any more and its shape may be proposed again."""
+        with self._session() as s:
+            rec = next((r for r in s.records if r.trial == trial), None)
+            if rec is None or rec.status != "pending":
+                raise CampaignError(f"trial {trial} of campaign {self.name!r} is not pending")
+            s.ax.fail(trial, reason)
+            payload = _updated(s.meta.get(trial), {})
+            payload["job"] = {**payload.get("job", {}), "state": "failed", "reason": reason}
+            s.snapshot.put_trial_meta(self.name, {trial: payload})
+            self._records = s.ax.records({**s.meta, trial: payload})
+
+    def reload(self) -> "Campaign":
+        """This campaign's current state from the store (another process may have changed it)."""
+        self._reload_records()
+        return self
+
     # ---- reporting -----------------------------------------------------------------------
     def _trial_dict(self, rec: TrialRecord) -> dict[str, Any]:
-        return trial_row(rec, self.spec.in_band(rec.arch))
+        row = trial_row(rec, self.spec.in_band(rec.arch))
+        job = rec.meta.get("job") or {}
+        state = {"observed": "completed", "failed": "failed"}.get(rec.status)
+        row.update({"job_backend": job.get("backend"), "job_id": job.get("id"),
+                    "job_state": state or job.get("state") or (
+                        "pending" if rec.status == "pending" else rec.status),
+                    "failure_reason": job.get("reason") if rec.status == "failed" else None})
+        return row
 
     def trials(self, *, now: bool = False) -> list[dict[str, Any]]:
         """Every trial (pending, observed, abandoned) with the prediction made at proposal.
@@ -450,7 +487,7 @@ class Campaign:
         for i, v in zip(idx, loss):
             observed_loss.setdefault(int(i), []).append(float(v))
         trial_of = {problem.index_of(r.arch): r.trial for r in self._records
-                    if r.status != "abandoned"}
+                    if r.status in ("pending", "observed")}
         value = pred[0].copy()
         for i, vs in observed_loss.items():
             value[i] = float(np.mean(vs))

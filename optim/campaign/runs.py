@@ -60,7 +60,7 @@ def plan_runs(records: Sequence[TrialRecord], archs: Sequence[Arch], losses: Seq
     seen: set[Arch] = set()
     plan: list[tuple[int | None, Arch, float, str]] = []
     for arch, value, name in zip(archs, losses, names):
-        match = [r for r in records if r.arch == arch and r.status != "abandoned"]
+        match = [r for r in records if r.arch == arch and r.status in ("pending", "observed")]
         observed = [r for r in match if r.status == "observed"]
         pending = [r for r in match if r.status == "pending"]
         if arch in seen and not force:

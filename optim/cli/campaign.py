@@ -244,6 +244,42 @@ def register(app: typer.Typer) -> None:
         elif export is not None:
             typer.echo(f"wrote {len(written)} files to {export}", err=True)
 
+    @app.command("run")
+    def run(
+        name: Annotated[str, typer.Argument(help="Campaign name.")],
+        train_cmd: Annotated[str, typer.Option(
+            "--train-cmd", help="Shell command training one shape; {config} is its config.json, "
+                                "{out} the run folder where it writes metrics.jsonl.")],
+        max_trials: Annotated[int, typer.Option(
+            "--max-trials", help="New trials to launch in this invocation (then wait for them).")],
+        backend: Annotated[str, typer.Option(
+            "--backend", help="local | slurm | submitit-local")] = "local",
+        parallel: Annotated[int, typer.Option("--parallel", help="Jobs at once.")] = 1,
+        poll: Annotated[float, typer.Option("--poll", help="Seconds between polls.")] = 30.0,
+        timeout: Annotated[Optional[float], typer.Option(
+            "--timeout", help="Cancel and fail a job running longer than this (seconds).")] = None,
+        runs_dir: Annotated[Path, typer.Option(
+            "--runs-dir", help="Where run folders go (RUNS_DIR/NAME/trial-NNNN).")] = Path("runs"),
+        store: StoreOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Launch, watch and ingest training jobs for a campaign (resumable: run it again to
+        re-attach to jobs still running)."""
+        from optim.campaign import Campaign
+        from optim.campaign.jobs import check_train_command, make_backend, run_jobs
+
+        check_train_command(train_cmd)
+        job_backend = make_backend(backend)
+        camp = Campaign.load(name, store)
+        out = run_jobs(camp, job_backend, train_cmd, runs_dir=runs_dir, max_trials=max_trials,
+                       parallel=parallel, poll_seconds=poll, timeout_seconds=timeout,
+                       on_event=None if json_out else lambda m: typer.echo(m, err=True))
+        if json_out:
+            _echo_json(out)
+        else:
+            typer.echo(f"launched {len(out['launched'])}, completed {len(out['completed'])}, "
+                       f"failed {len(out['failed'])}")
+
     @app.command("demo")
     def demo(store: StoreOpt = None,
              out: Annotated[Optional[Path], typer.Option(
