@@ -172,7 +172,8 @@ def test_underscore_ids_in_user_files_can_be_looked_up(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("field,low,high", [("peak_flops", 1e9, 1e18),
-                                            ("mem_bandwidth", 1e8, 1e15), ("mem_bytes", 1e8, 1e15)])
+                                            ("mem_bandwidth", 1e8, 1e15), ("mem_bytes", 1e8, 1e15),
+                                            ("interconnect_bandwidth", 1e8, 1e14)])
 def test_plausible_range_edges_are_accepted_and_predict_finite(field, low, high) -> None:
     import math
 
@@ -183,11 +184,28 @@ def test_plausible_range_edges_are_accepted_and_predict_finite(field, low, high)
     assert PLAUSIBLE_HARDWARE_RANGES[field][:2] == (low, high)
     big = Arch(65536, 2048, 512, 512, 128, 262144, 256000)  # ~1.3e14 params
     for value in (low, high):
-        hw = Hardware("edge", "edge", **{**GOOD, field: value}, source="test")
+        hw = Hardware("edge", "edge", **{**GOOD, "interconnect_bandwidth": 1e11, field: value},
+                      source="test")
         for arch in (big, Arch(128, 2, 4, 2, 32, 256, 512)):
-            pred = predict_throughput(arch, hw, Workload(64, 4096, 1024))
-            assert all(math.isfinite(v) for v in (pred.tokens_per_s, pred.ttft_s, pred.total_s,
-                                                  pred.memory_bytes))
+            for wl in (Workload(64, 4096, 1024), Workload(64, 4096, 1024, backend="hf"),
+                       Workload(64, 4096, 1024, tp=2)):
+                pred = predict_throughput(arch, hw, wl)
+                assert all(math.isfinite(v) for v in (pred.tokens_per_s, pred.ttft_s, pred.total_s,
+                                                      pred.memory_bytes))
         with pytest.raises(HardwareError, match=f"{field}.*outside the plausible range"):
             Hardware("edge", "edge", **{**GOOD, field: value * (0.5 if value == low else 2)},
                      source="test")
+
+
+def test_interconnect_bandwidth_in_user_profiles(tmp_path) -> None:
+    path = tmp_path / "hw.json"
+    path.write_text(json.dumps([{"id": "linked", **GOOD, "interconnect_bandwidth": 4e11},
+                                {"id": "single", **GOOD}]))
+    assert get_hardware("linked", path).interconnect_bandwidth == 4e11
+    assert get_hardware("single", path).interconnect_bandwidth is None
+    path.write_text(json.dumps([{"id": "x", **GOOD, "interconnect_bandwidth": 600}]))
+    with pytest.raises(HardwareError, match="interconnect_bandwidth.*plausible range"):
+        load_hardware_file(path)
+    path.write_text(json.dumps([{"id": "x", **GOOD, "interconnect_bandwidth": "nvlink"}]))
+    with pytest.raises(HardwareError, match="interconnect_bandwidth must be a number"):
+        load_hardware_file(path)
