@@ -1,8 +1,7 @@
-"""Validate the throughput model against real measurements; write results/throughput_validation.md.
+"""Validate the HF ``generate`` throughput model on this CPU; write results/throughput_validation.md.
 
-Two parts:
 
-1. This CPU: >= 12 LLaMA shapes at ~20M non-embedding parameters (vocab 2048, tied), from
+This CPU: >= 12 LLaMA shapes at ~20M non-embedding parameters (vocab 2048, tied), from
    deep-narrow (64 layers) to wide-shallow (2 layers), really run with HF ``generate``
    (:func:`models.measure.measure`, cached in ``$ARCHOPT_HOME/measurements.sqlite``) on two
    workloads. The model is calibrated on held-out data two ways: leave-one-shape-out (fit on all
@@ -11,22 +10,21 @@ Two parts:
    absolute relative error of tokens/s, against two baselines computed in the same run: the
    uncalibrated model (documented default constants) and a parameter-count-only model
    (time proportional to params, scale fitted on the same training shapes).
-2. ``surrogate/data/reference_latency.csv`` (real A100-40GB HF-generate latencies): calibrate on
-   two rows, report the error on the third, all three ways. ``--write-bundled`` stores the fit on
-   all three rows in ``models/data/calibrations.json``.
 
 Also timed: :func:`predict_throughput_many` on 10,000 candidate archs against a per-arch loop of
-:func:`predict_throughput` (ratio in the same run).
+:func:`predict_throughput` (ratio in the same run), both backends, point predictions.
 
-Usage: ``python benchmarks/throughput_validation.py [--force] [--repeats 3] [--write-bundled]
-[--quick] [--out DIR]``. ``--quick`` measures every other shape (8) once each; ``--out`` puts
-the report and plot elsewhere than ``results/``. The package is the installed one.
+The A100-40GB Morph-1B latencies, the vLLM serving model and the bundled calibration
+(``--write-bundled``) are in ``benchmarks/serving_validation.py``.
+
+Usage: ``python benchmarks/throughput_validation.py [--force] [--repeats 3] [--quick] [--out DIR]``.
+``--quick`` measures every other shape (8) once each; ``--out`` puts the report and plot
+elsewhere than ``results/``. The package is the installed one.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
 from pathlib import Path
@@ -36,16 +34,14 @@ import numpy as np
 from models.arch import Arch
 from models.measure import Measurement, measure
 from models.parametrize import SearchSpace, enumerate_archs
-from models.throughput import (BUNDLED_CALIBRATIONS, Calibration, TimingRecord, Workload,
-                               calibrate, default_calibration, predict_throughput,
-                               predict_throughput_many, save_calibration)
-from surrogate.runs import bundled_path
+from models.throughput import (Calibration, TimingRecord, Workload, calibrate, default_calibration,
+                               predict_throughput, predict_throughput_many)
 
 #: Default report folder: ``results/`` of the checkout this script is in.
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 CPU_WORKLOADS = {
-    "latency (batch 1, 32 in, 32 out)": Workload(1, 32, 32, "bfloat16"),
-    "batched (batch 8, 128 in, 16 out)": Workload(8, 128, 16, "bfloat16"),
+    "latency (batch 1, 32 in, 32 out)": Workload(1, 32, 32, "bfloat16", backend="hf"),
+    "batched (batch 8, 128 in, 16 out)": Workload(8, 128, 16, "bfloat16", backend="hf"),
 }
 # One torch thread: on a shared 2-core machine a second thread mostly waits on other processes.
 THREADS = 1
@@ -79,7 +75,7 @@ def mdape(pred: np.ndarray, meas: np.ndarray) -> float:
 
 
 def model_tps(recs: list[TimingRecord], hw: str, cal: Calibration) -> np.ndarray:
-    return np.array([predict_throughput(r.arch, hw, r.workload, cal).tokens_per_s for r in recs])
+    return np.array([predict_throughput(r.arch, hw, r.workload, cal, n_draws=0).tokens_per_s for r in recs])
 
 
 def params_only_tps(train: list[TimingRecord], test: list[TimingRecord]) -> np.ndarray:
@@ -135,7 +131,7 @@ def cpu_validation(measurements: list[Measurement], clock: str) -> dict:
     half_cal = calibrate(train, "cpu", "hf")
     half = model_tps([recs[i] for i in test_idx], "cpu", half_cal)
     half_base = params_only_tps(train, [recs[i] for i in test_idx])
-    default = model_tps(recs, "cpu", default_calibration("cpu", "hf"))
+    default = model_tps(recs, "cpu", default_calibration("cpu", "hf"))  # the prior medians
     full_cal = calibrate(recs, "cpu", "hf", source=f"benchmarks/throughput_validation.py (this CPU, {clock} clock)")
 
     rows = []
@@ -162,59 +158,34 @@ def cpu_validation(measurements: list[Measurement], clock: str) -> dict:
             "overall_mdape_params_only": mdape(base_loo, meas)}
 
 
-def a100_validation() -> dict:
-    with open(bundled_path("reference_latency.csv")) as fh:
-        rows = list(csv.DictReader(fh))
-    prior = default_calibration("a100-40gb", "hf")
-    out = []
-    for i, row in enumerate(rows):
-        train = rows[:i] + rows[i + 1:]
-        cal = calibrate(train, "a100-40gb", "hf", prior=prior)
-        wl = Workload(int(row["batch_size"]), int(row["input_tokens"]), int(row["output_tokens"]))
-        arch = Arch.from_mapping(row)
-        pred = predict_throughput(arch, "a100-40gb", wl, cal).total_s
-        pred_default = predict_throughput(arch, "a100-40gb", wl, prior).total_s
-        out.append({"held_out": row["name"], "n_layers": arch.n_layers, "params": arch.params,
-                    "measured_s": float(row["latency_s"]), "predicted_s": pred,
-                    "rel_error": pred / float(row["latency_s"]) - 1, "default_s": pred_default,
-                    "default_rel_error": pred_default / float(row["latency_s"]) - 1,
-                    "layer_overhead_ms": 1e3 * cal.layer_overhead_s,
-                    "step_overhead_ms": 1e3 * cal.step_overhead_s, "overlap": cal.overhead_overlap})
-    full = calibrate(rows, "a100-40gb", "hf", prior=prior, source=(
-        "surrogate/data/reference_latency.csv: Morph-1B, -v1, -v2 (arXiv 2501.18107 Table 2), "
-        "A100-40GB HF generate, batch 1, 128 in / 256 out, bfloat16; "
-        "benchmarks/throughput_validation.py --write-bundled"))
-    return {"rows": out, "full": full}
-
-
 def vectorized_timing() -> dict:
     t0 = time.perf_counter()
     archs = enumerate_archs(1e9)
     enum_s = time.perf_counter() - t0
     n_candidates = len(archs)
     archs = (archs * (10000 // len(archs) + 1))[:10000]
-    wl = Workload(64, 4096, 1024)
-    cal = default_calibration("h100-sxm", "hf")
-    t0 = time.perf_counter()
-    predict_throughput_many(archs, "h100-sxm", wl, cal)
-    many_s = time.perf_counter() - t0
-    sample = archs[:500]
-    t0 = time.perf_counter()
-    for a in sample:
-        predict_throughput(a, "h100-sxm", wl, cal)
-    loop_s = (time.perf_counter() - t0) * len(archs) / len(sample)
-    return {"n": len(archs), "many_s": many_s, "loop_s": loop_s, "enum_s": enum_s,
-            "n_candidates": n_candidates}
+    out = {"n": len(archs), "enum_s": enum_s, "n_candidates": n_candidates}
+    for backend in ("hf", "vllm"):
+        wl = Workload(64, 4096, 1024, backend=backend)
+        cal = default_calibration("h100-sxm", backend)
+        t0 = time.perf_counter()
+        predict_throughput_many(archs, "h100-sxm", wl, cal, n_draws=0)
+        many_s = time.perf_counter() - t0
+        sample = archs[:500]
+        t0 = time.perf_counter()
+        for a in sample:
+            predict_throughput(a, "h100-sxm", wl, cal, n_draws=0)
+        out[backend] = {"many_s": many_s, "loop_s": (time.perf_counter() - t0) * len(archs) / len(sample)}
+    return out
 
 
-def plot(cpu: dict, a100: dict, path: Path) -> None:
+def plot(cpu: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    ax = axes[0]
+    fig, ax = plt.subplots(1, 1, figsize=(6.2, 4.6))
     for name, wl in CPU_WORKLOADS.items():
         sel = np.array([r.workload == wl for r in cpu["recs"]])
         layers = np.array([r.arch.n_layers for r in cpu["recs"]])[sel]
@@ -231,20 +202,12 @@ def plot(cpu: dict, a100: dict, path: Path) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
     fig.colorbar(sc, ax=ax, label="log2(n_layers)")
     ax.legend(fontsize=8)
-    ax = axes[1]
-    rows = a100["rows"]
-    x = np.arange(len(rows))
-    ax.bar(x - 0.2, [r["measured_s"] for r in rows], 0.4, label="measured")
-    ax.bar(x + 0.2, [r["predicted_s"] for r in rows], 0.4, label="predicted (fit on other two)")
-    ax.set_xticks(x, [f"{r['held_out']}\n{r['n_layers']} layers" for r in rows], fontsize=8)
-    ax.set(ylabel="latency (s)", title="A100-40GB, HF generate, 128 in / 256 out")
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def report(shapes, cpu, wall, fresh, cpu_s, a100, timing, repeats, quick=False) -> str:
+def report(shapes, cpu, wall, fresh, cpu_s, timing, repeats, quick=False) -> str:
     command = "python benchmarks/throughput_validation.py" + (" --quick" if quick else "")
     lines = ["# Throughput model validation", "",
              f"Generated by `{command}` (repeats={repeats}); plot: "
@@ -291,25 +254,15 @@ def report(shapes, cpu, wall, fresh, cpu_s, a100, timing, repeats, quick=False) 
               f"step_overhead {1e3 * fc.step_overhead_s:.3f} ms, overhead_overlap {fc.overhead_overlap:.2f}, "
               f"token_layer {1e6 * fc.token_layer_s:.2f} us, "
               f"rel_sigma (LOO RMS log error) {fc.rel_sigma:.3f}. Not bundled (machine-specific): "
-              "`archopt calibrate --hardware cpu` fits the same from the cache into $ARCHOPT_HOME.", "",
-              "## A100-40GB: arXiv 2501.18107 Table 2 (HF generate, batch 1, 128 in / 256 out)", "",
-              "Calibrated on two rows (prior: documented default constants), error on the third.", "",
-              "| held out | n_layers | params | measured s | predicted s | error | uncalibrated s | uncalibrated error | fitted layer ms | fitted step ms |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in a100["rows"]:
-        lines.append(f"| {r['held_out']} | {r['n_layers']} | {r['params'] / 1e9:.3f}B | {r['measured_s']:.2f} | "
-                     f"{r['predicted_s']:.2f} | {r['rel_error']:+.1%} | {r['default_s']:.2f} | "
-                     f"{r['default_rel_error']:+.1%} | {r['layer_overhead_ms']:.3f} | {r['step_overhead_ms']:.3f} |")
-    f = a100["full"]
-    lines += ["", f"Bundled calibration (all three rows, `models/data/calibrations.json`): layer_overhead "
-              f"{1e3 * f.layer_overhead_s:.3f} ms, step_overhead {1e3 * f.step_overhead_s:.3f} ms, overlap "
-              f"{f.overhead_overlap:.2f}, rel_sigma {f.rel_sigma:.3f}; the efficiencies stay at their defaults "
-              "(batch-1 HF decode of a 1B model is launch-overhead bound: the rows cannot identify them).", "",
+              "`archopt calibrate --hardware cpu` fits the same from the cache into $ARCHOPT_HOME. "
+              "The A100-40GB Morph-1B latencies and the vLLM serving model: `serving_validation.md`.", "",
               "## Vectorized prediction", "",
-              f"`predict_throughput_many` on {timing['n']:,} archs (1B candidates, batch 64, 4096 in / 1024 out): "
-              f"{timing['many_s'] * 1e3:.0f} ms; a per-arch `predict_throughput` loop (extrapolated from 500): "
-              f"{timing['loop_s'] * 1e3:.0f} ms; speed-up {timing['loop_s'] / timing['many_s']:.1f}x. "
-              f"`enumerate_archs(1e9)` (default search space): {timing['n_candidates']:,} candidates in "
+              f"`predict_throughput_many` on {timing['n']:,} archs (1B candidates, batch 64, 4096 in / 1024 out, "
+              "point predictions): " + "; ".join(
+                  f"{b} {timing[b]['many_s'] * 1e3:.0f} ms against a per-arch `predict_throughput` loop "
+                  f"(extrapolated from 500) of {timing[b]['loop_s'] * 1e3:.0f} ms, "
+                  f"{timing[b]['loop_s'] / timing[b]['many_s']:.1f}x" for b in ("hf", "vllm"))
+              + f". `enumerate_archs(1e9)` (default search space): {timing['n_candidates']:,} candidates in "
               f"{timing['enum_s'] * 1e3:.0f} ms.", ""]
     return "\n".join(lines)
 
@@ -318,8 +271,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=None, help="runs per measurement (default 3)")
     parser.add_argument("--force", action="store_true", help="re-measure even if cached")
-    parser.add_argument("--write-bundled", action="store_true",
-                        help="store the A100-40GB/hf calibration in models/data/calibrations.json")
     parser.add_argument("--quick", action="store_true",
                         help="every other shape (8), one repeat each (unless --repeats is given)")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -333,26 +284,20 @@ def main(argv: list[str] | None = None) -> None:
     measurements, fresh, cpu_s = measure_cpu(shapes, repeats, args.force)
     cpu = cpu_validation(measurements, "cpu")
     wall = cpu_validation(measurements, "wall")
-    a100 = a100_validation()
     timing = vectorized_timing()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    plot(cpu, a100, out / "throughput_validation.png")
-    text = report(shapes, cpu, wall, fresh, cpu_s, a100, timing, repeats, args.quick)
+    plot(cpu, out / "throughput_validation.png")
+    text = report(shapes, cpu, wall, fresh, cpu_s, timing, repeats, args.quick)
     (out / "throughput_validation.md").write_text(text)
-    if args.write_bundled:
-        save_calibration(a100["full"], BUNDLED_CALIBRATIONS)
-        Path(str(BUNDLED_CALIBRATIONS) + ".lock").unlink(missing_ok=True)
     for r in cpu["rows"] + wall["rows"]:
         print(f"{'cpu-time' if r in cpu['rows'] else 'wall-time'} {r['workload']}: Spearman LOO {r['spearman_loo']:.3f} (half {r['spearman_half']:.3f}, "
               f"default {r['spearman_default']:.3f}, params-only {r['spearman_params_only']:.3f}); "
               f"MdAPE LOO {r['mdape_loo']:.1%} (half {r['mdape_half']:.1%}, default {r['mdape_default']:.1%}, "
               f"params-only {r['mdape_params_only']:.1%})")
-    for r in a100["rows"]:
-        print(f"a100 held out {r['held_out']}: predicted {r['predicted_s']:.2f} s vs {r['measured_s']:.2f} s "
-              f"({r['rel_error']:+.1%}; uncalibrated {r['default_rel_error']:+.1%})")
-    print(f"predict_throughput_many: {timing['n']} archs in {timing['many_s'] * 1e3:.0f} ms "
-          f"({timing['loop_s'] / timing['many_s']:.1f}x a loop)")
+    for b in ("hf", "vllm"):
+        print(f"predict_throughput_many ({b}): {timing['n']} archs in {timing[b]['many_s'] * 1e3:.0f} ms "
+              f"({timing[b]['loop_s'] / timing[b]['many_s']:.1f}x a loop)")
     print(f"wrote {out / 'throughput_validation.md'}")
 
 

@@ -19,7 +19,8 @@ __all__ = ["PROPOSAL_FIELDS", "TRIAL_FIELDS", "jsonable", "candidate_row", "tria
 #: Fields every proposal / Pareto / trial dict carries (the CLI JSON contract).
 PROPOSAL_FIELDS: tuple[str, ...] = (
     "trial", *SHAPE_FIELDS, "params", "non_embedding_params", "pred_loss_mean", "pred_loss_q05",
-    "pred_loss_q95", "pred_tokens_per_s", "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "ehvi")
+    "pred_loss_q95", "pred_tokens_per_s", "tokens_per_s_q05", "tokens_per_s_q95", "backend",
+    "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "ehvi")
 #: Fields of a trial dict (``status --json``'s ``trials``) besides the shape.
 TRIAL_FIELDS: tuple[str, ...] = (
     "trial", "status", "kind", "params", "non_embedding_params", "observed_loss", "run",
