@@ -344,7 +344,8 @@ class Problem:
                                + ("; ".join(reasons[:2]) or "none fits") + "); use a smaller "
                                "batch/context, another tp, or must_fit=False")
         for message in tp.warnings:
-            warnings.warn(message, ThroughputCalibrationWarning, stacklevel=2)
+            # Issued from this line: Python shows it once per process, not once per build.
+            warnings.warn(message, ThroughputCalibrationWarning, stacklevel=1)
 
         law_samples = None
         sigma = None
