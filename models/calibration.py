@@ -119,9 +119,13 @@ def device_kind(hardware_id: str) -> str:
 
 
 def to_theta(name: str, value: np.ndarray | float) -> np.ndarray:
-    """A constant in its fit/draw space (logit for fractions, log for scales)."""
+    """A constant in its fit/draw space (logit for fractions, log for scales). Fractions of
+    exactly 0 or 1 (an overlap stored by older versions) are read as 1e-6 from the edge."""
     v = np.asarray(value, dtype=float)
-    return np.log(v / (1 - v)) if name in LOGIT_CONSTANTS else np.log(v)
+    if name in LOGIT_CONSTANTS:
+        v = np.clip(v, 1e-6, 1 - 1e-6)
+        return np.log(v / (1 - v))
+    return np.log(v)
 
 
 def from_theta(name: str, theta: np.ndarray | float) -> np.ndarray:

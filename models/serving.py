@@ -132,7 +132,7 @@ def serving_memory(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     seq_blocks = math.ceil((wl.input_len + wl.output_len) / KV_BLOCK_TOKENS)
     max_seqs = np.floor(blocks / seq_blocks)
     conc = np.maximum(np.minimum(min(wl.batch_size, wl.num_requests), max_seqs), 1.0)
-    return {"activation_bytes": act + 0 * budget, "kv_budget_bytes": budget,
+    return {"activation_bytes": np.broadcast_to(act, np.shape(budget)), "kv_budget_bytes": budget,
             "kv_tokens": KV_BLOCK_TOKENS * blocks, "max_seqs": max_seqs, "concurrency": conc,
             "fits": max_seqs >= 1,
             "memory_bytes": fixed + conc * (wl.input_len + wl.output_len) * lay["kv_bytes_gpu"]}

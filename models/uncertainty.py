@@ -140,6 +140,9 @@ def throughput_draws(archs: Sequence[Arch], hardware: Hardware | str, workload: 
         raise WorkloadError(f"n_draws must be an integer >= 2, got {n_draws!r}")
     hw = get_hardware(hardware)
     cal = calibration if calibration is not None else load_calibration(hw.id, workload.backend)
+    if cal.backend != workload.backend:
+        raise WorkloadError(f"calibration is for backend {cal.backend!r}, the workload runs "
+                            f"{workload.backend!r}")
     rng = np.random.default_rng(seed)
     archs = list(archs)
     n = len(archs)

@@ -204,3 +204,14 @@ def test_calibration_warning_when_the_workload_differs(archopt_home) -> None:
     assert "batch=1,input=128,output=256" in note and "batch=64" in note
     wide = throughput_draws([LLAMA_1B], "a100-40gb", Workload(64, 4096, 1024, backend="hf"), n_draws=8)
     assert wide.structural_sigma >= 0.1
+
+
+def test_old_calibrations_with_overlap_at_the_edge_still_draw() -> None:
+    # Files written before posteriors: overlap exactly 0 (CPU) or 1 (GPU), no covariance.
+    for overlap in (0.0, 1.0):
+        cal = Calibration("a100-40gb", "hf", 0.5, 0.7, 3e-4, 3e-3, overlap, n_points=3,
+                          workloads=("batch=1,input=128,output=256,dtype=bfloat16,backend=hf",))
+        d = throughput_draws([LLAMA_1B], "a100-40gb", Workload(1, 128, 256, backend="hf"), cal, n_draws=16)
+        assert np.all(np.isfinite(d.tokens_per_s)) and d.q05[0] < d.q95[0]
+    with pytest.raises(ArchoptError, match="backend"):
+        throughput_draws([LLAMA_1B], "a100-40gb", Workload(1, 128, 256), cal, n_draws=4)
