@@ -23,7 +23,7 @@ from models.arch import Arch
 from optim.core.problem import CampaignSpec
 
 from .campaign import Campaign, as_store, delete_campaign
-from .export import ExportError
+from .export import ExportError, export_pareto
 from .rows import jsonable
 from .store import CampaignStore
 
@@ -99,7 +99,8 @@ def run_demo(store: CampaignStore | str | Path | None = None, out: str | Path = 
                        match_pred_tokens_per_s=best["pred_tokens_per_s"],
                        speedup=best["pred_tokens_per_s"] / row["pred_tokens_per_s"])
         references.append(row)
-    written = camp.export(out)
+    # The rows shown above, not a second pareto() call: one set in the table, files and summary.
+    written = export_pareto(pareto, out, campaign=camp.status_brief())
     cal = load_calibration(spec.hardware, spec.workload.backend)
     prior = camp.prior
     notes = [
