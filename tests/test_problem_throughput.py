@@ -3,8 +3,6 @@ measurements, servability at a tensor-parallel degree, and the JSON row fields."
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -24,9 +22,7 @@ def _spec(**overrides) -> CampaignSpec:
 
 @pytest.fixture(scope="module")
 def problem() -> Problem:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ThroughputCalibrationWarning)
-        return Problem.build(_spec(), None, measurement_cache=False)
+    return Problem.build(_spec(), None, measurement_cache=False)
 
 
 def test_draws_quantiles_and_the_common_shape_split(problem) -> None:
@@ -49,10 +45,13 @@ def test_draws_quantiles_and_the_common_shape_split(problem) -> None:
     assert problem.servable.all() and (problem.unservable_reason == "").all()
 
 
-def test_uncalibrated_pair_warns() -> None:
+def test_uncalibrated_pair_is_flagged(problem) -> None:
+    assert problem.throughput_warnings and "a100-40gb/vllm" in problem.throughput_warnings[0]
+    assert "uncalibrated" in problem.throughput_warnings[0]
     with pytest.warns(ThroughputCalibrationWarning, match="uncalibrated"):
-        p = Problem.build(_spec(), None, measurement_cache=False)
-    assert p.throughput_warnings and "a100-40gb/vllm" in p.throughput_warnings[0]
+        problem.warn_throughput()
+    zeros = np.zeros(problem.n)
+    assert "uncalibrated" in candidate_row(problem, 0, (zeros, zeros, zeros))["throughput_warning"]
 
 
 def test_a_measurement_replaces_its_column(problem, tmp_path) -> None:
@@ -63,9 +62,7 @@ def test_a_measurement_replaces_its_column(problem, tmp_path) -> None:
                           arch=arch, hardware_id="a100-40gb", backend="vllm", batch_size=wl.batch_size,
                           input_len=wl.input_len, output_len=wl.output_len, dtype=wl.dtype,
                           origin="vllm bench throughput", created_at=1.0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ThroughputCalibrationWarning)
-        p = problem.with_measurements(cache)
+    p = problem.with_measurements(cache)
     i = p.index_of(arch)
     assert p.throughput_source[i] == "measured" and p.throughput_mean[i] == pytest.approx(1234.0)
     assert p.throughput_rel_sigma[i] == pytest.approx(50.0 / 1234.0)
@@ -74,6 +71,7 @@ def test_a_measurement_replaces_its_column(problem, tmp_path) -> None:
     assert abs(np.corrcoef(col, p.throughput_log_common)[0, 1]) < 0.5
     row = candidate_row(p, i, (np.zeros(p.n), np.zeros(p.n), np.zeros(p.n)))
     assert row["throughput_source"] == "measured" and row["throughput_common_sigma"] == 0.0
+    assert row["throughput_warning"] == ""
 
 
 def test_rows_carry_draw_quantiles_backend_and_servability(problem) -> None:
@@ -87,9 +85,7 @@ def test_rows_carry_draw_quantiles_backend_and_servability(problem) -> None:
 
 
 def test_shapes_that_cannot_be_sharded_are_not_proposable() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ThroughputCalibrationWarning)
-        p = Problem.build(_spec(workload=Workload(8, 512, 128, tp=4)), None, measurement_cache=False)
+    p = Problem.build(_spec(workload=Workload(8, 512, 128, tp=4)), None, measurement_cache=False)
     heads = np.array([a.n_heads for a in p.candidates])
     kv = np.array([a.n_kv_heads for a in p.candidates])
     shardable = (heads % 4 == 0) & ((kv % 4 == 0) | (4 % kv == 0))
@@ -100,7 +96,5 @@ def test_shapes_that_cannot_be_sharded_are_not_proposable() -> None:
 
 
 def test_nothing_servable_is_an_error_naming_why() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ThroughputCalibrationWarning)
-        with pytest.raises(ProblemError, match="no candidate can be served.*GB"):
-            Problem.build(_spec(workload=Workload(1, 50_000_000, 16)), None, measurement_cache=False)
+    with pytest.raises(ProblemError, match="no candidate can be served.*GB"):
+        Problem.build(_spec(workload=Workload(1, 50_000_000, 16)), None, measurement_cache=False)

@@ -48,7 +48,9 @@ def candidate_row(problem: Problem, i: int, loss: tuple[np.ndarray, np.ndarray, 
     measurement), ``tokens_per_s_q05``/``tokens_per_s_q95`` (5/95% quantiles of the draws; the
     same values also as ``pred_tokens_per_s_q05/q95``), ``throughput_rel_sigma`` (shape-relative
     log sd), ``throughput_common_sigma`` (log sd shared by every modelled candidate),
-    ``throughput_source``, ``backend``, ``servable`` and ``unservable_reason``.
+    ``throughput_source``, ``backend``, ``servable``, ``unservable_reason`` and
+    ``throughput_warning`` (the calibration caveats of :attr:`Problem.throughput_warnings`, joined;
+    empty when there are none).
 
     Args:
         loss: ``(mean, q05, q95)``, each ``(n,)`` over the candidates.
@@ -70,6 +72,7 @@ def candidate_row(problem: Problem, i: int, loss: tuple[np.ndarray, np.ndarray, 
         "throughput_common_sigma": 0.0 if measured else float(problem.throughput_common_sigma),
         "throughput_source": str(problem.throughput_source[i]), "backend": problem.throughput_backend,
         "servable": bool(problem.servable[i]), "unservable_reason": str(problem.unservable_reason[i]),
+        "throughput_warning": "" if measured else "; ".join(problem.throughput_warnings),
         "mlp_attn_ratio": feats["mlp_attn_ratio"], "d_over_sqrt_n": feats["d_over_sqrt_n"],
         "gqa_group": feats["gqa_group"], "aspect_ratio": feats["aspect_ratio"], "ehvi": ehvi,
         "memory_bytes": float(problem.memory_bytes[i]),

@@ -18,9 +18,13 @@ exists. What a strategy can read (all ``(n,)`` unless said):
 * ``throughput_log_common``: ``(S,)`` common-mode log factor of each draw (scales every modelled
   candidate alike); ``throughput_common_sigma`` its sd.
 * ``throughput_q05``, ``throughput_q95``: 5/95% quantiles of the draws.
-* ``throughput_backend``, ``throughput_warnings`` (calibration caveats, also emitted as a
-  :class:`ThroughputCalibrationWarning`), ``servable`` and ``unservable_reason`` (why the backend
-  cannot run a shape at the workload's ``tp`` or memory; such shapes are never proposable).
+* ``throughput_backend``, ``throughput_warnings`` (calibration caveats: the pair is uncalibrated,
+  or was calibrated at other workloads; a field, not a ``warnings.warn``, so that commands
+  failing on bad input still print one line -- :meth:`Problem.warn_throughput` emits them as
+  :class:`ThroughputCalibrationWarning` for callers that want them shown, and every JSON row
+  carries them as ``throughput_warning``), ``servable`` and ``unservable_reason`` (why the
+  backend cannot run a shape at the workload's ``tp`` or memory; such shapes are never
+  proposable).
 
 GP features (``Problem.X``, ``n x d`` with ``d = 5``, each min-max scaled to ``[0, 1]`` over the
 candidate set; :data:`FEATURE_NAMES`):
@@ -343,9 +347,6 @@ class Problem:
             raise ProblemError("no candidate can be served for this workload ("
                                + ("; ".join(reasons[:2]) or "none fits") + "); use a smaller "
                                "batch/context, another tp, or must_fit=False")
-        for message in tp.warnings:
-            # Issued from this line: Python shows it once per process, not once per build.
-            warnings.warn(message, ThroughputCalibrationWarning, stacklevel=1)
 
         law_samples = None
         sigma = None
@@ -431,6 +432,11 @@ class Problem:
     def ref_point(self) -> tuple[float, float]:
         """The default reference point at the prior law mean (see :meth:`reference_point`)."""
         return self.reference_point()
+
+    def warn_throughput(self) -> None:
+        """Emit :attr:`throughput_warnings` as :class:`ThroughputCalibrationWarning`\\ s."""
+        for message in self.throughput_warnings:
+            warnings.warn(message, ThroughputCalibrationWarning, stacklevel=2)
 
     def with_measurements(self, measurement_cache: Any) -> "Problem":
         """A copy whose throughput uses measurements in ``measurement_cache`` where present."""
