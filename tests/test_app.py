@@ -265,6 +265,9 @@ def test_campaign_lifecycle_through_the_pages(home):
     trials = at.dataframe[1].value
     assert list(trials["trial"]) == [0, 1] and trials["pred_loss_q05"].lt(trials["pred_loss_q95"]).all()
 
+    # Issue 16 form bugs: the record box offers the new pending trials (not "no trial waits")
+    assert at.selectbox(key="record_trial").options == ["trial 0", "trial 1"]
+    assert at.selectbox(key="record_trial").value == 0
     at.selectbox(key="record_trial").set_value(1)
     assert at.number_input(key="record_loss").value is None  # no pre-filled 0.0 to submit
     at.button(key="FormSubmitter:record-Record result").click().run()
@@ -274,8 +277,18 @@ def test_campaign_lifecycle_through_the_pages(home):
     at.button(key="FormSubmitter:record-Record result").click().run()
     _no_exception(at)
     assert any("Recorded trial 1" in s.value for s in at.success)
+    # ... and after recording, the loss is empty again and only trial 0 is offered.
+    assert at.number_input(key="record_loss").value is None
+    assert at.selectbox(key="record_trial").options == ["trial 0"]
     campaign = Campaign.load("small")
     assert [(t["trial"], t["observed_loss"]) for t in campaign.trials()] == [(0, None), (1, 3.25)]
+
+    # A duplicate name: the error shows although the create form is collapsed (a campaign exists).
+    assert not at.expander[0].proto.expanded
+    at.text_input(key="new_name").input("small")
+    at.button(key="FormSubmitter:create_campaign-Create campaign").click().run()
+    _no_exception(at)
+    assert any("already exists" in e.value for e in at.error)
 
     # A bad upload is rejected with its file and row named, and nothing is recorded.
     pending = [t for t in campaign.trials() if t["trial"] == 0][0]

@@ -522,7 +522,9 @@ class Campaign:
         archs = list(archs)
         if not all(isinstance(a, Arch) for a in archs):
             raise CampaignError("shape_table takes Arch objects")
-        problem = self._problem_for(self._records, archs)
+        # A problem of its own: the campaign's candidate set (and its cached model) stays as is.
+        problem = Problem.build(self.spec, self._prior,
+                                extra_archs=[r.arch for r in self._records] + archs)
         pred = self._loss_at_candidates(problem, self._records)
         rows = [candidate_row(problem, problem.index_of(a), pred) for a in archs]
         return pd.DataFrame(rows).drop(columns=["trial", "ehvi"])

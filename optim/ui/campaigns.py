@@ -49,7 +49,8 @@ def read_run_tables(files: list[Any]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def _create_form() -> None:
+def _create_form() -> tuple[BaseException, str] | None:
+    """The create form; returns the error to show (outside the expander) when creation failed."""
     from models.throughput import Workload
 
     hardware = cache.hardware_ids(0.0)
@@ -86,7 +87,7 @@ def _create_form() -> None:
                                    type=["csv"], accept_multiple_files=True, key="new_runs")
         submitted = st.form_submit_button("Create campaign", type="primary")
     if not submitted:
-        return
+        return None
     try:
         from optim.campaign import Campaign, CampaignSpec
 
@@ -97,8 +98,7 @@ def _create_form() -> None:
                             must_fit=must_fit, vocab_size=int(vocab), tie_embeddings=tie,
                             source=source.strip() or None)
     except Exception as exc:  # noqa: BLE001 - shown to the user, nothing saved
-        show_error(exc, "Campaign not created")
-        return
+        return exc, "Campaign not created"
     with st.status(f"Creating campaign {spec.name!r}...", expanded=True) as status:
         try:
             st.write(f"Enumerating shapes with N = {fmt_params(spec.params)} +- {spec.band:.1%}, "
@@ -106,12 +106,12 @@ def _create_form() -> None:
             campaign = Campaign.create(spec, runs=runs, store=str(store_path()))
         except Exception as exc:  # noqa: BLE001
             status.update(label="Campaign not created", state="error")
-            show_error(exc, "Campaign not created")
-            return
+            return exc, "Campaign not created"
         n = len(campaign.problem.candidates)
         status.update(label=f"Created {spec.name!r}: {n} candidate architectures", state="complete")
     st.session_state[SELECT_NEXT_KEY] = spec.name  # the picker applies it on the rerun
     st.rerun()
+    return None
 
 
 def _status(name: str, tables: dict[str, pd.DataFrame]) -> None:
@@ -169,10 +169,15 @@ def _propose(campaign: Any, name: str) -> None:
 
 
 def _record(campaign: Any, trials: pd.DataFrame) -> None:
-    pending = trials[trials["observed_loss"].isna()] if "observed_loss" in trials else trials
+    pending = trials[trials["status"] == "pending"] if "status" in trials else trials
+    options = [int(t) for t in pending["trial"]] if len(pending) else []
+    if st.session_state.pop("_record_clear", False):  # a result was just saved: start empty
+        st.session_state.pop("record_loss", None)
+        st.session_state.pop("record_trial", None)
+    if st.session_state.get("record_trial") not in options:  # stale choice (trials changed)
+        st.session_state.pop("record_trial", None)
     with st.form("record"):
         c = st.columns([2, 2, 1])
-        options = [int(t) for t in pending["trial"]] if len(pending) else []
         trial = c[0].selectbox("Trial", options, key="record_trial",
                                format_func=lambda t: f"trial {t}",
                                placeholder="no trial waits for a result")
@@ -196,6 +201,7 @@ def _record(campaign: Any, trials: pd.DataFrame) -> None:
         return
     progress.progress(100, text=f"Recorded trial {trial}: loss {loss:.4f}")
     st.session_state["_flash"] = f"Recorded trial {trial}: loss {loss:.4f}."
+    st.session_state["_record_clear"] = True
     st.rerun()
 
 
@@ -235,7 +241,9 @@ def render() -> None:
     version = cache.store_version(store)
     names = cache.campaign_names(str(store), version)
     with st.expander("Create a campaign", expanded=not names):
-        _create_form()
+        failure = _create_form()
+    if failure is not None:  # visible even when the expander is collapsed
+        show_error(*failure)
     if names:
         st.dataframe(pd.DataFrame({"campaign": names}), hide_index=True)
     name = current_campaign()
