@@ -45,9 +45,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ResidualHyper", "LawPriorGP", "HyperFitWarning", "mixture_quantiles"]
+__all__ = ["ResidualHyper", "LawPriorGP", "HyperFitWarning", "mixture_quantiles", "amplitude_prior",
+           "AMPLITUDE_LOG_SD"]
 
 DTYPE = torch.float64
+#: Log-space sd of the misfit-variance prior (:func:`amplitude_prior`). It was a
+#: ``Gamma(2, 2/outputscale)`` (mean at the law's residual scale, exponential tail): a law that
+#: ranks shapes wrongly kept its misfit near 0.02 whatever the runs said.
+AMPLITUDE_LOG_SD: float = 1.5
 
 
 class HyperFitWarning(UserWarning):
@@ -88,15 +93,33 @@ class ResidualHyper:
             raise ValueError("lengthscale must be positive")
 
 
+def amplitude_prior(outputscale: float, log_sd: float | None = None):
+    """Prior of the misfit variance ``outputscale`` (loss^2): log-normal with its mode at
+    ``outputscale`` and ``log_sd`` (default :data:`AMPLITUDE_LOG_SD`) in log space.
+
+    The mode (what a MAP fit returns without data) is the law's own residual scale; the
+    median is ``exp(log_sd^2)`` times larger and a 100x larger variance (10x the amplitude)
+    costs only ``(ln 100 - log_sd^2)^2 / (2 log_sd^2)`` nats of log prior, which a few runs the
+    law mispredicts by several misfit sds outweigh.
+    """
+    from gpytorch.priors import LogNormalPrior
+
+    s = AMPLITUDE_LOG_SD if log_sd is None else float(log_sd)
+    return LogNormalPrior(math.log(outputscale) + s ** 2, s)
+
+
 def _kernel(d: int, hyper: ResidualHyper):
     """``outputscale * Matern52(ARD) + offset_var`` as a GPyTorch kernel (float64)."""
     from gpytorch.kernels import ConstantKernel, MaternKernel, ScaleKernel
     from gpytorch.priors import GammaPrior
 
-    # Priors centred on the hyper-parameters given: MAP fitting stays near them with few runs.
+    # Length scales: a prior around the given values. The misfit amplitude: a log-normal whose
+    # mode is the given value (the law's residual scale) but whose tail is heavy enough that a
+    # handful of runs contradicting the law can raise it 10-100x (see AMPLITUDE_LOG_SD): a
+    # wrong law must not be held in place by its own prior (that gives linear regret).
     ls = np.broadcast_to(np.asarray(hyper.lengthscale, dtype=np.float64), (d,)).copy()
     matern = MaternKernel(nu=2.5, ard_num_dims=d, lengthscale_prior=GammaPrior(3.0, 6.0))
-    scaled = ScaleKernel(matern, outputscale_prior=GammaPrior(2.0, 2.0 / hyper.outputscale))
+    scaled = ScaleKernel(matern, outputscale_prior=amplitude_prior(hyper.outputscale))
     const = ConstantKernel()
     kernel = (scaled + const).to(DTYPE)
     matern.lengthscale = torch.as_tensor(ls, dtype=DTYPE).reshape(1, d)
@@ -123,6 +146,16 @@ class LawPriorGP:
       equal-weight mixtures, and MC acquisition pays ``S`` times the samples.
 
     Both use one Cholesky of ``n x n`` for all members (kernel hyper-parameters are shared).
+
+    **The shared level.** ``C = c + l`` is what moves every point of the table alike: the
+    offset ``c`` and, in gaussian mode, the part of the law draws common to all points
+    (``l = phi_bar^T w`` with ``phi_bar`` the mean over the table of ``Phi``'s rows and ``w`` the
+    draws' weights). Before any run its uncertainty (the offset sd of about 0.1) dwarfs the
+    shape-to-shape differences the law predicts (hundredths), so an acquisition on the plain
+    posterior ranks shapes by throughput alone. :meth:`posterior` with ``given_level=True``
+    conditions on ``C`` at its posterior mean: the covariance loses the rank-one term
+    ``u u^T / Var(C | runs)``, ``u = Cov(y, C | runs)``; the mean is unchanged. Once runs pin
+    the level down (one run does) the two coincide.
 
     Args:
         features: ``n_all x d`` GP features of every point of the table.
@@ -152,6 +185,16 @@ class LawPriorGP:
             rows = np.arange(law.shape[0]) if members is None else np.asarray(members)
             self.prior_mean = law[torch.as_tensor(rows, dtype=torch.long)]  # (S', n_all)
             self.phi = None
+        # Prior covariance of every table point with the shared level C, and Var(C).
+        n_all = self.features.shape[0]
+        self._level_cov_prior = torch.full((n_all,), self.hyper.offset_var, dtype=DTYPE)
+        self._level_var_prior = float(self.hyper.offset_var)
+        if self.phi is not None:
+            phi_bar = self.phi.mean(0)  # (S,)
+            self._level_cov_prior = self._level_cov_prior + self.phi @ phi_bar
+            self._level_var_prior += float(phi_bar @ phi_bar)
+        self._level_cov_post = self._level_cov_prior.clone()  # (n_all,)
+        self._level_var_post = self._level_var_prior
         self.train_idx = torch.zeros(0, dtype=torch.long)
         self._chol: Tensor | None = None
         self._alpha: Tensor | None = None  # (n, S')
@@ -193,6 +236,7 @@ class LawPriorGP:
             raise ValueError(f"{len(idx)} indices but {len(y)} losses")
         n = len(idx)
         self.train_idx = idx
+        self._train_y = y
         if fit_hyper is None:
             fit_hyper = n >= min_points_for_fit
         if fit_hyper and n >= 2:
@@ -200,6 +244,8 @@ class LawPriorGP:
             self._fit_hyper(self.features[idx], resid)
         if n == 0:
             self._chol, self._alpha = None, None
+            self._level_cov_post = self._level_cov_prior.clone()
+            self._level_var_post = self._level_var_prior
             return self
         with torch.no_grad():
             K = self._k(idx) + self.hyper.noise_var * torch.eye(n, dtype=DTYPE)
@@ -213,7 +259,34 @@ class LawPriorGP:
                                for s in range(0, len(all_idx), 4096)])  # (n_all, n)
             self._post_mean_all = self.prior_mean + (K_all @ self._alpha).T  # (S', n_all)
             self._v_all = torch.linalg.solve_triangular(self._chol, K_all.T, upper=False)
+            # Shared level given the runs: Cov(f(x), C | D) and Var(C | D).
+            a = torch.linalg.solve_triangular(self._chol, self._level_cov_prior[idx].unsqueeze(-1),
+                                              upper=False)[:, 0]  # (n,)
+            self._level_cov_post = self._level_cov_prior - self._v_all.T @ a
+            self._level_var_post = max(self._level_var_prior - float(a @ a), 0.0)
         return self
+
+    @torch.no_grad()
+    def loo(self) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out predictive of every observed run given the others, in closed form
+        (Rasmussen & Williams 2006, eq. 5.12; hyper-parameters as fitted on all runs).
+
+        Returns:
+            ``mean``: ``S' x n`` (one row per mixture member) and ``var``: ``(n,)`` predictive
+            variance of the held-out run's loss (run noise included).
+        """
+        if self._chol is None:
+            return np.zeros((self.n_members, 0)), np.zeros(0)
+        k_inv = torch.cholesky_inverse(self._chol)  # (n, n)
+        diag = torch.diagonal(k_inv)
+        y = self._train_y  # (n,)
+        mean = y.unsqueeze(0) - (self._alpha / diag.unsqueeze(-1)).T  # (S', n)
+        return mean.numpy(), (1.0 / diag).numpy()
+
+    @property
+    def level_sd(self) -> float:
+        """Posterior sd of the shared level ``C`` (loss units; see the class docstring)."""
+        return math.sqrt(self._level_var_post)
 
     def _fit_hyper(self, X: Tensor, y: Tensor) -> None:
         """MAP length scales and outputscale on the residual to the mean law (BoTorch fitter)."""
@@ -243,24 +316,31 @@ class LawPriorGP:
 
     # ---- prediction --------------------------------------------------------------------
     @torch.no_grad()
-    def posterior(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+    def posterior(self, idx: Tensor, *, given_level: bool = False) -> tuple[Tensor, Tensor]:
         """Joint posterior of the noise-free loss at table points.
 
         Args:
             idx: ``batch_shape x q`` table indices (long).
+            given_level: condition on the shared level at its posterior mean (see the class
+                docstring): the covariance of shape-to-shape differences, without the
+                uncertainty every point shares.
 
         Returns:
             ``mean``: ``batch_shape x S' x q`` (one row per mixture member) and
             ``covariance``: ``batch_shape x q x q`` (shared by all members).
         """
         idx = torch.as_tensor(idx, dtype=torch.long)
-        prior_cov = self._k(idx)
+        cov = self._k(idx)
         if self._chol is None:
-            prior_mean = self.prior_mean[:, idx].movedim(0, -2)  # (..., S', q)
-            return prior_mean, prior_cov
-        mean = self._post_mean_all[:, idx].movedim(0, -2)  # (..., S', q)
-        v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)
-        return mean, prior_cov - v.transpose(-1, -2) @ v
+            mean = self.prior_mean[:, idx].movedim(0, -2)  # (..., S', q)
+        else:
+            mean = self._post_mean_all[:, idx].movedim(0, -2)  # (..., S', q)
+            v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)
+            cov = cov - v.transpose(-1, -2) @ v
+        if given_level and self._level_var_post > 1e-12:
+            u = self._level_cov_post[idx]  # (..., q)
+            cov = cov - u.unsqueeze(-1) * u.unsqueeze(-2) / self._level_var_post
+        return mean, cov
 
     def marginals(self, idx: np.ndarray | Tensor | None = None, chunk: int = 4096
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -287,13 +367,14 @@ class LawPriorGP:
 
 
 def mixture_quantiles(means: np.ndarray, sd: np.ndarray, probs: tuple[float, ...],
-                      iters: int = 60) -> np.ndarray:
-    """Quantiles of an equal-weight Gaussian mixture, per point, by bisection on the CDF.
+                      iters: int = 60, weights: np.ndarray | None = None) -> np.ndarray:
+    """Quantiles of a Gaussian mixture, per point, by bisection on the CDF.
 
     Args:
         means: ``S x n`` component means.
         sd: ``n`` or ``S x n`` component standard deviations.
         probs: the probabilities wanted.
+        weights: ``(S,)`` component weights summing to 1 (default: equal).
 
     Returns:
         ``len(probs) x n``.
@@ -302,6 +383,8 @@ def mixture_quantiles(means: np.ndarray, sd: np.ndarray, probs: tuple[float, ...
 
     means = np.asarray(means, dtype=np.float64)
     sd = np.broadcast_to(np.maximum(np.asarray(sd, dtype=np.float64), 1e-12), means.shape)
+    w = (np.full(means.shape[0], 1.0 / means.shape[0]) if weights is None
+         else np.asarray(weights, dtype=np.float64).reshape(-1))[:, None]  # (S, 1)
     out = np.empty((len(probs), means.shape[1]))
     lo0 = (means - 8 * sd).min(0)
     hi0 = (means + 8 * sd).max(0)
@@ -309,7 +392,7 @@ def mixture_quantiles(means: np.ndarray, sd: np.ndarray, probs: tuple[float, ...
         lo, hi = lo0.copy(), hi0.copy()
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
-            below = ndtr((mid - means) / sd).mean(0) < p
+            below = (w * ndtr((mid - means) / sd)).sum(0) < p
             lo = np.where(below, mid, lo)
             hi = np.where(below, hi, mid)
         out[i] = 0.5 * (lo + hi)

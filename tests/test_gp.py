@@ -149,3 +149,71 @@ def test_successful_hyper_fit_is_silent_and_marks_fitted(recwarn):
     gp = LawPriorGP(X, law, HYPER).fit(idx, y, fit_hyper=True)
     assert gp.fitted_hyper
     assert not [w for w in recwarn if issubclass(w.category, HyperFitWarning)]
+
+
+# ---- issue 13: runs can override a wrong law -------------------------------------------------
+def test_misfit_amplitude_grows_when_runs_contradict_the_law():
+    """The law says loss rises with feature 0; the runs say it falls, by ~9x the prior misfit
+    scale. The fitted amplitude must follow the runs, so the conditioned model's 90% bands
+    cover unseen points and it ranks them the runs' way. (With the former Gamma(2, 2/scale)
+    amplitude prior this fit stopped at 3x the scale and its bands held 75% of the points.)"""
+    from scipy.stats import spearmanr
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(200, 3, generator=g, dtype=torch.float64)
+    law = 2.5 + 0.1 * X[:, 0] + 0.002 * torch.randn(16, 1, generator=g, dtype=torch.float64)
+    truth = (2.7 - 0.5 * X[:, 0] + 0.03 * torch.sin(6 * X[:, 1])).numpy()
+    idx = np.arange(0, 20, 2)
+    y = truth[idx] + np.random.default_rng(0).normal(0, 0.01, len(idx))
+    gp = LawPriorGP(X, law, HYPER).fit(idx, y)
+    amp = float(gp.kernel.kernels[0].outputscale.detach()) ** 0.5
+    assert gp.fitted_hyper and amp > 4.5 * HYPER.outputscale ** 0.5
+    held = np.arange(100, 200)
+    mean, q = gp.predictive(held)
+    assert np.mean((truth[held] >= q[0]) & (truth[held] <= q[1])) >= 0.88
+    assert spearmanr(mean, truth[held]).statistic > 0.8
+
+
+def test_amplitude_prior_mode_is_the_given_scale():
+    from surrogate.gp import amplitude_prior
+
+    prior = amplitude_prior(4e-4)
+    grid = torch.logspace(-6, -1, 2001, dtype=torch.float64)
+    mode = float(grid[torch.argmax(prior.log_prob(grid))])
+    assert mode == pytest.approx(4e-4, rel=0.02)
+    # A 100x larger variance costs little prior mass: runs can move it.
+    assert float(prior.log_prob(torch.tensor(4e-2)) - prior.log_prob(torch.tensor(4e-4))) > -6
+
+
+def test_loo_equals_conditioning_on_the_other_runs():
+    X, law, idx, y = _observed(6)
+    gp = LawPriorGP(X, law, HYPER).fit(idx, y, fit_hyper=False)
+    mean, var = gp.loo()
+    for j in range(len(idx)):
+        keep = np.delete(np.arange(len(idx)), j)
+        other = LawPriorGP(X, law, HYPER).fit(idx[keep], y[keep], fit_hyper=False)
+        m, v = other.marginals([idx[j]])
+        assert mean[0, j] == pytest.approx(m[0, 0], abs=1e-10)
+        assert var[j] == pytest.approx(v[0] + HYPER.noise_var, rel=1e-8)
+
+
+def test_given_level_removes_only_the_shared_uncertainty():
+    X, law = _table()
+    gp = LawPriorGP(X, law, HYPER).fit([], [])
+    idx = torch.tensor([0, 5, 9])
+    mean, cov = gp.posterior(idx)
+    mean_l, cov_l = gp.posterior(idx, given_level=True)
+    torch.testing.assert_close(mean, mean_l)
+    # Before any run the offset (0.1 sd) dominates the marginal variance; given the level only
+    # the shape-to-shape part (misfit and the draws' non-shared spread) is left.
+    assert float(cov.diagonal().min()) > HYPER.offset_var
+    assert float(cov_l.diagonal().max()) < 0.2 * HYPER.offset_var
+    assert torch.linalg.eigvalsh(cov_l).min() > -1e-12
+    # Differences between points are untouched: Var(a - b) is the same either way.
+    d = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
+    assert float(d @ cov @ d) == pytest.approx(float(d @ cov_l @ d), rel=0.05)
+    assert gp.level_sd > 0.1
+    one = LawPriorGP(X, law, HYPER).fit([3], [2.6])
+    # One run pins the level down to about the misfit scale (it cannot tell the level from that
+    # one shape's misfit).
+    assert one.level_sd < 1.5 * HYPER.outputscale ** 0.5

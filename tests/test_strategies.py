@@ -83,9 +83,14 @@ def test_every_strategy_proposes_unused_proposable_candidates(problem, name):
     assert problem.proposable[batch.indices].all()
     assert not np.isin(batch.indices, np.concatenate([observed, pending])).any()
     assert np.all(batch.pred_tokens_per_s == problem.throughput_mean[batch.indices])
-    if name != "plain_qnehvi" or len(observed) >= 2:
+    if name != "random" and (name != "plain_qnehvi" or len(observed) >= 2):
         assert np.all(batch.pred_loss_q05 <= batch.pred_loss_mean)
         assert np.all(batch.pred_loss_mean <= batch.pred_loss_q95)
+    if name == "archopt":
+        assert 0.0 <= batch.prior_weight <= 1.0
+        assert np.isnan(batch.prior_loo_spearman) or -1 <= batch.prior_loo_spearman <= 1
+    else:
+        assert np.isnan(batch.prior_weight)
 
 
 @pytest.mark.slow

@@ -26,9 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CandidateSetModel", "LossPosteriorFn", "optimize_nehvi", "AcquisitionResult"]
+__all__ = ["CandidateSetModel", "LossPosteriorFn", "optimize_nehvi", "AcquisitionResult",
+           "MixtureAcquisition"]
 
 DTYPE = torch.float64
+#: Fewest quasi-MC samples a mixture member's qLogNEHVI gets (:func:`optimize_nehvi`).
+MIN_MEMBER_SAMPLES = 8
 
 #: ``idx (batch_shape x q) -> (mean: batch_shape x S x q, cov: batch_shape x [S x] q x q)``
 LossPosteriorFn = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -109,6 +112,45 @@ class CandidateSetModel(_model_base()):
         raise NotImplementedError
 
 
+def _acquisition_base():
+    from botorch.acquisition.acquisition import AcquisitionFunction
+
+    return AcquisitionFunction
+
+
+class MixtureAcquisition(_acquisition_base()):
+    """``log sum_m w_m exp(acq_m(X))``: the expected improvement under a mixture of models is
+    the weighted sum of each model's (exact for expectations such as qNEHVI's), computed from
+    the members' log values.
+
+    Pending points (``set_X_pending``, which ``optimize_acqf_discrete`` uses between the picks
+    of a batch) are passed to every member, so each integrates over them under its own model.
+
+    Args:
+        acquisitions: ``M`` log-space acquisition functions (e.g. qLogNEHVI) of one model each.
+        weights: ``(M,)`` positive mixture weights (normalised here).
+    """
+
+    def __init__(self, acquisitions: list, weights: list[float]) -> None:
+        super().__init__(acquisitions[0].model)
+        self.members = torch.nn.ModuleList(acquisitions)
+        w = torch.as_tensor(weights, dtype=DTYPE)
+        if w.shape != (len(acquisitions),) or not bool(torch.all(w > 0)):
+            raise ValueError("one positive weight per acquisition function is required")
+        self.log_weights = (w / w.sum()).log()
+        self.X_pending = None
+
+    def set_X_pending(self, X_pending: Tensor | None = None) -> None:
+        for acq in self.members:
+            acq.set_X_pending(X_pending)
+        self.X_pending = None if X_pending is None else X_pending.detach().clone()
+
+    def forward(self, X: Tensor) -> Tensor:
+        """``X``: ``b x q x 1`` candidate indices; returns ``(b,)`` log values."""
+        values = torch.stack([acq(X) for acq in self.members])  # (M, b)
+        return torch.logsumexp(values + self.log_weights.unsqueeze(-1), dim=0)
+
+
 @dataclass
 class AcquisitionResult:
     """Indices chosen greedily and the expected hypervolume improvement of each step."""
@@ -118,15 +160,21 @@ class AcquisitionResult:
     seconds: float
 
 
-def optimize_nehvi(model: CandidateSetModel, *, choices: np.ndarray, k: int,
-                   ref_point: tuple[float, float], observed_idx: np.ndarray,
+def optimize_nehvi(model: CandidateSetModel | list[CandidateSetModel], *, choices: np.ndarray,
+                   k: int, ref_point: tuple[float, float], observed_idx: np.ndarray,
                    pending_idx: np.ndarray | None = None, mc_samples: int = 32, seed: int = 0,
-                   max_batch_size: int = 1024) -> AcquisitionResult:
+                   max_batch_size: int = 1024, weights: list[float] | None = None
+                   ) -> AcquisitionResult:
     """Batch qLogNEHVI, optimized exactly and greedily over ``choices`` with
     ``optimize_acqf_discrete``.
 
     Args:
-        model: the two-output model.
+        model: the two-output model, or ``M`` of them whose mixture (``weights``) is the model
+            (:class:`MixtureAcquisition`: one qLogNEHVI per member). The ``mc_samples`` are
+            split between the members in proportion to their weights (stratified sampling of
+            the mixture, at least :data:`MIN_MEMBER_SAMPLES` each), so a mixture costs about
+            what one model does.
+        weights: ``(M,)`` mixture weights when ``model`` is a list.
         choices: ``(c,)`` candidate indices that may be proposed.
         k: batch size q.
         ref_point: ``(loss, tokens/s)`` reference in natural units.
@@ -161,10 +209,22 @@ def optimize_nehvi(model: CandidateSetModel, *, choices: np.ndarray, k: int,
     if pending_idx is not None and len(pending_idx):
         base = np.concatenate([base, np.asarray(pending_idx, dtype=np.int64).reshape(-1)])
     X_baseline = torch.as_tensor(base.astype(np.float64)).reshape(-1, 1)
-    sampler = SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed)
-    acqf = qLogNoisyExpectedHypervolumeImprovement(
-        model=model, ref_point=ref, X_baseline=X_baseline, sampler=sampler, objective=objective,
-        prune_baseline=len(X_baseline) > 0, cache_root=False)
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if weights is None and len(models) > 1:
+        raise ValueError("weights are required for a list of models")
+
+    def nehvi(member: CandidateSetModel, samples: int):
+        sampler = SobolQMCNormalSampler(sample_shape=torch.Size([samples]), seed=seed)
+        return qLogNoisyExpectedHypervolumeImprovement(
+            model=member, ref_point=ref, X_baseline=X_baseline, sampler=sampler,
+            objective=objective, prune_baseline=len(X_baseline) > 0, cache_root=False)
+
+    if len(models) == 1:
+        acqf = nehvi(models[0], mc_samples)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        counts = np.maximum(np.round(mc_samples * w / w.sum()).astype(int), MIN_MEMBER_SAMPLES)
+        acqf = MixtureAcquisition([nehvi(m, int(c)) for m, c in zip(models, counts)], list(w))
     choice_X = torch.as_tensor(np.asarray(choices, dtype=np.float64)).reshape(-1, 1)
     with torch.no_grad():
         X, values = optimize_acqf_discrete(acqf, q=k, choices=choice_X,

@@ -3,8 +3,9 @@
     strategy.propose(problem, observed_idx, observed_loss, k, *, pending_idx=None, seed=0)
         -> ProposalBatch
 
-* :class:`ArchoptStrategy` -- the scaling-law-prior GP ensemble (:mod:`surrogate.gp`) and batch
-  qLogNEHVI over the candidate set (:mod:`optim.core.acquisition`).
+* :class:`ArchoptStrategy` -- the scaling-law-prior GP (:mod:`surrogate.gp`) mixed with the
+  prior-free GP by a weight learned from the campaign's runs (:mod:`optim.core.weighting`), and
+  batch qLogNEHVI under that mixture over the candidate set (:mod:`optim.core.acquisition`).
 * :class:`PlainQNEHVIStrategy` -- what Ax's default BoTorch model does without the prior: a
   ``SingleTaskGP`` (constant mean, standardized Y, fitted hyper-parameters) on the same features
   and candidates with the same qLogNEHVI; a scrambled-Sobol space-filling batch (snapped to the
@@ -34,11 +35,13 @@ from surrogate.gp import LawPriorGP
 
 from .acquisition import CandidateSetModel, optimize_nehvi
 from .bands import Q05, Q95, Z90
+from .plain_model import fit_plain_gp
 from .problem import Problem
+from .weighting import WeightedLossModel, WeightingConfig, fit_weighted_model
 
 __all__ = ["ProposalBatch", "Strategy", "ArchoptStrategy", "PlainQNEHVIStrategy",
            "Algorithm1Strategy", "RandomStrategy", "STRATEGIES", "candidate_loss", "fit_loss_model",
-           "available_indices", "StrategyError"]
+           "available_indices", "StrategyError", "validate_observations"]
 
 DTYPE = torch.float64
 
@@ -53,7 +56,9 @@ class ProposalBatch:
 
     ``pred_loss_*`` are the strategy's own predictions (NaN when it has no loss model);
     ``pred_tokens_per_s`` is the problem's throughput; ``ehvi`` the expected hypervolume
-    improvement each proposal adds after the ones before it (NaN for non-acquisition methods).
+    improvement each proposal adds after the ones before it (NaN for non-acquisition methods);
+    ``prior_weight`` and ``prior_loo_spearman`` the law prior's weight in the model and the LOO
+    rank correlation behind it (:mod:`optim.core.weighting`; NaN for methods without it).
     """
 
     indices: np.ndarray
@@ -64,14 +69,18 @@ class ProposalBatch:
     ehvi: np.ndarray
     seconds: float
     strategy: str = ""
+    prior_weight: float = math.nan
+    prior_loo_spearman: float = math.nan
 
     def __len__(self) -> int:
         return len(self.indices)
 
 
 # ---- shared helpers ---------------------------------------------------------------------------
-def _check(problem: Problem, observed_idx: Any, observed_loss: Any
-           ) -> tuple[np.ndarray, np.ndarray]:
+def validate_observations(problem: Problem, observed_idx: Any, observed_loss: Any
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx, loss)`` as int64 / float64 ``(n,)`` arrays; StrategyError for mismatched lengths,
+    indices outside the candidates or non-finite losses."""
     idx = np.asarray(observed_idx if observed_idx is not None else [], dtype=np.int64).reshape(-1)
     loss = np.asarray(observed_loss if observed_loss is not None else [], dtype=np.float64).reshape(-1)
     if idx.shape != loss.shape:
@@ -107,7 +116,7 @@ def fit_loss_model(problem: Problem, observed_idx: Any = (), observed_loss: Any 
     """
     if problem.law_samples is None:
         raise StrategyError("this method needs a scaling-law prior (problem.prior is None)")
-    idx, loss = _check(problem, observed_idx, observed_loss)
+    idx, loss = validate_observations(problem, observed_idx, observed_loss)
     members = _subset_rows(problem.law_samples.shape[0], n_members) if mode == "ensemble" else None
     gp = LawPriorGP(problem.X, problem.law_samples, problem.residual_hyper, mode=mode,
                     members=members)
@@ -115,14 +124,20 @@ def fit_loss_model(problem: Problem, observed_idx: Any = (), observed_loss: Any 
 
 
 def candidate_loss(problem: Problem, observed_idx: Any = (), observed_loss: Any = (), *,
-            gp: LawPriorGP | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted loss of a new run at every candidate under the archopt model.
+                   gp: LawPriorGP | WeightedLossModel | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted loss of a new run at every candidate under the archopt model (the law GP and
+    the prior-free GP weighted by :func:`optim.core.weighting.fit_weighted_model`, unless a
+    fitted ``gp`` is given).
 
     Returns:
         ``mean``, ``q05``, ``q95``, each ``(n,)`` over ``problem.candidates`` (run noise
         included in the band).
     """
-    gp = gp or fit_loss_model(problem, observed_idx, observed_loss)
+    if gp is None:
+        if problem.law_samples is None:
+            raise StrategyError("this method needs a scaling-law prior (problem.prior is None)")
+        gp = fit_weighted_model(problem, observed_idx, observed_loss)
     mean, q = gp.predictive(None, (Q05, Q95))
     return mean, q[0], q[1]
 
@@ -159,40 +174,61 @@ def _pending(pending_idx: Any) -> np.ndarray:
 
 # ---- archopt ----------------------------------------------------------------------------------
 class ArchoptStrategy(Strategy):
-    """Scaling-law-prior GP (:class:`surrogate.gp.LawPriorGP`) + batch qLogNEHVI.
+    """The weighted loss model (:mod:`optim.core.weighting`: law-prior GP and prior-free GP,
+    the law's weight learned from the runs) + batch qLogNEHVI under that mixture.
+
+    Before any run the law GP enters acquisition given its shared level (the offset every shape
+    shares, :class:`surrogate.gp.LawPriorGP`), so the batch follows the law's shape-to-shape
+    differences rather than throughput alone.
 
     Args:
         mode: ``"gaussian"`` (default; one Gaussian posterior carrying the law draws'
             covariance) or ``"ensemble"`` (mixture over ``n_members`` law draws).
         n_members: law draws in the ensemble (ensemble mode).
         mc_samples: quasi-MC samples of the acquisition.
+        weighting: the prior weighting settings (default :class:`WeightingConfig`;
+            ``WeightingConfig(use_plain=False)`` is the law GP alone).
     """
 
     name = "archopt"
 
-    def __init__(self, mode: str = "gaussian", n_members: int = 8, mc_samples: int = 32) -> None:
+    def __init__(self, mode: str = "gaussian", n_members: int = 8, mc_samples: int = 32,
+                 weighting: WeightingConfig | None = None) -> None:
         self.mode = mode
         self.n_members = int(n_members)
         self.mc_samples = int(mc_samples)
+        self.weighting = weighting or WeightingConfig()
 
-    def model(self, problem: Problem, gp: LawPriorGP) -> CandidateSetModel:
-        """The two-output acquisition model around a fitted loss model."""
-        return CandidateSetModel(gp.posterior, torch.as_tensor(problem.log_throughput),
-                                 torch.as_tensor(_tps_sd(problem)), gp.n_members)
+    def models(self, problem: Problem, model: WeightedLossModel
+               ) -> tuple[list[CandidateSetModel], list[float]]:
+        """The two-output acquisition models of the mixture's members and their weights."""
+        tps = torch.as_tensor(problem.log_throughput)
+        sd = torch.as_tensor(_tps_sd(problem))
+        members = model.acquisition_members()
+        return ([CandidateSetModel(fn, tps, sd, s) for fn, s, _ in members],
+                [w for _, _, w in members])
 
     def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
                 pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
         start = time.perf_counter()
-        idx, loss = _check(problem, observed_idx, observed_loss)
+        idx, loss = validate_observations(problem, observed_idx, observed_loss)
+        if problem.law_samples is None:
+            raise StrategyError("this method needs a scaling-law prior (problem.prior is None)")
         pending = _pending(pending_idx)
-        gp = fit_loss_model(problem, idx, loss, mode=self.mode, n_members=self.n_members)
-        mean, q05, q95 = candidate_loss(problem, gp=gp)
+        model = fit_weighted_model(problem, idx, loss, config=self.weighting, mode=self.mode,
+                                   n_members=self.n_members)
+        mean, q05, q95 = candidate_loss(problem, gp=model)
         choices = available_indices(problem, idx, pending)
         ref = problem.reference_point(mean)
-        result = optimize_nehvi(self.model(problem, gp), choices=choices, k=k, ref_point=ref,
+        models, weights = self.models(problem, model)
+        result = optimize_nehvi(models, weights=weights, choices=choices, k=k, ref_point=ref,
                                 observed_idx=idx, pending_idx=pending,
                                 mc_samples=self.mc_samples, seed=seed)
-        return self._batch(problem, result.indices, mean, q05, q95, result.ehvi, start)
+        batch = self._batch(problem, result.indices, mean, q05, q95, result.ehvi, start)
+        batch.prior_weight = float(model.prior_weight)
+        batch.prior_loo_spearman = (math.nan if model.prior_loo_spearman is None
+                                    else float(model.prior_loo_spearman))
+        return batch
 
 
 # ---- plain qNEHVI -----------------------------------------------------------------------------
@@ -224,25 +260,14 @@ class PlainQNEHVIStrategy(Strategy):
         return np.asarray(chosen, dtype=np.int64)
 
     def fit(self, problem: Problem, idx: np.ndarray, loss: np.ndarray):
-        """``SingleTaskGP`` on ``X[idx]`` -> loss (standardized), MLL-fitted."""
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
-        from gpytorch.mlls import ExactMarginalLogLikelihood
-        import warnings
-
-        model = SingleTaskGP(problem.X[idx], torch.as_tensor(loss, dtype=DTYPE).unsqueeze(-1),
-                             outcome_transform=Standardize(m=1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        model.eval()
-        return model
+        """``SingleTaskGP`` on ``X[idx]`` -> loss (standardized), MLL-fitted
+        (:func:`optim.core.plain_model.fit_plain_gp`)."""
+        return fit_plain_gp(problem.X, idx, loss)
 
     def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
                 pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
         start = time.perf_counter()
-        idx, loss = _check(problem, observed_idx, observed_loss)
+        idx, loss = validate_observations(problem, observed_idx, observed_loss)
         pending = _pending(pending_idx)
         choices = available_indices(problem, idx, pending)
         k = min(int(k), len(choices))
@@ -306,7 +331,7 @@ class Algorithm1Strategy(Strategy):
     def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
                 pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
         start = time.perf_counter()
-        idx, loss = _check(problem, observed_idx, observed_loss)
+        idx, loss = validate_observations(problem, observed_idx, observed_loss)
         choices = available_indices(problem, idx, _pending(pending_idx))
         mean, q05, q95 = self.predicted_loss(problem, idx, loss)
         if self.loss_target is not None:
@@ -347,21 +372,19 @@ class Algorithm1Strategy(Strategy):
 
 # ---- random -----------------------------------------------------------------------------------
 class RandomStrategy(Strategy):
-    """Uniformly random unused candidates (predictions from the archopt model when a prior exists)."""
+    """Uniformly random unused candidates (no loss model: predictions are NaN; the campaign
+    shows its own model's predictions for every strategy's proposals)."""
 
     name = "random"
 
     def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
                 pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
         start = time.perf_counter()
-        idx, loss = _check(problem, observed_idx, observed_loss)
+        idx, _ = validate_observations(problem, observed_idx, observed_loss)
         choices = available_indices(problem, idx, _pending(pending_idx))
         rng = np.random.default_rng(seed)
         chosen = rng.choice(choices, size=min(int(k), len(choices)), replace=False)
-        mean = q05 = q95 = None
-        if problem.law_samples is not None:
-            mean, q05, q95 = candidate_loss(problem, idx, loss)
-        return self._batch(problem, chosen, mean, q05, q95, None, start)
+        return self._batch(problem, chosen, None, None, None, None, start)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

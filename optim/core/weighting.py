@@ -1,0 +1,371 @@
+"""How much to trust the scaling-law prior, learned from the campaign's own runs.
+
+archopt's loss model is a mixture of two GPs over the candidate set:
+
+* ``law``: the law-prior GP (:class:`surrogate.gp.LawPriorGP`; the scaling-law posterior as
+  its prior mean and covariance, plus an offset and a learned misfit);
+* ``plain``: the prior-free GP plain qNEHVI uses (:class:`optim.core.plain_model.PlainGP`),
+  available from two runs on.
+
+The law's weight ``w`` (``prior_weight``) is recomputed at every proposal from two things:
+
+1. **Evidence from the runs** (RGPE, Feurer et al. 2018, arXiv 1802.02219, sec. 4.1): each
+   member predicts every observed run *left out* (closed-form leave-one-out); its ranking loss
+   is the number of pairs of runs its LOO means order differently from the observed losses,
+   and ``w_loo`` is the probability, over :data:`WeightingConfig.n_rank_samples` bootstrap
+   resamples of the runs, that the law's ranking loss is the lower (ties split;
+   :func:`ranking_losses` says why resamples rather than RGPE's predictive draws). Ranking,
+   not squared error, because acquisition only needs the order of shapes and the level is
+   learned from one run anyway. From :data:`WeightingConfig.min_loo_runs` runs on.
+2. **A prior that fades** as in piBO (Hvarfner et al. 2022, arXiv 2204.11051), where the
+   prior enters as ``pi(x)^(beta/n)``: the prior odds of the law, ``p0 / (1 - p0)``, are
+   raised to ``min(1, beta / n)`` for ``n`` runs. Combined with the evidence as odds::
+
+       logit(w) = min(1, beta / n) * logit(p0) + logit(w_loo)     (w_loo = 1/2 without LOO)
+
+   so before LOO means anything the law carries most of the weight, and after a few runs the
+   ranking evidence decides: a law that orders the runs worse than a prior-free GP loses its
+   weight at a rate the runs set, one that orders them better keeps it.
+
+BoTorch's ``PriorGuidedAcquisitionFunction`` (the piBO implementation) raises for ``q > 1``
+with qLogNEHVI, so the weighting lives in the model instead: acquisition maximises the
+expected hypervolume improvement under the mixture, ``sum_m w_m EHVI_m`` (exact: the
+expectation of a mixture is the weighted sum of expectations), one member's qLogNEHVI each,
+inside the same greedy batch loop (:func:`optim.core.acquisition.optimize_nehvi`).
+
+``prior_loo_spearman`` is the Spearman rank correlation of the law GP's LOO means with the
+observed losses (the criterion Ax 1.3's transfer-learning model selection uses): how well the
+prior, updated by the other runs, ranks each run.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from torch import Tensor
+
+from surrogate.gp import LawPriorGP, mixture_quantiles
+
+from .bands import Q05, Q95
+from .plain_model import PlainGP
+
+__all__ = ["WeightingConfig", "WeightedLossModel", "LossMember", "fit_weighted_model",
+           "ranking_losses", "rank_weights", "combine_prior_weight", "loo_spearman",
+           "prior_status", "band_check", "PriorBandWarning", "warn_if_outside_band"]
+
+
+class PriorBandWarning(UserWarning):
+    """An observed run fell outside the 90% band the model predicts for it from the others."""
+
+
+class LossMember(Protocol):
+    """What the mixture needs from a member model over the candidate table."""
+
+    n_members: int
+
+    def posterior(self, idx: Tensor, *, given_level: bool = False
+                  ) -> tuple[Tensor, Tensor]: ...
+
+    def marginals(self, idx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def loo(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class WeightingConfig:
+    """Settings of the prior weighting (see the module docstring).
+
+    Attributes:
+        beta: piBO's decay constant: the prior's odds count fully up to ``beta`` runs, then as
+            ``(odds)^(beta / n)``.
+        prior_prob: ``p0``, the law's weight before any evidence.
+        n_rank_samples: bootstrap resamples of the runs scored by the ranking loss.
+        min_loo_runs: runs below which LOO is not used (``w_loo = 1/2``).
+        min_acquisition_weight: members below this weight are left out of acquisition (their
+            EHVI share is negligible and each member costs one qLogNEHVI); the rest renormalised.
+        use_plain: include the prior-free GP at all (``False``: the law GP alone, weight 1; an
+            ablation).
+    """
+
+    beta: float = 4.0
+    prior_prob: float = 0.9
+    n_rank_samples: int = 512
+    min_loo_runs: int = 3
+    min_acquisition_weight: float = 0.02
+    use_plain: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.prior_prob < 1.0:
+            raise ValueError(f"prior_prob must lie in (0, 1), got {self.prior_prob}")
+        if self.beta < 0 or self.n_rank_samples < 1 or self.min_loo_runs < 2:
+            raise ValueError("beta >= 0, n_rank_samples >= 1 and min_loo_runs >= 2 are required")
+
+
+# ---- the statistics -------------------------------------------------------------------------
+def ranking_losses(loo_means: Sequence[np.ndarray], y: np.ndarray, n_samples: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """RGPE's ranking loss of every model on ``n_samples`` bootstrap resamples of the runs.
+
+    For each resample (``n`` runs drawn with replacement) and each model: the number of pairs
+    of distinct runs in it that the model's LOO means order differently from the observed
+    losses. RGPE samples the LOO *predictive* instead; that rewards a member whose predictive
+    is narrower than its errors (a prior-free GP on a handful of runs typically is: LOO sds
+    of 0.005 for errors of 0.01), so the uncertainty here comes from which runs happen to have
+    been made, not from the members' own variances.
+
+    Args:
+        loo_means: ``M`` arrays ``(n,)``, each model's LOO mean at every run.
+        y: ``(n,)`` observed losses.
+
+    Returns:
+        ``M x n_samples`` misordered-pair counts.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    means = np.stack([np.asarray(m, dtype=np.float64).reshape(n) for m in loo_means])  # (M, n)
+    boot = rng.integers(n, size=(n_samples, n))  # (B, n)
+    yb = y[boot]  # (B, n)
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+    distinct = (boot[:, :, None] != boot[:, None, :])[:, upper]  # (B, pairs)
+    truth = (yb[:, :, None] < yb[:, None, :])[:, upper]
+    out = np.empty((len(means), n_samples))
+    for m, mu in enumerate(means):
+        mb = mu[boot]
+        pred = (mb[:, :, None] < mb[:, None, :])[:, upper]
+        out[m] = ((pred != truth) & distinct).sum(-1)
+    return out
+
+
+def rank_weights(losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(M,)`` probability that each of ``M`` models has the lowest ranking loss, over the
+    resamples (``losses`` is ``M x n_samples``); ties are broken at random, as RGPE does."""
+    L = np.asarray(losses, dtype=np.float64)  # (M, n_samples)
+    jitter = rng.random(L.shape) * 1e-3  # random tie-breaking, below one misordered pair
+    best = np.argmin(L + jitter, axis=0)
+    return np.bincount(best, minlength=L.shape[0]) / L.shape[1]
+
+
+def combine_prior_weight(n_runs: int, w_loo: float | None, *, beta: float, prior_prob: float
+                         ) -> float:
+    """``sigmoid(min(1, beta / n) logit(p0) + logit(w_loo))`` (module docstring); ``w_loo``
+    is clipped to ``[0.01, 0.99]`` (a finite sample never proves a model certain), None = 1/2."""
+    exponent = 1.0 if n_runs <= 0 else min(1.0, beta / n_runs)
+    logit = exponent * math.log(prior_prob / (1.0 - prior_prob))
+    if w_loo is not None:
+        p = min(max(float(w_loo), 0.01), 0.99)
+        logit += math.log(p / (1.0 - p))
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def loo_spearman(loo_mean: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman correlation of LOO means ``(n,)`` with observed ``y``; None for fewer than 3
+    runs or constant inputs."""
+    from scipy.stats import spearmanr
+
+    if len(y) < 3 or np.ptp(y) == 0 or np.ptp(loo_mean) == 0:
+        return None
+    rho = float(spearmanr(loo_mean, y).statistic)
+    return rho if math.isfinite(rho) else None
+
+
+# ---- the model ------------------------------------------------------------------------------
+@dataclass
+class WeightedLossModel:
+    """The law GP and the prior-free GP with their weights (module docstring).
+
+    Attributes:
+        members: ``(name, model)`` pairs, ``"law"`` first.
+        weights: ``(M,)`` mixture weights (sum 1).
+        noise_vars: ``(M,)`` each member's run-noise variance (loss^2).
+        prior_weight: the law's weight ``w``.
+        prior_loo_spearman: Spearman of the law GP's LOO means with the runs (None below 3 runs).
+        loo_weight: RGPE's ``w_loo`` for the law (None without LOO).
+        n_runs: observed runs the model is conditioned on.
+        train_y: ``(n,)`` the observed losses.
+        min_acquisition_weight: see :class:`WeightingConfig`.
+    """
+
+    members: list[tuple[str, Any]]
+    weights: np.ndarray
+    noise_vars: np.ndarray
+    prior_weight: float
+    prior_loo_spearman: float | None
+    loo_weight: float | None
+    n_runs: int
+    train_y: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    min_acquisition_weight: float = 0.0
+
+    @property
+    def law(self) -> LawPriorGP:
+        return self.members[0][1]
+
+    def _mixture(self, means: list[np.ndarray], variances: list[np.ndarray],
+                 probs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ``(m,)`` and quantiles ``len(probs) x m`` of the mixture whose member ``j`` has
+        equal-weight components with means ``means[j]`` (``S_j x m``) and variance
+        ``variances[j]`` (``(m,)``)."""
+        mu, sd, w = [], [], []
+        for wm, mm, vv in zip(self.weights, means, variances):
+            mm = np.atleast_2d(mm)
+            mu.append(mm)
+            sd.append(np.broadcast_to(np.sqrt(np.maximum(vv, 0.0)), mm.shape))
+            w.append(np.full(mm.shape[0], wm / mm.shape[0]))
+        mu_all, sd_all, w_all = np.concatenate(mu), np.concatenate(sd), np.concatenate(w)
+        return (w_all[:, None] * mu_all).sum(0), mixture_quantiles(mu_all, sd_all, probs,
+                                                                   weights=w_all)
+
+    def predictive(self, idx: Any = None, probs: tuple[float, ...] = (Q05, Q95)
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive loss of a new run (noise included) at table points: ``mean (m,)`` and
+        mixture quantiles ``len(probs) x m``."""
+        parts = [model.marginals(idx) for _, model in self.members]
+        return self._mixture([p[0] for p in parts],
+                             [p[1] + nv for p, nv in zip(parts, self.noise_vars)], probs)
+
+    def loo_predictive(self, probs: tuple[float, ...] = (Q05, Q95)
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's predictive given the others (LOO of every member, mixed with the current
+        weights): ``mean (n,)`` and quantiles ``len(probs) x n``."""
+        parts = [model.loo() for _, model in self.members]  # variances include the noise
+        return self._mixture([p[0] for p in parts], [p[1] for p in parts], probs)
+
+    def acquisition_members(self) -> list[tuple[Any, int, float]]:
+        """``(posterior_fn, n_members, weight)`` of the members acquisition uses: weights below
+        ``min_acquisition_weight`` dropped, the rest renormalised; the law GP's posterior is
+        taken given the shared level (see :class:`surrogate.gp.LawPriorGP`)."""
+        keep = [(m, w) for (_, m), w in zip(self.members, self.weights)
+                if w >= self.min_acquisition_weight]
+        total = sum(w for _, w in keep)
+
+        def given_level(model: Any):
+            return lambda ix: model.posterior(ix, given_level=True)
+
+        return [(given_level(m), m.n_members, w / total) for m, w in keep]
+
+
+def _fit(problem: Any, idx: np.ndarray, loss: np.ndarray, config: WeightingConfig, mode: str,
+         n_members: int, seed: int) -> WeightedLossModel:
+    from .strategies import fit_loss_model
+
+    law = fit_loss_model(problem, idx, loss, mode=mode, n_members=n_members)
+    members: list[tuple[str, Any]] = [("law", law)]
+    noise = [law.hyper.noise_var]
+    n = len(idx)
+    rho = w_loo = None
+    if config.use_plain and n >= 2:
+        plain = PlainGP(problem.X, idx, loss)
+        members.append(("plain", plain))
+        noise.append(plain.noise_var)
+    if n >= config.min_loo_runs:
+        law_mean, law_var = law.loo()
+        rho = loo_spearman(law_mean.mean(0), loss)
+        if len(members) > 1:
+            rng = np.random.default_rng([int(seed), n, 7])
+            means = [m.loo()[0].mean(0) for _, m in members]
+            losses = ranking_losses(means, loss, config.n_rank_samples, rng)
+            w_loo = float(rank_weights(losses, rng)[0])
+    if len(members) == 1:
+        w = 1.0
+    else:
+        w = combine_prior_weight(n, w_loo, beta=config.beta, prior_prob=config.prior_prob)
+    weights = np.array([w, 1.0 - w][: len(members)])
+    return WeightedLossModel(members=members, weights=weights, noise_vars=np.array(noise),
+                             prior_weight=w, prior_loo_spearman=rho, loo_weight=w_loo, n_runs=n,
+                             train_y=np.asarray(loss, dtype=np.float64),
+                             min_acquisition_weight=config.min_acquisition_weight)
+
+
+#: Recently fitted models, keyed by the problem's identity and the observations, so a
+#: campaign's predictions, status and proposal share one fit (a weak reference guards against
+#: a recycled ``id``).
+_RECENT: list[tuple[tuple, Any, WeightedLossModel]] = []
+_RECENT_MAX = 4
+
+
+def fit_weighted_model(problem: Any, observed_idx: Any = (), observed_loss: Any = (), *,
+                       config: WeightingConfig | None = None, mode: str = "gaussian",
+                       n_members: int = 8, seed: int = 0) -> WeightedLossModel:
+    """archopt's loss model conditioned on the observed runs (module docstring).
+
+    Args:
+        problem: the :class:`~optim.core.problem.Problem` (needs its law prior).
+        observed_idx, observed_loss: ``(n,)`` candidate indices and losses of the runs.
+        config: weighting settings (default :class:`WeightingConfig`).
+        mode, n_members: how the law GP carries the law posterior
+            (:func:`optim.core.strategies.fit_loss_model`).
+        seed: seeds the ranking-loss draws (the weight is reproducible).
+    """
+    from .strategies import validate_observations
+
+    config = config or WeightingConfig()
+    idx, loss = validate_observations(problem, observed_idx, observed_loss)
+    key = (id(problem), problem.n, idx.tobytes(), loss.tobytes(), config, mode, int(n_members),
+           int(seed))
+    for k, ref, model in _RECENT:
+        if k == key and ref() is problem:
+            return model
+    model = _fit(problem, idx, loss, config, mode, n_members, seed)
+    _RECENT.insert(0, (key, weakref.ref(problem), model))
+    del _RECENT[_RECENT_MAX:]
+    return model
+
+
+# ---- what the campaign shows ----------------------------------------------------------------
+def band_check(model: WeightedLossModel) -> list[dict[str, Any]]:
+    """For every observed run: its LOO 90% band (given the other runs) and whether the run
+    falls outside it (with one run, the band is the prior's).
+
+    Returns:
+        One dict per run, in observation order: ``position``, ``observed``, ``q05``, ``q95``,
+        ``outside`` (bool).
+    """
+    if model.n_runs < 1:
+        return []
+    _, q = model.loo_predictive((Q05, Q95))
+    out = []
+    for j, (lo, hi, y) in enumerate(zip(q[0], q[1], model.train_y)):
+        out.append({"position": j, "observed": float(y), "q05": float(lo), "q95": float(hi),
+                    "outside": bool(y < lo or y > hi)})
+    return out
+
+
+def _band_message(label: str, row: dict[str, Any]) -> str:
+    side = "below" if row["observed"] < row["q05"] else "above"
+    return (f"{label}: observed loss {row['observed']:.4f} is {side} its 90% band "
+            f"[{row['q05']:.4f}, {row['q95']:.4f}] predicted from the other runs")
+
+
+def prior_status(problem: Any, observed_idx: Any, observed_loss: Any,
+                 labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """What a campaign reports about its prior: ``prior_weight`` (the law's weight in the
+    model), ``prior_loo_spearman`` (None below 3 runs) and ``warnings`` (one line per observed
+    run outside its 90% band given the others). ``labels[j]`` names the ``j``-th run
+    (default ``"run j"``). Without a law prior: weight None and no warnings."""
+    if getattr(problem, "law_samples", None) is None:
+        return {"prior_weight": None, "prior_loo_spearman": None, "warnings": []}
+    model = fit_weighted_model(problem, observed_idx, observed_loss)
+    names = list(labels) if labels is not None else [f"run {j}" for j in range(model.n_runs)]
+    warnings = [_band_message(names[r["position"]], r) for r in band_check(model) if r["outside"]]
+    return {"prior_weight": float(model.prior_weight),
+            "prior_loo_spearman": model.prior_loo_spearman, "warnings": warnings}
+
+
+def warn_if_outside_band(problem: Any, observed_idx: Any, observed_loss: Any, position: int,
+                         label: str) -> bool:
+    """``warnings.warn`` a :class:`PriorBandWarning` when run ``position`` (of the observed
+    runs) is outside its 90% band given the other runs; returns whether it was."""
+    import warnings
+
+    if getattr(problem, "law_samples", None) is None:
+        return False
+    model = fit_weighted_model(problem, observed_idx, observed_loss)
+    rows = band_check(model)
+    if position < len(rows) and rows[position]["outside"]:
+        warnings.warn(_band_message(label, rows[position]) + f" (prior weight "
+                      f"{model.prior_weight:.2f})", PriorBandWarning, stacklevel=2)
+        return True
+    return False
