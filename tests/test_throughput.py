@@ -187,9 +187,9 @@ def test_many_equals_single_and_shapes() -> None:
 def _hf_records(truth: dict[str, float], hw_id: str, rng: np.random.Generator) -> list[TimingRecord]:
     hw = get_hardware(hw_id)
     archs = []
-    for target in (1e8, 1e9):  # six depths per budget, shallow to deep
+    for target in (1e8, 1e9):  # four depths per budget, shallow to deep
         shapes = sorted(_equal_param_shapes(target, 32000), key=lambda a: (a.n_layers, a.d_model))
-        archs += [shapes[i] for i in np.linspace(0, len(shapes) - 1, 6).astype(int)]
+        archs += [shapes[i] for i in np.linspace(0, len(shapes) - 1, 4).astype(int)]
     workloads = [Workload(b, i, o, backend="hf") for b, i, o in
                  ((1, 128, 64), (32, 2048, 64), (256, 512, 32), (4, 64, 16))]
     records = []
@@ -222,7 +222,7 @@ def test_calibration_recovers_known_constants(overlap: float, layer_s: float, st
     assert cov.shape == (6, 6) and np.all(np.linalg.eigvalsh(cov) >= -1e-12)
     # The bandwidth efficiency is pinned by the data: far narrower than its prior.
     from models.calibration import prior_center_sd
-    assert np.sqrt(cov[1, 1]) < prior_center_sd("hf", "gpu", "bandwidth_efficiency")[1] / 3
+    assert np.sqrt(cov[1, 1]) < prior_center_sd("hf", "gpu", "bandwidth_efficiency")[1] / 2
 
 
 def test_vllm_calibration_laplace_posterior_covers_the_truth() -> None:
