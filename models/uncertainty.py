@@ -19,6 +19,7 @@ shapes against each other is uncertain about. With a single arch the split is me
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,8 +27,16 @@ import numpy as np
 
 from .arch import Arch
 from .backends import run_times
-from .calibration import (BACKEND_CONSTANTS, STRUCTURAL_SIGMA, Calibration, device_kind,
-                          from_theta, load_calibration, prior_center_sd, to_theta)
+from .calibration import (
+    BACKEND_CONSTANTS,
+    STRUCTURAL_SIGMA,
+    Calibration,
+    device_kind,
+    from_theta,
+    load_calibration,
+    prior_center_sd,
+    to_theta,
+)
 from .hardware import Hardware, get_hardware
 from .roofline import arch_arrays
 from .workload import Workload, WorkloadError
@@ -120,6 +129,12 @@ def calibration_warnings(cal: Calibration, wl: Workload) -> tuple[str, ...]:
     return ()
 
 
+def _shape_key(arch: Arch) -> int:
+    """A stable 64-bit key of a shape (the seed of its per-shape error stream)."""
+    text = repr(sorted(arch.shape().items())).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
 def throughput_draws(archs: Sequence[Arch], hardware: Hardware | str, workload: Workload,
                      calibration: Calibration | None = None, *, n_draws: int = N_THROUGHPUT_DRAWS,
                      seed: int = 0, common_over: np.ndarray | None = None) -> ThroughputDraws:
@@ -149,10 +164,16 @@ def throughput_draws(archs: Sequence[Arch], hardware: Hardware | str, workload: 
     consts = constant_draws(cal, n_draws, rng)
     run = run_times(arch_arrays(archs, workload.dtype), workload, hw, consts)
     sigma = structural_sigma(cal, workload)
-    log_tps = (np.log(workload.num_requests * workload.output_len)
-               - np.log(np.broadcast_to(run["total_s"], (n_draws, n)))
-               + sigma * rng.standard_normal((n_draws, n)))
-    log_med = np.median(log_tps, axis=0) if n else np.zeros(0)
+    log_model = (np.log(workload.num_requests * workload.output_len)
+                 - np.log(np.broadcast_to(run["total_s"], (n_draws, n))))
+    # The per-shape error of each arch comes from a stream of its own (seeded by the seed and
+    # the shape), so an arch's draws do not depend on which other archs are evaluated with it.
+    noise = (np.stack([np.random.default_rng([seed, _shape_key(a)]).standard_normal(n_draws)
+                       for a in archs], axis=1) if n else np.zeros((n_draws, 0)))
+    log_tps = log_model + sigma * noise
+    # The point value is the median over the constants only: Monte Carlo noise of the per-shape
+    # error would otherwise jitter the ranking of near-equal shapes.
+    log_med = np.median(log_model, axis=0) if n else np.zeros(0)
     dev = log_tps - log_med
     mask = np.ones(n, dtype=bool) if common_over is None else np.asarray(common_over, dtype=bool)
     common = dev[:, mask].mean(axis=1) if mask.any() else np.zeros(n_draws)

@@ -98,3 +98,24 @@ def test_shapes_that_cannot_be_sharded_are_not_proposable() -> None:
 def test_nothing_servable_is_an_error_naming_why() -> None:
     with pytest.raises(ProblemError, match="no candidate can be served.*GB"):
         Problem.build(_spec(workload=Workload(1, 50_000_000, 16)), None, measurement_cache=False)
+
+
+def test_throughput_of_a_shape_does_not_depend_on_the_other_candidates():
+    """Adding one off-grid shape (a forced run) must not move any candidate's tokens/s or draws."""
+    import warnings
+
+    from optim.core.problem import Problem
+    from test_strategies import small_posterior, small_spec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p1 = Problem.build(small_spec(), small_posterior(), measurement_cache=False)
+        extra = p1.candidates[0].replace(n_layers=p1.candidates[0].n_layers * 3)
+        p2 = Problem.build(small_spec(), small_posterior(), measurement_cache=False,
+                           extra_archs=[extra])
+        sub = Problem.build(small_spec(), small_posterior(), measurement_cache=False,
+                            candidates=p1.candidates[:40])
+    n = p1.n_grid
+    np.testing.assert_array_equal(p1.throughput_mean[:n], p2.throughput_mean[:n])
+    np.testing.assert_array_equal(p1.throughput_draws[:, :n], p2.throughput_draws[:, :n])
+    np.testing.assert_array_equal(p1.throughput_mean[:40], sub.throughput_mean)
