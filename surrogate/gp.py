@@ -147,16 +147,6 @@ class LawPriorGP:
 
     Both use one Cholesky of ``n x n`` for all members (kernel hyper-parameters are shared).
 
-    **The shared level.** ``C = c + l`` is what moves every point of the table alike: the
-    offset ``c`` and, in gaussian mode, the part of the law draws common to all points
-    (``l = phi_bar^T w`` with ``phi_bar`` the mean over the table of ``Phi``'s rows and ``w`` the
-    draws' weights). Before any run its uncertainty (the offset sd of about 0.1) dwarfs the
-    shape-to-shape differences the law predicts (hundredths), so an acquisition on the plain
-    posterior ranks shapes by throughput alone. :meth:`posterior` with ``given_level=True``
-    conditions on ``C`` at its posterior mean: the covariance loses the rank-one term
-    ``u u^T / Var(C | runs)``, ``u = Cov(y, C | runs)``; the mean is unchanged. Once runs pin
-    the level down (one run does) the two coincide.
-
     Args:
         features: ``n_all x d`` GP features of every point of the table.
         law_samples: ``S x n_all`` noise-free law values of the draws at every point.
@@ -185,16 +175,6 @@ class LawPriorGP:
             rows = np.arange(law.shape[0]) if members is None else np.asarray(members)
             self.prior_mean = law[torch.as_tensor(rows, dtype=torch.long)]  # (S', n_all)
             self.phi = None
-        # Prior covariance of every table point with the shared level C, and Var(C).
-        n_all = self.features.shape[0]
-        self._level_cov_prior = torch.full((n_all,), self.hyper.offset_var, dtype=DTYPE)
-        self._level_var_prior = float(self.hyper.offset_var)
-        if self.phi is not None:
-            phi_bar = self.phi.mean(0)  # (S,)
-            self._level_cov_prior = self._level_cov_prior + self.phi @ phi_bar
-            self._level_var_prior += float(phi_bar @ phi_bar)
-        self._level_cov_post = self._level_cov_prior.clone()  # (n_all,)
-        self._level_var_post = self._level_var_prior
         self.train_idx = torch.zeros(0, dtype=torch.long)
         self._chol: Tensor | None = None
         self._alpha: Tensor | None = None  # (n, S')
@@ -244,8 +224,6 @@ class LawPriorGP:
             self._fit_hyper(self.features[idx], resid)
         if n == 0:
             self._chol, self._alpha = None, None
-            self._level_cov_post = self._level_cov_prior.clone()
-            self._level_var_post = self._level_var_prior
             return self
         with torch.no_grad():
             K = self._k(idx) + self.hyper.noise_var * torch.eye(n, dtype=DTYPE)
@@ -259,11 +237,6 @@ class LawPriorGP:
                                for s in range(0, len(all_idx), 4096)])  # (n_all, n)
             self._post_mean_all = self.prior_mean + (K_all @ self._alpha).T  # (S', n_all)
             self._v_all = torch.linalg.solve_triangular(self._chol, K_all.T, upper=False)
-            # Shared level given the runs: Cov(f(x), C | D) and Var(C | D).
-            a = torch.linalg.solve_triangular(self._chol, self._level_cov_prior[idx].unsqueeze(-1),
-                                              upper=False)[:, 0]  # (n,)
-            self._level_cov_post = self._level_cov_prior - self._v_all.T @ a
-            self._level_var_post = max(self._level_var_prior - float(a @ a), 0.0)
         return self
 
     @torch.no_grad()
@@ -282,11 +255,6 @@ class LawPriorGP:
         y = self._train_y  # (n,)
         mean = y.unsqueeze(0) - (self._alpha / diag.unsqueeze(-1)).T  # (S', n)
         return mean.numpy(), (1.0 / diag).numpy()
-
-    @property
-    def level_sd(self) -> float:
-        """Posterior sd of the shared level ``C`` (loss units; see the class docstring)."""
-        return math.sqrt(self._level_var_post)
 
     def _fit_hyper(self, X: Tensor, y: Tensor) -> None:
         """MAP length scales and outputscale on the residual to the mean law (BoTorch fitter)."""
@@ -316,31 +284,24 @@ class LawPriorGP:
 
     # ---- prediction --------------------------------------------------------------------
     @torch.no_grad()
-    def posterior(self, idx: Tensor, *, given_level: bool = False) -> tuple[Tensor, Tensor]:
+    def posterior(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Joint posterior of the noise-free loss at table points.
 
         Args:
             idx: ``batch_shape x q`` table indices (long).
-            given_level: condition on the shared level at its posterior mean (see the class
-                docstring): the covariance of shape-to-shape differences, without the
-                uncertainty every point shares.
 
         Returns:
             ``mean``: ``batch_shape x S' x q`` (one row per mixture member) and
             ``covariance``: ``batch_shape x q x q`` (shared by all members).
         """
         idx = torch.as_tensor(idx, dtype=torch.long)
-        cov = self._k(idx)
+        prior_cov = self._k(idx)
         if self._chol is None:
-            mean = self.prior_mean[:, idx].movedim(0, -2)  # (..., S', q)
-        else:
-            mean = self._post_mean_all[:, idx].movedim(0, -2)  # (..., S', q)
-            v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)
-            cov = cov - v.transpose(-1, -2) @ v
-        if given_level and self._level_var_post > 1e-12:
-            u = self._level_cov_post[idx]  # (..., q)
-            cov = cov - u.unsqueeze(-1) * u.unsqueeze(-2) / self._level_var_post
-        return mean, cov
+            prior_mean = self.prior_mean[:, idx].movedim(0, -2)  # (..., S', q)
+            return prior_mean, prior_cov
+        mean = self._post_mean_all[:, idx].movedim(0, -2)  # (..., S', q)
+        v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)
+        return mean, prior_cov - v.transpose(-1, -2) @ v
 
     def marginals(self, idx: np.ndarray | Tensor | None = None, chunk: int = 4096
                   ) -> tuple[np.ndarray, np.ndarray]:

@@ -195,25 +195,3 @@ def test_loo_equals_conditioning_on_the_other_runs():
         m, v = other.marginals([idx[j]])
         assert mean[0, j] == pytest.approx(m[0, 0], abs=1e-10)
         assert var[j] == pytest.approx(v[0] + HYPER.noise_var, rel=1e-8)
-
-
-def test_given_level_removes_only_the_shared_uncertainty():
-    X, law = _table()
-    gp = LawPriorGP(X, law, HYPER).fit([], [])
-    idx = torch.tensor([0, 5, 9])
-    mean, cov = gp.posterior(idx)
-    mean_l, cov_l = gp.posterior(idx, given_level=True)
-    torch.testing.assert_close(mean, mean_l)
-    # Before any run the offset (0.1 sd) dominates the marginal variance; given the level only
-    # the shape-to-shape part (misfit and the draws' non-shared spread) is left.
-    assert float(cov.diagonal().min()) > HYPER.offset_var
-    assert float(cov_l.diagonal().max()) < 0.2 * HYPER.offset_var
-    assert torch.linalg.eigvalsh(cov_l).min() > -1e-12
-    # Differences between points are untouched: Var(a - b) is the same either way.
-    d = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
-    assert float(d @ cov @ d) == pytest.approx(float(d @ cov_l @ d), rel=0.05)
-    assert gp.level_sd > 0.1
-    one = LawPriorGP(X, law, HYPER).fit([3], [2.6])
-    # One run pins the level down to about the misfit scale (it cannot tell the level from that
-    # one shape's misfit).
-    assert one.level_sd < 1.5 * HYPER.outputscale ** 0.5

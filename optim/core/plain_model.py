@@ -87,18 +87,15 @@ class PlainGP:
         return self._noise_std * self._scale ** 2
 
     @torch.no_grad()
-    def posterior(self, idx: Tensor, *, given_level: bool = False) -> tuple[Tensor, Tensor]:
+    def posterior(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Joint posterior of the noise-free loss at table points.
 
         Args:
             idx: ``batch_shape x q`` table indices (long).
-            given_level: accepted for interface parity with ``LawPriorGP``; the plain model has
-                no separate level term (its constant mean is fitted), so it changes nothing.
 
         Returns:
             ``mean``: ``batch_shape x 1 x q`` and ``covariance``: ``batch_shape x q x q``.
         """
-        del given_level
         idx = torch.as_tensor(idx, dtype=torch.long)
         prior = self.model.covar_module(self.features[idx]).to_dense()  # (..., q, q)
         v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)

@@ -177,9 +177,13 @@ class ArchoptStrategy(Strategy):
     """The weighted loss model (:mod:`optim.core.weighting`: law-prior GP and prior-free GP,
     the law's weight learned from the runs) + batch qLogNEHVI under that mixture.
 
-    Before any run the law GP enters acquisition given its shared level (the offset every shape
-    shares, :class:`surrogate.gp.LawPriorGP`), so the batch follows the law's shape-to-shape
-    differences rather than throughput alone.
+    Before any run the model is the law GP alone; its posterior is joint over the batch (the
+    offset every shape shares is one constant-kernel term, the law draws one low-rank
+    covariance), so within each quasi-MC sample shapes differ only by what the law says differs
+    between them and the first batch follows the law's front (measured in
+    ``tests/test_strategies.py``). Conditioning acquisition on the shared level instead (no
+    common uncertainty at all) was tried and landed further from the front (HV of the first
+    batch 0.66 vs 0.76 over 16 worlds drawn from the prior; 0.38 at random).
 
     Args:
         mode: ``"gaussian"`` (default; one Gaussian posterior carrying the law draws'

@@ -67,8 +67,7 @@ class LossMember(Protocol):
 
     n_members: int
 
-    def posterior(self, idx: Tensor, *, given_level: bool = False
-                  ) -> tuple[Tensor, Tensor]: ...
+    def posterior(self, idx: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def marginals(self, idx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -235,16 +234,11 @@ class WeightedLossModel:
 
     def acquisition_members(self) -> list[tuple[Any, int, float]]:
         """``(posterior_fn, n_members, weight)`` of the members acquisition uses: weights below
-        ``min_acquisition_weight`` dropped, the rest renormalised; the law GP's posterior is
-        taken given the shared level (see :class:`surrogate.gp.LawPriorGP`)."""
+        ``min_acquisition_weight`` dropped, the rest renormalised."""
         keep = [(m, w) for (_, m), w in zip(self.members, self.weights)
                 if w >= self.min_acquisition_weight]
         total = sum(w for _, w in keep)
-
-        def given_level(model: Any):
-            return lambda ix: model.posterior(ix, given_level=True)
-
-        return [(given_level(m), m.n_members, w / total) for m, w in keep]
+        return [(m.posterior, m.n_members, w / total) for m, w in keep]
 
 
 def _fit(problem: Any, idx: np.ndarray, loss: np.ndarray, config: WeightingConfig, mode: str,
