@@ -456,6 +456,8 @@ class Campaign:
                       "num_samples": prior.num_samples,
                       "noise_sigma": jsonable(prior.noise_sigma_for(self.spec.source))},
             "source": self.spec.source,
+            "throughput_backend": self.spec.workload.backend,
+            "throughput_warnings": list(problem.throughput_warnings),
             "trials": self.trials(now=True),
         }
 

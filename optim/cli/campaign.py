@@ -155,6 +155,7 @@ def register(app: typer.Typer) -> None:
 
         camp = Campaign.load(name, store)
         rows = camp.propose(k, strategy=strategy, seed=seed)
+        camp.problem.warn_throughput()
         if json_out:
             _echo_json(rows)
         else:
@@ -199,7 +200,9 @@ def register(app: typer.Typer) -> None:
 
         from optim.campaign import Campaign
 
-        st = Campaign.load(name, store).status()
+        camp = Campaign.load(name, store)
+        st = camp.status()
+        camp.problem.warn_throughput()
         if json_out:
             _echo_json(st)
             return
@@ -232,6 +235,7 @@ def register(app: typer.Typer) -> None:
 
         camp = Campaign.load(name, store)
         rows = camp.pareto()
+        camp.problem.warn_throughput()
         if export is not None:
             written = camp.export(export)
         if json_out:
