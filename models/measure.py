@@ -128,7 +128,7 @@ def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str, threads: int | 
 
 def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Timings:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaConfig
     from transformers.generation.streamers import BaseStreamer
 
     class FirstTokenClock(BaseStreamer):
@@ -158,7 +158,7 @@ def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Tim
                                                      torch_dtype=wl.dtype))
     torch.manual_seed(0)
     with torch.device(device):
-        model = LlamaForCausalLM._from_config(config, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)  # public API
     model.eval()
     gen = torch.Generator(device="cpu").manual_seed(0)
     input_ids = torch.randint(0, arch.vocab_size, (wl.batch_size, wl.input_len), generator=gen).to(device)
@@ -199,7 +199,6 @@ def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Tim
             timings.cpu_ttfts.append(clock.first_token_cpu - cpu_start)
     timings.peak_mem_bytes = (float(torch.cuda.max_memory_allocated(device))
                               if device.startswith("cuda") else _peak_rss())
-    del model
     return timings
 
 
