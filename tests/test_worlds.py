@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from models.parametrize import enumerate_archs
-from optim.bench.worlds import (NoiseEstimate, World, WorldError, estimate_run_noise,
-                          estimate_shape_residual, hypervolume, make_world, shape_feature_matrix,
-                          size_groups, smooth_residual)
+from optim.bench.worlds import (WORLD_KINDS, NoiseEstimate, ThroughputError, World, WorldError,
+                                estimate_run_noise, estimate_shape_residual, fit_shape_effect,
+                                hypervolume, law_truth, make_world, reference_shape,
+                                shape_effect_truth, shape_feature_matrix, size_groups,
+                                smooth_residual, true_throughput)
 from surrogate.posterior import LawPosterior
 from surrogate.runs import bundled_path, load_runs
 
@@ -32,11 +34,23 @@ def candidates():
     return enumerate_archs(1e8)[:120]
 
 
-def small_world(candidates, seed=0, residual=0.01):
+REFERENCE = reference_shape(1e8)
+
+
+def max_loss_of(truth, tokens=2e9, source="s"):
+    """The user's target: the prior's (here the truth law's) mean loss at the reference shape."""
+    from surrogate.laws import law_features
+
+    return float(np.mean(truth.law_draws(law_features([REFERENCE], tokens), source=source)))
+
+
+def small_world(candidates, seed=0, residual=0.01, error=None):
     tput = np.array([1e6 / a.n_layers / a.d_model ** 0.5 for a in candidates])
-    return make_world(candidates, 2e9, truth=fake_truth(), source="s", throughput_model=tput,
-                      throughput_rel_sigma=0.05, seed=seed,
-                      noise=NoiseEstimate(0.003, 10, "test"), residual_rel_sigma=residual)
+    truth = fake_truth()
+    return make_world(candidates, 2e9, truth=law_truth(truth, "s"), reference=REFERENCE,
+                      max_loss=max_loss_of(truth), throughput_model=tput, seed=seed,
+                      noise=NoiseEstimate(0.003, 10, "test"), residual_rel_sigma=residual,
+                      throughput_error=error or ThroughputError(0.1, 0.05, 0.02))
 
 
 def test_run_noise_from_openlm_grid_is_small_and_positive():
@@ -113,7 +127,66 @@ def test_world_depends_on_seed_and_is_reproducible(candidates):
     np.testing.assert_array_equal(a.true_loss, b.true_loss)
     assert not np.allclose(a.true_loss, c.true_loss)
     flat = small_world(candidates, 0, residual=0.0)
-    assert np.std(np.log(a.true_loss / flat.true_loss)) == pytest.approx(0.01, rel=0.6)
+    ratio = np.log(a.true_loss / flat.true_loss)
+    # The residual's sd, up to the one constant that re-anchors the level at the reference.
+    assert np.std(ratio) == pytest.approx(0.01, rel=0.6)
+
+
+def test_no_oracle_the_reference_shape_sits_exactly_on_max_loss(candidates):
+    """The user's max_loss is the prior's prediction at the reference shape; the truth is
+    scaled so the reference has that loss, and enough candidates beat it to form a front."""
+    world = small_world(candidates, 3)
+    truth = fake_truth()
+    assert world.loss_target == pytest.approx(max_loss_of(truth))
+    assert world.ref_point[0] == pytest.approx(-world.loss_target)
+    assert world.info["reference_shape"] == REFERENCE.label()
+    assert world.info["n_under_target"] >= 3
+    # Shape-to-shape ratios are the law draw's: only the level moved.
+    base, _ = law_truth(truth, "s")(list(candidates), 2e9, np.random.default_rng([3, 7919, 0]))
+    flat = small_world(candidates, 3, residual=0.0)
+    shift = np.log(flat.true_loss / base)
+    np.testing.assert_allclose(shift - shift[0], 0.0, atol=1e-12)
+
+
+def test_true_throughput_differs_from_the_model_by_the_documented_error(candidates):
+    model = np.array([1e6 / a.n_layers / a.d_model ** 0.5 for a in candidates])
+    err = ThroughputError(common_sd=0.15, shape_sd=0.05, iid_sd=0.02)
+    logs = np.array([np.log(true_throughput(candidates, model, err, np.random.default_rng(s))
+                            / model) for s in range(400)])  # (draws, n)
+    common = logs.mean(axis=1)
+    assert np.std(common) == pytest.approx(0.15, rel=0.2)  # the shared factor
+    relative = logs - common[:, None]
+    assert np.std(relative) == pytest.approx(np.hypot(0.05, 0.02), rel=0.3)
+    exact = small_world(candidates, 0, error=ThroughputError(0.0, 0.0, 0.0))
+    np.testing.assert_allclose(exact.true_tokens_per_s, model)
+
+
+def test_real_shape_effect_comes_from_gemstones_and_is_not_a_law():
+    effect = fit_shape_effect("gemstones_runs.csv")
+    assert len(effect.u) == 14 and np.ptp(effect.u) > 1.5  # widths 256-1792, depths 3-80
+    # Real residuals of ~1% either way, smoothed (not interpolated exactly: runs are noisy).
+    assert 0.01 < np.ptp(effect.effect) < 0.1
+    smooth = effect.predict(effect.u)
+    assert np.corrcoef(smooth, effect.effect)[0, 1] > 0.5
+    assert -0.2 < effect.size_slope < 0.0  # bigger is better at fixed tokens
+    cands = enumerate_archs(1e8)[:80]
+    base, info = shape_effect_truth(effect)(cands, 2e9, np.random.default_rng(0))
+    assert base.shape == (80,) and np.all(base > 0) and info["shape_effect_table"]
+    assert "held_out_source" in WORLD_KINDS and "real_shapes" in WORLD_KINDS
+
+
+def test_a_world_without_a_front_under_max_loss_is_an_error(candidates):
+    tput = np.array([1e6 / a.n_layers / a.d_model ** 0.5 for a in candidates])
+
+    def worse(archs, tokens, rng):  # every candidate worse than the reference shape (last)
+        base = np.full(len(archs), 3.0)
+        base[-1] = 2.0
+        return base, {}
+
+    with pytest.raises(WorldError, match="under max_loss"):
+        make_world(candidates, 2e9, truth=worse, reference=REFERENCE, max_loss=2.5,
+                   throughput_model=tput, seed=0, noise=NoiseEstimate(0.003, 10, "test"),
+                   residual_rel_sigma=0.0)
 
 
 def test_observations_are_noisy_around_the_truth(candidates):
