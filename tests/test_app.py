@@ -40,6 +40,15 @@ def _app(module: str):
     return AppTest.from_string(_page_script(module), default_timeout=TIMEOUT)
 
 
+def _values(array) -> list:
+    """A plotly JSON array as a list (numpy arrays are sent as ``{"dtype", "bdata"}``)."""
+    import base64
+
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
 def _no_exception(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -170,6 +179,10 @@ def test_scaling_law_page_shows_posterior_bands_and_terms(home, tiny_prior):
     at = _app("scaling_law").run()
     _no_exception(at)
     assert at.radio(key="sl_kind").value == "default prior"  # no campaign yet
+    # Not fitted in this home: nothing is fitted until the user asks (issue 16.6).
+    assert not at.metric and any("not fitted" in i.value for i in at.info)
+    at.button(key="sl_fit_default").click().run()
+    _no_exception(at)
     assert [m.value for m in at.metric][:2] == ["conditional", "lsq"]
     assert len(at.get("plotly_chart")) >= 7  # posteriors, 5 sweeps, calibration
     # Terms the Morph runs cannot identify were held fixed and are reported as such.
@@ -264,6 +277,10 @@ def test_campaign_lifecycle_through_the_pages(home):
     assert any("Proposed trials 0, 1" in s.value for s in at.success)
     trials = at.dataframe[1].value
     assert list(trials["trial"]) == [0, 1] and trials["pred_loss_q05"].lt(trials["pred_loss_q95"]).all()
+    # "at proposal" and "now" side by side, labelled; identical until a result arrives.
+    np.testing.assert_allclose(trials["pred_loss_mean"], trials["pred_loss_mean_now"], atol=1e-9)
+    bands = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["name"] for t in bands] == ["predicted at proposal (5-95%)", "predicted now (5-95%)"]
 
     # Issue 16 form bugs: the record box offers the new pending trials (not "no trial waits")
     assert at.selectbox(key="record_trial").options == ["trial 0", "trial 1"]
@@ -282,6 +299,11 @@ def test_campaign_lifecycle_through_the_pages(home):
     assert at.selectbox(key="record_trial").options == ["trial 0"]
     campaign = Campaign.load("small")
     assert [(t["trial"], t["observed_loss"]) for t in campaign.trials()] == [(0, None), (1, 3.25)]
+    # The pending trial's prediction moved with the result: both are shown, and said to differ.
+    trials = next(d.value for d in at.dataframe if "pred_loss_mean_now" in d.value)
+    now = {t["trial"]: t["pred_loss_mean_now"] for t in campaign.trials(now=True)}
+    assert trials.set_index("trial")["pred_loss_mean_now"].to_dict() == pytest.approx(now)
+    assert any("at proposal** is out of date" in i.value for i in at.info)
 
     # A duplicate name: the error shows although the create form is collapsed (a campaign exists).
     assert not at.expander[0].proto.expanded
@@ -308,10 +330,16 @@ def test_campaign_lifecycle_through_the_pages(home):
     assert any("Recorded 1 run" in s.value for s in at.success)
     assert Campaign.load("small").trials()[0]["observed_loss"] == pytest.approx(3.3)
 
-    # Pareto: the chart, and the fallback selectbox shows the picked architecture.
+    # Pareto: the chart (trials at the current model's prediction), and the fallback selectbox
+    # shows the picked architecture.
     at = _app("pareto").run()
     _no_exception(at)
     assert len(at.get("plotly_chart")) == 1
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    trial_trace = next(t for t in chart if t["name"].startswith("trials ("))
+    current = {f"trial {t['trial']}": t["pred_loss_mean_now"] for t in Campaign.load("small").trials(now=True)}
+    assert dict(zip([c[0] for c in trial_trace["customdata"]], _values(trial_trace["y"]))) == \
+        pytest.approx(current)
     at.selectbox(key="pareto_pick").set_value("ref Llama-3.2-1B").run()
     _no_exception(at)
     assert at.subheader[0].value == "Llama-3.2-1B"
@@ -353,3 +381,104 @@ def _zip_of(files: dict[str, bytes]) -> bytes:
     from optim.ui.export import zip_bytes
 
     return zip_bytes(files)
+
+
+@pytest.fixture
+def two_runs(home, tiny_prior):
+    """A 50M / 1B-token campaign (tiny prior) with three proposals, two of them observed."""
+    from optim.campaign import Campaign, CampaignSpec
+    from models.throughput import Workload
+
+    spec = CampaignSpec(name="runs", params=5e7, tokens=1e9, hardware="a100-40gb", band=0.02,
+                        workload=Workload(8, 512, 128))
+    campaign = Campaign.create(spec, prior=tiny_prior, progress=False)
+    rows = campaign.propose(3, seed=0)
+    for row, delta in zip(rows[:2], (0.02, -0.01)):
+        campaign.observe(row["trial"], row["pred_loss_mean"] + delta)
+    return Campaign.load("runs")
+
+
+@pytest.mark.slow
+def test_next_run_and_model_pages_on_a_campaign_with_two_runs(two_runs):
+    """Why the pending proposal, hypervolume over trials, the relative view against every kind
+    of reference, and the model's checks and views -- all from optim.campaign.insights."""
+    from optim.campaign import insights
+
+    at = _app("next_run").run()
+    _no_exception(at)
+    assert at.title[0].value == "Next run"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["P(improves the front)"].endswith("%")
+    assert "Learned offset" in metrics and metrics["Loss vs best observed run"].startswith(("+", "-"))
+    why = insights.why_proposal(two_runs, 2)
+    assert any(m.value == why["summary"] for m in at.markdown)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    hv = next(s for s in specs if s["data"][0]["name"] == "observed runs")
+    assert _values(hv["data"][0]["y"])[-1] == pytest.approx(insights.hypervolume_history(two_runs)[
+        "history"]["hypervolume"].iloc[-1])
+    ref = at.selectbox(key="nr_reference")
+    assert ref.value == "default" and "Llama-3.2-1B (published model)" in ref.options
+    assert [o.split(":")[0] for o in ref.options if o.startswith("trial ")] == ["trial 0", "trial 1",
+                                                                              "trial 2"]
+    table = next(d.value for d in at.dataframe if "p_front" in d.value)
+    best = insights.reference_index(two_runs, "best")
+    assert table.iloc[0]["label"] == two_runs.problem.candidates[best].label()
+    assert table.iloc[0]["delta_mean"] == 0
+    for key in ("trial 2", "ref Llama-3.2-1B"):
+        at.selectbox(key="nr_reference").set_value(key).run()
+        _no_exception(at)
+        table = next(d.value for d in at.dataframe if "p_front" in d.value)
+        assert table.iloc[0]["delta_mean"] == 0 and table["p_beats"].between(0, 1).all()
+    assert table.iloc[0]["label"] == "d2048-L16-h32/8x64-f8192"  # Llama-3.2-1B's shape
+
+    at = _app("model").run()
+    _no_exception(at)
+    loo = insights.loo_check(two_runs)
+    outside = loo[loo["outside"]]
+    assert sum("predicted from the other runs" in w.value for w in at.warning) == len(outside)
+    labels = [m.label for m in at.metric]
+    assert "Prior weight" in labels and "Prior's LOO rank correlation" in labels
+    domain = insights.throughput_domain(two_runs)
+    assert all(any(msg in w.value for w in at.warning) for msg in domain["warnings"])
+    types = [json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")]
+    assert types.count("parcoords") == 1 and types.count("bar") == 1
+    assert len(types) == 1 + 1 + 1 + len(insights.KNOBS)  # LOO, parallel, sensitivity, slices
+    at.selectbox(key="model_centre").set_value("trial 2").run()
+    _no_exception(at)
+    assert any("Through " + two_runs.trial_records()[2].arch.label() in c.value for c in at.caption)
+
+
+def test_model_page_shows_n_a_for_missing_trust_values():
+    from optim.ui.model import trust_values
+
+    assert trust_values({}) == ("n/a", "n/a")
+    assert trust_values({"prior_weight": 0.8, "prior_loo_spearman": None}) == ("0.80", "n/a")
+    assert trust_values({"prior_weight": 0.25, "prior_loo_spearman": -0.5}) == ("0.25", "-0.50")
+
+
+def test_insight_figures_draw_the_tables_they_get():
+    from optim.campaign.insights import KNOBS
+    from optim.ui import figures
+
+    rel = pd.DataFrame({"label": ["a", "b", "c"], "status": ["candidate", "pending", "candidate"],
+                        "delta_mean": [0.0, -0.01, 0.02], "delta_q05": [0.0, -0.03, 0.0],
+                        "delta_q95": [0.0, 0.01, 0.04], "tps_ratio": [1.0, 1.2, 0.9],
+                        "tps_ratio_q05": [1.0, 1.1, 0.8], "tps_ratio_q95": [1.0, 1.3, 1.0],
+                        "p_front": [0.5, 0.4, 0.1], "p_beats": [0.0, 0.8, 0.1],
+                        "is_reference": [True, False, False]})
+    fig = figures.relative_figure(rel, reference="a")
+    assert [t.name for t in fig.data] == ["pending", "candidate", "reference: a"]
+    np.testing.assert_allclose(fig.data[0].error_y.array, [0.02])
+    hist = pd.DataFrame({"n_observed": [1, 2], "trial": [3, 5], "hypervolume": [0.1, 0.1],
+                         "improved": [True, False]})
+    fig = figures.hypervolume_figure(hist, 0.3)
+    assert list(fig.data[0].y) == [0.0, 0.1, 0.1] and list(fig.data[1].text) == ["trial 3"]
+    loo = pd.DataFrame({"trial": [0, 1], "observed": [3.0, 3.5], "pred_mean": [3.0, 3.1],
+                        "pred_q05": [2.9, 3.0], "pred_q95": [3.1, 3.2], "outside": [False, True]})
+    fig = figures.loo_figure(loo)
+    assert [t.name for t in fig.data] == ["inside its 90% band", "outside its 90% band", "y = x"]
+    par = pd.DataFrame({"group": ["observed", "front"], "loss": [3.0, 2.9],
+                        "tokens_per_s": [100.0, 90.0], **{k: [1.0, 2.0] for k, _ in KNOBS}})
+    fig = figures.parallel_figure(par, KNOBS)
+    assert [d.label for d in fig.data[0].dimensions][:2] == ["group", "d_model"]
+    assert list(fig.data[0].dimensions[0].values) == [0.0, 2.0]

@@ -20,6 +20,9 @@ import streamlit as st
 __all__ = [
     "file_version", "store_version", "campaign_names", "load_campaign", "hardware_ids",
     "calibration_table", "throughput_measurements", "reference_table", "validation_report",
+    "campaign_draws", "relative", "learned_offset", "why_proposal", "hypervolume_history",
+    "loo_check", "sensitivity", "model_slices", "parallel_coordinates", "throughput_domain",
+    "prior_coverage", "default_prior_cached", "default_prior_file", "REFERENCE_DEFAULT",
 ]
 
 
@@ -268,7 +271,8 @@ def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataF
     """The tables the Pareto and Campaigns pages draw, from the campaign API.
 
     ``candidates``: :meth:`Campaign.candidates_table`; ``trials``: :meth:`Campaign.trials`
-    with ``now=True`` (predictions made at proposal time, current ones where a trial has none); ``front``:
+    with ``now=True`` (``pred_loss_*`` as predicted at proposal, NaN for an attached trial;
+    ``pred_loss_*_now`` the current model's); ``front``:
     :meth:`Campaign.pareto`; ``references``: :func:`surrogate.runs.reference_architectures`
     through :meth:`Campaign.shape_table`. Each has a ``key`` column (``"candidate 12"``,
     ``"trial 3"``, ``"front 0"``, ``"ref Llama-3.2-1B"``) and a ``label``.
@@ -278,10 +282,9 @@ def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataF
     campaign = load_campaign(name, store, version)
     candidates = _with_keys(campaign.candidates_table(), "candidate", "candidate")
     trials = _with_keys(campaign.trials(now=True), "trial", "trial")
-    if len(trials):  # a trial without a proposal-time prediction (attached) shows the current one
-        for column in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s"):
-            trials[column] = pd.to_numeric(trials[column], errors="coerce").fillna(
-                pd.to_numeric(trials[f"{column}_now"], errors="coerce"))
+    for column in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi"):
+        if column in trials:  # attached trials have no proposal-time value: NaN, not None
+            trials[column] = pd.to_numeric(trials[column], errors="coerce")
     front = _with_keys(campaign.pareto(), "front", None)
     refs = reference_table()
     ref_archs = [Arch.from_mapping(r) for r in refs.to_dict("records")]
@@ -313,3 +316,143 @@ def export_files(name: str, store: str, version: float, ranks: tuple[int, ...] |
         paths = campaign.export(tmp, ranks=ranks)
         root = Path(tmp)
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in map(Path, paths)}
+
+
+# ---- the campaign's own model (optim.campaign.insights) -----------------------------------------
+#: The relative view's default reference: the best observed run's shape, else the best
+#: predicted one (:func:`optim.campaign.insights.default_reference`).
+REFERENCE_DEFAULT = "default"
+
+
+def _reference_archs() -> list[Any]:
+    from models.arch import Arch
+
+    return [Arch.from_mapping(r) for r in reference_table().to_dict("records")]
+
+
+@st.cache_resource(show_spinner="Drawing the campaign's model jointly over its candidates...",
+                   max_entries=4)
+def campaign_draws(name: str, store: str, version: float, with_references: bool = False) -> Any:
+    """:func:`optim.campaign.insights.model_draws` (the published reference shapes added to the
+    pool with ``with_references``)."""
+    from optim.campaign import insights
+
+    campaign = load_campaign(name, store, version)
+    extra = _reference_archs() if with_references else ()
+    return insights.model_draws(campaign, extra_archs=extra)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def relative(name: str, store: str, version: float, reference: str) -> pd.DataFrame:
+    """:func:`optim.campaign.insights.relative_table` against ``reference``:
+    :data:`REFERENCE_DEFAULT`, ``"best"`` (the best observed run), ``"trial N"``,
+    ``"candidate I"`` or ``"ref NAME"`` (a published reference model)."""
+    from optim.campaign import insights
+
+    campaign = load_campaign(name, store, version)
+    if reference.startswith("ref "):
+        draws = campaign_draws(name, store, version, True)
+        refs = reference_table()
+        arch = _reference_archs()[list(refs["name"]).index(reference[4:])]
+        target: Any = arch
+    else:
+        draws = campaign_draws(name, store, version)
+        if reference == REFERENCE_DEFAULT:
+            target = insights.default_reference(campaign, draws)
+        elif reference.startswith("candidate "):
+            target = int(reference.split()[1])
+        else:
+            target = reference
+    index = insights.reference_index(campaign, target, draws.problem)
+    return insights.relative_table(campaign, draws, index)
+
+
+@st.cache_data(show_spinner="Estimating the learned offset...", max_entries=8)
+def learned_offset(name: str, store: str, version: float) -> dict[str, Any]:
+    """:func:`optim.campaign.insights.learned_offset`."""
+    from optim.campaign import insights
+
+    return insights.learned_offset(load_campaign(name, store, version),
+                                   campaign_draws(name, store, version))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def why_proposal(name: str, store: str, version: float, trial: int) -> dict[str, Any]:
+    """:func:`optim.campaign.insights.why_proposal`."""
+    from optim.campaign import insights
+
+    return insights.why_proposal(load_campaign(name, store, version), trial,
+                                 campaign_draws(name, store, version))
+
+
+@st.cache_data(show_spinner="Computing the hypervolume over trials...", max_entries=8)
+def hypervolume_history(name: str, store: str, version: float) -> dict[str, Any]:
+    """:func:`optim.campaign.insights.hypervolume_history`."""
+    from optim.campaign import insights
+
+    return insights.hypervolume_history(load_campaign(name, store, version))
+
+
+@st.cache_data(show_spinner="Refitting the model without each run (leave-one-out)...",
+               max_entries=8)
+def loo_check(name: str, store: str, version: float) -> pd.DataFrame:
+    """:func:`optim.campaign.insights.loo_check`."""
+    from optim.campaign import insights
+
+    return insights.loo_check(load_campaign(name, store, version))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sensitivity(name: str, store: str, version: float) -> pd.DataFrame:
+    """:func:`optim.campaign.insights.sensitivity`."""
+    from optim.campaign import insights
+
+    return insights.sensitivity(load_campaign(name, store, version))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_slices(name: str, store: str, version: float, centre: int | None) -> pd.DataFrame:
+    """:func:`optim.campaign.insights.model_slices` through candidate ``centre``."""
+    from optim.campaign import insights
+
+    return insights.model_slices(load_campaign(name, store, version), centre)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def parallel_coordinates(name: str, store: str, version: float) -> pd.DataFrame:
+    """:func:`optim.campaign.insights.parallel_coordinates`."""
+    from optim.campaign import insights
+
+    return insights.parallel_coordinates(load_campaign(name, store, version))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def throughput_domain(name: str, store: str, version: float) -> dict[str, Any]:
+    """:func:`optim.campaign.insights.throughput_domain`."""
+    from optim.campaign import insights
+
+    return insights.throughput_domain(load_campaign(name, store, version))
+
+
+@st.cache_data(show_spinner="Checking the prior's bands on its runs...", max_entries=8)
+def prior_coverage(name: str, store: str, version: float) -> dict[str, Any]:
+    """:func:`optim.campaign.insights.prior_coverage`."""
+    from optim.campaign import insights
+
+    return insights.prior_coverage(load_campaign(name, store, version))
+
+
+@st.cache_data(show_spinner=False)
+def default_prior_file(home: str) -> str:
+    """Where :func:`surrogate.default_prior` caches its fit under ``ARCHOPT_HOME`` ``home``."""
+    from surrogate.prior import default_prior_path
+
+    return str(default_prior_path())
+
+
+def default_prior_cached() -> bool:
+    """Whether the package's default prior is fitted and cached in this ``ARCHOPT_HOME`` (then
+    loading it takes about a second; otherwise it is a NUTS fit of about a minute)."""
+    from models.home import archopt_home
+
+    return Path(default_prior_file(str(archopt_home()))).is_file()

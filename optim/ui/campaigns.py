@@ -19,16 +19,28 @@ from optim.ui.common import SELECT_NEXT_KEY, current_campaign, fmt_params, show_
 
 __all__ = ["render", "read_run_tables"]
 
-_PRED_COLUMNS = ["trial", "status", "label", "pred_loss_mean", "pred_loss_q05", "pred_loss_q95",
-                 "observed_loss", "pred_tokens_per_s", "ehvi", "params", "non_embedding_params",
+_PRED_COLUMNS = ["trial", "status", "label", "observed_loss",
+                 "pred_loss_mean", "pred_loss_q05", "pred_loss_q95",
+                 "pred_loss_mean_now", "pred_loss_q05_now", "pred_loss_q95_now",
+                 "pred_tokens_per_s_now", "ehvi", "strategy", "params", "non_embedding_params",
                  "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "run"]
 _COLUMN_CONFIG = {
-    "pred_loss_mean": st.column_config.NumberColumn("pred. loss", format="%.4f"),
-    "pred_loss_q05": st.column_config.NumberColumn("q05", format="%.4f"),
-    "pred_loss_q95": st.column_config.NumberColumn("q95", format="%.4f"),
     "observed_loss": st.column_config.NumberColumn("observed", format="%.4f"),
-    "pred_tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.0f"),
-    "ehvi": st.column_config.NumberColumn("EHVI", format="%.3g"),
+    "pred_loss_mean": st.column_config.NumberColumn(
+        "loss at proposal", format="%.4f",
+        help="predicted mean loss when the trial was proposed (empty: attached, never proposed)"),
+    "pred_loss_q05": st.column_config.NumberColumn("q05 at proposal", format="%.4f"),
+    "pred_loss_q95": st.column_config.NumberColumn("q95 at proposal", format="%.4f"),
+    "pred_loss_mean_now": st.column_config.NumberColumn(
+        "loss now", format="%.4f",
+        help="what the campaign's model predicts for a run of this shape now, given every "
+             "result recorded since"),
+    "pred_loss_q05_now": st.column_config.NumberColumn("q05 now", format="%.4f"),
+    "pred_loss_q95_now": st.column_config.NumberColumn("q95 now", format="%.4f"),
+    "pred_tokens_per_s_now": st.column_config.NumberColumn("tokens/s", format="%.0f"),
+    "ehvi": st.column_config.NumberColumn("EHVI at proposal", format="%.3g",
+                                          help="expected hypervolume improvement when proposed: "
+                                               "the Next run page says it in words"),
     "params": st.column_config.NumberColumn(format="compact"),
     "non_embedding_params": st.column_config.NumberColumn("N", format="compact"),
 }
@@ -101,6 +113,12 @@ def _create_form() -> tuple[BaseException, str] | None:
         return exc, "Campaign not created"
     with st.status(f"Creating campaign {spec.name!r}...", expanded=True) as status:
         try:
+            if runs is not None:
+                st.write(f"Refitting the scaling-law prior on the bundled runs plus your "
+                         f"{len(runs)} (NUTS: a minute or more)...")
+            elif not cache.default_prior_cached():
+                st.write("Fitting the default scaling-law prior on the bundled runs (first time "
+                         "in this ARCHOPT_HOME only; NUTS: about a minute on 2 cores)...")
             st.write(f"Enumerating shapes with N = {fmt_params(spec.params)} +- {spec.band:.1%}, "
                      "predicting loss and throughput for each...")
             campaign = Campaign.create(spec, runs=runs, store=str(store_path()))
@@ -136,8 +154,23 @@ def _trials_table(trials: pd.DataFrame) -> None:
         st.info("No trials yet: propose a batch below.")
         return
     st.plotly_chart(figures.trial_bands_figure(trials), key="trial_bands")
+    stale = _stale_pending(trials)
+    if stale:
+        st.info(f"{stale} pending trial(s) were proposed before the latest result: their "
+                "prediction **at proposal** is out of date; **now** is what the model says "
+                "given every result recorded since.")
     cols = [c for c in _PRED_COLUMNS if c in trials.columns]
     st.dataframe(trials[cols], hide_index=True, width="stretch", column_config=_COLUMN_CONFIG)
+
+
+def _stale_pending(trials: pd.DataFrame) -> int:
+    """Pending trials whose at-proposal mean differs from the current one by > 0.001 loss."""
+    if "pred_loss_mean_now" not in trials or "status" not in trials:
+        return 0
+    pending = trials[trials["status"] == "pending"]
+    diff = (pd.to_numeric(pending["pred_loss_mean"], errors="coerce")
+            - pd.to_numeric(pending["pred_loss_mean_now"], errors="coerce")).abs()
+    return int((diff > 1e-3).sum())
 
 
 def _propose(campaign: Any, name: str) -> None:
@@ -261,8 +294,11 @@ def render() -> None:
                f"D = {fmt_params(spec.tokens)} tokens, {spec.hardware}, workload {spec.workload}, "
                f"law {spec.law}")
     _status(name, tables)
-    st.subheader("Trials and proposals (predicted loss, 5-95%)")
+    st.subheader("Trials and proposals (predicted loss at proposal and now, 5-95%)")
     _trials_table(tables["trials"])
+    if len(tables["trials"]):
+        st.caption("Why each proposal, what the model says relative to a reference and how well "
+                   "it predicted the runs so far: the **Next run** and **Model** pages.")
     left, right = st.columns(2)
     with left:
         st.subheader("Propose")

@@ -33,6 +33,12 @@ __all__ = [
     "throughput_parity_figure",
     "residual_figure",
     "hardware_figure",
+    "relative_figure",
+    "hypervolume_figure",
+    "loo_figure",
+    "parallel_figure",
+    "sensitivity_figure",
+    "slice_figure",
 ]
 
 #: One colour per kind of point, shared by every chart.
@@ -46,6 +52,8 @@ COLORS: dict[str, str] = {
     "band90": "rgba(31,119,180,0.15)",
     "band50": "rgba(31,119,180,0.35)",
     "model": "#1f77b4",
+    "now": "#9467bd",
+    "pending": "#1f77b4",
 }
 
 #: Error bars lighter than their markers, so many overlapping bars stay readable.
@@ -202,7 +210,9 @@ def trial_bands_figure(trials: pd.DataFrame, *, title: str | None = None) -> go.
 
     Args:
         trials: rows with ``trial``, ``pred_loss_mean``, ``pred_loss_q05``, ``pred_loss_q95``
-            and optionally ``observed_loss`` and ``status``; one horizontal bar per trial.
+            (the prediction made at proposal) and optionally ``observed_loss``, ``status`` and
+            the current model's ``pred_loss_mean_now``, ``pred_loss_q05_now``,
+            ``pred_loss_q95_now`` (drawn as a second, labelled band); one row per trial.
     """
     _require(trials, ("trial", _LOSS, _LO, _HI), "trial")
     df = trials.sort_values("trial")
@@ -218,6 +228,16 @@ def trial_bands_figure(trials: pd.DataFrame, *, title: str | None = None) -> go.
         fig.add_trace(go.Scatter(
             x=obs["observed_loss"], y=[f"trial {int(t)}" for t in obs["trial"]], mode="markers",
             name="observed", marker=dict(color=COLORS["observed"], symbol="x", size=12)))
+    now = [f"{c}_now" for c in (_LOSS, _LO, _HI)]
+    if all(c in df.columns for c in now) and df[now[0]].notna().any():
+        cur = pd.DataFrame({c: pd.to_numeric(df[n], errors="coerce").to_numpy()
+                            for n, c in zip(now, (_LOSS, _LO, _HI))})
+        fig.add_trace(go.Scatter(
+            x=cur[_LOSS], y=labels, mode="markers", name="predicted now (5-95%)",
+            marker=dict(color=COLORS["now"], size=9, symbol="diamond"), error_x=_error_y(cur),
+            hovertext=[f"{lab} now: {m:.4f} [{lo:.4f}, {hi:.4f}]" for lab, m, lo, hi in
+                       zip(labels, cur[_LOSS], cur[_LO], cur[_HI])], hoverinfo="text"))
+        fig.data[0].name = "predicted at proposal (5-95%)"
     fig.update_layout(xaxis_title="loss", title=title, height=max(220, 40 + 28 * len(df)),
                       margin=dict(l=80, r=10, t=40 if title else 10, b=40),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
@@ -466,4 +486,214 @@ def hardware_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figu
                       height=480, margin=dict(l=60, r=10, t=50 if title else 20, b=40),
                       legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
     fig.update_yaxes(type="log")
+    return fig
+
+
+# ---- the campaign's own model (optim.campaign.insights) -----------------------------------------
+def relative_figure(table: pd.DataFrame, *, reference: str, top: int = 40,
+                    title: str | None = None) -> go.Figure:
+    """Expected loss and tokens/s relative to a reference shape, from joint draws.
+
+    Args:
+        table: :func:`optim.campaign.insights.relative_table` rows (``label``, ``status``,
+            ``delta_mean``, ``delta_q05``, ``delta_q95``, ``tps_ratio`` and its q05/q95,
+            ``p_front``, ``p_beats``, ``is_reference``); the ``top`` rows are drawn, plus every
+            trial.
+        reference: the reference's name (axis titles).
+    """
+    _require(table, ("label", "delta_mean", "delta_q05", "delta_q95", "tps_ratio", "p_front",
+                     "p_beats", "is_reference", "status"), "relative")
+    keep = table.head(top)
+    trials = table[table["status"].isin(["observed", "pending"])]
+    df = pd.concat([keep, trials]).drop_duplicates(subset=["label"])
+    fig = go.Figure()
+    symbols = {"observed": "x", "pending": "diamond", "candidate": "circle",
+               "reference shape": "square"}
+    for status, part in df[~df["is_reference"]].groupby("status", sort=False):
+        fig.add_trace(go.Scatter(
+            x=part["tps_ratio"], y=part["delta_mean"], mode="markers", name=str(status),
+            marker=dict(symbol=symbols.get(str(status), "circle"), size=10, color=part["p_front"],
+                        cmin=0, cmax=1, colorscale="Viridis", showscale=status == "candidate",
+                        colorbar=dict(title="P(on front)", len=0.6)),
+            error_y=dict(type="data", symmetric=False,
+                         array=(part["delta_q95"] - part["delta_mean"]).clip(lower=0).to_numpy(),
+                         arrayminus=(part["delta_mean"] - part["delta_q05"]).clip(lower=0).to_numpy(),
+                         thickness=1, width=0, color="rgba(80,80,80,0.35)"),
+            error_x=dict(type="data", symmetric=False,
+                         array=(part["tps_ratio_q95"] - part["tps_ratio"]).clip(lower=0).to_numpy(),
+                         arrayminus=(part["tps_ratio"] - part["tps_ratio_q05"]).clip(lower=0).to_numpy(),
+                         thickness=1, width=0, color="rgba(80,80,80,0.2)"),
+            hovertext=[f"<b>{r.label}</b><br>loss {r.delta_mean:+.4f} [{r.delta_q05:+.4f}, "
+                       f"{r.delta_q95:+.4f}]<br>P(beats) {r.p_beats:.0%}, P(front) {r.p_front:.0%}"
+                       f"<br>tokens/s x{r.tps_ratio:.2f}" for r in part.itertuples()],
+            hoverinfo="text"))
+    fig.add_trace(go.Scatter(x=[1.0], y=[0.0], mode="markers", name=f"reference: {reference}",
+                             marker=dict(symbol="star", size=16, color=COLORS["selected"])))
+    fig.add_hline(y=0, line=dict(color="grey", dash="dash", width=1))
+    fig.add_vline(x=1, line=dict(color="grey", dash="dash", width=1))
+    fig.update_xaxes(type="log", title="tokens/s relative to the reference (x, bars 5-95%)")
+    fig.update_yaxes(title="expected loss minus the reference's (bars 5-95%)")
+    fig.update_layout(title=title, height=480, margin=dict(l=60, r=10, t=50 if title else 20, b=100),
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+    return fig
+
+
+def hypervolume_figure(history: pd.DataFrame, predicted_front: float | None = None, *,
+                       title: str | None = None) -> go.Figure:
+    """Hypervolume of the observed runs after each observed trial (a step line), with the
+    predicted front's as a dashed line.
+
+    Args:
+        history: :func:`optim.campaign.insights.hypervolume_history`'s ``history`` (columns
+            ``n_observed``, ``trial``, ``hypervolume``, ``improved``).
+    """
+    _require(history, ("n_observed", "trial", "hypervolume", "improved"), "hypervolume")
+    fig = go.Figure()
+    x = [0] + history["n_observed"].tolist()
+    y = [0.0] + history["hypervolume"].tolist()
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", line=dict(shape="hv",
+                             color=COLORS["model"]), name="observed runs",
+                             hovertext=["start"] + [f"trial {t}: {v:.4g}" for t, v in
+                                                    zip(history["trial"], history["hypervolume"])],
+                             hoverinfo="text"))
+    gained = history[history["improved"]]
+    if len(gained):
+        fig.add_trace(go.Scatter(x=gained["n_observed"], y=gained["hypervolume"], mode="markers+text",
+                                 text=[f"trial {t}" for t in gained["trial"]], textposition="top left",
+                                 marker=dict(color=COLORS["front"], size=10), name="grew the front"))
+    if predicted_front is not None and predicted_front > 0:
+        fig.add_hline(y=predicted_front, line=dict(color=COLORS["front"], dash="dash"),
+                      annotation_text="predicted front", annotation_position="bottom right")
+    fig.update_layout(xaxis_title="observed trials", yaxis_title="hypervolume of (-loss, log tokens/s)",
+                      title=title, height=340, margin=dict(l=60, r=10, t=40 if title else 20, b=40),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+    fig.update_xaxes(dtick=1, rangemode="tozero")
+    return fig
+
+
+def loo_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Leave-one-out modelled (x, 90% band) against observed loss (y), as Ax's
+    cross-validation plot; results outside their band in red.
+
+    Args:
+        table: :func:`optim.campaign.insights.loo_check` rows (``trial``, ``observed``,
+            ``pred_mean``, ``pred_q05``, ``pred_q95``, ``outside``).
+    """
+    _require(table, ("trial", "observed", "pred_mean", "pred_q05", "pred_q95", "outside"), "LOO")
+    fig = go.Figure()
+    for outside, part in table.groupby("outside", sort=True):
+        fig.add_trace(go.Scatter(
+            x=part["pred_mean"], y=part["observed"], mode="markers+text",
+            text=[f"trial {t}" for t in part["trial"]], textposition="top center",
+            name="outside its 90% band" if outside else "inside its 90% band",
+            marker=dict(size=10, color=COLORS["observed"] if outside else COLORS["model"]),
+            error_x=dict(type="data", symmetric=False,
+                         array=(part["pred_q95"] - part["pred_mean"]).clip(lower=0).to_numpy(),
+                         arrayminus=(part["pred_mean"] - part["pred_q05"]).clip(lower=0).to_numpy(),
+                         thickness=1.5, width=4)))
+    lo = float(np.nanmin([table["pred_q05"].min(), table["observed"].min()]))
+    hi = float(np.nanmax([table["pred_q95"].max(), table["observed"].max()]))
+    pad = 0.05 * max(hi - lo, 1e-3)
+    fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines",
+                             name="y = x", line=dict(color="grey", dash="dash")))
+    fig.update_layout(xaxis_title="predicted from the other runs (mean, bars 90%)",
+                      yaxis_title="observed loss", title=title, height=400,
+                      margin=dict(l=60, r=10, t=40 if title else 20, b=90),
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+    return fig
+
+
+def parallel_figure(table: pd.DataFrame, knobs: Sequence[tuple[str, str]], *,
+                    title: str | None = None) -> go.Figure:
+    """Parallel coordinates of trials and front over the knobs, loss and tokens/s; lines
+    coloured by loss; a ``group`` axis separates observed, pending and front shapes.
+
+    Args:
+        table: :func:`optim.campaign.insights.parallel_coordinates` rows.
+        knobs: ``(column, title)`` pairs of the knob axes.
+    """
+    _require(table, ("group", "loss", "tokens_per_s", *[k for k, _ in knobs]), "parallel")
+    groups = ["observed", "pending", "front"]
+    code = table["group"].map({g: i for i, g in enumerate(groups)}).astype(float)
+    dims = [dict(label="group", values=code, tickvals=list(range(len(groups))), ticktext=groups,
+                 range=[-0.2, len(groups) - 0.8])]
+    for column, name in knobs:
+        dims.append(dict(label=name, values=table[column].astype(float)))
+    dims.append(dict(label="loss", values=table["loss"]))
+    dims.append(dict(label="tokens/s", values=table["tokens_per_s"]))
+    fig = go.Figure(go.Parcoords(
+        line=dict(color=table["loss"], colorscale="Viridis_r", showscale=True,
+                  colorbar=dict(title="loss")), dimensions=dims))
+    fig.update_layout(title=title, height=420, margin=dict(l=60, r=40, t=60 if title else 50, b=30))
+    return fig
+
+
+def sensitivity_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Share of the predicted loss's and the tokens/s' variance each knob explains, signed by
+    the direction (a bar to the right: larger values raise it).
+
+    Args:
+        table: :func:`optim.campaign.insights.sensitivity` rows (``title``, ``loss_share``,
+            ``loss_rho``, ``loss_range``, ``tps_share``, ``tps_rho``, ``tps_range``).
+    """
+    _require(table, ("title", "loss_share", "loss_rho", "loss_range", "tps_share", "tps_rho",
+                     "tps_range"), "sensitivity")
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("predicted loss", "tokens/s"))
+    for col, prefix, unit in ((1, "loss", "loss"), (2, "tps", "tps")):
+        signed = np.sign(table[f"{prefix}_rho"]) * table[f"{prefix}_share"]
+        text = [f"{v:+.2f} ({r:.3f} loss)" if unit == "loss" else f"{v:+.2f} (x{1 + r:.2f})"
+                for v, r in zip(signed, table[f"{prefix}_range"])]
+        fig.add_trace(go.Bar(x=signed, y=table["title"], orientation="h", text=text,
+                             textposition="auto", showlegend=False,
+                             marker_color=np.where(signed > 0, COLORS["observed"], COLORS["model"])),
+                      row=1, col=col)
+    fig.update_xaxes(range=[-1.05, 1.05], title="share of variance, signed by direction")
+    fig.update_layout(title=title, height=320, margin=dict(l=90, r=10, t=60 if title else 40, b=50))
+    return fig
+
+
+def slice_figure(slices: pd.DataFrame, *, knob_title: str, trials: pd.DataFrame | None = None,
+                 knob: str | None = None, log_x: bool = True) -> go.Figure:
+    """The campaign model along one knob: predicted loss (mean, 90% band) and tokens/s
+    (median, 90% band), observed trials overlaid, the centre shape marked.
+
+    Args:
+        slices: the rows of one knob of :func:`optim.campaign.insights.model_slices`.
+        trials: rows with the knob's column, ``observed_loss`` and ``pred_tokens_per_s``.
+        knob: the knob's column name in ``trials``.
+    """
+    _require(slices, ("x", "label", _LOSS, _LO, _HI, _TPS, "tokens_per_s_q05",
+                      "tokens_per_s_q95", "is_centre"), "slice")
+    df = slices.sort_values("x")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        row_heights=[0.6, 0.4])
+    for row, (mid, lo, hi, name) in enumerate(((_LOSS, _LO, _HI, "loss"),
+                                               (_TPS, "tokens_per_s_q05", "tokens_per_s_q95",
+                                                "tokens/s")), start=1):
+        fig.add_trace(go.Scatter(x=np.concatenate([df["x"], df["x"][::-1]]),
+                                 y=np.concatenate([df[hi], df[lo][::-1]]), fill="toself",
+                                 fillcolor=COLORS["band90"], line=dict(width=0), hoverinfo="skip",
+                                 name="90% band", showlegend=row == 1), row=row, col=1)
+        fig.add_trace(go.Scatter(x=df["x"], y=df[mid], mode="lines+markers", name=name,
+                                 line=dict(color=COLORS["model"]), hovertext=df["label"],
+                                 hoverinfo="text+y", showlegend=False), row=row, col=1)
+        centre = df[df["is_centre"]]
+        fig.add_trace(go.Scatter(x=centre["x"], y=centre[mid], mode="markers", name="centre shape",
+                                 marker=dict(symbol="star", size=14, color=COLORS["selected"]),
+                                 hovertext=centre["label"], hoverinfo="text", showlegend=row == 1),
+                      row=row, col=1)
+        fig.update_yaxes(title_text=name, row=row, col=1)
+    if trials is not None and knob is not None and len(trials) and "observed_loss" in trials:
+        obs = trials[trials["observed_loss"].notna()]
+        if len(obs):
+            fig.add_trace(go.Scatter(x=obs[knob], y=obs["observed_loss"], mode="markers",
+                                     name="observed runs", marker=dict(color=COLORS["observed"],
+                                                                       symbol="x", size=11),
+                                     hovertext=obs.get("label"), hoverinfo="text+y"), row=1, col=1)
+    fig.update_xaxes(title_text=knob_title, row=2, col=1)
+    if log_x:
+        fig.update_xaxes(type="log")
+    fig.update_layout(height=420, margin=dict(l=60, r=10, t=30, b=40),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=10)))
     return fig

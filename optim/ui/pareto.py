@@ -16,11 +16,23 @@ import streamlit as st
 from optim.ui import cache, figures
 from optim.ui.common import fmt_params, selected_campaign_tables
 
-__all__ = ["render", "CHART_KEY", "PICK_KEY"]
+__all__ = ["render", "CHART_KEY", "PICK_KEY", "trials_now"]
 
 CHART_KEY = "pareto_chart"
 PICK_KEY = "pareto_pick"
 _SEEN_KEY = "_pareto_seen_selection"
+
+
+def trials_now(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials at the current model's prediction (``pred_*_now``), the proposal-time values kept
+    as ``*_at_proposal``: the chart compares every point under one model."""
+    if trials.empty or "pred_loss_mean_now" not in trials:
+        return trials
+    out = trials.copy()
+    for column in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s"):
+        out[f"{column}_at_proposal"] = out[column]
+        out[column] = pd.to_numeric(out[f"{column}_now"], errors="coerce")
+    return out
 
 
 def _lookup(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
@@ -46,10 +58,16 @@ def _details(row: dict[str, Any]) -> None:
 
     st.subheader(row.get("label") or row["key"])
     cols = st.columns(4)
-    cols[0].metric("Predicted loss", f"{row['pred_loss_mean']:.4f}",
-                   help="posterior-predictive mean; the range is its 5-95% interval")
+    now = "pred_loss_mean_at_proposal" in row
+    cols[0].metric("Predicted loss now" if now else "Predicted loss", f"{row['pred_loss_mean']:.4f}",
+                   help="posterior-predictive mean of a new run given every result so far; the "
+                        "range is its 5-95% interval")
     cols[0].caption(f"5-95%: {row.get('pred_loss_q05', float('nan')):.4f} - "
                     f"{row.get('pred_loss_q95', float('nan')):.4f}")
+    if now and pd.notna(row.get("pred_loss_mean_at_proposal")):
+        cols[0].caption(f"at proposal: {row['pred_loss_mean_at_proposal']:.4f} "
+                        f"[{row['pred_loss_q05_at_proposal']:.4f}, "
+                        f"{row['pred_loss_q95_at_proposal']:.4f}]")
     cols[1].metric("Throughput", f"{row['pred_tokens_per_s']:,.0f} tok/s")
     cols[2].metric("Params", fmt_params(row.get("params", float("nan"))),
                    help="total, with embeddings")
@@ -80,6 +98,7 @@ def render() -> None:
     if selected is None:
         return
     name, store, tables = selected
+    tables = {**tables, "trials": trials_now(tables["trials"])}
     lookup = _lookup(tables)
     budget = float(cache.load_campaign(name, str(store), cache.store_version(store)).spec.params)
     c = st.columns(4)
@@ -103,7 +122,9 @@ def render() -> None:
         candidate_error_bars=cand_bars, log_x=log_x,
         title=f"{name}: {len(tables['candidates'])} candidates, {len(tables['trials'])} trials")
     st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"))
-    st.caption("Click a point (or drag a box) to inspect it; the legend toggles layers.")
+    st.caption("Every point is the campaign model's current prediction (trials too: their "
+               "proposal-time predictions are on the Campaigns page); observed losses are red "
+               "crosses. Click a point (or drag a box) to inspect it; the legend toggles layers.")
     pick = st.selectbox("Architecture", options, key=PICK_KEY,
                         format_func=lambda k: f"{k}: {lookup[k].get('label', '')}")
     _details(lookup[pick])

@@ -51,7 +51,8 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
                        "source": spec.source}
             return campaign.prior, f"campaign:{name}:{version}", context
         if kind == "default prior":
-            return cache.default_posterior(), "default", context
+            post = _default_prior()
+            return None if post is None else (post, "default", context)
         path = st.text_input("Posterior file (.nc)", key="sl_path")
         if not path:
             st.info("Enter the path of a posterior saved by `archopt fit --out`.")
@@ -61,6 +62,43 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
     except Exception as exc:  # noqa: BLE001 - shown to the user
         show_error(exc, f"Loading the {kind}")
         return None
+
+
+def _default_prior() -> Any:
+    """The package's default prior; when it is not fitted in this ``ARCHOPT_HOME`` yet, only
+    after the user asks for the fit (a minute of NUTS), with its progress shown."""
+    if cache.default_prior_cached() or st.session_state.get("sl_default_ready"):
+        return cache.default_posterior()
+    st.info("The default prior is not fitted in this ARCHOPT_HOME yet: NUTS on the bundled run "
+            "tables, about a minute on 2 cores, once (then cached for every page and campaign).")
+    if not st.button("Fit the default prior now", key="sl_fit_default", type="primary"):
+        return None
+    with st.status("Fitting the default scaling-law prior...", expanded=True) as status:
+        st.write("NUTS, 2 chains x (500 warm-up + 250 draws) on the bundled runs; the result "
+                 "is saved under ARCHOPT_HOME/posteriors/.")
+        post = cache.default_posterior()
+        status.update(label="Default prior fitted and cached", state="complete")
+    st.session_state["sl_default_ready"] = True
+    return post
+
+
+def _calibration_alert(post: Any, key: str, context: dict[str, Any]) -> None:
+    """A visible warning when the posterior's bands miss its own runs (binomial test)."""
+    from optim.campaign.insights import calibration_verdict
+    from surrogate.slices import band_coverage
+
+    source = context.get("source") if context.get("source") in post.sources else post.reference_source
+    try:
+        table = cache.run_predictions(post, key, source)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc, "Predicting the runs")
+        return
+    if table.empty:
+        return
+    cov, n = band_coverage(table), len(table)
+    verdict = calibration_verdict(n, round(cov["cov50"] * n), round(cov["cov90"] * n))
+    if verdict["off"]:
+        st.warning(f"Bands on the {source} runs: {verdict['message']}", icon=":material/rule:")
 
 
 def _diagnostics(post: Any) -> None:
@@ -169,9 +207,16 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
         st.subheader("Predictive calibration on the runs")
         table = observed.assign(group=src, label=observed["run"])
         st.plotly_chart(figures.calibration_figure(table), key="sl_calibration")
-        cov = band_coverage(table)
-        st.caption(f"{len(table)} runs of {src}: {cov['cov50']:.0%} inside the 50% band, "
-                   f"{cov['cov90']:.0%} inside the 90% band (in-sample when these runs were fitted).")
+        from optim.campaign.insights import calibration_verdict
+
+        cov, n = band_coverage(table), len(table)
+        verdict = calibration_verdict(n, round(cov["cov50"] * n), round(cov["cov90"] * n))
+        text = (f"{n} runs of {src}: {cov['cov50']:.0%} inside the 50% band, {cov['cov90']:.0%} "
+                f"inside the 90% band (in-sample when these runs were fitted).")
+        if verdict["off"]:
+            st.warning(f"{text} {verdict['message']}", icon=":material/rule:")
+        else:
+            st.caption(text)
 
 
 def _validation() -> None:
@@ -235,6 +280,7 @@ def render() -> None:
         return
     post, key, context = chosen
     _diagnostics(post)
+    _calibration_alert(post, key, context)
     tabs = st.tabs(["Coefficients", "Predicted loss", "Held-out validation"])
     with tabs[0]:
         _coefficients(post, key)

@@ -42,7 +42,9 @@ def render() -> None:
     default = ids.index("a100-40gb") if "a100-40gb" in ids else 0
     hw = col1.selectbox("Hardware", ids, index=default, format_func=lambda h: f"{h} ({names[h]})",
                         key="tp_hardware")
-    backend = col2.selectbox("Backend", list(BACKENDS), key="tp_backend")
+    backends = list(BACKENDS)
+    backend = col2.selectbox("Backend", backends, key="tp_backend",
+                             index=backends.index(_campaign_backend(backends)))
 
     try:
         cal = cache.calibration_table(hw, backend, version)
@@ -58,10 +60,43 @@ def render() -> None:
     c[2].metric("Per-layer overhead", f"{cal['layer_overhead_s'] * 1e3:.3g} ms")
     c[3].metric("Per-step overhead", f"{cal['step_overhead_s'] * 1e3:.3g} ms")
     c[4].metric("Uncertainty (log sd)", f"{cal['rel_sigma']:.3f}")
-    st.caption(f"{cal['n_points']} measurement(s); source: {cal['source']}")
+    fitted = "; ".join(cal.get("workloads") or []) or "no recorded workload"
+    st.caption(f"{cal['n_points']} measurement(s), fitted at: {fitted}; source: {cal['source']}")
+    _campaign_domain(hw, backend)
 
     _measurements(hw, backend, cal, table)
     _across_hardware(version)
+
+
+def _campaign_backend(backends: list[str]) -> str:
+    """The sidebar campaign's serving backend (the first backend without a campaign)."""
+    name = current_campaign()
+    if not name:
+        return backends[0]
+    try:
+        store = store_path()
+        backend = cache.load_campaign(name, str(store), cache.store_version(store)).spec.workload.backend
+    except Exception:  # noqa: BLE001 - the page shows the load error further down
+        return backends[0]
+    return backend if backend in backends else backends[0]
+
+
+def _campaign_domain(hw: str, backend: str) -> None:
+    """The sidebar campaign's calibration caveats, when it uses this (hardware, backend)."""
+    name = current_campaign()
+    if not name:
+        return
+    try:
+        store = store_path()
+        dom = cache.throughput_domain(name, str(store), cache.store_version(store))
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc, f"Loading campaign {name!r}")
+        return
+    if dom["pair"] != f"{hw}/{backend}":
+        return
+    for message in dom["warnings"]:
+        st.warning(f"Campaign {name} (workload {dom['campaign_workload']}): {message}",
+                   icon=":material/speed:")
 
 
 def _measurements(hw: str, backend: str, cal: dict, table: pd.DataFrame) -> None:
