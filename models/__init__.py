@@ -4,10 +4,10 @@ Measurement (torch, transformers, vLLM, the SQLite cache) lives in :mod:`models.
 imported explicitly.
 """
 
-from .errors import ArchoptError
 from .arch import DTYPE_BYTES, SHAPE_FIELDS, Arch, ArchError
-from .parametrize import SearchSpace, budget_bounds, build_arch, enumerate_archs
+from .errors import ArchoptError
 from .hardware import Hardware, HardwareError, get_hardware, hardware_for_device, list_hardware
+from .parametrize import SearchSpace, budget_bounds, build_arch, enumerate_archs
 from .throughput import (
     BACKENDS,
     DEFAULT_BACKEND,

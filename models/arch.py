@@ -266,16 +266,18 @@ class Arch:
             ArchError: unreadable file, missing key or invalid size (one line, names the key).
         """
         where = "config"
-        if not isinstance(config, Mapping):
+        if isinstance(config, Mapping):
+            parsed: Mapping[str, Any] = config
+        else:
             where = f"config {config}"
-            config = read_json(Path(config), what="config file", max_bytes=HF_CONFIG_MAX_BYTES,
+            parsed = read_json(Path(config), what="config file", max_bytes=HF_CONFIG_MAX_BYTES,
                                error=ArchError)
         missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                               "intermediate_size", "vocab_size") if k not in config]
+                               "intermediate_size", "vocab_size") if k not in parsed]
         if missing:
             raise ArchError(f"{where} is missing {missing[0]!r}")
-        d, heads = config["hidden_size"], config["num_attention_heads"]
-        head_dim = config.get("head_dim")
+        d, heads = parsed["hidden_size"], parsed["num_attention_heads"]
+        head_dim = parsed.get("head_dim")
         if head_dim is None:
             if (isinstance(d, int) and isinstance(heads, int) and not isinstance(d, bool)
                     and not isinstance(heads, bool) and heads > 0 and d % heads == 0):
@@ -283,12 +285,12 @@ class Arch:
             else:
                 raise ArchError(f"{where}: hidden_size ({d!r}) is not a multiple of "
                                 f"num_attention_heads ({heads!r}); give head_dim")
-        kv_heads = config.get("num_key_value_heads")
-        tie = config.get("tie_word_embeddings")
+        kv_heads = parsed.get("num_key_value_heads")
+        tie = parsed.get("tie_word_embeddings")
         try:
-            return cls(d_model=d, n_layers=config["num_hidden_layers"], n_heads=heads,
+            return cls(d_model=d, n_layers=parsed["num_hidden_layers"], n_heads=heads,
                        n_kv_heads=heads if kv_heads is None else kv_heads, head_dim=head_dim,
-                       ffn_dim=config["intermediate_size"], vocab_size=config["vocab_size"],
+                       ffn_dim=parsed["intermediate_size"], vocab_size=parsed["vocab_size"],
                        tie_embeddings=False if tie is None else tie)
         except ArchError as exc:
             raise ArchError(f"{where}: {exc}") from None

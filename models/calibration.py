@@ -265,7 +265,8 @@ def default_calibration(hardware_id: str, backend: str) -> Calibration:
     """The prior medians of :data:`PRIOR_RANGES` for an uncalibrated pair."""
     if backend not in BACKENDS:
         raise CalibrationError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    return Calibration(hardware_id, backend, **prior_median(backend, device_kind(hardware_id)))
+    constants: dict[str, Any] = prior_median(backend, device_kind(hardware_id))
+    return Calibration(hardware_id, backend, **constants)
 
 
 def _read_calibrations(path: Path) -> dict[tuple[str, str], Calibration]:

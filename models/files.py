@@ -128,6 +128,11 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+# How a message names a JSON value's Python type (anything else is "a number").
+_JSON_KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string",
+                                bool: "a boolean", type(None): "null"}
+
+
 def parse_json(text: str, *, where: str, top: type | tuple[type, ...] = dict,
                max_depth: int = JSON_MAX_DEPTH, error: type[ArchoptError] = ArchoptError) -> Any:
     """Strict JSON: finite numbers only, at most ``max_depth`` levels, top level of type ``top``.
@@ -154,9 +159,8 @@ def parse_json(text: str, *, where: str, top: type | tuple[type, ...] = dict,
         raise error(f"{where} nests deeper than {max_depth} levels")
     tops = top if isinstance(top, tuple) else (top,)
     if not isinstance(value, tops):
-        names = " or ".join({dict: "an object", list: "a list"}.get(t, t.__name__) for t in tops)
-        got = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-               type(None): "null"}.get(type(value), "a number")
+        names = " or ".join(_JSON_KINDS.get(t, t.__name__) for t in tops)
+        got = _JSON_KINDS.get(type(value), "a number")
         raise error(f"{where}: expected {names} at the top level, got {got}")
     return value
 

@@ -244,12 +244,12 @@ def _all_profiles(path: str | Path | None, wanted: str | None = None) -> dict[st
         warnings.warn(f"{exc}; ignoring that file and using the built-in profile {wanted!r}",
                       stacklevel=3)
         return profiles
-    for entry_id, exc in problems:
+    for entry_id, problem in problems:
         # An entry without a readable id might be the wanted one: only then is it fatal.
         if entry_id == wanted or (entry_id is None and wanted not in valid
                                   and wanted not in BUILTIN_HARDWARE):
-            raise exc
-        warnings.warn(f"{exc}; that entry is skipped", stacklevel=3)
+            raise problem
+        warnings.warn(f"{problem}; that entry is skipped", stacklevel=3)
     profiles.update(valid)
     return profiles
 

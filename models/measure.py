@@ -46,8 +46,14 @@ from typing import Any
 from .arch import Arch
 from .errors import ArchoptError
 from .hardware import get_hardware, hardware_for_device
-from .measurements import (MEASUREMENT_DB, Measurement, MeasurementCache, MeasurementCacheError,
-                           default_cache_path, library_versions)
+from .measurements import (
+    MEASUREMENT_DB,
+    Measurement,
+    MeasurementCache,
+    MeasurementCacheError,
+    default_cache_path,
+    library_versions,
+)
 from .throughput import BACKENDS, Workload, WorkloadError, memory_bytes
 
 __all__ = ["Measurement", "MeasurementCache", "MeasurementCacheError", "MeasurementUnavailable", "measure",
@@ -191,7 +197,7 @@ def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Tim
             start, cpu_start = time.perf_counter(), time.process_time()
             total = run(wl.output_len, clock)
             cpu_total = time.process_time() - cpu_start
-            if clock.first_token_at is None:
+            if clock.first_token_at is None or clock.first_token_cpu is None:
                 raise RuntimeError("the streamer never saw a generated token")
             timings.totals.append(total)
             timings.ttfts.append(clock.first_token_at - start)
@@ -255,7 +261,7 @@ def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int 
         gen = torch.Generator().manual_seed(0)
         prompts = [{"prompt_token_ids": torch.randint(0, arch.vocab_size, (wl.input_len,),
                                                       generator=gen).tolist()}
-                   for _ in range(wl.num_requests)]
+                   for _ in range(wl.n_requests)]
 
         def run(n_new: int) -> float:
             params = SamplingParams(max_tokens=n_new, min_tokens=n_new, ignore_eos=True,
@@ -264,7 +270,7 @@ def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int 
             outs = llm.generate(prompts, params, use_tqdm=False)
             elapsed = time.perf_counter() - start
             got = [len(o.outputs[0].token_ids) for o in outs]
-            if got != [n_new] * wl.num_requests:
+            if got != [n_new] * wl.n_requests:
                 raise RuntimeError(f"vllm generated {got} tokens, expected {n_new} each")
             return elapsed
 
@@ -336,7 +342,7 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         if hit is not None:
             return hit
 
-    base = dict(arch=arch, hardware_id=hardware_id, backend=wl.backend, batch_size=wl.batch_size,
+    base: dict[str, Any] = dict(arch=arch, hardware_id=hardware_id, backend=wl.backend, batch_size=wl.batch_size,
                 input_len=wl.input_len, output_len=wl.output_len, dtype=wl.dtype,
                 num_requests=wl.num_requests, tp=wl.tp,
                 gpu_memory_utilization=wl.gpu_memory_utilization,
@@ -357,7 +363,7 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         cache.put(result)
         return result
 
-    tokens = wl.num_requests * wl.output_len
+    tokens = wl.n_requests * wl.output_len
     rates = [tokens / t for t in timings.totals]
     # hf: per-batch time to first token; vllm: only the prefill-only run's total is known.
     firsts = timings.ttfts or timings.prefill_totals
@@ -372,7 +378,7 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         peak_mem_bytes=timings.peak_mem_bytes, repeats=repeats, times_s=tuple(timings.totals),
         cpu_times_s=tuple(timings.cpu_totals),
         cpu_ttft_s=statistics.median(timings.cpu_ttfts) if timings.cpu_ttfts else None,
-        request_throughput=wl.num_requests / total,
+        request_throughput=wl.n_requests / total,
         prefill_s=statistics.median(timings.prefill_totals) if timings.prefill_totals else None,
         peak_mem_source=timings.peak_mem_source or ("torch.cuda.max_memory_allocated"
                                                     if torch_device.startswith("cuda") else "peak RSS"),

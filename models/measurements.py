@@ -151,6 +151,8 @@ class Measurement:
         """The measurement as a prediction with ``source="measured"`` (ok measurements only)."""
         if not self.ok:
             raise ArchoptError(f"measurement failed: {self.reason}")
+        if self.tokens_per_s is None or self.total_s is None:
+            raise ArchoptError("an ok measurement needs tokens_per_s and total_s")
         nan = float("nan")
         tps = float(self.tokens_per_s)
         spread = float(self.tokens_per_s_spread or 0.0)
@@ -160,7 +162,7 @@ class Measurement:
             total_s=float(self.total_s), memory_bytes=float(self.peak_mem_bytes or nan),
             fits_in_memory=True, source="measured", rel_sigma=0.5 * spread / tps,
             request_throughput=(float(self.request_throughput) if self.request_throughput
-                                else self.workload.num_requests / float(self.total_s)),
+                                else self.workload.n_requests / float(self.total_s)),
             tpot_s=nan if self.decode_s_per_token is None else float(self.decode_s_per_token),
             servable=True, backend=self.backend,
             tokens_per_s_q05=tps - spread / 2, tokens_per_s_q95=tps + spread / 2)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal, Sequence
 
 from .arch import DEFAULT_VOCAB_SIZE, Arch, ArchError
 
@@ -65,9 +65,9 @@ class SearchSpace:
             raise ArchError("ffn_per_shape must be 'nearest' or 'all'")
 
     @classmethod
-    def unconstrained(cls, **overrides) -> "SearchSpace":
+    def unconstrained(cls, **overrides: Any) -> "SearchSpace":
         """Same grid, no shape-range filters (used by :func:`build_arch`)."""
-        wide = dict(r_range=(1e-9, 1e9), d_over_sqrt_n_range=(1e-9, 1e9),
+        wide: dict[str, Any] = dict(r_range=(1e-9, 1e9), d_over_sqrt_n_range=(1e-9, 1e9),
                     aspect_range=(1e-9, 1e9), n_layers_range=(1, 100_000),
                     d_model_range=(1, 10_000_000))
         wide.update(overrides)
@@ -125,6 +125,7 @@ def _iter_archs(target: float, band: float, space: SearchSpace, vocab_size: int,
                     f_hi = (rest_hi // per_ffn) // fm * fm
                     if f_hi < f_lo:
                         continue
+                    ffns: Sequence[int]
                     if space.ffn_per_shape == "nearest":
                         f_mid = (centre - d - n_layers * fixed_per_layer) / per_ffn
                         f = min(max(round(f_mid / fm) * fm, f_lo), f_hi)

@@ -131,7 +131,7 @@ def serving_memory(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     blocks = np.floor(np.maximum(budget, 0.0) / block)
     seq_blocks = math.ceil((wl.input_len + wl.output_len) / KV_BLOCK_TOKENS)
     max_seqs = np.floor(blocks / seq_blocks)
-    conc = np.maximum(np.minimum(min(wl.batch_size, wl.num_requests), max_seqs), 1.0)
+    conc = np.maximum(np.minimum(min(wl.batch_size, wl.n_requests), max_seqs), 1.0)
     return {"activation_bytes": np.broadcast_to(act, np.shape(budget)), "kv_budget_bytes": budget,
             "kv_tokens": KV_BLOCK_TOKENS * blocks, "max_seqs": max_seqs, "concurrency": conc,
             "fits": max_seqs >= 1,
@@ -166,7 +166,7 @@ def serving_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     lay = tp_layout(q, wl.tp)
     mem = serving_memory(q, wl, hw, c["runtime_memory_bytes"], lay)
     T = float(wl.max_batched_tokens or default_max_batched_tokens(hw))
-    I, O, R, tp = float(wl.input_len), float(wl.output_len), float(wl.num_requests), wl.tp
+    n_in, n_out, R, tp = float(wl.input_len), float(wl.output_len), float(wl.n_requests), wl.tp
     L, b, d = q["n_layers"], q["dtype_bytes"], q["d_model"]
     flops = c["flops_efficiency"] * hw.peak_flops
     bw = c["bandwidth_efficiency"] * hw.mem_bandwidth
@@ -179,7 +179,7 @@ def serving_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
         dense = np.maximum(W / bw, (tokens * f_layer + logits * f_head) / flops)
         kv_read = decode_seqs * decode_ctx
         attn = (np.maximum(kv_read * kvb / bw, kv_read * a / flops)
-                + prefill_tokens * (I - 1) / 2 * a / flops + tokens * kvb / bw)  # + KV writes
+                + prefill_tokens * (n_in - 1) / 2 * a / flops + tokens * kvb / bw)  # + KV writes
         comm = 0.0 if tp == 1 else 2 * L * (c["allreduce_latency_s"]
                                             + 2 * (tp - 1) / tp * tokens * d * b / link)
         device = dense + attn + comm + tokens * L * c["token_layer_s"]
@@ -187,15 +187,15 @@ def serving_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
 
     def wave(s):
         """Seconds of a wave of ``s`` sequences, its mean TTFT and mean TPOT (arrays)."""
-        n_a = np.ceil(s * I / T)
-        m = np.minimum(O - 1, (n_a - 1) / 2)  # decode tokens per sequence inside the burst
+        n_a = np.ceil(s * n_in / T)
+        m = np.minimum(n_out - 1, (n_a - 1) / 2)  # decode tokens per sequence inside the burst
         d_a = s * m / n_a  # per burst step
-        step_a = step(s * I / n_a + d_a, s / n_a + d_a, s * I / n_a, d_a, I + (m + 1) / 2)
-        s_d = s * (O - 1 - m) / max(O - 1, 1)  # mean batch of the decode steps
-        step_d = step(s_d, s_d, 0.0, s_d, I + (m + O) / 2)
-        time = n_a * step_a + (O - 1) * step_d
+        step_a = step(s * n_in / n_a + d_a, s / n_a + d_a, s * n_in / n_a, d_a, n_in + (m + 1) / 2)
+        s_d = s * (n_out - 1 - m) / max(n_out - 1, 1)  # mean batch of the decode steps
+        step_d = step(s_d, s_d, 0.0, s_d, n_in + (m + n_out) / 2)
+        time = n_a * step_a + (n_out - 1) * step_d
         ttft = step_a * (n_a + 1) / 2
-        tpot = (m * step_a + (O - 1 - m) * step_d) / max(O - 1, 1)
+        tpot = (m * step_a + (n_out - 1 - m) * step_d) / max(n_out - 1, 1)
         return time, ttft, tpot
 
     conc = mem["concurrency"]
@@ -208,9 +208,9 @@ def serving_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     ttft = (full * conc * ttft_full + np.where(has_rest, rest * ttft_rest, 0.0)) / R
     tpot = (full * conc * tpot_full + np.where(has_rest, rest * tpot_rest, 0.0)) / R
     # Requests in flight beyond what the KV cache holds wait in the server's queue (Little).
-    in_flight = min(wl.batch_size, wl.num_requests)
+    in_flight = min(wl.batch_size, wl.n_requests)
     ttft = ttft + t_full * np.maximum(in_flight - conc, 0.0) / conc
-    if O <= 1:
+    if n_out <= 1:
         tpot = np.zeros_like(tpot)
     return {"total_s": total, "ttft_s": ttft, "tpot_s": tpot, "concurrency": conc,
             "kv_tokens": mem["kv_tokens"], "memory_bytes": mem["memory_bytes"], "fits": mem["fits"],
@@ -229,12 +229,12 @@ def roofline_bound(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware) -> d
     Returns:
         ``min_total_s`` and ``max_tokens_per_s`` (output tokens).
     """
-    tp, I, O, R = wl.tp, float(wl.input_len), float(wl.output_len), float(wl.num_requests)
+    tp, n_in, n_out, R = wl.tp, float(wl.input_len), float(wl.output_len), float(wl.n_requests)
     layer_flops = q["flops0"] - q["head_flops"]
     a = q["flops_per_ctx"]
-    flops = R * (I * layer_flops + I * (I - 1) / 2 * a + (O - 1) * layer_flops
-                 + (O - 1) * (I + O / 2 - 1) * a + O * q["head_flops"])
-    steps = math.ceil(R / min(wl.batch_size, R)) * (O - 1)
-    bytes_ = steps * q["weight_bytes"] + R * (O - 1) * (I + O / 2 - 1) * q["kv_bytes"]
+    flops = R * (n_in * layer_flops + n_in * (n_in - 1) / 2 * a + (n_out - 1) * layer_flops
+                 + (n_out - 1) * (n_in + n_out / 2 - 1) * a + n_out * q["head_flops"])
+    steps = math.ceil(R / min(wl.batch_size, R)) * (n_out - 1)
+    bytes_ = steps * q["weight_bytes"] + R * (n_out - 1) * (n_in + n_out / 2 - 1) * q["kv_bytes"]
     t_min = np.maximum(flops / (tp * hw.peak_flops), bytes_ / (tp * hw.mem_bandwidth))
-    return {"min_total_s": t_min, "max_tokens_per_s": R * O / t_min}
+    return {"min_total_s": t_min, "max_tokens_per_s": R * n_out / t_min}

@@ -20,10 +20,21 @@ import numpy as np
 
 from .arch import Arch
 from .backends import run_times
-from .calibration import (BACKEND_CONSTANTS, BUNDLED_CALIBRATIONS, CONSTANT_NAMES, PRIOR_RANGES,
-                          STRUCTURAL_SIGMA, USER_CALIBRATION_FILE, Calibration, CalibrationError,
-                          TimingRecord, calibrate, default_calibration, load_calibration,
-                          save_calibration)
+from .calibration import (
+    BACKEND_CONSTANTS,
+    BUNDLED_CALIBRATIONS,
+    CONSTANT_NAMES,
+    PRIOR_RANGES,
+    STRUCTURAL_SIGMA,
+    USER_CALIBRATION_FILE,
+    Calibration,
+    CalibrationError,
+    TimingRecord,
+    calibrate,
+    default_calibration,
+    load_calibration,
+    save_calibration,
+)
 from .hardware import Hardware, get_hardware
 from .roofline import arch_arrays, hf_memory_bytes
 from .serving import roofline_bound
@@ -47,7 +58,7 @@ def memory_bytes(arch: Arch, workload: Workload) -> float:
     """Weights plus the full KV cache of one batch (every sequence at ``input_len +
     output_len``), bytes on one device: what HF ``generate`` holds."""
     return float(hf_memory_bytes(arch.weight_bytes(workload.dtype), arch.kv_bytes_per_token(workload.dtype),
-                                 min(workload.batch_size, workload.num_requests), workload.input_len,
+                                 min(workload.batch_size, workload.n_requests), workload.input_len,
                                  workload.output_len))
 
 
@@ -135,7 +146,7 @@ def predict_throughput_many(archs: Sequence[Arch], hardware: Hardware | str,
     n = len(archs)
     run = run_times(arch_arrays(archs, wl.dtype), wl, hw, cal.constants)
     total = np.asarray(run["total_s"], dtype=float)
-    tps = wl.num_requests * wl.output_len / total
+    tps = wl.n_requests * wl.output_len / total
     if n_draws and n:
         draws = throughput_draws(archs, hw, wl, cal, n_draws=n_draws, seed=seed)
         rel = np.log(draws.tokens_per_s).std(axis=0, ddof=1)
@@ -150,7 +161,7 @@ def predict_throughput_many(archs: Sequence[Arch], hardware: Hardware | str,
         "memory_bytes": np.asarray(run["memory_bytes"], dtype=float),
         "fits_in_memory": np.asarray(run["fits"], dtype=bool),
         "source": np.full(n, "model"), "rel_sigma": rel,
-        "request_throughput": wl.num_requests / total,
+        "request_throughput": wl.n_requests / total,
         "tpot_s": np.asarray(run["tpot_s"], dtype=float),
         "concurrency": np.asarray(run["concurrency"], dtype=float),
         "kv_cache_tokens": np.asarray(run["kv_tokens"], dtype=float),
@@ -171,9 +182,10 @@ def predict_throughput(arch: Arch, hardware: Hardware | str, workload: Workload 
     out = predict_throughput_many([arch], hardware, workload, calibration, n_draws=n_draws, seed=seed)
     values = {key: value[0].item() if isinstance(value[0], np.generic) else value[0]
               for key, value in out.items()}
-    return ThroughputPrediction(**{k: (bool(v) if k in ("fits_in_memory", "servable", "shardable") else
-                                       str(v) if k in ("source", "backend", "unservable_reason") else
-                                       float(v)) for k, v in values.items()})
+    typed: dict[str, Any] = {k: (bool(v) if k in ("fits_in_memory", "servable", "shardable") else
+                                 str(v) if k in ("source", "backend", "unservable_reason") else
+                                 float(v)) for k, v in values.items()}
+    return ThroughputPrediction(**typed)
 
 
 def predict_bound(archs: Sequence[Arch], hardware: Hardware | str,

@@ -164,7 +164,7 @@ def throughput_draws(archs: Sequence[Arch], hardware: Hardware | str, workload: 
     consts = constant_draws(cal, n_draws, rng)
     run = run_times(arch_arrays(archs, workload.dtype), workload, hw, consts)
     sigma = structural_sigma(cal, workload)
-    log_model = (np.log(workload.num_requests * workload.output_len)
+    log_model = (np.log(workload.n_requests * workload.output_len)
                  - np.log(np.broadcast_to(run["total_s"], (n_draws, n))))
     # The per-shape error of each arch comes from a stream of its own (seeded by the seed and
     # the shape), so an arch's draws do not depend on which other archs are evaluated with it.

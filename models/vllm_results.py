@@ -63,7 +63,7 @@ def detect_schema(data: Mapping[str, Any], where: str) -> str:
         VllmResultError: neither (naming the keys found), or one with fields missing.
     """
     scores = {name: sum(k in data for k in keys) for name, keys in SCHEMAS.items()}
-    best = max(scores, key=scores.get)
+    best = max(scores, key=lambda name: scores[name])
     if scores[best] == 0:
         found = ", ".join(sorted(data)[:6]) or "none"
         raise VllmResultError(

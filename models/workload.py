@@ -151,6 +151,13 @@ class Workload:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @property
+    def n_requests(self) -> int:
+        """``num_requests`` as resolved by ``__post_init__`` (never ``None`` after it)."""
+        if self.num_requests is None:  # unreachable: __post_init__ fills the default
+            raise WorkloadError("num_requests was not resolved")
+        return self.num_requests
+
     def same_run(self, other: "Workload") -> bool:
         """Whether ``other`` describes the same run (every field but the backend)."""
         return all(getattr(self, f.name) == getattr(other, f.name)
