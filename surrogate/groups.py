@@ -38,9 +38,11 @@ def size_groups(sizes: np.ndarray, keys: np.ndarray | None = None,
     for key in sorted(set(keys.tolist()), key=str):
         m = keys == key
         gid: dict[float, int] = {}
-        n_groups, first, prev = 0, None, None
+        n_groups = 0
+        first: float | None = None
+        prev: float | None = None
         for v in np.unique(sizes[m]):
-            if prev is None or v > prev * (1.0 + rel) or v > first * max_span:
+            if first is None or prev is None or v > prev * (1.0 + rel) or v > first * max_span:
                 n_groups, first = n_groups + 1, v
             gid[v] = next_id + n_groups - 1
             prev = v

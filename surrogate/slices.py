@@ -64,19 +64,21 @@ def law_sweep(posterior: Any, knob: str, *, n_params: float, tokens: float,
               "non_embedding_params": (n_params / 10, n_params * 5),
               "tokens": (tokens / 10, tokens * 10)}
     archs, toks = [], []
+    dx: float | None  # d/sqrt(N) of the shape, or None when the aspect ratio fixes it
+    aspect: float | None
     for value in np.geomspace(*ranges[knob], n_points):
         value = float(value)
-        n, x, aspect, rr = n_params, d_over_sqrt_n, None, r
+        n, dx, aspect, rr = n_params, d_over_sqrt_n, None, r
         if knob == "d_over_sqrt_n":
-            x = value
+            dx = value
         elif knob == "mlp_attn_ratio":
             rr = value
         elif knob == "aspect_ratio":
-            x, aspect = None, value
+            dx, aspect = None, value
         elif knob == "non_embedding_params":
             n = value
         try:
-            archs.append(_nearest_arch(float(n), x, aspect, float(rr), *common))
+            archs.append(_nearest_arch(float(n), dx, aspect, float(rr), *common))
         except ArchError:  # no grid shape there (e.g. too few layers for that aspect ratio)
             continue
         toks.append(value if knob == "tokens" else tokens)

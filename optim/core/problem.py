@@ -57,7 +57,6 @@ from models.arch import DEFAULT_VOCAB_SIZE, Arch
 from models.errors import ArchoptError
 from models.parametrize import SearchSpace, budget_bounds, enumerate_archs
 from models.throughput import Workload
-
 from surrogate.gp import ResidualHyper
 from surrogate.protocols import LawPrior
 
@@ -95,7 +94,8 @@ def _space_from(value: Any) -> SearchSpace:
     if isinstance(value, SearchSpace):
         return value
     if isinstance(value, Mapping):
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in value.items()}
         return SearchSpace(**kwargs)
     raise ProblemError(f"space must be a SearchSpace or a mapping, got {type(value).__name__}")
 
@@ -290,16 +290,16 @@ class Problem:
     law_samples: np.ndarray | None
     residual_hyper: ResidualHyper
     n_grid: int
-    feature_bounds: np.ndarray = field(repr=False, default=None)
-    throughput_draws: np.ndarray = field(repr=False, default=None)
-    throughput_q05: np.ndarray = field(repr=False, default=None)
-    throughput_q95: np.ndarray = field(repr=False, default=None)
-    throughput_log_common: np.ndarray = field(repr=False, default=None)
+    feature_bounds: np.ndarray = field(repr=False)
+    throughput_draws: np.ndarray = field(repr=False)
+    throughput_q05: np.ndarray = field(repr=False)
+    throughput_q95: np.ndarray = field(repr=False)
+    throughput_log_common: np.ndarray = field(repr=False)
+    servable: np.ndarray = field(repr=False)
+    unservable_reason: np.ndarray = field(repr=False)
     throughput_common_sigma: float = 0.0
     throughput_backend: str = ""
     throughput_warnings: tuple[str, ...] = ()
-    servable: np.ndarray = field(repr=False, default=None)
-    unservable_reason: np.ndarray = field(repr=False, default=None)
     _index: dict[Arch, int] = field(repr=False, default_factory=dict)
 
     # ---- construction --------------------------------------------------------------------
@@ -500,7 +500,7 @@ def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None, *,
     rel = d.shape_sigma.copy()
     src = np.full(len(archs), "model", dtype=object)
     reason = np.asarray(point["unservable_reason"], dtype=object)
-    out = dict(draws=draws, rel=rel, log_common=d.log_common, source=src,
+    out: dict[str, Any] = dict(draws=draws, rel=rel, log_common=d.log_common, source=src,
                fits=np.asarray(point["fits_in_memory"], dtype=bool),
                shape_ok=np.asarray(point["shardable"], dtype=bool),
                memory=np.asarray(point["memory_bytes"], dtype=np.float64), reason=reason,
