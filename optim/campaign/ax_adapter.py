@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from models.arch import Arch
-
 from optim.core.problem import CampaignSpec
 
 __all__ = ["AX_PARAMETERS", "AX_BOUNDS", "LOSS_METRIC", "THROUGHPUT_METRIC", "AxCampaign",

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from models.arch import Arch
-
 from optim.core.problem import CampaignSpec
 
 from .campaign import Campaign, as_store, delete_campaign

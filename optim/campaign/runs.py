@@ -11,7 +11,6 @@ import pandas as pd
 
 from models.arch import Arch
 from models.errors import ArchoptError
-
 from optim.core.problem import CampaignSpec
 
 from .ax_adapter import TrialRecord

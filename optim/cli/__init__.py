@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import click
 
     # typer 0.29 vendors click; its exceptions derive from the public typer.TyperException.
-    click_errors: tuple[type, ...] = (click.exceptions.ClickException,
+    click_errors: tuple[type[BaseException], ...] = (click.exceptions.ClickException,
                                       getattr(typer, "TyperException", click.ClickException))
     warnings.formatwarning = _one_line_warning
     try:

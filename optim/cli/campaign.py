@@ -110,7 +110,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create a campaign (fits or loads the scaling-law prior)."""
         from models.throughput import Workload
-
         from optim.campaign import Campaign, CampaignSpec
 
         spec = CampaignSpec(name=name, params=params, tokens=tokens, hardware=hardware, band=band,
@@ -184,8 +183,10 @@ def register(app: typer.Typer) -> None:
         camp = Campaign.load(name, store)
         if runs is not None:
             out = camp.observe_runs(runs, force=force)
-        else:
+        elif trial is not None and loss is not None:
             out = [camp.observe(trial, loss, force=force)]
+        else:  # ruled out above
+            raise CampaignError("give either TRIAL --loss X or --runs FILE.csv")
         if json_out:
             _echo_json(out)
         else:

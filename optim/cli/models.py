@@ -98,12 +98,13 @@ def arch_from_options(*, d_model: int | None = None, n_layers: int | None = None
         return Arch.from_hf_config(Path(hf_config))
     missing = [name for name in ("d_model", "n_layers", "n_heads", "ffn_dim", "vocab_size")
                if flags[name] is None]
-    if missing:
+    if (missing or d_model is None or n_layers is None or n_heads is None or ffn_dim is None
+            or vocab_size is None):
         raise ArchError("missing shape flag(s) " + ", ".join("--" + m.replace("_", "-") for m in missing)
                         + " (or give --hf-config)")
-    for name in ("d_model", "n_heads"):
-        if flags[name] <= 0:
-            raise ArchError(f"{name} must be positive, got {flags[name]}")
+    for name, size in (("d_model", d_model), ("n_heads", n_heads)):
+        if size <= 0:
+            raise ArchError(f"{name} must be positive, got {size}")
     if head_dim is None:
         if d_model % n_heads:
             raise ArchError(f"d_model ({d_model}) is not divisible by n_heads ({n_heads}); give --head-dim")
