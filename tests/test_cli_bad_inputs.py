@@ -264,9 +264,6 @@ def _create(**opts: str) -> list[str]:
 
 #: Open: ``archopt pareto`` (optim/cli/campaign.py) calls ``warn_throughput()`` before
 #: ``--export`` is written, so a refused export prints the calibration warning and the error.
-EXPORT_WARNS_FIRST = ("issue 10 finding 5: a refused `pareto --export` prints the throughput "
-                      "calibration warning before its error (2 stderr lines)")
-
 CASES: list[Case] = [
     # observe TRIAL --loss X
     Case("observe-loss-nan", ["observe", "small", "1", "--loss", "nan", *S]),
@@ -355,12 +352,11 @@ CASES: list[Case] = [
     Case("store-read-only-observe", ["observe", "small", "1", "--loss", "3.0", *S],
          lambda ctx: ctx.store.chmod(0o444)),
     Case("pareto-export-onto-a-file", ["pareto", "small", "--export", "{tmp}/afile", *S],
-         regular_file("afile"), xfail=EXPORT_WARNS_FIRST),
+         regular_file("afile")),
     Case("pareto-export-read-only-folder", ["pareto", "small", "--export", "{tmp}/ro", *S],
-         read_only_export, xfail=EXPORT_WARNS_FIRST),
+         read_only_export),
     Case("pareto-export-symlinked-config-folder",
-         ["pareto", "small", "--export", "{tmp}/export", *S], symlinked_config_folder,
-         xfail=EXPORT_WARNS_FIRST),
+         ["pareto", "small", "--export", "{tmp}/export", *S], symlinked_config_folder),
     # ARCHOPT_HOME and its files
     Case("measurements-corrupt-status", ["status", "small", *S],
          home_file("measurements.sqlite", b"garbage" * 500)),

@@ -236,7 +236,6 @@ def register(app: typer.Typer) -> None:
 
         camp = Campaign.load(name, store)
         rows = camp.pareto()
-        camp.problem.warn_throughput()
         if export is not None:
             written = camp.export(export)
         if json_out:
@@ -248,6 +247,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"wrote {len(rows)} configs and pareto.csv/json to {export}")
         elif export is not None:
             typer.echo(f"wrote {len(written)} files to {export}", err=True)
+        camp.problem.warn_throughput()  # after success only: an error stays one line
 
     @app.command("run")
     def run(
