@@ -262,8 +262,6 @@ def _create(**opts: str) -> list[str]:
     return out + S
 
 
-#: Open: ``archopt pareto`` (optim/cli/campaign.py) calls ``warn_throughput()`` before
-#: ``--export`` is written, so a refused export prints the calibration warning and the error.
 CASES: list[Case] = [
     # observe TRIAL --loss X
     Case("observe-loss-nan", ["observe", "small", "1", "--loss", "nan", *S]),
