@@ -148,7 +148,7 @@ def test_band_check_flags_a_run_that_contradicts_the_others(problem):
     assert sum(r["outside"] for r in rows) <= 2
     status = prior_status(problem, idx, y, labels=[f"trial {j}" for j in range(8)])
     assert 0.0 <= status["prior_weight"] <= 1.0
-    assert any(w.startswith("trial 3: observed loss") and "above its 90% band" in w
+    assert any(w.startswith("trial 3: observed loss") and "above the prior's 90% band" in w
                for w in status["warnings"])
     with pytest.warns(PriorBandWarning, match="trial 3"):
         assert warn_if_outside_band(problem, idx, y, 3, "trial 3")

@@ -36,7 +36,7 @@ from optim.core.problem import LOSS_NOISE_SD, CampaignSpec, Problem
 from .ax_adapter import (AX_PARAMETERS, LOSS_METRIC, THROUGHPUT_METRIC, AxCampaign, AxError,
                          TrialRecord, ax_session, delete_ax_experiment)
 from .errors import CampaignError
-from .rows import PROPOSAL_FIELDS, candidate_row, jsonable, trial_row
+from .rows import PRIOR_FIELDS, PROPOSAL_FIELDS, candidate_row, jsonable, trial_row
 from .runs import check_runs_belong, checked_loss, load_table, plan_runs
 from .store import CampaignStore, Snapshot, StoreError
 
@@ -216,9 +216,11 @@ class Campaign:
 
         Returns:
             One dict per proposal with :data:`PROPOSAL_FIELDS` (plus throughput band, source,
-            label, strategy).
+            label, strategy) and :data:`PRIOR_FIELDS` (the law prior's current weight and LOO
+            rank correlation, :func:`optim.core.weighting.prior_status`).
         """
         from optim.core.strategies import STRATEGIES
+        from optim.core.weighting import prior_status
 
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise CampaignError(f"k must be a positive integer, got {k!r}")
@@ -243,6 +245,7 @@ class Campaign:
                 for arr, own in zip(values, (batch.pred_loss_mean, batch.pred_loss_q05,
                                              batch.pred_loss_q95)):
                     arr[batch.indices] = own
+            prior = prior_status(problem, idx, loss)
             with self._session() as s:
                 if _trial_state(s.records) != _trial_state(records):
                     records = s.records  # another process changed the trials: redo
@@ -254,6 +257,7 @@ class Campaign:
                     row = candidate_row(problem, int(i), values, trial=trial,
                                         ehvi=float(batch.ehvi[j]))
                     row["strategy"] = strategy
+                    row.update({f: jsonable(prior[f]) for f in PRIOR_FIELDS})
                     rows.append(row)
                 now = time.time()
                 payloads = {r["trial"]: {"kind": "proposed", "created_at": now, "proposal": r}
@@ -277,8 +281,12 @@ class Campaign:
         """Record the final loss of a trained trial.
 
         A second result for the same trial is refused unless ``force`` (which replaces it); a
-        loss outside the plausible range is refused unless ``force``.
+        loss outside the plausible range is refused unless ``force``. A loss outside the 90%
+        band the law prior predicts for the trial from the other runs is recorded and warned
+        about (:class:`optim.core.weighting.PriorBandWarning`).
         """
+        from optim.core.weighting import warn_if_outside_band
+
         value = checked_loss(loss, force=force)
         if isinstance(trial, bool) or not isinstance(trial, (int, np.integer)):
             raise CampaignError(f"trial must be an integer, got {trial!r}")
@@ -299,6 +307,10 @@ class Campaign:
             payload = _updated(s.meta.get(trial), {"observed_at": time.time(), "run": run})
             s.snapshot.put_trial_meta(self.name, {trial: payload})
             self._records = s.ax.records({**s.meta, trial: payload})
+        problem = self._problem_for(self._records)
+        idx, loss, _ = self._observations(problem, self._records)
+        order = [r.trial for r in self._records if r.status == "observed"]
+        warn_if_outside_band(problem, idx, loss, order.index(trial), f"trial {trial}")
         return self._trial_dict(next(r for r in self._records if r.trial == trial))
 
     def observe_runs(self, runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False
@@ -432,7 +444,11 @@ class Campaign:
         return pd.DataFrame(rows)
 
     def status(self) -> dict[str, Any]:
-        """A JSON-able summary of the campaign."""
+        """A JSON-able summary of the campaign (with :func:`optim.core.weighting.prior_status`:
+        ``prior_weight``, ``prior_loo_spearman`` and ``warnings`` for observed runs outside
+        the prior's 90% band for them given the others)."""
+        from optim.core.weighting import prior_status
+
         problem = self.problem
         recs = self._records
         observed = [r for r in recs if r.status == "observed"]
@@ -458,6 +474,8 @@ class Campaign:
             "source": self.spec.source,
             "throughput_backend": self.spec.workload.backend,
             "throughput_warnings": list(problem.throughput_warnings),
+            **prior_status(problem, *self._observations(problem, recs)[:2],
+                           [f"trial {r.trial}" for r in observed]),
             "trials": self.trials(now=True),
         }
 

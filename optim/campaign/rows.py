@@ -14,18 +14,23 @@ from optim.core.problem import Problem
 
 from .ax_adapter import TrialRecord
 
-__all__ = ["PROPOSAL_FIELDS", "TRIAL_FIELDS", "jsonable", "candidate_row", "trial_row"]
+__all__ = ["PROPOSAL_FIELDS", "TRIAL_FIELDS", "PRIOR_FIELDS", "jsonable", "candidate_row",
+           "trial_row"]
 
 #: Fields every proposal / Pareto / trial dict carries (the CLI JSON contract).
 PROPOSAL_FIELDS: tuple[str, ...] = (
     "trial", *SHAPE_FIELDS, "params", "non_embedding_params", "pred_loss_mean", "pred_loss_q05",
     "pred_loss_q95", "pred_tokens_per_s", "tokens_per_s_q05", "tokens_per_s_q95", "backend",
     "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "ehvi")
+#: The scaling-law prior's weight in the loss model and the leave-one-out Spearman correlation
+#: of its predictions with the observed runs (:func:`optim.core.weighting.prior_status`), as of
+#: the proposal: every proposal row (``propose --json``) and trial dict carries them.
+PRIOR_FIELDS: tuple[str, ...] = ("prior_weight", "prior_loo_spearman")
 #: Fields of a trial dict (``status --json``'s ``trials``) besides the shape.
 TRIAL_FIELDS: tuple[str, ...] = (
     "trial", "status", "kind", "params", "non_embedding_params", "observed_loss", "run",
     "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "label", "in_band", "pred_loss_mean",
-    "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi", "strategy")
+    "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi", "strategy", *PRIOR_FIELDS)
 
 
 def jsonable(value: Any) -> Any:
@@ -93,6 +98,6 @@ def trial_row(rec: TrialRecord, in_band: bool) -> dict[str, Any]:
            "mlp_attn_ratio": feats["mlp_attn_ratio"], "d_over_sqrt_n": feats["d_over_sqrt_n"],
            "gqa_group": feats["gqa_group"], "label": arch.label(), "in_band": in_band}
     for key in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s",
-                "ehvi", "strategy"):
+                "ehvi", "strategy", *PRIOR_FIELDS):
         out[key] = proposal.get(key)
     return {k: jsonable(v) for k, v in out.items()}

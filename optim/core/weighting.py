@@ -59,7 +59,8 @@ __all__ = ["WeightingConfig", "WeightedLossModel", "LossMember", "fit_weighted_m
 
 
 class PriorBandWarning(UserWarning):
-    """An observed run fell outside the 90% band the model predicts for it from the others."""
+    """An observed run fell outside the 90% band the law-prior GP predicts for it from the
+    other runs."""
 
 
 class LossMember(Protocol):
@@ -310,16 +311,21 @@ def fit_weighted_model(problem: Any, observed_idx: Any = (), observed_loss: Any 
 
 # ---- what the campaign shows ----------------------------------------------------------------
 def band_check(model: WeightedLossModel) -> list[dict[str, Any]]:
-    """For every observed run: its LOO 90% band (given the other runs) and whether the run
-    falls outside it (with one run, the band is the prior's).
+    """For every observed run: the law-prior GP's 90% band for it given the other runs
+    (closed-form LOO, :meth:`surrogate.gp.LawPriorGP.loo`) and whether the run falls outside.
+
+    The prior's band, not the mixture's: a run the law GP cannot predict from the others is
+    evidence against the prior, which is what the warning is for (the prior-free member, its
+    noise fitted with the surprising run included, would widen the mixture's band around it).
 
     Returns:
         One dict per run, in observation order: ``position``, ``observed``, ``q05``, ``q95``,
-        ``outside`` (bool).
+        ``outside`` (bool). Empty without runs; with one run the band is the prior's.
     """
     if model.n_runs < 1:
         return []
-    _, q = model.loo_predictive((Q05, Q95))
+    means, var = model.law.loo()  # (S', n), (n,)
+    q = mixture_quantiles(np.atleast_2d(means), np.sqrt(np.maximum(var, 0.0)), (Q05, Q95))
     out = []
     for j, (lo, hi, y) in enumerate(zip(q[0], q[1], model.train_y)):
         out.append({"position": j, "observed": float(y), "q05": float(lo), "q95": float(hi),
@@ -329,15 +335,16 @@ def band_check(model: WeightedLossModel) -> list[dict[str, Any]]:
 
 def _band_message(label: str, row: dict[str, Any]) -> str:
     side = "below" if row["observed"] < row["q05"] else "above"
-    return (f"{label}: observed loss {row['observed']:.4f} is {side} its 90% band "
-            f"[{row['q05']:.4f}, {row['q95']:.4f}] predicted from the other runs")
+    return (f"{label}: observed loss {row['observed']:.4f} is {side} the prior's 90% band "
+            f"[{row['q05']:.4f}, {row['q95']:.4f}] for it given the other runs")
 
 
 def prior_status(problem: Any, observed_idx: Any, observed_loss: Any,
                  labels: Sequence[str] | None = None) -> dict[str, Any]:
     """What a campaign reports about its prior: ``prior_weight`` (the law's weight in the
     model), ``prior_loo_spearman`` (None below 3 runs) and ``warnings`` (one line per observed
-    run outside its 90% band given the others). ``labels[j]`` names the ``j``-th run
+    run outside the prior's 90% band for it given the others, :func:`band_check`).
+    ``labels[j]`` names the ``j``-th run
     (default ``"run j"``). Without a law prior: weight None and no warnings."""
     if getattr(problem, "law_samples", None) is None:
         return {"prior_weight": None, "prior_loo_spearman": None, "warnings": []}
@@ -351,7 +358,8 @@ def prior_status(problem: Any, observed_idx: Any, observed_loss: Any,
 def warn_if_outside_band(problem: Any, observed_idx: Any, observed_loss: Any, position: int,
                          label: str) -> bool:
     """``warnings.warn`` a :class:`PriorBandWarning` when run ``position`` (of the observed
-    runs) is outside its 90% band given the other runs; returns whether it was."""
+    runs) is outside the prior's 90% band for it given the other runs (:func:`band_check`);
+    returns whether it was."""
     import warnings
 
     if getattr(problem, "law_samples", None) is None:
