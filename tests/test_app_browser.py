@@ -1,4 +1,6 @@
-"""End to end: ``streamlit run app.py`` in a subprocess, every page loaded in headless Chromium.
+"""End to end: ``streamlit run app.py`` in a subprocess, the app in headless Chromium through
+three states of one ``ARCHOPT_HOME``: empty, a campaign with four proposals, and the same campaign
+with two recorded runs (created with the Python API while the app runs, as the CLI would).
 
 Chromium and its driver come from Debian (``chromium``, ``chromium-driver``). Under ``CI=true``
 ``.ci/run`` installs them before the tests and a missing browser FAILS this test (CI must not go
@@ -8,7 +10,12 @@ are missing, and skips with the reason (shown by ``-ra``) only where that is imp
 The server runs with the shipped ``.streamlit/config.toml`` (only the port, headless mode and
 file watcher are given on the command line), and the test checks what that file promises: the
 server listens on loopback only and prints no external URL or usage-statistics notice.
-Screenshots of every page go to ``test-artifacts/screenshots/``.
+
+Screenshots go to ``test-artifacts/screenshots/`` (``ARCHOPT_SCREENSHOT_DIR`` overrides it; the
+committed set in ``results/screenshots/`` is made with ``ARCHOPT_SCREENSHOT_DIR=results/screenshots``),
+with ``timings.json``: for each page request (or interaction) the wall seconds until the app is
+idle in this headless Chromium (which renders with software WebGL on the same cores) and the
+server's CPU seconds for it.
 """
 
 from __future__ import annotations
@@ -30,13 +37,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[1]
 #: Screenshots go here; ``ARCHOPT_SCREENSHOT_DIR`` overrides it (the README's set is made with
-#: ``ARCHOPT_APP_HOME=<home with the demo campaign> ARCHOPT_SCREENSHOT_DIR=results/screenshots``).
+#: ``ARCHOPT_SCREENSHOT_DIR=results/screenshots``).
 ARTIFACTS = Path(os.environ.get("ARCHOPT_SCREENSHOT_DIR") or REPO / "test-artifacts" / "screenshots")
 #: (url path, page title in the app, file name of the screenshot)
 PAGES = [("", "Campaigns", "campaigns"),  # the default page lives at the root URL
-          ("pareto", "Pareto front", "pareto"),
-         ("scaling-law", "Scaling law", "scaling_law"), ("throughput", "Throughput model", "throughput"),
-         ("export", "Export", "export")]
+         ("next-run", "Next run", "next_run"), ("pareto", "Pareto front", "pareto"),
+         ("model", "Model", "model"), ("scaling-law", "Scaling law", "scaling_law"),
+         ("throughput", "Throughput model", "throughput"), ("export", "Export", "export")]
+#: The campaign the test creates: 1B non-embedding params, 20B tokens, A100-40GB, vLLM serving.
+CAMPAIGN = "demo-1b"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--hide-scrollbars"]
@@ -113,21 +122,19 @@ def browser():
 
 @dataclass(frozen=True)
 class Served:
-    """The app under test: its URL, port and the server's log file."""
+    """The app under test: its URL, port, ``ARCHOPT_HOME``, the server's log file and pid."""
 
     url: str
     port: int
+    home: Path
     log: Path
+    pid: int
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Served:
-    """The app served from a home that holds one small campaign with a few trials."""
-    if os.environ.get("ARCHOPT_APP_HOME"):  # serve an existing home (e.g. `archopt demo`'s)
-        home = Path(os.environ["ARCHOPT_APP_HOME"]).expanduser()
-    else:
-        home = tmp_path_factory.mktemp("browser-home")
-        make_demo_campaign(home)
+    """The app served from an empty ``ARCHOPT_HOME`` (the test fills it while the app runs)."""
+    home = tmp_path_factory.mktemp("browser-home")
     port = _free_port()
     log_path = tmp_path_factory.mktemp("streamlit-log") / "streamlit.log"
     log = open(log_path, "w")
@@ -156,7 +163,7 @@ def server(tmp_path_factory) -> Served:
     if proc.poll() is not None:
         pytest.fail(f"streamlit exited: {log_path.read_text()[-2000:]}")
     try:
-        yield Served(url, port, log_path)
+        yield Served(url, port, home, log_path, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -166,28 +173,40 @@ def server(tmp_path_factory) -> Served:
         log.close()
 
 
-def make_demo_campaign(home: Path) -> None:
-    """A 1B / 20B-token / A100-40GB campaign with three trials, two of them observed.
-
-    The prior is a quick least-squares fit on the Morph runs (the package default is a NUTS fit,
-    too slow for a test); observed losses are the predicted means plus a small offset.
-    """
-    from optim.campaign import Campaign, CampaignSpec
+def _quick_prior():
+    """A least-squares fit of the conditional law on the Morph runs (the package default is a
+    NUTS fit, too slow for a test)."""
     from surrogate import bundled_path, fit_lsq, load_runs
 
-    prior = fit_lsq(load_runs(bundled_path("morph_runs.csv")), "conditional",
-                    n_starts=2).to_posterior(200)
-    spec = CampaignSpec(name="demo-1b", params=1.0e9, tokens=20e9, hardware="a100-40gb", band=0.02)
-    campaign = Campaign.create(spec, store=home / "campaigns.sqlite", prior=prior, progress=False)
-    proposals = campaign.propose(3)
-    for row, delta in zip(proposals[:2], (0.012, -0.008)):
+    return fit_lsq(load_runs(bundled_path("morph_runs.csv")), "conditional",
+                   n_starts=2).to_posterior(200)
+
+
+def make_campaign_with_proposals(home: Path):
+    """Campaign :data:`CAMPAIGN` in ``home`` with four pending proposals."""
+    from optim.campaign import Campaign, CampaignSpec
+
+    spec = CampaignSpec(name=CAMPAIGN, params=1.0e9, tokens=20e9, hardware="a100-40gb", band=0.02)
+    campaign = Campaign.create(spec, store=home / "campaigns.sqlite", prior=_quick_prior(),
+                               progress=False)
+    campaign.propose(4)
+    return campaign
+
+
+def record_two_runs(campaign) -> None:
+    """Results for the first two proposals: 0.07 above and 0.01 below their predicted means
+    (runs that disagree with each other, so the leave-one-out check has something to flag)."""
+    pending = [t for t in campaign.trials() if t["status"] == "pending"]
+    for row, delta in zip(pending[:2], (0.07, -0.01)):
         campaign.observe(row["trial"], row["pred_loss_mean"] + delta)
 
 
-def _wait_idle(driver, timeout: float = 120.0) -> None:
-    """Until the script has run (the app reports notRunning) and no spinner is left."""
+def _wait_idle(driver, timeout: float = 180.0, since: float | None = None) -> float:
+    """Until the script has run (the app reports notRunning) and no spinner is left; returns
+    the seconds from ``since`` (default: the call) until the app was idle."""
     from selenium.webdriver.common.by import By
 
+    start = since or time.time()
     deadline = time.time() + timeout
     idle_since = None
     while time.time() < deadline:
@@ -197,14 +216,84 @@ def _wait_idle(driver, timeout: float = 120.0) -> None:
         if states and all(s == "notRunning" for s in states) and not busy:
             idle_since = idle_since or time.time()
             if time.time() - idle_since > 1.5:  # charts finish drawing after the script ends
-                return
+                return idle_since - start
         else:
             idle_since = None
-        time.sleep(0.3)
+        time.sleep(0.2)
     raise AssertionError(f"page did not finish running within {timeout}s")
 
 
-def _click_a_reference_point(driver) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Timings(dict):
+    """``step -> (wall seconds until the app is idle, server CPU seconds spent)``."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.pid = pid
+        self._cpu = _cpu_seconds(pid)
+
+    def add(self, step: str, wall: float) -> None:
+        cpu = _cpu_seconds(self.pid)
+        self[step] = {"wall_s": round(wall, 2), "server_cpu_s": round(cpu - self._cpu, 2)}
+        self._cpu = cpu
+
+    def mark(self) -> None:
+        """Start counting server CPU from now (work outside the measured steps excluded)."""
+        self._cpu = _cpu_seconds(self.pid)
+
+
+def _visit(driver, server: Served, path: str, title: str, shot: str | None = None) -> tuple[str, float]:
+    """Open a page, wait until idle, check it shows its title and no exception; screenshot."""
+    from selenium.webdriver.common.by import By
+
+    start = time.time()
+    driver.get(f"{server.url}/{path}")
+    seconds = _wait_idle(driver, since=start)
+    text = driver.find_element(By.TAG_NAME, "body").text
+    if shot:
+        driver.save_screenshot(str(ARTIFACTS / f"{shot}.png"))
+    exceptions = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not exceptions, f"{path}: {exceptions[0].text[:500]}"
+    assert title in text, f"{path}: page title {title!r} not shown"
+    return text, seconds
+
+
+def _choose(driver, label: str, option: str) -> float:
+    """Pick ``option`` (a prefix of its text) in the selectbox labelled ``label``; returns the
+    seconds until the app is idle again."""
+    from selenium.webdriver.common.by import By
+
+    combos = driver.find_elements(By.CSS_SELECTOR, f'input[role="combobox"][aria-label="{label}"]')
+    assert combos, f"no selectbox labelled {label!r}"
+    combos[0].click()
+    combos[0].send_keys(option)  # the combobox filters its (virtualised) list as one types
+    time.sleep(0.8)
+    options = [o for o in driver.find_elements(By.CSS_SELECTOR, '[role="option"]')
+               if o.text.strip().startswith(option)]
+    assert options, f"no option {option!r} in {label!r}"
+    start = time.time()
+    options[0].click()
+    return _wait_idle(driver, since=start)
+
+
+def _click_tab(driver, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    tabs = [t for t in driver.find_elements(By.CSS_SELECTOR, '[role="tab"]') if name in t.text]
+    assert tabs, f"no {name!r} tab"
+    tabs[0].click()
+    _wait_idle(driver)
+
+
+def _click_a_reference_point(driver) -> float:
     """Clicking a marker selects it (plotly selection event -> rerun) and shows its details."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -222,11 +311,12 @@ def _click_a_reference_point(driver) -> None:
             if t.find_elements(By.CSS_SELECTOR, ".textpoint")]
     assert refs, "no reference-model trace in the Pareto chart"
     point = refs[0].find_elements(By.CSS_SELECTOR, ".point")[0]
+    start = time.time()
     ActionChains(driver).move_to_element(point).click().perform()
-    time.sleep(1.0)
-    _wait_idle(driver)
+    seconds = _wait_idle(driver, since=start)
     heading = details_heading()
     assert heading in names, f"clicking a reference point did not select it (shows {heading!r})"
+    return seconds
 
 
 def _listening(port: int) -> list[str]:
@@ -261,34 +351,79 @@ def test_server_listens_on_loopback_only_without_usage_stats(server):
         assert text not in log, f"{text!r} in the server log: {log[-1000:]}"
 
 
-def test_every_page_renders_in_chromium(browser, server):
+def test_app_states_in_chromium(browser, server):
+    """An empty home, a campaign with proposals, then two recorded runs: every page renders
+    without an exception and shows what that state should; screenshots and timings saved."""
+    import json
+
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    timings = _Timings(server.pid)
+
+    # 1. Empty home: the create form, and pages that say what to do first. Nothing is fitted.
+    text, wall = _visit(browser, server, "", "Campaigns", "empty_home")
+    timings.add("empty home: campaigns (the server's first page)", wall)
+    assert "No campaigns yet" in text and "Create campaign" in text
+    for path, title in (("next-run", "Next run"), ("model", "Model")):
+        text, _ = _visit(browser, server, path, title)
+        assert "No campaign selected" in text
+    text, _ = _visit(browser, server, "scaling-law", "Scaling law", "empty_scaling_law")
+    assert "Fit the default prior now" in text  # never fitted silently on a page visit
+
+    # 2. A campaign with four proposals and no result.
+    campaign = make_campaign_with_proposals(server.home)
+    timings.mark()
+    text, wall = _visit(browser, server, "", "Campaigns", "proposals_campaigns")
+    timings.add("proposals: campaigns (first load)", wall)
+    assert "predicted loss at proposal and now" in text
+    text, wall = _visit(browser, server, "next-run", "Next run", "proposals_next_run")
+    timings.add("proposals: next run (first load)", wall)
+    assert "No run is observed yet" in text and "Learned offset" in text
+    _visit(browser, server, "pareto", "Pareto front", "proposals_pareto")
+
+    # 3. Two recorded runs: every page, and one interaction on the pages that have them.
+    record_two_runs(campaign)
+    timings.mark()
     for path, title, shot in PAGES:
-        browser.get(f"{server.url}/{path}")
-        _wait_idle(browser)
-        text = browser.find_element(By.TAG_NAME, "body").text
-        browser.save_screenshot(str(ARTIFACTS / f"{shot}.png"))
-        exceptions = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
-        assert not exceptions, f"{path}: {exceptions[0].text[:500]}"
-        assert title in text, f"{path}: page title {title!r} not shown"
+        text, wall = _visit(browser, server, path, title, shot)
+        timings.add(f"two runs: {shot} (first load)", wall)
+        if path == "":
+            assert "is out of date" in text  # pending trials' proposal-time predictions
+        if path == "next-run":
+            assert "improves the observed front" in text and "Hypervolume over trials" in text
+            timings.add("two runs: next run, reference -> Llama-3.2-1B",
+                        _choose(browser, "Reference", "Llama-3.2-1B (published"))
+            body = browser.find_element(By.TAG_NAME, "body").text
+            assert "Reference: d2048-L16-h32/8x64-f8192 (Llama-3.2-1B" in body
+            browser.save_screenshot(str(ARTIFACTS / "next_run_reference_model.png"))
+            timings.add("two runs: next run, pending trial -> trial 3",
+                        _choose(browser, "Pending trial", "trial 3"))
         if path == "pareto":
-            plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-            assert plots, "the Pareto chart did not render"
             points = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .point")
             assert len(points) > 3, "the Pareto chart has no points"
-            _click_a_reference_point(browser)
+            timings.add("two runs: pareto, click a reference point", _click_a_reference_point(browser))
             browser.save_screenshot(str(ARTIFACTS / "pareto_selected.png"))
-        if path in ("scaling-law", "throughput"):
-            assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), f"{path}: no chart"
+        if path == "model":
+            assert "Leave-one-out" in text and "Prior weight" in text
+            _click_tab(browser, "Explore")
+            assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .parcoords"), \
+                "no parallel-coordinates plot"
+            browser.save_screenshot(str(ARTIFACTS / "model_explore.png"))
+            timings.mark()
+            timings.add("two runs: model, slices through trial 2", _choose(browser, "Through", "trial 2"))
         if path == "scaling-law":
-            tabs = [t for t in browser.find_elements(By.CSS_SELECTOR, '[role="tab"]')
-                    if "Predicted loss" in t.text]
-            assert tabs, "no 'Predicted loss' tab"
-            tabs[0].click()
-            _wait_idle(browser)
+            _click_tab(browser, "Predicted loss")
             bands = [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
                      if p.is_displayed()]
             assert len(bands) >= 5, "the swept-band charts did not render"
             browser.save_screenshot(str(ARTIFACTS / "scaling_law_bands.png"))
+            field = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="r"]')
+            field.send_keys(Keys.CONTROL, "a")
+            timings.mark()
+            start = time.time()
+            field.send_keys("2.5" + Keys.ENTER)
+            timings.add("two runs: scaling law, r -> 2.5", _wait_idle(browser, since=start))
+    (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    print(json.dumps(timings, indent=1))

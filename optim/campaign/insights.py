@@ -49,7 +49,7 @@ __all__ = [
     "InsightError", "KNOBS", "Observations", "observations", "loss_model", "joint_loss_draws",
     "ModelDraws", "model_draws", "relative_table", "reference_index", "default_reference",
     "non_dominated", "learned_offset",
-    "why_proposal", "hypervolume", "hypervolume_history", "loo_check", "sensitivity",
+    "why_proposal", "hypervolume", "batch_hypervolume", "hypervolume_history", "loo_check", "sensitivity",
     "correlation_ratio",
     "model_slices", "parallel_coordinates", "throughput_domain", "calibration_verdict",
     "prior_coverage", "DEFAULT_POOL", "DEFAULT_DRAWS",
@@ -67,7 +67,9 @@ DEFAULT_DRAWS = 512
 #: Knobs with more distinct values than this are grouped into this many quantile bins
 #: (sensitivity); slices keep up to :data:`SLICE_LEVELS` points.
 MAX_LEVELS = 12
-SLICE_LEVELS = 30
+SLICE_LEVELS = 40
+#: Distance a slice point pays for another GQA group or head_dim than the centre's.
+SLICE_MISMATCH = 10.0
 
 
 class InsightError(ArchoptError):
@@ -442,6 +444,20 @@ def hypervolume(loss: np.ndarray, tps: np.ndarray, ref_point: tuple[float, float
     return float(Hypervolume(ref).compute(Y[is_non_dominated(Y)]))
 
 
+def batch_hypervolume(loss: np.ndarray, tps: np.ndarray, ref_point: tuple[float, float]
+                      ) -> np.ndarray:
+    """Hypervolume of ``S`` sets of ``k`` points at once (BoTorch's batched box decomposition):
+    ``loss``, ``tps`` are ``S x k``; returns ``(S,)`` (zeros for ``k = 0``)."""
+    from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
+
+    loss = np.asarray(loss, dtype=np.float64)
+    if loss.ndim != 2 or loss.shape[1] == 0:
+        return np.zeros(loss.shape[0] if loss.ndim else 0)
+    Y = torch.as_tensor(np.stack([-loss, np.log(np.asarray(tps, dtype=np.float64))], -1))
+    ref = torch.tensor([-ref_point[0], math.log(ref_point[1])], dtype=torch.float64)
+    return DominatedPartitioning(ref_point=ref, Y=Y).compute_hypervolume().numpy()
+
+
 def _reference_point(campaign: Campaign) -> tuple[float, float]:
     ref = campaign.problem.reference_point(campaign.candidate_loss()[0])
     return float(ref[0]), float(ref[1])
@@ -492,7 +508,10 @@ def why_proposal(campaign: Campaign, trial: int, draws: ModelDraws | None = None
         draws: :func:`model_draws` of the campaign (computed when None).
 
     Returns:
-        ``trial``, ``label``, ``status``, ``ehvi`` (at proposal; None for an attached trial),
+        ``trial``, ``label``, ``status``, ``strategy`` (that proposed it; None when attached),
+        ``ehvi`` (at proposal, with the reference point of
+        then; None for an attached trial), ``ehvi_now`` (the hypervolume a run of it is expected
+        to add to the observed runs', now: joint draws, run noise included),
         ``batch_position`` / ``batch_size`` (its place in the batch it was proposed with; each
         proposal's EHVI counts the ones before it as pending), ``observed_hypervolume`` and
         ``predicted_front_hypervolume`` (for scale), ``p_improves_front`` (P(a run of it is
@@ -516,16 +535,21 @@ def why_proposal(campaign: Campaign, trial: int, draws: ModelDraws | None = None
     created = rec.meta.get("created_at")
     batch = sorted(t for t, r in records.items() if created is not None
                    and r.meta.get("created_at") == created) or [trial]
+    hist = hypervolume_history(campaign)
+    ref = hist["ref_point"]
     others = obs.trials != trial  # an observed trial is compared with the other runs
+    front_loss = np.broadcast_to(obs.loss[others], (draws.loss.shape[0], int(others.sum())))
+    front_tps = draws.tps[:, [draws.column(k) for k in obs.idx[others]]]  # (S, k)
     if others.any():
-        front_loss = obs.loss[others]
-        front_tps = draws.tps[:, [draws.column(k) for k in obs.idx[others]]]  # (S, k)
-        dominated = ((front_loss[None, :] <= draws.run_loss[:, j:j + 1]) &
+        dominated = ((front_loss <= draws.run_loss[:, j:j + 1]) &
                      (front_tps >= draws.tps[:, j:j + 1])).any(1)
         p_improves = float(1.0 - dominated.mean())
     else:
         p_improves = None
-    hist = hypervolume_history(campaign)
+    # EHVI now: the expected hypervolume a run of it adds to the observed runs' (joint draws).
+    before = batch_hypervolume(front_loss, front_tps, ref)
+    after = batch_hypervolume(np.concatenate([front_loss, draws.run_loss[:, j:j + 1]], 1),
+                              np.concatenate([front_tps, draws.tps[:, j:j + 1]], 1), ref)
     observed_hv = float(hist["history"]["hypervolume"].iloc[-1]) if len(hist["history"]) else 0.0
     b = default_reference(campaign, draws)
     kb = draws.column(b)
@@ -539,7 +563,9 @@ def why_proposal(campaign: Campaign, trial: int, draws: ModelDraws | None = None
     delta = draws.loss[:, j] - draws.loss[:, kb]
     ratio = draws.tps[:, j] / draws.tps[:, kb]
     out = {"trial": int(trial), "label": rec.arch.label(), "status": rec.status,
-           "ehvi": None if ehvi is None else float(ehvi), "batch_position": batch.index(trial) + 1,
+           "strategy": proposal.get("strategy"),
+           "ehvi": None if ehvi is None else float(ehvi), "ehvi_now": float(np.mean(after - before)),
+           "batch_position": batch.index(trial) + 1,
            "batch_size": len(batch), "observed_hypervolume": observed_hv,
            "predicted_front_hypervolume": float(hist["predicted_front_hypervolume"]),
            "ref_point": hist["ref_point"], "p_improves_front": p_improves,
@@ -556,22 +582,24 @@ def _why_words(w: dict[str, Any]) -> str:
     """The :func:`why_proposal` numbers as a few sentences (markdown)."""
     ref_loss, ref_tps = w["ref_point"]
     parts = []
+    hv = w["observed_hypervolume"]
+    now = (f"expected to add **{w['ehvi_now']:.3g}** to the hypervolume the observed runs "
+           + (f"dominate ({hv:.3g}, so +{w['ehvi_now'] / hv:.0%})" if hv > 0 else
+              "dominate (nothing yet)")
+           + f" in (lower loss, higher log tokens/s) above the reference point (loss "
+           f"{ref_loss:.3f}, {ref_tps:,.0f} tokens/s); the predicted front dominates "
+           f"{w['predicted_front_hypervolume']:.3g}.")
     if w["ehvi"] is None:
-        parts.append(f"Trial {w['trial']} ({w['label']}) was attached, not proposed: it has no "
-                     "expected hypervolume improvement.")
+        how = (f"was proposed by the {w['strategy']} strategy, which computes no EHVI"
+               if w["strategy"] else "was attached, not proposed")
+        parts.append(f"**Trial {w['trial']}** ({w['label']}) {how}. A run of it is {now}")
     else:
-        scale = (f"the observed runs dominate {w['observed_hypervolume']:.3g} now"
-                 if w["observed_hypervolume"] > 0 else "no run dominates any of it yet")
-        share = (f" (about {w['ehvi'] / w['observed_hypervolume']:.0%} of it)"
-                 if w["observed_hypervolume"] > 0 else "")
         parts.append(
             f"**Why trial {w['trial']}** ({w['label']}, #{w['batch_position']} of "
-            f"{w['batch_size']} in its batch): when proposed, training it was expected to grow "
-            f"the area the runs dominate in (lower loss, higher log tokens/s), above the "
-            f"reference point (loss {ref_loss:.3f}, {ref_tps:,.0f} tokens/s), by "
-            f"**{w['ehvi']:.3g}**{share}; {scale}, the predicted front "
-            f"{w['predicted_front_hypervolume']:.3g}. Each proposal's EHVI counts the ones "
-            f"before it in the batch as pending.")
+            f"{w['batch_size']} in its batch): it had the highest expected hypervolume "
+            f"improvement (EHVI {w['ehvi']:.3g}) among the shapes left when it was proposed, "
+            f"each proposal counting the ones before it as pending. Now, given every result "
+            f"since, a run of it is {now}")
     if w["p_improves_front"] is None:
         parts.append(f"No run is observed yet, so any result starts the front; P(on the "
                      f"predicted front) = **{w['p_on_front']:.0%}**.")
@@ -709,7 +737,7 @@ def _levels(values: pd.Series, max_levels: int = MAX_LEVELS) -> pd.Series:
     """Group labels of a knob: its values, or ``max_levels`` quantile bins when it has more."""
     if values.nunique() <= max_levels:
         return values
-    return pd.Series(pd.qcut(values.rank(method="first"), max_levels, labels=False),
+    return pd.Series(pd.qcut(values, max_levels, labels=False, duplicates="drop"),
                      index=values.index)
 
 
@@ -770,7 +798,8 @@ def _default_centre(campaign: Campaign) -> int:
 
 def model_slices(campaign: Campaign, centre: int | None = None) -> pd.DataFrame:
     """Slices of the campaign's model through one shape: along each knob, the candidate nearest
-    the centre in the other knobs (log scale, each over its range), for every level of the knob.
+    the centre in the other knobs (log scale, each over its range; the centre's GQA group and,
+    except along heads, its head_dim held where a shape has them), for every level of the knob.
 
     Args:
         centre: a candidate index (default: the best observed run's shape, else the best
@@ -792,10 +821,18 @@ def model_slices(campaign: Campaign, centre: int | None = None) -> pd.DataFrame:
     logs = np.log(knobs.astype(float))
     span = (logs.max() - logs.min()).replace(0, 1.0)
     scaled = (logs - logs.loc[centre]) / span
+    head_dim = pd.Series([problem.candidates[i].head_dim for i in pool], index=pool)
+    # What a knob's slice holds exactly where it can (as build_arch does): the GQA group and,
+    # except along heads, head_dim; a mismatch costs more than any distance in the knobs.
+    held = {"gqa_group": (knobs["gqa_group"] != knobs.loc[centre, "gqa_group"]).astype(float),
+            "head_dim": (head_dim != head_dim.loc[centre]).astype(float)}
     rows = []
     for name, title in KNOBS:
         others = [n for n, _ in KNOBS if n != name]
         dist = (scaled[others] ** 2).sum(axis=1)
+        for what, mismatch in held.items():
+            if what != name and not (what == "head_dim" and name == "n_heads"):
+                dist = dist + SLICE_MISMATCH * mismatch
         levels = _levels(knobs[name], SLICE_LEVELS)
         picked: list[int] = []
         for _, members in dist.groupby(levels.to_numpy()):

@@ -91,20 +91,26 @@ def _error_x(df: pd.DataFrame, color: str) -> dict[str, Any] | None:
 
 
 def _hover(df: pd.DataFrame) -> list[str]:
-    lines = []
-    for _, row in df.iterrows():
-        parts = [f"<b>{row.get('label', row.get('key', ''))}</b>"]
-        if "params" in row and pd.notna(row["params"]):
-            parts.append(f"params {row['params'] / 1e6:,.1f}M")
-        for name, fmt in (("d_model", "d {}"), ("n_layers", "L {}"), ("ffn_dim", "ffn {}")):
-            if name in row and pd.notna(row[name]):
-                parts.append(fmt.format(int(row[name])))
-        parts.append(f"loss {row[_LOSS]:.4f} [{row.get(_LO, np.nan):.4f}, {row.get(_HI, np.nan):.4f}]")
-        if "observed_loss" in row and pd.notna(row.get("observed_loss")):
-            parts.append(f"observed {row['observed_loss']:.4f}")
-        parts.append(f"{row[_TPS]:,.0f} tok/s")
-        lines.append("<br>".join(parts))
-    return lines
+    """One hover text per row (built column-wise: candidate tables have thousands of rows)."""
+    n = len(df)
+    name = df["label"] if "label" in df else df["key"] if "key" in df else pd.Series([""] * n)
+    parts = [("<b>" + name.astype(str) + "</b>").to_numpy()]
+    if "params" in df:
+        p = pd.to_numeric(df["params"], errors="coerce")
+        parts.append(np.where(p.notna(), "params " + (p / 1e6).map("{:,.1f}M".format), ""))
+    for column, prefix in (("d_model", "d "), ("n_layers", "L "), ("ffn_dim", "ffn ")):
+        if column in df:
+            v = pd.to_numeric(df[column], errors="coerce")
+            parts.append(np.where(v.notna(), prefix + v.fillna(0).astype(int).astype(str), ""))
+    lo = df[_LO] if _LO in df else pd.Series(np.nan, index=df.index)
+    hi = df[_HI] if _HI in df else pd.Series(np.nan, index=df.index)
+    parts.append(("loss " + df[_LOSS].map("{:.4f}".format) + " [" + lo.map("{:.4f}".format)
+                  + ", " + hi.map("{:.4f}".format) + "]").to_numpy())
+    if "observed_loss" in df:
+        obs = pd.to_numeric(df["observed_loss"], errors="coerce")
+        parts.append(np.where(obs.notna(), "observed " + obs.map("{:.4f}".format), ""))
+    parts.append((df[_TPS].map("{:,.0f}".format) + " tok/s").to_numpy())
+    return ["<br>".join(p for p in row if p) for row in zip(*parts)]
 
 
 def pareto_figure(candidates: pd.DataFrame, trials: pd.DataFrame | None = None,
@@ -509,11 +515,12 @@ def relative_figure(table: pd.DataFrame, *, reference: str, top: int = 40,
     fig = go.Figure()
     symbols = {"observed": "x", "pending": "diamond", "candidate": "circle",
                "reference shape": "square"}
+    top_p = max(0.05, float(df["p_front"].max()))  # the colour scale spans the values present
     for status, part in df[~df["is_reference"]].groupby("status", sort=False):
         fig.add_trace(go.Scatter(
             x=part["tps_ratio"], y=part["delta_mean"], mode="markers", name=str(status),
             marker=dict(symbol=symbols.get(str(status), "circle"), size=10, color=part["p_front"],
-                        cmin=0, cmax=1, colorscale="Viridis", showscale=status == "candidate",
+                        cmin=0, cmax=top_p, colorscale="Viridis", showscale=status == "candidate",
                         colorbar=dict(title="P(on front)", len=0.6)),
             error_y=dict(type="data", symmetric=False,
                          array=(part["delta_q95"] - part["delta_mean"]).clip(lower=0).to_numpy(),
@@ -565,8 +572,8 @@ def hypervolume_figure(history: pd.DataFrame, predicted_front: float | None = No
         fig.add_hline(y=predicted_front, line=dict(color=COLORS["front"], dash="dash"),
                       annotation_text="predicted front", annotation_position="bottom right")
     fig.update_layout(xaxis_title="observed trials", yaxis_title="hypervolume of (-loss, log tokens/s)",
-                      title=title, height=340, margin=dict(l=60, r=10, t=40 if title else 20, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+                      title=title, height=360, margin=dict(l=60, r=10, t=40 if title else 20, b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
     fig.update_xaxes(dtick=1, rangemode="tozero")
     return fig
 

@@ -37,7 +37,7 @@ def _trust(name: str, store: str, version: float) -> None:
     c = st.columns(3)
     c[0].metric("Prior weight", weight, help="the law prior's weight in the loss model, learned "
                 "from how well it ranks the campaign's runs out of sample")
-    c[1].metric("Prior's LOO rank correlation", rho, help="Spearman correlation of the law-prior "
+    c[1].metric("LOO rank correlation", rho, help="Spearman correlation of the law-prior "
                 "model's leave-one-out predictions with the observed losses (3+ runs)")
     c[2].metric("Observed runs", status.get("n_observed", 0))
 
@@ -118,6 +118,14 @@ def _explore(name: str, store: str, version: float, trials: pd.DataFrame) -> Non
                "alone (the correlation ratio, a first-order Sobol index on the candidate set: "
                "knobs are tied by the budget), signed by direction; the number in brackets is "
                "the range of the per-level means (loss units, or the tokens/s factor).")
+    _slices(name, store, version, trials)
+
+
+@st.fragment
+def _slices(name: str, store: str, version: float, trials: pd.DataFrame) -> None:
+    """Slices through a chosen shape (a fragment: choosing another reruns only this part)."""
+    from optim.campaign.insights import KNOBS
+
     st.subheader("Slices of the campaign's model")
     centres = {"": "best observed run (else best predicted shape)"}
     for row in trials.to_dict("records"):
@@ -137,7 +145,7 @@ def _explore(name: str, store: str, version: float, trials: pd.DataFrame) -> Non
         part = slices[slices["knob"] == knob]
         with grid[i % 2]:
             st.plotly_chart(figures.slice_figure(part, knob_title=title, trials=trials, knob=knob,
-                                                 log_x=True),
+                                                 log_x=False),
                             key=f"model_slice_{knob}")
 
 

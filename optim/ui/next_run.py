@@ -21,7 +21,7 @@ __all__ = ["render", "reference_options"]
 _REL_COLUMNS = {
     "label": st.column_config.TextColumn("shape"),
     "status": st.column_config.TextColumn("status"),
-    "trial": st.column_config.NumberColumn("trial", format="%d"),
+    "trial": st.column_config.TextColumn("trial"),
     "p_front": st.column_config.ProgressColumn("P(on front)", min_value=0.0, max_value=1.0,
                                                format="percent"),
     "p_beats": st.column_config.ProgressColumn("P(beats ref.)", min_value=0.0, max_value=1.0,
@@ -76,7 +76,9 @@ def _offset(name: str, store: str, version: float) -> None:
                "shape shares; comparing shapes, it cancels -- use the relative view below to rank.")
 
 
+@st.fragment
 def _why(name: str, store: str, version: float, trials: pd.DataFrame) -> None:
+    """Why a pending trial was proposed (a fragment: choosing another reruns only this part)."""
     st.subheader("Why this proposal")
     pending = trials[trials["status"] == "pending"] if len(trials) else trials
     if pending.empty:
@@ -92,16 +94,22 @@ def _why(name: str, store: str, version: float, trials: pd.DataFrame) -> None:
         show_error(exc, f"Explaining trial {trial}")
         return
     st.markdown(why["summary"])
-    c = st.columns(5)
-    c[0].metric("EHVI at proposal", "-" if why["ehvi"] is None else f"{why['ehvi']:.3g}")
-    c[1].metric("P(improves the front)", "n/a" if why["p_improves_front"] is None
+    c = st.columns(3)
+    c[0].metric("EHVI now", f"{why['ehvi_now']:.3g}",
+                help="hypervolume a run of it is expected to add to the observed runs' now")
+    c[1].metric("P(improves front)", "n/a" if why["p_improves_front"] is None
                 else f"{why['p_improves_front']:.0%}",
                 help="P(a run of it is not dominated by the observed runs), run noise included")
-    c[2].metric("P(on the predicted front)", f"{why['p_on_front']:.0%}")
+    c[2].metric("P(on front)", f"{why['p_on_front']:.0%}", help="P(on the predicted front)")
+    c = st.columns(3)
+    c[0].metric("EHVI at proposal", "-" if why["ehvi"] is None else f"{why['ehvi']:.3g}",
+                help="what the acquisition computed when it was proposed (reference point of then)")
     m, lo, hi = why["delta_loss"]
-    c[3].metric(f"Loss vs {why['best']['kind']}", f"{m:+.4f}", help=f"90%: [{lo:+.4f}, {hi:+.4f}]")
+    c[1].metric("Loss vs best", f"{m:+.4f}",
+                help=f"expected loss minus the {why['best']['kind']}'s ({why['best']['label']}); "
+                     f"90%: [{lo:+.4f}, {hi:+.4f}]")
     r, rlo, rhi = why["tps_ratio"]
-    c[4].metric("Tokens/s vs it", f"{r - 1:+.1%}", help=f"90%: [{rlo - 1:+.1%}, {rhi - 1:+.1%}]")
+    c[2].metric("Tokens/s vs best", f"{r - 1:+.1%}", help=f"90%: [{rlo - 1:+.1%}, {rhi - 1:+.1%}]")
 
 
 def _history(name: str, store: str, version: float) -> None:
@@ -118,8 +126,10 @@ def _history(name: str, store: str, version: float) -> None:
                f"predicted Pareto set's ({hv['predicted_front_hypervolume']:.3g}).")
 
 
+@st.fragment
 def _relative(name: str, store: str, version: float, tables: dict[str, pd.DataFrame],
               budget: float) -> None:
+    """Every pool shape against a chosen reference (a fragment, like :func:`_why`)."""
     st.subheader("Relative to a reference")
     pool = cache.relative(name, store, version, cache.REFERENCE_DEFAULT)
     options = reference_options(tables["trials"], pool, tables["references"], budget)
@@ -133,7 +143,8 @@ def _relative(name: str, store: str, version: float, tables: dict[str, pd.DataFr
         show_error(exc, "Relative predictions")
         return
     ref = table[table["is_reference"]].iloc[0]
-    st.caption(f"Reference: **{ref['label']}**. Expected loss of each shape minus the "
+    name = options[key] if key.startswith(("ref ", "trial ")) else "shape"
+    st.caption(f"Reference: **{ref['label']}** ({name}). Expected loss of each shape minus the "
                "reference's and tokens/s over its, from 512 joint draws of the campaign's model "
                "(what both share cancels); P(on the front) among the "
                f"{int(table['eligible'].sum())} proposable shapes nearest the predicted front.")
@@ -145,6 +156,7 @@ def _relative(name: str, store: str, version: float, tables: dict[str, pd.DataFr
                                     default="likeliest on the front", key="nr_rows")
         rows = (table[table["status"].isin(["observed", "pending"]) | table["is_reference"]]
                 if show == "trials" else table if show == "all" else table.head(25))
+        rows = rows.assign(trial=[f"{int(t)}" if pd.notna(t) else "" for t in rows["trial"]])
         st.dataframe(rows[[c for c in _REL_COLUMNS if c in rows]], hide_index=True, width="stretch",
                      column_config=_REL_COLUMNS, height=460)
 

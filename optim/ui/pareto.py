@@ -112,6 +112,16 @@ def render() -> None:
     cand_bars = c[3].checkbox("Candidate error bars", value=len(tables["candidates"]) <= 400,
                               key="pareto_cand_bars")
 
+    _chart_and_details(name, tables, lookup, show_cands=show_cands, show_refs=show_refs,
+                       cand_bars=cand_bars, log_x=log_x)
+    with st.expander(f"Predicted Pareto front ({len(tables['front'])} architectures)"):
+        st.dataframe(tables["front"], hide_index=True, width="stretch")
+
+
+@st.fragment
+def _chart_and_details(name: str, tables: dict[str, pd.DataFrame], lookup: dict[str, dict[str, Any]],
+                       *, show_cands: bool, show_refs: bool, cand_bars: bool, log_x: bool) -> None:
+    """The chart and the picked point's details (a fragment: a click reruns only this part)."""
     _sync_pick_with_chart()
     options = list(lookup)
     if st.session_state.get(PICK_KEY) not in lookup:
@@ -128,5 +138,3 @@ def render() -> None:
     pick = st.selectbox("Architecture", options, key=PICK_KEY,
                         format_func=lambda k: f"{k}: {lookup[k].get('label', '')}")
     _details(lookup[pick])
-    with st.expander(f"Predicted Pareto front ({len(tables['front'])} architectures)"):
-        st.dataframe(tables["front"], hide_index=True, width="stretch")
