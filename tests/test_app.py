@@ -482,3 +482,19 @@ def test_insight_figures_draw_the_tables_they_get():
     fig = figures.parallel_figure(par, KNOBS)
     assert [d.label for d in fig.data[0].dimensions][:2] == ["group", "d_model"]
     assert list(fig.data[0].dimensions[0].values) == [0.0, 2.0]
+
+
+@pytest.mark.slow
+def test_a_result_outside_its_band_is_a_visible_warning(two_runs):
+    """The campaign API warns (PriorBandWarning) when a new result falls outside the band the
+    other runs predict; the page shows that warning instead of leaving it in the server log."""
+    at = _app("campaigns").run()
+    _no_exception(at)
+    pending = next(t for t in two_runs.trials(now=True) if t["status"] == "pending")
+    at.selectbox(key="record_trial").set_value(pending["trial"])
+    at.number_input(key="record_loss").set_value(round(pending["pred_loss_q95_now"] + 0.5, 4))
+    at.button(key="FormSubmitter:record-Record result").click().run()
+    _no_exception(at)
+    assert any(f"Recorded trial {pending['trial']}" in s.value for s in at.success)
+    assert any("is above" in w.value and "90% band" in w.value for w in at.warning), \
+        [w.value for w in at.warning]

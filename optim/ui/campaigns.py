@@ -7,7 +7,9 @@ validated with :func:`surrogate.runs.validate_runs` first; on any error nothing 
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import warnings
+from typing import Any, Iterator
 
 import pandas as pd
 import streamlit as st
@@ -132,6 +134,32 @@ def _create_form() -> tuple[BaseException, str] | None:
     return None
 
 
+@contextlib.contextmanager
+def _shown_warnings() -> Iterator[None]:
+    """Warnings the campaign API issues inside the block (a result outside its 90% band, a
+    calibration caveat...) are shown on the next run, as the CLI prints them: never only in
+    the server's log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    messages = list(dict.fromkeys(str(w.message) for w in caught if _ours(w)))
+    st.session_state.setdefault("_flash_warnings", []).extend(messages)
+
+
+_PACKAGES = ("optim", "models", "surrogate")
+
+
+def _ours(w: warnings.WarningMessage) -> bool:
+    """A warning archopt issued (its category or the code that raised it is archopt's), not a
+    library's internal notice."""
+    from pathlib import Path
+
+    if w.category.__module__.split(".")[0] in _PACKAGES:
+        return True
+    parts = Path(w.filename).parts
+    return any(pkg in parts for pkg in _PACKAGES) and "site-packages" not in parts
+
+
 def _status(name: str, tables: dict[str, pd.DataFrame]) -> None:
     trials = tables["trials"]
     observed = trials[trials["status"] == "observed"] if len(trials) else trials
@@ -191,7 +219,8 @@ def _propose(campaign: Any, name: str) -> None:
     with st.status(f"Proposing {k} architecture(s)...", expanded=True) as status:
         try:
             st.write("Fitting the loss model and optimizing the acquisition function...")
-            proposals = campaign.propose(k=int(k), strategy=strategy)
+            with _shown_warnings():
+                proposals = campaign.propose(k=int(k), strategy=strategy)
         except Exception as exc:  # noqa: BLE001
             status.update(label="Proposal failed", state="error")
             show_error(exc, "Proposal failed")
@@ -227,7 +256,8 @@ def _record(campaign: Any, trials: pd.DataFrame) -> None:
         return
     progress = st.progress(0, text=f"Recording trial {trial}...")
     try:
-        campaign.observe(int(trial), float(loss), force=force)
+        with _shown_warnings():
+            campaign.observe(int(trial), float(loss), force=force)
     except Exception as exc:  # noqa: BLE001
         progress.empty()
         show_error(exc, "Result not recorded")
@@ -254,7 +284,8 @@ def _upload(campaign: Any) -> None:
         return
     with st.status(f"Recording {len(table)} run(s)...", expanded=True) as status:
         try:
-            result = campaign.observe_runs(table, force=force)
+            with _shown_warnings():
+                result = campaign.observe_runs(table, force=force)
         except Exception as exc:  # noqa: BLE001
             status.update(label="Nothing recorded", state="error")
             show_error(exc, "Runs not recorded")
@@ -270,6 +301,8 @@ def render() -> None:
     flash = st.session_state.pop("_flash", None)
     if flash:
         st.success(flash)
+    for message in st.session_state.pop("_flash_warnings", []):
+        st.warning(message)
     store = store_path()
     version = cache.store_version(store)
     names = cache.campaign_names(str(store), version)
