@@ -68,7 +68,7 @@ def test_extra_archs_are_never_proposable(problem):
 
 def test_no_candidate_in_memory_is_an_error():
     with pytest.raises(ProblemError):
-        Problem.build(small_spec(workload=Workload(4096, 32768, 32768)), None,
+        Problem.build(small_spec(workload=Workload(4096, 32768, 32768, backend="hf")), None,
                       measurement_cache=False)
 
 
