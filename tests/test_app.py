@@ -67,7 +67,6 @@ def home(archopt_home, tiny_prior, monkeypatch):
     import streamlit as st
 
     import surrogate
-
     import surrogate.prior
 
     fake = lambda *a, **k: tiny_prior  # noqa: E731
@@ -386,8 +385,8 @@ def _zip_of(files: dict[str, bytes]) -> bytes:
 @pytest.fixture
 def two_runs(home, tiny_prior):
     """A 50M / 1B-token campaign (tiny prior) with three proposals, two of them observed."""
-    from optim.campaign import Campaign, CampaignSpec
     from models.throughput import Workload
+    from optim.campaign import Campaign, CampaignSpec
 
     spec = CampaignSpec(name="runs", params=5e7, tokens=1e9, hardware="a100-40gb", band=0.02,
                         workload=Workload(8, 512, 128))

@@ -8,15 +8,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from test_strategies import small_posterior, small_spec
 
 from models.arch import Arch
 from optim.campaign import Campaign
 from optim.campaign import insights as ins
-
-from test_strategies import small_posterior, small_spec
 
 
 @pytest.fixture(scope="module")

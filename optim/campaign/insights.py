@@ -37,7 +37,6 @@ import torch
 
 from models.arch import Arch
 from models.errors import ArchoptError
-
 from optim.core.bands import Q05, Q95
 
 if TYPE_CHECKING:
@@ -93,15 +92,21 @@ class Observations:
     pending_trials: np.ndarray
 
 
+def _index(problem: Problem, arch: Arch) -> int:
+    """``arch``'s candidate index in ``problem`` (InsightError when it is not a candidate)."""
+    i = problem.index_of(arch)
+    if i is None:
+        raise InsightError(f"{arch.label()} is not among the problem's candidates")
+    return int(i)
+
+
 def observations(campaign: Campaign, problem: Problem | None = None) -> Observations:
     """The observed and pending trials of ``campaign`` over ``problem``'s candidates (default
     :attr:`Campaign.problem`, which holds every trial's shape)."""
     problem = problem or campaign.problem
     obs, pend = [], []
     for rec in sorted(campaign.trial_records(), key=lambda r: r.trial):
-        i = problem.index_of(rec.arch)
-        if i is None:
-            raise InsightError(f"trial {rec.trial}'s shape is not among the problem's candidates")
+        i = _index(problem, rec.arch)
         if rec.status == "observed" and rec.loss is not None:
             obs.append((i, float(rec.loss), rec.trial))
         elif rec.status == "pending":
@@ -288,7 +293,7 @@ def model_draws(campaign: Campaign, *, extra_archs: Sequence[Arch] = (),
     cand = np.flatnonzero(eligible_all)
     gap = _front_envelope_gap(mean[cand], problem.throughput_mean[cand])
     keep = cand[np.argsort(gap, kind="stable")[:pool_size]]
-    extra_idx = [problem.index_of(a) for a in extra_archs]
+    extra_idx = [_index(problem, a) for a in extra_archs]
     must = np.concatenate([obs.idx, obs.pending_idx, np.asarray(extra_idx, dtype=np.int64)])
     pool = np.array(list(dict.fromkeys(np.concatenate([must, np.sort(keep)]).tolist())),
                     dtype=np.int64)
@@ -318,10 +323,7 @@ def reference_index(campaign: Campaign, reference: str | int | Arch, problem: Pr
     must be among ``problem``'s candidates: see ``model_draws(extra_archs=...)``)."""
     problem = problem or campaign.problem
     if isinstance(reference, Arch):
-        i = problem.index_of(reference)
-        if i is None:
-            raise InsightError(f"{reference.label()} is not among the problem's candidates")
-        return int(i)
+        return _index(problem, reference)
     if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
         if not 0 <= int(reference) < problem.n:
             raise InsightError(f"candidate {reference} is out of range [0, {problem.n})")
@@ -332,10 +334,10 @@ def reference_index(campaign: Campaign, reference: str | int | Arch, problem: Pr
             raise InsightError("no observed run yet: choose a shape as the reference")
         return int(obs.idx[int(np.argmin(obs.loss))])
     if isinstance(reference, str) and reference.startswith("trial "):
-        number = int(reference.split()[1])
+        number = reference.split()[1]
         for rec in campaign.trial_records():
-            if rec.trial == number:
-                return int(problem.index_of(rec.arch))
+            if str(rec.trial) == number:
+                return _index(problem, rec.arch)
         raise InsightError(f"campaign {campaign.name!r} has no trial {number}")
     raise InsightError(f"unknown reference {reference!r}: 'best', 'trial N', an index or an Arch")
 
@@ -354,7 +356,7 @@ def _trial_of(campaign: Campaign, problem: Problem) -> dict[int, tuple[int, str]
     out: dict[int, tuple[int, str]] = {}
     for rec in sorted(campaign.trial_records(), key=lambda r: r.trial):
         if rec.status in ("observed", "pending"):
-            out[int(problem.index_of(rec.arch))] = (rec.trial, rec.status)
+            out[_index(problem, rec.arch)] = (rec.trial, rec.status)
     return out
 
 
@@ -527,7 +529,7 @@ def why_proposal(campaign: Campaign, trial: int, draws: ModelDraws | None = None
     rec = records[trial]
     draws = draws or model_draws(campaign)
     problem = draws.problem
-    i = problem.index_of(rec.arch)
+    i = _index(problem, rec.arch)
     j = draws.column(i)
     obs = observations(campaign, problem)
     proposal = rec.meta.get("proposal") or {}
@@ -867,15 +869,15 @@ def parallel_coordinates(campaign: Campaign) -> pd.DataFrame:
     for rec in sorted(campaign.trial_records(), key=lambda r: r.trial):
         if rec.status not in ("observed", "pending"):
             continue
-        i = problem.index_of(rec.arch)
+        i = _index(problem, rec.arch)
+        loss = rec.loss if rec.status == "observed" and rec.loss is not None else mean[i]
         rows.append({"group": rec.status, "label": rec.arch.label(), "trial": rec.trial,
-                     "index": i, "loss": float(rec.loss) if rec.status == "observed"
-                     else float(mean[i])})
+                     "index": i, "loss": float(loss)})
     for r in campaign.pareto():
         arch = Arch.from_mapping(r)
         loss = r["observed_loss"] if r["observed_loss"] is not None else r["pred_loss_mean"]
         rows.append({"group": "front", "label": arch.label(), "trial": r["trial"],
-                     "index": problem.index_of(arch), "loss": float(loss)})
+                     "index": _index(problem, arch), "loss": float(loss)})
     columns = ["group", "label", "trial", *[n for n, _ in KNOBS], "loss", "tokens_per_s"]
     if not rows:
         return pd.DataFrame(columns=columns)

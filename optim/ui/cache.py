@@ -84,9 +84,8 @@ def _measured_rows(hardware_id: str, backend: str) -> list[dict[str, Any]]:
     """Successful measurements from the cache plus the bundled published latencies."""
     from models.arch import SHAPE_FIELDS
     from models.hardware import hardware_for_device
-    from surrogate.runs import bundled_path
-
     from models.measure import MeasurementCache
+    from surrogate.runs import bundled_path
 
     rows: list[dict[str, Any]] = []
     for rec in MeasurementCache().records(hardware_id=hardware_id, backend=backend, status="ok"):
@@ -282,7 +281,8 @@ def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataF
     campaign = load_campaign(name, store, version)
     candidates = _with_keys(campaign.candidates_table(), "candidate", "candidate")
     trials = _with_keys(campaign.trials(now=True), "trial", "trial")
-    for column in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi"):
+    for column in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi",
+                   "observed_loss"):
         if column in trials:  # attached trials have no proposal-time value: NaN, not None
             trials[column] = pd.to_numeric(trials[column], errors="coerce")
     front = _with_keys(campaign.pareto(), "front", None)

@@ -54,7 +54,7 @@ def _sync_pick_with_chart() -> None:
 
 
 def _details(row: dict[str, Any]) -> None:
-    from models.arch import Arch, SHAPE_FIELDS
+    from models.arch import SHAPE_FIELDS, Arch
 
     st.subheader(row.get("label") or row["key"])
     cols = st.columns(4)

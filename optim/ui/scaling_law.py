@@ -15,7 +15,6 @@ import pandas as pd
 import streamlit as st
 
 from models.arch import DEFAULT_VOCAB_SIZE
-
 from optim.ui import cache, figures
 from optim.ui.common import current_campaign, fmt_params, results_dir, show_error, store_path
 
