@@ -19,9 +19,12 @@ candidate per shape, the default), ``"all"`` keeps every multiple in the band.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
 
 from .arch import DEFAULT_VOCAB_SIZE, Arch, ArchError
 
@@ -165,6 +168,17 @@ def enumerate_archs(target_non_embedding_params: float, band: float = 0.05, *,
     return archs
 
 
+@functools.lru_cache(maxsize=64)
+def _band_table(target: float, band: float, search: SearchSpace, vocab_size: int,
+                tie_embeddings: bool) -> tuple[tuple[Arch, ...], np.ndarray]:
+    """Every shape of ``search`` in the band and ``n x 4`` knobs (r, d/sqrt(N), aspect ratio,
+    non-embedding params), cached: sweeps ask for many nearest shapes in one band."""
+    archs = tuple(_iter_archs(target, band, search, vocab_size, tie_embeddings))
+    knobs = np.array([[a.mlp_attn_ratio, a.d_over_sqrt_n, a.aspect_ratio,
+                       a.non_embedding_params] for a in archs], dtype=np.float64).reshape(-1, 4)
+    return archs, knobs
+
+
 def build_arch(target_non_embedding_params: float, *, d_over_sqrt_n: float | None = None,
                aspect_ratio: float | None = None, r: float = 3.0, gqa_group: int = 4,
                head_dim: int = 64, n_layers: int | None = None, band: float = 0.05,
@@ -192,18 +206,18 @@ def build_arch(target_non_embedding_params: float, *, d_over_sqrt_n: float | Non
         head_dims=(head_dim,), gqa_groups=(gqa_group,), ffn_per_shape="all",
         n_layers_range=(n_layers, n_layers) if n_layers else (1, 100_000),
     )
-    candidates = _iter_archs(target_non_embedding_params, band, search, vocab_size, tie_embeddings)
-
-    def distance(a: Arch) -> float:
-        dist = math.log(a.mlp_attn_ratio / r) ** 2
+    archs, knobs = _band_table(float(target_non_embedding_params), float(band), search,
+                               int(vocab_size), bool(tie_embeddings))
+    best = None
+    if archs:
+        # Log-space distance over the knobs given plus r, tie-broken toward the budget centre.
+        dist = np.log(knobs[:, 0] / r) ** 2
         if d_over_sqrt_n is not None:
-            dist += math.log(a.d_over_sqrt_n / d_over_sqrt_n) ** 2
+            dist = dist + np.log(knobs[:, 1] / d_over_sqrt_n) ** 2
         if aspect_ratio is not None:
-            dist += math.log(a.aspect_ratio / aspect_ratio) ** 2
-        # Tie-break toward the budget centre.
-        return dist + 1e-6 * abs(a.non_embedding_params / target_non_embedding_params - 1)
-
-    best = min(candidates, key=distance, default=None)
+            dist = dist + np.log(knobs[:, 2] / aspect_ratio) ** 2
+        dist = dist + 1e-6 * np.abs(knobs[:, 3] / target_non_embedding_params - 1)
+        best = archs[int(np.argmin(dist))]
     if best is None:
         raise ArchError(
             f"no shape with head_dim={head_dim}, gqa_group={gqa_group}"
