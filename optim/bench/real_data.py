@@ -47,12 +47,12 @@ def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "con
     import torch
     from rich.progress import Progress
 
+    from optim.core.problem import LOSS_NOISE_SD, OFFSET_SD, features_of
     from surrogate.gp import LawPriorGP, ResidualHyper
     from surrogate.laws import law_features
     from surrogate.lsq import FitError, fit_lsq
     from surrogate.runs import bundled_path, load_runs, table_archs
 
-    from optim.core.problem import LOSS_NOISE_SD, OFFSET_SD, features_of
     from .worlds import size_groups
 
     cases: list[dict[str, Any]] = []

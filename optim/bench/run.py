@@ -149,7 +149,7 @@ class BenchConfig:
         """Under 15 minutes on 2 cores: a 120-candidate subset, all four world kinds, 20 seeds,
         the same budget of 4 initial + 4 batches of 4 trainings, extension to 95% capped at
         48 trainings for the model-based methods."""
-        base = dict(max_candidates=120, max_trainings=48, quick=True)
+        base: dict[str, Any] = dict(max_candidates=120, max_trainings=48, quick=True)
         base.update(overrides)
         return cls(**base)
 
@@ -381,10 +381,11 @@ def paired_vs(a: Sequence[MethodTrace], b: Sequence[MethodTrace], budget: int
     mb = _median_censored([t.trainings_to_95 for t in b])
     both = [(x.trainings_to_95, y.trainings_to_95) for x, y in zip(a, b)
             if x.trainings_to_95 is not None and y.trainings_to_95 is not None]
+    d_mean: float | None = None  # stays None when no paired seed reached 95%
+    d_lo: float | None = None
+    d_hi: float | None = None
     if both:
         d_mean, d_lo, d_hi = _t_interval(np.array([x - y for x, y in both], float))
-    else:
-        d_mean = d_lo = d_hi = None
     steps = min(len(ta), len(tb))
     diff = hva[:, :steps] - hvb[:, :steps]
     curve = [_t_interval(diff[:, j]) for j in range(steps)]
@@ -620,12 +621,17 @@ class _WorldSetup:
 def _world_setups(config: BenchConfig, prior: Any, candidates: list[Any], spec: Any,
                   reference: Any, progress: bool,
                   truths: Mapping[str, Any] | None) -> dict[str, _WorldSetup]:
+    from optim.core.problem import N_LAW_DRAWS, Problem
     from surrogate.laws import law_features
     from surrogate.runs import bundled_path, load_runs
 
-    from optim.core.problem import N_LAW_DRAWS, Problem
-    from .worlds import (estimate_run_noise, estimate_shape_residual, fit_shape_effect,
-                         law_truth, shape_effect_truth)
+    from .worlds import (
+        estimate_run_noise,
+        estimate_shape_residual,
+        fit_shape_effect,
+        law_truth,
+        shape_effect_truth,
+    )
 
     noise = estimate_run_noise()
     truths = dict(truths or {})
@@ -645,6 +651,7 @@ def _world_setups(config: BenchConfig, prior: Any, candidates: list[Any], spec: 
                                                       n_draws=N_LAW_DRAWS)))
         problem = Problem.build(dataclasses.replace(kind_spec, max_loss=max_loss), kind_prior,
                                 measurement_cache=False, candidates=candidates)
+        cols: tuple[int, ...]
         if kind == "matched":
             law = truths.get("matched", prior)
             truth, info = law_truth(law, source), {"law": law.law, "fit": law.method,
@@ -695,13 +702,8 @@ def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, An
     """
     import os
 
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
-
-    from .worlds import estimate_run_noise, make_world, reference_shape
-
     import torch
+
 
     started = time.perf_counter()
     load = [os.getloadavg()[0]]
@@ -721,8 +723,7 @@ def _run(config: BenchConfig, prior: Any, truths: Mapping[str, Any] | None, prog
     import os
 
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .worlds import estimate_run_noise, make_world, reference_shape
 

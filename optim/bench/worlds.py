@@ -320,9 +320,8 @@ def fit_shape_effect(table: str = "gemstones_runs.csv") -> ShapeEffect:
     """
     import torch
 
-    from surrogate.runs import bundled_path, load_runs, table_archs
-
     from optim.core.plain_model import fit_plain_gp
+    from surrogate.runs import bundled_path, load_runs, table_archs
 
     runs = load_runs(bundled_path(table))
     archs = table_archs(runs)
@@ -472,6 +471,7 @@ class World:
     ref_point: np.ndarray
     kind: str = "world"
     info: dict[str, Any] = field(default_factory=dict)
+    _true_hv: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.candidates)
@@ -507,9 +507,11 @@ class World:
     @property
     def true_hv(self) -> float:
         """Hypervolume of the noise-free objectives over all candidates."""
-        if self._true_hv is None:
-            object.__setattr__(self, "_true_hv", hypervolume(self.objectives(), self.ref_point))
-        return self._true_hv
+        value = self._true_hv
+        if value is None:
+            value = float(hypervolume(self.objectives(), self.ref_point))
+            object.__setattr__(self, "_true_hv", value)
+        return value
 
     def hv_ratio(self, indices: Sequence[int] | np.ndarray) -> float:
         """HV of the true objectives of ``indices`` over :attr:`true_hv`, in [0, 1]."""

@@ -30,11 +30,18 @@ import pandas as pd
 
 from models.arch import Arch
 from models.errors import ArchoptError
-
 from optim.core.problem import LOSS_NOISE_SD, CampaignSpec, Problem
 
-from .ax_adapter import (AX_PARAMETERS, LOSS_METRIC, THROUGHPUT_METRIC, AxCampaign, AxError,
-                         TrialRecord, ax_session, delete_ax_experiment)
+from .ax_adapter import (
+    AX_PARAMETERS,
+    LOSS_METRIC,
+    THROUGHPUT_METRIC,
+    AxCampaign,
+    AxError,
+    TrialRecord,
+    ax_session,
+    delete_ax_experiment,
+)
 from .errors import CampaignError
 from .rows import PRIOR_FIELDS, PROPOSAL_FIELDS, candidate_row, jsonable, trial_row
 from .runs import check_runs_belong, checked_loss, load_table, plan_runs
@@ -241,7 +248,8 @@ class Campaign:
             # of different methods are comparable; the strategy's own numbers are in the batch.
             values = self._loss_at_candidates(problem, records)
             if problem.law_samples is None:
-                values = tuple(np.full(problem.n, np.nan) for _ in range(3))
+                values = (np.full(problem.n, np.nan), np.full(problem.n, np.nan),
+                          np.full(problem.n, np.nan))
                 for arr, own in zip(values, (batch.pred_loss_mean, batch.pred_loss_q05,
                                              batch.pred_loss_q95)):
                     arr[batch.indices] = own
@@ -308,9 +316,9 @@ class Campaign:
             s.snapshot.put_trial_meta(self.name, {trial: payload})
             self._records = s.ax.records({**s.meta, trial: payload})
         problem = self._problem_for(self._records)
-        idx, loss, _ = self._observations(problem, self._records)
+        idx, losses, _ = self._observations(problem, self._records)
         order = [r.trial for r in self._records if r.status == "observed"]
-        warn_if_outside_band(problem, idx, loss, order.index(trial), f"trial {trial}")
+        warn_if_outside_band(problem, idx, losses, order.index(trial), f"trial {trial}")
         return self._trial_dict(next(r for r in self._records if r.trial == trial))
 
     def observe_runs(self, runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False
@@ -546,11 +554,19 @@ class Campaign:
         problem = Problem.build(self.spec, self._prior,
                                 extra_archs=[r.arch for r in self._records] + archs)
         pred = self._loss_at_candidates(problem, self._records)
-        rows = [candidate_row(problem, problem.index_of(a), pred) for a in archs]
+        rows = [candidate_row(problem, _index(problem, a), pred) for a in archs]
         return pd.DataFrame(rows).drop(columns=["trial", "ehvi"])
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+def _index(problem: Problem, arch: Arch) -> int:
+    """``arch``'s candidate index (it was added to ``problem``, so it is there)."""
+    i = problem.index_of(arch)
+    if i is None:
+        raise CampaignError(f"{arch.label()} is not among the problem's candidates")
+    return i
+
+
 def _trial_state(records: Sequence[TrialRecord]) -> list[tuple[int, str]]:
     return [(r.trial, r.status) for r in records]
 

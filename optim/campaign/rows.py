@@ -9,7 +9,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from models.arch import SHAPE_FIELDS
-
 from optim.core.problem import Problem
 
 from .ax_adapter import TrialRecord

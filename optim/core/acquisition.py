@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+from botorch.acquisition.acquisition import AcquisitionFunction
+from botorch.models.model import Model
 from torch import Tensor
 
 __all__ = ["CandidateSetModel", "LossPosteriorFn", "optimize_nehvi", "AcquisitionResult",
@@ -37,13 +39,7 @@ MIN_MEMBER_SAMPLES = 8
 LossPosteriorFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def _model_base():
-    from botorch.models.model import Model
-
-    return Model
-
-
-class CandidateSetModel(_model_base()):
+class CandidateSetModel(Model):
     """BoTorch model over candidate indices with outputs ``(loss, log tokens/s)``.
 
     Args:
@@ -112,13 +108,7 @@ class CandidateSetModel(_model_base()):
         raise NotImplementedError
 
 
-def _acquisition_base():
-    from botorch.acquisition.acquisition import AcquisitionFunction
-
-    return AcquisitionFunction
-
-
-class MixtureAcquisition(_acquisition_base()):
+class MixtureAcquisition(AcquisitionFunction):
     """``log sum_m w_m exp(acq_m(X))``: the expected improvement under a mixture of models is
     the weighted sum of each model's (exact for expectations such as qNEHVI's), computed from
     the members' log values.
@@ -134,20 +124,21 @@ class MixtureAcquisition(_acquisition_base()):
     def __init__(self, acquisitions: list, weights: list[float]) -> None:
         super().__init__(acquisitions[0].model)
         self.members = torch.nn.ModuleList(acquisitions)
+        self._acquisitions: list[AcquisitionFunction] = list(acquisitions)
         w = torch.as_tensor(weights, dtype=DTYPE)
         if w.shape != (len(acquisitions),) or not bool(torch.all(w > 0)):
             raise ValueError("one positive weight per acquisition function is required")
         self.log_weights = (w / w.sum()).log()
-        self.X_pending = None
+        super().set_X_pending(None)
 
     def set_X_pending(self, X_pending: Tensor | None = None) -> None:
-        for acq in self.members:
+        for acq in self._acquisitions:
             acq.set_X_pending(X_pending)
-        self.X_pending = None if X_pending is None else X_pending.detach().clone()
+        super().set_X_pending(X_pending)
 
     def forward(self, X: Tensor) -> Tensor:
         """``X``: ``b x q x 1`` candidate indices; returns ``(b,)`` log values."""
-        values = torch.stack([acq(X) for acq in self.members])  # (M, b)
+        values = torch.stack([acq(X) for acq in self._acquisitions])  # (M, b)
         return torch.logsumexp(values + self.log_weights.unsqueeze(-1), dim=0)
 
 

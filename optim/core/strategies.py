@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from models.errors import ArchoptError
-
 from surrogate.gp import LawPriorGP
 
 from .acquisition import CandidateSetModel, optimize_nehvi
@@ -118,7 +117,8 @@ def fit_loss_model(problem: Problem, observed_idx: Any = (), observed_loss: Any 
         raise StrategyError("this method needs a scaling-law prior (problem.prior is None)")
     idx, loss = validate_observations(problem, observed_idx, observed_loss)
     members = _subset_rows(problem.law_samples.shape[0], n_members) if mode == "ensemble" else None
-    gp = LawPriorGP(problem.X, problem.law_samples, problem.residual_hyper, mode=mode,
+    gp = LawPriorGP(problem.X, torch.as_tensor(problem.law_samples), problem.residual_hyper,
+                    mode=mode,
                     members=members)
     return gp.fit(idx, loss)
 
@@ -160,7 +160,10 @@ class Strategy:
                start: float) -> ProposalBatch:
         chosen = np.asarray(chosen, dtype=np.int64)
         nan = np.full(len(chosen), np.nan)
-        pick = (lambda a: nan.copy() if a is None else np.asarray(a, dtype=np.float64)[chosen])
+
+        def pick(a: np.ndarray | None) -> np.ndarray:
+            return nan.copy() if a is None else np.asarray(a, dtype=np.float64)[chosen]
+
         return ProposalBatch(
             indices=chosen, pred_loss_mean=pick(mean), pred_loss_q05=pick(q05),
             pred_loss_q95=pick(q95), pred_tokens_per_s=problem.throughput_mean[chosen].copy(),

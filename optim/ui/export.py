@@ -69,12 +69,12 @@ def render() -> None:
         show_error(exc, f"Exporting campaign {name!r}")
         return
     configs = config_files(files)
-    tables = [p for p in files if p not in configs]
-    c = st.columns(len(tables) + 1)
+    table_files = [p for p in files if p not in configs]
+    c = st.columns(len(table_files) + 1)
     c[0].download_button(f"Download all ({len(configs)} configs + tables, zip)",
                          data=zip_bytes(files), file_name=f"{name}-pareto.zip",
                          mime="application/zip", key="export_zip", type="primary")
-    for i, t in enumerate(tables, start=1):
+    for i, t in enumerate(table_files, start=1):
         mime = "text/csv" if t.endswith(".csv") else "application/json"
         c[i].download_button(f"Download {t}", data=files[t], file_name=PurePosixPath(t).name,
                              mime=mime, key=f"export_table_{t}")

@@ -334,20 +334,20 @@ def band_figure(x: Sequence[float], quantiles: pd.DataFrame, *, x_title: str,
         marker_x: draw a vertical line here (the current shape).
     """
     _require(quantiles, ("q05", "q25", "q50", "q75", "q95"), "quantile")
-    x = np.asarray(x, dtype=float)
-    if len(x) != len(quantiles):
-        raise ValueError(f"x has {len(x)} values but the quantile table {len(quantiles)} rows")
-    order = np.argsort(x)
-    x = x[order]
+    xs = np.asarray(x, dtype=float)
+    if len(xs) != len(quantiles):
+        raise ValueError(f"x has {len(xs)} values but the quantile table {len(quantiles)} rows")
+    order = np.argsort(xs)
+    xs = xs[order]
     q = quantiles.iloc[order].reset_index(drop=True)
     fig = go.Figure()
     for lo, hi, color, name in (("q05", "q95", COLORS["band90"], "90% band"),
                                 ("q25", "q75", COLORS["band50"], "50% band")):
-        fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
+        fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]),
                                  y=np.concatenate([q[hi].to_numpy(), q[lo].to_numpy()[::-1]]),
                                  fill="toself", fillcolor=color, line=dict(width=0),
                                  hoverinfo="skip", name=name))
-    fig.add_trace(go.Scatter(x=x, y=q["q50"], mode="lines", name="median",
+    fig.add_trace(go.Scatter(x=xs, y=q["q50"], mode="lines", name="median",
                              line=dict(color=COLORS["model"], width=2)))
     if observed is not None and len(observed):
         _require(observed, ("x", "loss"), "observed")

@@ -80,12 +80,12 @@ def _details(row: dict[str, Any]) -> None:
                        help="published loss (different data/tokenizer than the campaign)")
     else:
         cols[3].metric("Status", str(row.get("status", row.get("source", "candidate"))))
-    shape = {k: row[k] for k in ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+    shape: dict[str, Any] = {k: row[k] for k in ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
                                  "ffn_dim", "vocab_size", "tie_embeddings") if k in row}
     derived = {k: row[k] for k in ("mlp_attn_ratio", "d_over_sqrt_n", "aspect_ratio", "gqa_group",
                                    "ehvi") if k in row and pd.notna(row[k])}
     left, right = st.columns(2)
-    values = {**shape, **{k: f"{v:.4g}" for k, v in derived.items()}}
+    values: dict[str, Any] = {**shape, **{k: f"{v:.4g}" for k, v in derived.items()}}
     left.dataframe(pd.DataFrame({"value": values}).astype(str), width="stretch",
                    height=35 * (len(values) + 1) + 3)
     if all(k in row for k in SHAPE_FIELDS):

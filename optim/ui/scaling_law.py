@@ -41,7 +41,7 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
                          "fitted on the bundled runs, or a file from `archopt fit --out`.")
     context: dict[str, Any] = {}
     try:
-        if kind == "campaign prior":
+        if kind == "campaign prior" and name is not None:
             version = cache.store_version(store_path())
             campaign = cache.load_campaign(name, str(store_path()), version)
             spec = campaign.spec
@@ -86,7 +86,8 @@ def _calibration_alert(post: Any, key: str, context: dict[str, Any]) -> None:
     from optim.campaign.insights import calibration_verdict
     from surrogate.slices import band_coverage
 
-    source = context.get("source") if context.get("source") in post.sources else post.reference_source
+    wanted = context.get("source")
+    source = str(wanted) if wanted in post.sources else str(post.reference_source)
     try:
         table = cache.run_predictions(post, key, source)
     except Exception as exc:  # noqa: BLE001
