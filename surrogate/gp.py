@@ -221,7 +221,7 @@ class LawPriorGP:
             fit_hyper = n >= min_points_for_fit
         if fit_hyper and n >= 2:
             resid = y - self.prior_mean[:, idx].mean(0)
-            self._fit_hyper(self.features[idx], resid)
+            self._fit_hyper(idx, resid)
         if n == 0:
             self._chol, self._alpha = None, None
             return self
@@ -256,15 +256,27 @@ class LawPriorGP:
         mean = y.unsqueeze(0) - (self._alpha / diag.unsqueeze(-1)).T  # (S', n)
         return mean.numpy(), (1.0 / diag).numpy()
 
-    def _fit_hyper(self, X: Tensor, y: Tensor) -> None:
-        """MAP length scales and outputscale on the residual to the mean law (BoTorch fitter)."""
+    def _fit_hyper(self, idx: Tensor, y: Tensor) -> None:
+        """MAP length scales and outputscale on the residual to the mean law (BoTorch fitter).
+
+        In gaussian mode the marginal likelihood includes the law draws' covariance
+        ``Phi Phi^T`` (a fixed kernel over table rows): a run that one of the law's own draws
+        explains is not misfit, so the misfit amplitude grows only for what the law cannot
+        explain.
+        """
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from gpytorch.means import ZeroMean
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
+        d = self.features.shape[1]
+        # Inputs: the features and, in the last column, the table row (for Phi).
+        X = torch.cat([self.features[idx], idx.to(DTYPE).unsqueeze(-1)], dim=-1)
+        covar = _SlicedKernel(self.kernel, d)
+        if self.phi is not None:
+            covar = covar + _RowLowRankKernel(self.phi)
         Yvar = torch.full((X.shape[0], 1), self.hyper.noise_var, dtype=DTYPE)
-        model = SingleTaskGP(X, y.unsqueeze(-1), Yvar, covar_module=self.kernel,
+        model = SingleTaskGP(X, y.unsqueeze(-1), Yvar, covar_module=covar,
                              mean_module=ZeroMean(), outcome_transform=None)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         state = {k: v.clone() for k, v in self.kernel.state_dict().items()}
@@ -325,6 +337,38 @@ class LawPriorGP:
         members, var = self.marginals(idx)
         sd = np.sqrt(var + self.hyper.noise_var)
         return members.mean(0), mixture_quantiles(members, sd, probs)
+
+
+def _kernel_base():
+    from gpytorch.kernels import Kernel
+
+    return Kernel
+
+
+class _SlicedKernel(_kernel_base()):
+    """``base`` on the first ``d`` input columns (the others carry table rows)."""
+
+    def __init__(self, base, d: int) -> None:
+        super().__init__()
+        self.base = base
+        self.d = int(d)
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params):
+        out = self.base(x1[..., :self.d], x2[..., :self.d], diag=diag, **params)
+        return out if diag else out.to_dense()
+
+
+class _RowLowRankKernel(_kernel_base()):
+    """``phi[i] . phi[j]`` for the table rows ``i, j`` in the last input column (no
+    parameters): the law draws' covariance inside a GPyTorch model."""
+
+    def __init__(self, phi: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("phi", phi)
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params):
+        a, b = self.phi[x1[..., -1].round().long()], self.phi[x2[..., -1].round().long()]
+        return (a * b).sum(-1) if diag else a @ b.transpose(-1, -2)
 
 
 def mixture_quantiles(means: np.ndarray, sd: np.ndarray, probs: tuple[float, ...],

@@ -195,3 +195,23 @@ def test_loo_equals_conditioning_on_the_other_runs():
         m, v = other.marginals([idx[j]])
         assert mean[0, j] == pytest.approx(m[0, 0], abs=1e-10)
         assert var[j] == pytest.approx(v[0] + HYPER.noise_var, rel=1e-8)
+
+
+def test_a_truth_the_law_draws_explain_is_not_misfit():
+    """The law's draws disagree on a slope; the truth is one of them. The hyper-parameter fit
+    sees the draws' covariance, so the misfit amplitude stays at (or below) its prior scale
+    and the runs select the draw: predictions of unseen points are close."""
+    hyper = ResidualHyper(outputscale=0.01 ** 2, offset_var=0.1 ** 2, noise_var=0.005 ** 2,
+                          lengthscale=(0.4,))
+    g = torch.Generator().manual_seed(5)
+    X = torch.rand(200, 3, generator=g, dtype=torch.float64)
+    slope = 0.1 * torch.randn(32, 1, generator=g, dtype=torch.float64)
+    law = 2.5 + slope * X[:, 0]
+    truth = law[int(torch.argmax(slope.abs()))].numpy()  # the most extreme draw (|slope| 0.21)
+    idx = np.arange(0, 24, 2)
+    y = truth[idx] + np.random.default_rng(0).normal(0, 0.005, len(idx))
+    gp = LawPriorGP(X, law, hyper).fit(idx, y)
+    assert gp.fitted_hyper
+    assert float(gp.kernel.kernels[0].outputscale.detach()) ** 0.5 < 1.5 * 0.01
+    mean, _ = gp.predictive(np.arange(100, 200))
+    assert np.abs(mean - truth[100:200]).mean() < 0.005

@@ -81,7 +81,10 @@ class WeightingConfig:
 
     Attributes:
         beta: piBO's decay constant: the prior's odds count fully up to ``beta`` runs, then as
-            ``(odds)^(beta / n)``.
+            ``(odds)^(beta / n)``. 1 rather than 4: over 10 seeds of each benchmark world
+            (120 candidates) it reached 95% of the hypervolume in as few or fewer trainings
+            (median 16 vs 18, 20 vs 22, 16 vs 16, 20 vs 20 in the held-out, real-shapes,
+            matched and shifted worlds) with a better first batch where the prior is right.
         prior_prob: ``p0``, the law's weight before any evidence.
         n_rank_samples: bootstrap resamples of the runs scored by the ranking loss.
         min_loo_runs: runs below which LOO is not used (``w_loo = 1/2``).
@@ -91,7 +94,7 @@ class WeightingConfig:
             ablation).
     """
 
-    beta: float = 4.0
+    beta: float = 1.0
     prior_prob: float = 0.9
     n_rank_samples: int = 512
     min_loo_runs: int = 3
