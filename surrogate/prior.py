@@ -46,7 +46,13 @@ from .posterior import LawPosterior, PosteriorError
 from .runs import bundled_runs, source_keys, table_archs
 
 __all__ = ["default_prior", "default_prior_runs", "DEFAULT_PRIOR_SETTINGS", "MAX_ROWS_PER_SOURCE",
-           "default_prior_path", "MIN_NON_EMBEDDING_PARAMS"]
+           "default_prior_path", "MIN_NON_EMBEDDING_PARAMS", "SHIPPED_PRIOR",
+           "default_prior_is_cached", "write_shipped_prior"]
+
+#: The default prior as fitted at release, shipped in the package: used (no fit, no wait) when
+#: its cache key matches the current rows, settings and model revision; otherwise the prior is
+#: fitted once and cached under ``$ARCHOPT_HOME``. :func:`write_shipped_prior` regenerates it.
+SHIPPED_PRIOR = Path(__file__).resolve().parent / "data" / "default_prior.nc"
 
 MAX_ROWS_PER_SOURCE: int = 60
 #: Smaller models (down to 0.4M in openlm) bend away from the power law and are far below the
@@ -125,8 +131,28 @@ def default_prior_path() -> Path:
     return archopt_home() / "posteriors" / f"default-prior-{_cache_key(runs)}.nc"
 
 
+def _shipped(stem: str) -> LawPosterior | None:
+    """The shipped prior when it was fitted on exactly these rows and settings."""
+    if not SHIPPED_PRIOR.is_file():
+        return None
+    try:
+        posterior = LawPosterior.load(SHIPPED_PRIOR)
+    except PosteriorError as exc:
+        warnings.warn(f"the shipped default prior {SHIPPED_PRIOR} is unreadable ({exc}); "
+                      "fitting it instead", stacklevel=3)
+        return None
+    return posterior if posterior.info.get("cache_key") == stem else None
+
+
+def default_prior_is_cached() -> bool:
+    """True when :func:`default_prior` returns without fitting (shipped or cached)."""
+    path = default_prior_path()
+    return path.is_file() or _shipped(path.stem) is not None
+
+
 def default_prior(progress: bool = True) -> LawPosterior:
-    """The default posterior: loaded from the cache, or fitted once (tens of seconds) and saved."""
+    """The default posterior: the shipped one when it matches, else loaded from the cache, else
+    fitted once (tens of seconds) and saved under ``$ARCHOPT_HOME/posteriors``."""
     runs = default_prior_runs()
     path = archopt_home() / "posteriors" / f"default-prior-{_cache_key(runs)}.nc"
     if path.is_file():
@@ -134,6 +160,9 @@ def default_prior(progress: bool = True) -> LawPosterior:
             return LawPosterior.load(path)
         except PosteriorError:
             path.unlink(missing_ok=True)  # a corrupt cache file is refitted
+    shipped = _shipped(path.stem)
+    if shipped is not None:
+        return shipped
     from .bayes import fit_bayes
 
     settings = dict(DEFAULT_PRIOR_SETTINGS)
@@ -143,3 +172,16 @@ def default_prior(progress: bool = True) -> LawPosterior:
     posterior.info["training_rows"] = int(len(runs))
     posterior.save(path)
     return posterior
+
+
+def write_shipped_prior(progress: bool = True) -> Path:
+    """Fit the default prior afresh and write it to :data:`SHIPPED_PRIOR` (a release step)."""
+    from .bayes import fit_bayes
+
+    runs = default_prior_runs()
+    settings = dict(DEFAULT_PRIOR_SETTINGS)
+    law = settings.pop("law")
+    posterior = fit_bayes(runs, law, progress=progress, **settings)
+    posterior.info["cache_key"] = f"default-prior-{_cache_key(runs)}"
+    posterior.info["training_rows"] = int(len(runs))
+    return posterior.save(SHIPPED_PRIOR)

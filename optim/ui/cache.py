@@ -451,8 +451,8 @@ def default_prior_file(home: str) -> str:
 
 
 def default_prior_cached() -> bool:
-    """Whether the package's default prior is fitted and cached in this ``ARCHOPT_HOME`` (then
-    loading it takes about a second; otherwise it is a NUTS fit of about a minute)."""
-    from models.home import archopt_home
+    """Whether the package's default prior loads without a fit (shipped with the package or
+    cached in this ``ARCHOPT_HOME``: about a second; otherwise a NUTS fit of about a minute)."""
+    from surrogate.prior import default_prior_is_cached
 
-    return Path(default_prior_file(str(archopt_home()))).is_file()
+    return default_prior_is_cached()
