@@ -52,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     from optim.campaign import Campaign
     from optim.campaign.demo import demo_spec
     from optim.core.problem import Problem
-    from optim.core.strategies import (Algorithm1Strategy, ArchoptStrategy, PlainQNEHVIStrategy,
-                                  RandomStrategy)
+    from optim.core.strategies import (
+        Algorithm1Strategy,
+        ArchoptStrategy,
+        PlainQNEHVIStrategy,
+        RandomStrategy,
+    )
     from surrogate.prior import default_prior
 
     console = Console()
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     # End to end through the campaign API on a temporary store.
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "campaigns.sqlite"
-        camp = Campaign.create(spec, store=store, prior=prior)
+        Campaign.create(spec, store=store, prior=prior)
         e2e = []
         for _ in range(2):
             t = time.perf_counter()

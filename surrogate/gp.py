@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from gpytorch.kernels import Kernel
 from torch import Tensor
 
 __all__ = ["ResidualHyper", "LawPriorGP", "HyperFitWarning", "mixture_quantiles", "amplitude_prior",
@@ -167,6 +168,7 @@ class LawPriorGP:
         self.mode = mode
         self.hyper = hyper or ResidualHyper()
         self.kernel = _kernel(self.features.shape[1], self.hyper)
+        self.phi: Tensor | None = None  # (n_all, S) in gaussian mode
         if mode == "gaussian":
             mbar = law.mean(0, keepdim=True)
             self.prior_mean = mbar  # (1, n_all)
@@ -174,7 +176,6 @@ class LawPriorGP:
         else:
             rows = np.arange(law.shape[0]) if members is None else np.asarray(members)
             self.prior_mean = law[torch.as_tensor(rows, dtype=torch.long)]  # (S', n_all)
-            self.phi = None
         self.train_idx = torch.zeros(0, dtype=torch.long)
         self._chol: Tensor | None = None
         self._alpha: Tensor | None = None  # (n, S')
@@ -188,13 +189,11 @@ class LawPriorGP:
     def _k(self, a: Tensor, b: Tensor | None = None) -> Tensor:
         """Prior covariance between table points ``a`` (``... x q``) and ``b`` (``... x p``)."""
         xa = self.features[a]
-        if b is None:
-            K = self.kernel(xa).to_dense()
-            pa = pb = None if self.phi is None else self.phi[a]
-        else:
-            K = self.kernel(xa, self.features[b]).to_dense()
-            pa, pb = (None, None) if self.phi is None else (self.phi[a], self.phi[b])
-        if pa is not None:
+        K = self.kernel(xa).to_dense() if b is None else \
+            self.kernel(xa, self.features[b]).to_dense()
+        if self.phi is not None:
+            pa = self.phi[a]
+            pb = pa if b is None else self.phi[b]
             K = K + pa @ pb.transpose(-1, -2)
         return K
 
@@ -248,7 +247,7 @@ class LawPriorGP:
             ``mean``: ``S' x n`` (one row per mixture member) and ``var``: ``(n,)`` predictive
             variance of the held-out run's loss (run noise included).
         """
-        if self._chol is None:
+        if self._chol is None or self._alpha is None:
             return np.zeros((self.n_members, 0)), np.zeros(0)
         k_inv = torch.cholesky_inverse(self._chol)  # (n, n)
         diag = torch.diagonal(k_inv)
@@ -339,13 +338,7 @@ class LawPriorGP:
         return members.mean(0), mixture_quantiles(members, sd, probs)
 
 
-def _kernel_base():
-    from gpytorch.kernels import Kernel
-
-    return Kernel
-
-
-class _SlicedKernel(_kernel_base()):
+class _SlicedKernel(Kernel):
     """``base`` on the first ``d`` input columns (the others carry table rows)."""
 
     def __init__(self, base, d: int) -> None:
@@ -358,7 +351,7 @@ class _SlicedKernel(_kernel_base()):
         return out if diag else out.to_dense()
 
 
-class _RowLowRankKernel(_kernel_base()):
+class _RowLowRankKernel(Kernel):
     """``phi[i] . phi[j]`` for the table rows ``i, j`` in the last input column (no
     parameters): the law draws' covariance inside a GPyTorch model."""
 

@@ -6,14 +6,23 @@ import json
 
 import numpy as np
 import pytest
+from test_worlds import REFERENCE, fake_truth, max_loss_of
 
 from models.parametrize import enumerate_archs
-from optim.bench import (BenchConfig, BenchError, MethodTrace, bench_json, evaluate_targets,
-                         paired_vs, run_bench, run_campaign, summarize_method, trainings_to,
-                         write_report)
+from optim.bench import (
+    BenchConfig,
+    BenchError,
+    MethodTrace,
+    bench_json,
+    evaluate_targets,
+    paired_vs,
+    run_bench,
+    run_campaign,
+    summarize_method,
+    trainings_to,
+    write_report,
+)
 from optim.bench.worlds import NoiseEstimate, ThroughputError, law_truth, make_world
-
-from test_worlds import REFERENCE, fake_truth, max_loss_of
 
 
 class GreedyTruthStrategy:

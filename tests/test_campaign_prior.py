@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_strategies import small_posterior, small_spec
 
 from optim.campaign import Campaign
 from optim.campaign.rows import PRIOR_FIELDS
 from optim.cli import main
 from optim.core.weighting import PriorBandWarning
-
-from test_strategies import small_posterior, small_spec
 
 pytestmark = pytest.mark.slow
 

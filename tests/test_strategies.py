@@ -9,8 +9,15 @@ import torch
 
 from models.throughput import Workload
 from optim.core.problem import CampaignSpec, Problem, ProblemError
-from optim.core.strategies import (STRATEGIES, Algorithm1Strategy, ArchoptStrategy, StrategyError,
-                              available_indices, candidate_loss, fit_loss_model)
+from optim.core.strategies import (
+    STRATEGIES,
+    Algorithm1Strategy,
+    ArchoptStrategy,
+    StrategyError,
+    available_indices,
+    candidate_loss,
+    fit_loss_model,
+)
 
 
 def small_posterior(S: int = 32, seed: int = 0):
@@ -201,8 +208,13 @@ def test_archopt_first_batch_lands_near_the_front_of_a_world_drawn_from_the_prio
     and lies close to the true front, far better than 4 random candidates (issue 13.2)."""
     import dataclasses
 
-    from optim.bench.worlds import (NoiseEstimate, ThroughputError, law_truth, make_world,
-                                    reference_shape)
+    from optim.bench.worlds import (
+        NoiseEstimate,
+        ThroughputError,
+        law_truth,
+        make_world,
+        reference_shape,
+    )
     from surrogate.laws import law_features
 
     post = small_posterior(S=64, seed=1)

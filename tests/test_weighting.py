@@ -8,15 +8,22 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_strategies import small_posterior, small_spec
 
 from optim.core.plain_model import PlainGP
 from optim.core.problem import Problem
-from optim.core.weighting import (PriorBandWarning, WeightingConfig, band_check,
-                                  combine_prior_weight, fit_weighted_model, loo_spearman,
-                                  prior_status, rank_weights, ranking_losses,
-                                  warn_if_outside_band)
-
-from test_strategies import small_posterior, small_spec
+from optim.core.weighting import (
+    PriorBandWarning,
+    WeightingConfig,
+    band_check,
+    combine_prior_weight,
+    fit_weighted_model,
+    loo_spearman,
+    prior_status,
+    rank_weights,
+    ranking_losses,
+    warn_if_outside_band,
+)
 
 
 @pytest.fixture(scope="module")

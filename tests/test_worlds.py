@@ -9,11 +9,25 @@ import pandas as pd
 import pytest
 
 from models.parametrize import enumerate_archs
-from optim.bench.worlds import (WORLD_KINDS, NoiseEstimate, ThroughputError, World, WorldError,
-                                estimate_run_noise, estimate_shape_residual, fit_shape_effect,
-                                hypervolume, law_truth, make_world, reference_shape,
-                                shape_effect_truth, shape_feature_matrix, size_groups,
-                                smooth_residual, true_throughput)
+from optim.bench.worlds import (
+    WORLD_KINDS,
+    NoiseEstimate,
+    ThroughputError,
+    World,
+    WorldError,
+    estimate_run_noise,
+    estimate_shape_residual,
+    fit_shape_effect,
+    hypervolume,
+    law_truth,
+    make_world,
+    reference_shape,
+    shape_effect_truth,
+    shape_feature_matrix,
+    size_groups,
+    smooth_residual,
+    true_throughput,
+)
 from surrogate.posterior import LawPosterior
 from surrogate.runs import bundled_path, load_runs
 
