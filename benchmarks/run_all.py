@@ -78,34 +78,49 @@ def _md_table_rows(text: str, header: str) -> list[str]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("propose_speed",
-         args=lambda out, quick: (["--repeats", "1", "--out", str(out / "propose_speed.md")]
-                                  if quick else []),
-         report=lambda out, quick: (out if quick else RESULTS) / "propose_speed.md",
-         headline=lambda log, md: _md_table_rows(md, "| target |"),
-         exit_1_is_missed_target=True),
-    Step("throughput_validation",
-         args=lambda out, quick: ["--quick", "--out", str(out)] if quick else [],
-         report=lambda out, quick: (out if quick else RESULTS) / "throughput_validation.md",
-         headline=lambda log, md: _lines(log, "cpu-time", "a100 held out")),
-    Step("serving_validation",
-         args=lambda out, quick: ["--quick", "--out", str(out)] if quick else [],
-         report=lambda out, quick: (out if quick else RESULTS) / "serving_validation.md",
-         headline=lambda log, md: _lines(log, "vllm ", "hf ", "roofline:"),
-         needs_option="--out"),
-    Step("surrogate_validation",
-         args=lambda out, quick: ["--quick", "--out", str(out)] if quick else [],
-         report=lambda out, quick: (out if quick else RESULTS) / "surrogate_validation.md",
-         headline=lambda log, md: _lines(md, "- Published", "- NUTS", "- Default prior")[:3],
-         needs_option="--out"),
-    Step("sample_efficiency",
-         args=lambda out, quick: (["--quick", "--extra-batches", "0", "--out", str(out / "bench")]
-                                  if quick else ["--extra-batches", "0", "--out",
-                                                 str(RESULTS / "bench" / "full")]),
-         report=lambda out, quick: (out / "bench" if quick else RESULTS / "bench" / "full")
-         / "report.md",
-         headline=lambda log, md: _lines(log, *(f"{m}:" for m in (
-             "archopt", "plain_qnehvi", "algorithm1", "random")))),
+    Step(
+        "propose_speed",
+        args=lambda out, quick: (
+            ["--repeats", "1", "--out", str(out / "propose_speed.md")] if quick else []
+        ),
+        report=lambda out, quick: (out if quick else RESULTS) / "propose_speed.md",
+        headline=lambda log, md: _md_table_rows(md, "| target |"),
+        exit_1_is_missed_target=True,
+    ),
+    Step(
+        "throughput_validation",
+        args=lambda out, quick: ["--quick", "--out", str(out)] if quick else [],
+        report=lambda out, quick: (out if quick else RESULTS) / "throughput_validation.md",
+        headline=lambda log, md: _lines(log, "cpu-time", "a100 held out"),
+    ),
+    Step(
+        "serving_validation",
+        args=lambda out, quick: ["--quick", "--out", str(out)] if quick else [],
+        report=lambda out, quick: (out if quick else RESULTS) / "serving_validation.md",
+        headline=lambda log, md: _lines(log, "vllm ", "hf ", "roofline:"),
+        needs_option="--out",
+    ),
+    Step(
+        "surrogate_validation",
+        args=lambda out, quick: ["--quick", "--out", str(out)] if quick else [],
+        report=lambda out, quick: (out if quick else RESULTS) / "surrogate_validation.md",
+        headline=lambda log, md: _lines(md, "- Published", "- NUTS", "- Default prior")[:3],
+        needs_option="--out",
+    ),
+    Step(
+        "sample_efficiency",
+        args=lambda out, quick: (
+            ["--quick", "--extra-batches", "0", "--out", str(out / "bench")]
+            if quick
+            else ["--extra-batches", "0", "--out", str(RESULTS / "bench" / "full")]
+        ),
+        report=lambda out, quick: (
+            (out / "bench" if quick else RESULTS / "bench" / "full") / "report.md"
+        ),
+        headline=lambda log, md: _lines(
+            log, *(f"{m}:" for m in ("archopt", "plain_qnehvi", "algorithm1", "random"))
+        ),
+    ),
 )
 
 
@@ -121,8 +136,9 @@ class Outcome:
 def _supports(script: Path, option: str) -> bool:
     """Whether ``script --help`` lists ``option``."""
     try:
-        res = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
-                             text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return res.returncode == 0 and option in res.stdout
@@ -140,15 +156,27 @@ def _last_line(path: Path) -> str:
     return lines[-1][:100] if lines else ""
 
 
-def run_step(step: Step, out: Path, quick: bool, logs: Path,
-             on_output: Callable[[str], None] = lambda line: None) -> Outcome:
+def run_step(
+    step: Step,
+    out: Path,
+    quick: bool,
+    logs: Path,
+    on_output: Callable[[str], None] = lambda line: None,
+) -> Outcome:
     """Run one script to completion; its stdout and stderr go to ``logs/<name>.log``, whose
     latest line is passed to ``on_output`` every half second."""
     script = HERE / f"{step.name}.py"
     if quick and step.needs_option and not _supports(script, step.needs_option):
-        return Outcome(step.name, "not run", 0.0, None, [
-            f"{script.name} has no {step.needs_option}: a quick run would overwrite the full "
-            f"report in results/; run `python benchmarks/{script.name}` (full) instead"])
+        return Outcome(
+            step.name,
+            "not run",
+            0.0,
+            None,
+            [
+                f"{script.name} has no {step.needs_option}: a quick run would overwrite the full "
+                f"report in results/; run `python benchmarks/{script.name}` (full) instead"
+            ],
+        )
     log_path = logs / f"{step.name}.log"
     cmd = [sys.executable, str(script), *step.args(out, quick)]
     start = time.perf_counter()
@@ -185,13 +213,20 @@ def run_step(step: Step, out: Path, quick: bool, logs: Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--full", action="store_true",
-                        help="every script's full defaults, reports into results/")
-    parser.add_argument("--out", type=Path, default=RESULTS / "quick",
-                        help="folder for quick-mode reports and every log (default results/quick)")
-    parser.add_argument("--only", default=None,
-                        help="comma-separated script names (default: all): "
-                             + ", ".join(s.name for s in STEPS))
+    parser.add_argument(
+        "--full", action="store_true", help="every script's full defaults, reports into results/"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "quick",
+        help="folder for quick-mode reports and every log (default results/quick)",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated script names (default: all): " + ", ".join(s.name for s in STEPS),
+    )
     args = parser.parse_args(argv)
     quick = not args.full
     steps = list(STEPS)
@@ -199,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = sorted(set(wanted) - {s.name for s in STEPS})
         if unknown:
-            parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: "
-                         + ", ".join(s.name for s in STEPS))
+            parser.error(
+                f"unknown benchmark(s) {', '.join(unknown)}; known: "
+                + ", ".join(s.name for s in STEPS)
+            )
         steps = [s for s in STEPS if s.name in wanted]
 
     from rich.console import Console
@@ -212,19 +249,27 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    console.print(f"{'full' if args.full else 'quick'} benchmarks: {len(steps)} scripts; "
-                  f"logs in {logs}")
+    console.print(
+        f"{'full' if args.full else 'quick'} benchmarks: {len(steps)} scripts; logs in {logs}"
+    )
     outcomes: list[Outcome] = []
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("benchmarks", total=len(steps))
         for step in steps:
             progress.update(task, description=f"running {step.name}")
 
             def show(line: str, name: str = step.name) -> None:
-                progress.update(task, description=f"running {name}: {escape(line)}" if line
-                                else f"running {name}")
+                progress.update(
+                    task,
+                    description=f"running {name}: {escape(line)}" if line else f"running {name}",
+                )
 
             outcome = run_step(step, out, quick, logs, show)
             outcomes.append(outcome)
@@ -232,16 +277,27 @@ def main(argv: list[str] | None = None) -> int:
             progress.advance(task)
         progress.update(task, description="done")
 
-    table = Table(title=f"benchmarks ({'full' if args.full else 'quick'})", title_justify="left",
-                  show_lines=True)
+    table = Table(
+        title=f"benchmarks ({'full' if args.full else 'quick'})",
+        title_justify="left",
+        show_lines=True,
+    )
     for col in ("benchmark", "status", "time", "report", "headline"):
         table.add_column(col, overflow="fold")
     for o in outcomes:
         style = "green" if o.status == "ok" else "red"
-        report = str(o.report.relative_to(HERE.parent)) if o.report and o.report.is_relative_to(
-            HERE.parent) else (str(o.report) if o.report else "-")
-        table.add_row(o.name, f"[{style}]{o.status}[/{style}]", f"{o.seconds:.0f} s", report,
-                      "\n".join(o.lines) or "-")
+        report = (
+            str(o.report.relative_to(HERE.parent))
+            if o.report and o.report.is_relative_to(HERE.parent)
+            else (str(o.report) if o.report else "-")
+        )
+        table.add_row(
+            o.name,
+            f"[{style}]{o.status}[/{style}]",
+            f"{o.seconds:.0f} s",
+            report,
+            "\n".join(o.lines) or "-",
+        )
     console.print(table)
     return 0 if all(o.status == "ok" for o in outcomes) else 1
 

@@ -34,8 +34,15 @@ import numpy as np
 from models.arch import Arch
 from models.measure import Measurement, measure
 from models.parametrize import SearchSpace, enumerate_archs
-from models.throughput import (Calibration, TimingRecord, Workload, calibrate, default_calibration,
-                               predict_throughput, predict_throughput_many)
+from models.throughput import (
+    Calibration,
+    TimingRecord,
+    Workload,
+    calibrate,
+    default_calibration,
+    predict_throughput,
+    predict_throughput_many,
+)
 
 #: Default report folder: ``results/`` of the checkout this script is in.
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -51,16 +58,32 @@ R_CYCLE = (1.0, 2.5, 4.0)
 
 def pick_shapes() -> list[Arch]:
     """16 shapes at 20M +- 3% non-embedding params spanning depth, with varied r and GQA."""
-    space = SearchSpace(d_model_multiple=64, ffn_multiple=64, head_dims=(32, 64), gqa_groups=(1, 2, 4),
-                        n_layers_range=(2, 64), d_model_range=(128, 2048), aspect_range=(2, 1024),
-                        d_over_sqrt_n_range=(0.02, 0.5), r_range=(0.5, 6.0))
+    space = SearchSpace(
+        d_model_multiple=64,
+        ffn_multiple=64,
+        head_dims=(32, 64),
+        gqa_groups=(1, 2, 4),
+        n_layers_range=(2, 64),
+        d_model_range=(128, 2048),
+        aspect_range=(2, 1024),
+        d_over_sqrt_n_range=(0.02, 0.5),
+        r_range=(0.5, 6.0),
+    )
     archs = enumerate_archs(2e7, 0.03, space=space, vocab_size=2048, tie_embeddings=True)
     chosen = []
     for i, n_layers in enumerate(LAYER_TARGETS):
         pool = [a for a in archs if a.n_layers == n_layers]
         r_target = R_CYCLE[i % len(R_CYCLE)]
-        chosen.append(min(pool, key=lambda a: (abs(math.log(a.mlp_attn_ratio / r_target)),
-                                               -a.gqa_group * (i % 2), a.d_model)))
+        chosen.append(
+            min(
+                pool,
+                key=lambda a: (
+                    abs(math.log(a.mlp_attn_ratio / r_target)),
+                    -a.gqa_group * (i % 2),
+                    a.d_model,
+                ),
+            )
+        )
     return chosen
 
 
@@ -75,7 +98,9 @@ def mdape(pred: np.ndarray, meas: np.ndarray) -> float:
 
 
 def model_tps(recs: list[TimingRecord], hw: str, cal: Calibration) -> np.ndarray:
-    return np.array([predict_throughput(r.arch, hw, r.workload, cal, n_draws=0).tokens_per_s for r in recs])
+    return np.array(
+        [predict_throughput(r.arch, hw, r.workload, cal, n_draws=0).tokens_per_s for r in recs]
+    )
 
 
 def params_only_tps(train: list[TimingRecord], test: list[TimingRecord]) -> np.ndarray:
@@ -83,13 +108,17 @@ def params_only_tps(train: list[TimingRecord], test: list[TimingRecord]) -> np.n
     out = []
     for rec in test:
         same = [r for r in train if r.workload == rec.workload]
-        log_c = np.mean([math.log(r.total_s / (r.arch.params * r.workload.output_len)) for r in same])
+        log_c = np.mean(
+            [math.log(r.total_s / (r.arch.params * r.workload.output_len)) for r in same]
+        )
         total = math.exp(log_c) * rec.arch.params * rec.workload.output_len
         out.append(rec.workload.batch_size * rec.workload.output_len / total)
     return np.array(out)
 
 
-def measure_cpu(shapes: list[Arch], repeats: int, force: bool) -> tuple[list[Measurement], int, float]:
+def measure_cpu(
+    shapes: list[Arch], repeats: int, force: bool
+) -> tuple[list[Measurement], int, float]:
     from rich.progress import Progress
 
     results, fresh, start = [], 0, time.perf_counter()
@@ -100,7 +129,9 @@ def measure_cpu(shapes: list[Arch], repeats: int, force: bool) -> tuple[list[Mea
                 t0 = time.perf_counter()
                 m = measure(arch, wl, repeats=repeats, device="cpu", force=force, threads=THREADS)
                 if m.ok and not m.cpu_times_s:  # cached before CPU times were recorded
-                    m = measure(arch, wl, repeats=repeats, device="cpu", force=True, threads=THREADS)
+                    m = measure(
+                        arch, wl, repeats=repeats, device="cpu", force=True, threads=THREADS
+                    )
                 fresh += (time.perf_counter() - t0) > 0.2  # a cache hit takes milliseconds
                 if not m.ok:
                     raise SystemExit(f"measurement of {arch.label()} failed: {m.reason}")
@@ -132,30 +163,42 @@ def cpu_validation(measurements: list[Measurement], clock: str) -> dict:
     half = model_tps([recs[i] for i in test_idx], "cpu", half_cal)
     half_base = params_only_tps(train, [recs[i] for i in test_idx])
     default = model_tps(recs, "cpu", default_calibration("cpu", "hf"))  # the prior medians
-    full_cal = calibrate(recs, "cpu", "hf", source=f"benchmarks/throughput_validation.py (this CPU, {clock} clock)")
+    full_cal = calibrate(
+        recs, "cpu", "hf", source=f"benchmarks/throughput_validation.py (this CPU, {clock} clock)"
+    )
 
     rows = []
     for name, wl in CPU_WORKLOADS.items():
         sel = np.array([r.workload == wl for r in recs])
         sel_half = np.array([recs[i].workload == wl for i in test_idx])
         meas_half = meas[test_idx][sel_half]
-        rows.append({
-            "workload": name,
-            "n": int(sel.sum()),
-            "spearman_loo": spearman(loo[sel], meas[sel]),
-            "mdape_loo": mdape(loo[sel], meas[sel]),
-            "spearman_half": spearman(half[sel_half], meas_half),
-            "mdape_half": mdape(half[sel_half], meas_half),
-            "spearman_default": spearman(default[sel], meas[sel]),
-            "mdape_default": mdape(default[sel], meas[sel]),
-            "spearman_params_only": spearman(base_loo[sel], meas[sel]),
-            "mdape_params_only": mdape(base_loo[sel], meas[sel]),
-            "mdape_params_only_half": mdape(half_base[sel_half], meas_half),
-        })
-    return {"clock": clock, "rows": rows, "loo": loo, "meas": meas, "recs": recs, "full_cal": full_cal,
-            "half_cal": half_cal, "overall_mdape_loo": mdape(loo, meas),
-            "overall_mdape_half": mdape(half, meas[test_idx]),
-            "overall_mdape_params_only": mdape(base_loo, meas)}
+        rows.append(
+            {
+                "workload": name,
+                "n": int(sel.sum()),
+                "spearman_loo": spearman(loo[sel], meas[sel]),
+                "mdape_loo": mdape(loo[sel], meas[sel]),
+                "spearman_half": spearman(half[sel_half], meas_half),
+                "mdape_half": mdape(half[sel_half], meas_half),
+                "spearman_default": spearman(default[sel], meas[sel]),
+                "mdape_default": mdape(default[sel], meas[sel]),
+                "spearman_params_only": spearman(base_loo[sel], meas[sel]),
+                "mdape_params_only": mdape(base_loo[sel], meas[sel]),
+                "mdape_params_only_half": mdape(half_base[sel_half], meas_half),
+            }
+        )
+    return {
+        "clock": clock,
+        "rows": rows,
+        "loo": loo,
+        "meas": meas,
+        "recs": recs,
+        "full_cal": full_cal,
+        "half_cal": half_cal,
+        "overall_mdape_loo": mdape(loo, meas),
+        "overall_mdape_half": mdape(half, meas[test_idx]),
+        "overall_mdape_params_only": mdape(base_loo, meas),
+    }
 
 
 def vectorized_timing() -> dict:
@@ -175,7 +218,10 @@ def vectorized_timing() -> dict:
         t0 = time.perf_counter()
         for a in sample:
             predict_throughput(a, "h100-sxm", wl, cal, n_draws=0)
-        out[backend] = {"many_s": many_s, "loop_s": (time.perf_counter() - t0) * len(archs) / len(sample)}
+        out[backend] = {
+            "many_s": many_s,
+            "loop_s": (time.perf_counter() - t0) * len(archs) / len(sample),
+        }
     return out
 
 
@@ -189,13 +235,24 @@ def plot(cpu: dict, path: Path) -> None:
     for name, wl in CPU_WORKLOADS.items():
         sel = np.array([r.workload == wl for r in cpu["recs"]])
         layers = np.array([r.arch.n_layers for r in cpu["recs"]])[sel]
-        sc = ax.scatter(cpu["meas"][sel], cpu["loo"][sel], c=np.log2(layers), cmap="viridis",
-                        marker="o" if wl.batch_size == 1 else "s", label=name)
+        sc = ax.scatter(
+            cpu["meas"][sel],
+            cpu["loo"][sel],
+            c=np.log2(layers),
+            cmap="viridis",
+            marker="o" if wl.batch_size == 1 else "s",
+            label=name,
+        )
     lo = min(cpu["meas"].min(), cpu["loo"].min()) * 0.8
     hi = max(cpu["meas"].max(), cpu["loo"].max()) * 1.2
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="measured tokens/s", ylabel="predicted tokens/s (leave-one-shape-out)",
-           title=f"This CPU, ~20M-param shapes, HF generate ({cpu['clock']} time)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="measured tokens/s",
+        ylabel="predicted tokens/s (leave-one-shape-out)",
+        title=f"This CPU, ~20M-param shapes, HF generate ({cpu['clock']} time)",
+    )
     from matplotlib.ticker import NullFormatter
 
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -209,72 +266,116 @@ def plot(cpu: dict, path: Path) -> None:
 
 def report(shapes, cpu, wall, fresh, cpu_s, timing, repeats, quick=False) -> str:
     command = "python benchmarks/throughput_validation.py" + (" --quick" if quick else "")
-    lines = ["# Throughput model validation", "",
-             f"Generated by `{command}` (repeats={repeats}); plot: "
-             "`throughput_validation.png` beside this report. Timings on a shared 2-vCPU machine "
-             "are noisy.", "",
-             "## This CPU: real HF `generate` vs the model", "",
-             f"{len(shapes)} shapes at 20M +- 3% non-embedding params (vocab 2048, tied, bfloat16), "
-             f"{len(cpu['recs'])} measurements ({fresh} run now, the rest from the measurement cache; "
-             f"{cpu_s:.0f} s). Each measurement: one warm-up, then the median of {repeats} runs, "
-             f"torch with {THREADS} thread(s).", "",
-             "| shape | n_layers | d_model | r | gqa | " + " | ".join(f"{k} tok/s" for k in CPU_WORKLOADS) + " |",
-             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in CPU_WORKLOADS) + " |"]
+    lines = [
+        "# Throughput model validation",
+        "",
+        f"Generated by `{command}` (repeats={repeats}); plot: "
+        "`throughput_validation.png` beside this report. Timings on a shared 2-vCPU machine "
+        "are noisy.",
+        "",
+        "## This CPU: real HF `generate` vs the model",
+        "",
+        f"{len(shapes)} shapes at 20M +- 3% non-embedding params (vocab 2048, tied, bfloat16), "
+        f"{len(cpu['recs'])} measurements ({fresh} run now, the rest from the measurement cache; "
+        f"{cpu_s:.0f} s). Each measurement: one warm-up, then the median of {repeats} runs, "
+        f"torch with {THREADS} thread(s).",
+        "",
+        "| shape | n_layers | d_model | r | gqa | "
+        + " | ".join(f"{k} tok/s" for k in CPU_WORKLOADS)
+        + " |",
+        "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in CPU_WORKLOADS) + " |",
+    ]
     meas_by = {(r.arch, r.workload): t for r, t in zip(cpu["recs"], cpu["meas"])}
     wall_by = {(r.arch, r.workload): t for r, t in zip(wall["recs"], wall["meas"])}
     for a in shapes:
-        vals = " | ".join(f"{meas_by[(a, wl)]:.1f} ({wall_by[(a, wl)]:.1f})" for wl in CPU_WORKLOADS.values())
-        lines.append(f"| {a.label()} | {a.n_layers} | {a.d_model} | {a.mlp_attn_ratio:.2f} | {a.gqa_group} | {vals} |")
-    lines += ["", "Tokens/s from process CPU time, wall-clock in parentheses. Other engineers' jobs share "
-              "the two cores, so wall time includes waiting for a core (up to several x, varying run to "
-              "run); the process CPU time of a one-thread run is what the wall time would be on an idle "
-              "machine. Both are reported below.", "",
-              "Held-out accuracy of tokens/s (Spearman between predicted and measured across shapes; "
-              "MdAPE = median absolute relative error). *LOO*: calibrated on all records of the other "
-              f"{len(shapes) - 1} shapes. *half*: calibrated on the {(len(shapes) + 1) // 2} even-ranked "
-              f"shapes (by depth), tested on the {len(shapes) // 2} others. "
-              "Baselines in the same run: the *default* (uncalibrated) constants, and a *params-only* model "
-              "(time proportional to parameter count, scale fitted on the same training shapes).", ""]
+        vals = " | ".join(
+            f"{meas_by[(a, wl)]:.1f} ({wall_by[(a, wl)]:.1f})" for wl in CPU_WORKLOADS.values()
+        )
+        lines.append(
+            f"| {a.label()} | {a.n_layers} | {a.d_model} | {a.mlp_attn_ratio:.2f} | {a.gqa_group} | {vals} |"
+        )
+    lines += [
+        "",
+        "Tokens/s from process CPU time, wall-clock in parentheses. Other engineers' jobs share "
+        "the two cores, so wall time includes waiting for a core (up to several x, varying run to "
+        "run); the process CPU time of a one-thread run is what the wall time would be on an idle "
+        "machine. Both are reported below.",
+        "",
+        "Held-out accuracy of tokens/s (Spearman between predicted and measured across shapes; "
+        "MdAPE = median absolute relative error). *LOO*: calibrated on all records of the other "
+        f"{len(shapes) - 1} shapes. *half*: calibrated on the {(len(shapes) + 1) // 2} even-ranked "
+        f"shapes (by depth), tested on the {len(shapes) // 2} others. "
+        "Baselines in the same run: the *default* (uncalibrated) constants, and a *params-only* model "
+        "(time proportional to parameter count, scale fitted on the same training shapes).",
+        "",
+    ]
     for res in (cpu, wall):
-        lines += [f"**{res['clock']} clock**", "",
-                  "| workload | n | Spearman LOO | MdAPE LOO | Spearman half | MdAPE half | Spearman default | "
-                  "MdAPE default | Spearman params-only | MdAPE params-only LOO |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"**{res['clock']} clock**",
+            "",
+            "| workload | n | Spearman LOO | MdAPE LOO | Spearman half | MdAPE half | Spearman default | "
+            "MdAPE default | Spearman params-only | MdAPE params-only LOO |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in res["rows"]:
-            lines.append(f"| {r['workload']} | {r['n']} | {r['spearman_loo']:.3f} | {r['mdape_loo']:.1%} | "
-                         f"{r['spearman_half']:.3f} | {r['mdape_half']:.1%} | {r['spearman_default']:.3f} | "
-                         f"{r['mdape_default']:.1%} | {r['spearman_params_only']:.3f} | {r['mdape_params_only']:.1%} |")
-        lines += ["", f"All workloads: MdAPE LOO {res['overall_mdape_loo']:.1%}, split half "
-                  f"{res['overall_mdape_half']:.1%}; params-only baseline {res['overall_mdape_params_only']:.1%} "
-                  f"(ratio model/baseline {res['overall_mdape_loo'] / res['overall_mdape_params_only']:.2f}).", ""]
+            lines.append(
+                f"| {r['workload']} | {r['n']} | {r['spearman_loo']:.3f} | {r['mdape_loo']:.1%} | "
+                f"{r['spearman_half']:.3f} | {r['mdape_half']:.1%} | {r['spearman_default']:.3f} | "
+                f"{r['mdape_default']:.1%} | {r['spearman_params_only']:.3f} | {r['mdape_params_only']:.1%} |"
+            )
+        lines += [
+            "",
+            f"All workloads: MdAPE LOO {res['overall_mdape_loo']:.1%}, split half "
+            f"{res['overall_mdape_half']:.1%}; params-only baseline {res['overall_mdape_params_only']:.1%} "
+            f"(ratio model/baseline {res['overall_mdape_loo'] / res['overall_mdape_params_only']:.2f}).",
+            "",
+        ]
     fc = cpu["full_cal"]
-    lines += ["Targets: Spearman >= 0.9, MdAPE <= 15%.", "",
-              f"Constants fitted on all CPU-time records: flops_efficiency {fc.flops_efficiency:.3f}, "
-              f"bandwidth_efficiency {fc.bandwidth_efficiency:.3f}, layer_overhead {1e3 * fc.layer_overhead_s:.3f} ms, "
-              f"step_overhead {1e3 * fc.step_overhead_s:.3f} ms, overhead_overlap {fc.overhead_overlap:.2f}, "
-              f"token_layer {1e6 * fc.token_layer_s:.2f} us, "
-              f"rel_sigma (LOO RMS log error) {fc.rel_sigma:.3f}. Not bundled (machine-specific): "
-              "`archopt calibrate --hardware cpu` fits the same from the cache into $ARCHOPT_HOME. "
-              "The A100-40GB Morph-1B latencies and the vLLM serving model: `serving_validation.md`.", "",
-              "## Vectorized prediction", "",
-              f"`predict_throughput_many` on {timing['n']:,} archs (1B candidates, batch 64, 4096 in / 1024 out, "
-              "point predictions): " + "; ".join(
-                  f"{b} {timing[b]['many_s'] * 1e3:.0f} ms against a per-arch `predict_throughput` loop "
-                  f"(extrapolated from 500) of {timing[b]['loop_s'] * 1e3:.0f} ms, "
-                  f"{timing[b]['loop_s'] / timing[b]['many_s']:.1f}x" for b in ("hf", "vllm"))
-              + f". `enumerate_archs(1e9)` (default search space): {timing['n_candidates']:,} candidates in "
-              f"{timing['enum_s'] * 1e3:.0f} ms.", ""]
+    lines += [
+        "Targets: Spearman >= 0.9, MdAPE <= 15%.",
+        "",
+        f"Constants fitted on all CPU-time records: flops_efficiency {fc.flops_efficiency:.3f}, "
+        f"bandwidth_efficiency {fc.bandwidth_efficiency:.3f}, layer_overhead {1e3 * fc.layer_overhead_s:.3f} ms, "
+        f"step_overhead {1e3 * fc.step_overhead_s:.3f} ms, overhead_overlap {fc.overhead_overlap:.2f}, "
+        f"token_layer {1e6 * fc.token_layer_s:.2f} us, "
+        f"rel_sigma (LOO RMS log error) {fc.rel_sigma:.3f}. Not bundled (machine-specific): "
+        "`archopt calibrate --hardware cpu` fits the same from the cache into $ARCHOPT_HOME. "
+        "The A100-40GB Morph-1B latencies and the vLLM serving model: `serving_validation.md`.",
+        "",
+        "## Vectorized prediction",
+        "",
+        f"`predict_throughput_many` on {timing['n']:,} archs (1B candidates, batch 64, 4096 in / 1024 out, "
+        "point predictions): "
+        + "; ".join(
+            f"{b} {timing[b]['many_s'] * 1e3:.0f} ms against a per-arch `predict_throughput` loop "
+            f"(extrapolated from 500) of {timing[b]['loop_s'] * 1e3:.0f} ms, "
+            f"{timing[b]['loop_s'] / timing[b]['many_s']:.1f}x"
+            for b in ("hf", "vllm")
+        )
+        + f". `enumerate_archs(1e9)` (default search space): {timing['n_candidates']:,} candidates in "
+        f"{timing['enum_s'] * 1e3:.0f} ms.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=None, help="runs per measurement (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs per measurement (default 3)"
+    )
     parser.add_argument("--force", action="store_true", help="re-measure even if cached")
-    parser.add_argument("--quick", action="store_true",
-                        help="every other shape (8), one repeat each (unless --repeats is given)")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for throughput_validation.md/.png (default: results/)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every other shape (8), one repeat each (unless --repeats is given)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="folder for throughput_validation.md/.png (default: results/)",
+    )
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
 
@@ -291,13 +392,17 @@ def main(argv: list[str] | None = None) -> None:
     text = report(shapes, cpu, wall, fresh, cpu_s, timing, repeats, args.quick)
     (out / "throughput_validation.md").write_text(text)
     for r in cpu["rows"] + wall["rows"]:
-        print(f"{'cpu-time' if r in cpu['rows'] else 'wall-time'} {r['workload']}: Spearman LOO {r['spearman_loo']:.3f} (half {r['spearman_half']:.3f}, "
-              f"default {r['spearman_default']:.3f}, params-only {r['spearman_params_only']:.3f}); "
-              f"MdAPE LOO {r['mdape_loo']:.1%} (half {r['mdape_half']:.1%}, default {r['mdape_default']:.1%}, "
-              f"params-only {r['mdape_params_only']:.1%})")
+        print(
+            f"{'cpu-time' if r in cpu['rows'] else 'wall-time'} {r['workload']}: Spearman LOO {r['spearman_loo']:.3f} (half {r['spearman_half']:.3f}, "
+            f"default {r['spearman_default']:.3f}, params-only {r['spearman_params_only']:.3f}); "
+            f"MdAPE LOO {r['mdape_loo']:.1%} (half {r['mdape_half']:.1%}, default {r['mdape_default']:.1%}, "
+            f"params-only {r['mdape_params_only']:.1%})"
+        )
     for b in ("hf", "vllm"):
-        print(f"predict_throughput_many ({b}): {timing['n']} archs in {timing[b]['many_s'] * 1e3:.0f} ms "
-              f"({timing[b]['loop_s'] / timing[b]['many_s']:.1f}x a loop)")
+        print(
+            f"predict_throughput_many ({b}): {timing['n']} archs in {timing[b]['many_s'] * 1e3:.0f} ms "
+            f"({timing[b]['loop_s'] / timing[b]['many_s']:.1f}x a loop)"
+        )
     print(f"wrote {out / 'throughput_validation.md'}")
 
 

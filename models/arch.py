@@ -109,11 +109,15 @@ class Arch:
                 f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})"
             )
         if self.head_dim % 2:
-            raise ArchError(f"head_dim must be even (rotary position embeddings rotate pairs of "
-                            f"dimensions), got {self.head_dim}")
+            raise ArchError(
+                f"head_dim must be even (rotary position embeddings rotate pairs of "
+                f"dimensions), got {self.head_dim}"
+            )
         if self.params > MAX_PARAMS:
-            raise ArchError(f"the shape has {self.params:.3e} parameters; archopt supports at most "
-                            f"2^53 = {MAX_PARAMS:.3e} (counts stay exact in float64)")
+            raise ArchError(
+                f"the shape has {self.params:.3e} parameters; archopt supports at most "
+                f"2^53 = {MAX_PARAMS:.3e} (counts stay exact in float64)"
+            )
 
     # ---- parameter counts -------------------------------------------------------------
     @property
@@ -182,7 +186,10 @@ class Arch:
     @property
     def matmul_params(self) -> int:
         """Weights used in matrix multiplies per token: blocks' projections plus the LM head."""
-        return self.n_layers * (self.attention_params + self.mlp_params) + self.vocab_size * self.d_model
+        return (
+            self.n_layers * (self.attention_params + self.mlp_params)
+            + self.vocab_size * self.d_model
+        )
 
     def forward_flops_per_token(self, context_len: int = 0) -> float:
         """Forward FLOPs for one token attending to ``context_len`` earlier tokens.
@@ -229,8 +236,13 @@ class Arch:
             raise ArchError(f"missing shape field(s): {', '.join(missing)}")
         return cls(**{f: row[f] for f in SHAPE_FIELDS})
 
-    def to_hf_config(self, *, rope_theta: float = 500000.0, max_position_embeddings: int = 8192,
-                     torch_dtype: str = "bfloat16") -> dict[str, Any]:
+    def to_hf_config(
+        self,
+        *,
+        rope_theta: float = 500000.0,
+        max_position_embeddings: int = 8192,
+        torch_dtype: str = "bfloat16",
+    ) -> dict[str, Any]:
         """A flat LLaMA ``config.json`` dict; ``head_dim`` is always written explicitly."""
         return {
             "architectures": ["LlamaForCausalLM"],
@@ -270,32 +282,58 @@ class Arch:
             parsed: Mapping[str, Any] = config
         else:
             where = f"config {config}"
-            parsed = read_json(Path(config), what="config file", max_bytes=HF_CONFIG_MAX_BYTES,
-                               error=ArchError)
-        missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                               "intermediate_size", "vocab_size") if k not in parsed]
+            parsed = read_json(
+                Path(config), what="config file", max_bytes=HF_CONFIG_MAX_BYTES, error=ArchError
+            )
+        missing = [
+            k
+            for k in (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "vocab_size",
+            )
+            if k not in parsed
+        ]
         if missing:
             raise ArchError(f"{where} is missing {missing[0]!r}")
         d, heads = parsed["hidden_size"], parsed["num_attention_heads"]
         head_dim = parsed.get("head_dim")
         if head_dim is None:
-            if (isinstance(d, int) and isinstance(heads, int) and not isinstance(d, bool)
-                    and not isinstance(heads, bool) and heads > 0 and d % heads == 0):
+            if (
+                isinstance(d, int)
+                and isinstance(heads, int)
+                and not isinstance(d, bool)
+                and not isinstance(heads, bool)
+                and heads > 0
+                and d % heads == 0
+            ):
                 head_dim = d // heads
             else:
-                raise ArchError(f"{where}: hidden_size ({d!r}) is not a multiple of "
-                                f"num_attention_heads ({heads!r}); give head_dim")
+                raise ArchError(
+                    f"{where}: hidden_size ({d!r}) is not a multiple of "
+                    f"num_attention_heads ({heads!r}); give head_dim"
+                )
         kv_heads = parsed.get("num_key_value_heads")
         tie = parsed.get("tie_word_embeddings")
         try:
-            return cls(d_model=d, n_layers=parsed["num_hidden_layers"], n_heads=heads,
-                       n_kv_heads=heads if kv_heads is None else kv_heads, head_dim=head_dim,
-                       ffn_dim=parsed["intermediate_size"], vocab_size=parsed["vocab_size"],
-                       tie_embeddings=False if tie is None else tie)
+            return cls(
+                d_model=d,
+                n_layers=parsed["num_hidden_layers"],
+                n_heads=heads,
+                n_kv_heads=heads if kv_heads is None else kv_heads,
+                head_dim=head_dim,
+                ffn_dim=parsed["intermediate_size"],
+                vocab_size=parsed["vocab_size"],
+                tie_embeddings=False if tie is None else tie,
+            )
         except ArchError as exc:
             raise ArchError(f"{where}: {exc}") from None
 
     def label(self) -> str:
         """A short human-readable name, e.g. ``d2048-L16-h32/8x64-f8192``."""
-        return (f"d{self.d_model}-L{self.n_layers}-h{self.n_heads}/{self.n_kv_heads}"
-                f"x{self.head_dim}-f{self.ffn_dim}")
+        return (
+            f"d{self.d_model}-L{self.n_layers}-h{self.n_heads}/{self.n_kv_heads}"
+            f"x{self.head_dim}-f{self.ffn_dim}"
+        )

@@ -19,12 +19,25 @@ from .workload import Workload
 __all__ = ["RUN_FIELDS", "run_times"]
 
 #: Keys of :func:`run_times`.
-RUN_FIELDS: tuple[str, ...] = ("total_s", "ttft_s", "tpot_s", "concurrency", "kv_tokens",
-                               "memory_bytes", "fits", "shape_ok", "reason")
+RUN_FIELDS: tuple[str, ...] = (
+    "total_s",
+    "ttft_s",
+    "tpot_s",
+    "concurrency",
+    "kv_tokens",
+    "memory_bytes",
+    "fits",
+    "shape_ok",
+    "reason",
+)
 
 
-def run_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
-              constants: Mapping[str, float | np.ndarray]) -> dict[str, Any]:
+def run_times(
+    q: Mapping[str, np.ndarray],
+    wl: Workload,
+    hw: Hardware,
+    constants: Mapping[str, float | np.ndarray],
+) -> dict[str, Any]:
     """The predicted run of ``wl`` for the archs ``q`` (:func:`models.roofline.arch_arrays`).
 
     Args:
@@ -39,13 +52,31 @@ def run_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     """
     if wl.backend == "vllm":
         return serving_times(q, wl, hw, constants)
-    out = hf_times(q, wl.batch_size, wl.n_requests, wl.input_len, wl.output_len,
-                   hw.peak_flops, hw.mem_bandwidth, constants)
+    out = hf_times(
+        q,
+        wl.batch_size,
+        wl.n_requests,
+        wl.input_len,
+        wl.output_len,
+        hw.peak_flops,
+        hw.mem_bandwidth,
+        constants,
+    )
     shape = np.shape(out["total_s"])
-    memory = hf_memory_bytes(q["weight_bytes"], q["kv_bytes"], min(wl.batch_size, wl.n_requests),
-                             wl.input_len, wl.output_len)
+    memory = hf_memory_bytes(
+        q["weight_bytes"],
+        q["kv_bytes"],
+        min(wl.batch_size, wl.n_requests),
+        wl.input_len,
+        wl.output_len,
+    )
     n = len(q["n_layers"])
-    return {**out, "concurrency": np.full(shape, float(min(wl.batch_size, wl.n_requests))),
-            "kv_tokens": np.full(shape, np.nan), "memory_bytes": np.broadcast_to(memory, shape).copy(),
-            "fits": np.broadcast_to(memory <= wl.gpu_memory_utilization * hw.mem_bytes, shape).copy(),
-            "shape_ok": np.ones(n, dtype=bool), "reason": np.full(n, "", dtype=object)}
+    return {
+        **out,
+        "concurrency": np.full(shape, float(min(wl.batch_size, wl.n_requests))),
+        "kv_tokens": np.full(shape, np.nan),
+        "memory_bytes": np.broadcast_to(memory, shape).copy(),
+        "fits": np.broadcast_to(memory <= wl.gpu_memory_utilization * hw.mem_bytes, shape).copy(),
+        "shape_ok": np.ones(n, dtype=bool),
+        "reason": np.full(n, "", dtype=object),
+    }

@@ -42,21 +42,46 @@ from .home import HOME_HINT, archopt_home, ensure_writable_folder
 from .roofline import arch_arrays
 from .workload import BACKENDS, Workload
 
-__all__ = ["CONSTANT_NAMES", "BACKEND_CONSTANTS", "LOGIT_CONSTANTS", "PRIOR_RANGES", "STRUCTURAL_SIGMA",
-           "Calibration", "CalibrationError", "TimingRecord", "device_kind", "prior_median",
-           "prior_center_sd", "to_theta", "from_theta", "default_calibration", "load_calibration",
-           "save_calibration", "calibrate", "BUNDLED_CALIBRATIONS", "USER_CALIBRATION_FILE"]
+__all__ = [
+    "CONSTANT_NAMES",
+    "BACKEND_CONSTANTS",
+    "LOGIT_CONSTANTS",
+    "PRIOR_RANGES",
+    "STRUCTURAL_SIGMA",
+    "Calibration",
+    "CalibrationError",
+    "TimingRecord",
+    "device_kind",
+    "prior_median",
+    "prior_center_sd",
+    "to_theta",
+    "from_theta",
+    "default_calibration",
+    "load_calibration",
+    "save_calibration",
+    "calibrate",
+    "BUNDLED_CALIBRATIONS",
+    "USER_CALIBRATION_FILE",
+]
 
 #: Every constant, in the order the fit uses.
 CONSTANT_NAMES: tuple[str, ...] = (
-    "flops_efficiency", "bandwidth_efficiency", "layer_overhead_s", "step_overhead_s",
-    "overhead_overlap", "token_layer_s", "runtime_memory_bytes", "allreduce_latency_s",
-    "interconnect_efficiency")
+    "flops_efficiency",
+    "bandwidth_efficiency",
+    "layer_overhead_s",
+    "step_overhead_s",
+    "overhead_overlap",
+    "token_layer_s",
+    "runtime_memory_bytes",
+    "allreduce_latency_s",
+    "interconnect_efficiency",
+)
 #: The constants each backend's model reads (and a calibration fits).
 BACKEND_CONSTANTS: dict[str, tuple[str, ...]] = {"hf": CONSTANT_NAMES[:6], "vllm": CONSTANT_NAMES}
 #: Fractions in (0, 1), drawn in logit space (the rest: positive scales, in log space).
-LOGIT_CONSTANTS = frozenset({"flops_efficiency", "bandwidth_efficiency", "overhead_overlap",
-                             "interconnect_efficiency"})
+LOGIT_CONSTANTS = frozenset(
+    {"flops_efficiency", "bandwidth_efficiency", "overhead_overlap", "interconnect_efficiency"}
+)
 
 _VLLM_ENGINE = {
     # Non-KV memory vLLM keeps besides weights and profiled activations: CUDA graph pools,
@@ -76,15 +101,33 @@ _VLLM_ENGINE = {
 #: mostly not overlapped (synchronous scheduling). ``token_layer_s``: norms, RoPE and
 #: activations, 1-100 ns per token per layer. CPU ranges are wide (measure, then calibrate).
 PRIOR_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
-    ("hf", "gpu"): {"flops_efficiency": (0.3, 0.7), "bandwidth_efficiency": (0.5, 0.85),
-                    "layer_overhead_s": (1e-4, 9e-4), "step_overhead_s": (1e-3, 9e-3),
-                    "overhead_overlap": (0.8, 0.999), "token_layer_s": (1e-9, 1e-7), **_VLLM_ENGINE},
-    ("vllm", "gpu"): {"flops_efficiency": (0.35, 0.8), "bandwidth_efficiency": (0.55, 0.9),
-                      "layer_overhead_s": (3e-6, 3e-5), "step_overhead_s": (3e-4, 4e-3),
-                      "overhead_overlap": (0.01, 0.5), "token_layer_s": (1e-9, 1e-7), **_VLLM_ENGINE},
-    ("hf", "cpu"): {"flops_efficiency": (0.05, 0.9), "bandwidth_efficiency": (0.05, 0.9),
-                    "layer_overhead_s": (1e-5, 1e-2), "step_overhead_s": (1e-4, 1e-1),
-                    "overhead_overlap": (0.001, 0.2), "token_layer_s": (1e-9, 1e-5), **_VLLM_ENGINE},
+    ("hf", "gpu"): {
+        "flops_efficiency": (0.3, 0.7),
+        "bandwidth_efficiency": (0.5, 0.85),
+        "layer_overhead_s": (1e-4, 9e-4),
+        "step_overhead_s": (1e-3, 9e-3),
+        "overhead_overlap": (0.8, 0.999),
+        "token_layer_s": (1e-9, 1e-7),
+        **_VLLM_ENGINE,
+    },
+    ("vllm", "gpu"): {
+        "flops_efficiency": (0.35, 0.8),
+        "bandwidth_efficiency": (0.55, 0.9),
+        "layer_overhead_s": (3e-6, 3e-5),
+        "step_overhead_s": (3e-4, 4e-3),
+        "overhead_overlap": (0.01, 0.5),
+        "token_layer_s": (1e-9, 1e-7),
+        **_VLLM_ENGINE,
+    },
+    ("hf", "cpu"): {
+        "flops_efficiency": (0.05, 0.9),
+        "bandwidth_efficiency": (0.05, 0.9),
+        "layer_overhead_s": (1e-5, 1e-2),
+        "step_overhead_s": (1e-4, 1e-1),
+        "overhead_overlap": (0.001, 0.2),
+        "token_layer_s": (1e-9, 1e-5),
+        **_VLLM_ENGINE,
+    },
 }
 PRIOR_RANGES[("vllm", "cpu")] = dict(PRIOR_RANGES[("hf", "cpu")])
 
@@ -96,11 +139,17 @@ _SIGMA_FLOOR = 0.02
 _FIRST_PASS_SIGMA = 0.02
 _SIDE_WEIGHT = 0.5  # TTFT and TPOT residuals, relative to total time
 _Z95 = 1.6448536269514722
-_BOUNDS = {"flops_efficiency": (1e-4, 1 - 1e-6), "bandwidth_efficiency": (1e-4, 1 - 1e-6),
-           "layer_overhead_s": (1e-9, 1.0), "step_overhead_s": (1e-9, 10.0),
-           "overhead_overlap": (1e-6, 1 - 1e-6), "token_layer_s": (1e-12, 1e-2),
-           "runtime_memory_bytes": (1e6, 1e12), "allreduce_latency_s": (1e-8, 1e-1),
-           "interconnect_efficiency": (1e-3, 1 - 1e-6)}
+_BOUNDS = {
+    "flops_efficiency": (1e-4, 1 - 1e-6),
+    "bandwidth_efficiency": (1e-4, 1 - 1e-6),
+    "layer_overhead_s": (1e-9, 1.0),
+    "step_overhead_s": (1e-9, 10.0),
+    "overhead_overlap": (1e-6, 1 - 1e-6),
+    "token_layer_s": (1e-12, 1e-2),
+    "runtime_memory_bytes": (1e6, 1e12),
+    "allreduce_latency_s": (1e-8, 1e-1),
+    "interconnect_efficiency": (1e-3, 1 - 1e-6),
+}
 
 #: Bundled calibrations (shipped with the package).
 BUNDLED_CALIBRATIONS = Path(__file__).resolve().parent / "data" / "calibrations.json"
@@ -143,8 +192,10 @@ def prior_center_sd(backend: str, kind: str, name: str) -> tuple[float, float]:
 
 def prior_median(backend: str, kind: str) -> dict[str, float]:
     """Prior medians of every constant (the uncalibrated model's constants)."""
-    return {name: float(from_theta(name, prior_center_sd(backend, kind, name)[0]))
-            for name in CONSTANT_NAMES}
+    return {
+        name: float(from_theta(name, prior_center_sd(backend, kind, name)[0]))
+        for name in CONSTANT_NAMES
+    }
 
 
 _ENGINE_DEFAULTS = prior_median("vllm", "gpu")
@@ -193,16 +244,22 @@ class Calibration:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise CalibrationError(f"calibration backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            raise CalibrationError(
+                f"calibration backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
         object.__setattr__(self, "hardware_id", str(self.hardware_id).strip().lower())
         for name in CONSTANT_NAMES + ("rel_sigma",):
             value = getattr(self, name)
             try:
                 as_float = float(value)
             except (TypeError, ValueError):
-                raise CalibrationError(f"calibration {name} must be a number, got {value!r}") from None
+                raise CalibrationError(
+                    f"calibration {name} must be a number, got {value!r}"
+                ) from None
             if isinstance(value, bool) or not math.isfinite(as_float) or as_float < 0:
-                raise CalibrationError(f"calibration {name} must be a non-negative number, got {value!r}")
+                raise CalibrationError(
+                    f"calibration {name} must be a non-negative number, got {value!r}"
+                )
             if as_float == 0 and name != "overhead_overlap":
                 raise CalibrationError(f"calibration {name} must be positive, got {value!r}")
             if name in LOGIT_CONSTANTS and as_float > 1.0:
@@ -210,12 +267,23 @@ class Calibration:
                 raise CalibrationError(f"calibration {name} must be in {bound}, got {value!r}")
             object.__setattr__(self, name, as_float)
         n_points = self.n_points  # from JSON: an int, or an integral float
-        if (isinstance(n_points, bool) or not isinstance(n_points, numbers.Real)
-                or not math.isfinite(n_points) or n_points != int(n_points) or n_points < 0):
-            raise CalibrationError(f"calibration n_points must be an integer >= 0, got {n_points!r}")
+        if (
+            isinstance(n_points, bool)
+            or not isinstance(n_points, numbers.Real)
+            or not math.isfinite(n_points)
+            or n_points != int(n_points)
+            or n_points < 0
+        ):
+            raise CalibrationError(
+                f"calibration n_points must be an integer >= 0, got {n_points!r}"
+            )
         object.__setattr__(self, "n_points", int(n_points))
-        if not isinstance(self.workloads, (list, tuple)) or not all(isinstance(w, str) for w in self.workloads):
-            raise CalibrationError(f"calibration workloads must be a list of strings, got {self.workloads!r}")
+        if not isinstance(self.workloads, (list, tuple)) or not all(
+            isinstance(w, str) for w in self.workloads
+        ):
+            raise CalibrationError(
+                f"calibration workloads must be a list of strings, got {self.workloads!r}"
+            )
         object.__setattr__(self, "workloads", tuple(self.workloads))
         if self.posterior_cov is not None:
             object.__setattr__(self, "posterior_cov", self._checked_cov(self.posterior_cov))
@@ -227,11 +295,16 @@ class Calibration:
         except (TypeError, ValueError):
             arr = np.full((0,), np.nan)
         if arr.shape != (p, p) or not np.all(np.isfinite(arr)):
-            raise CalibrationError(f"calibration posterior_cov must be a finite {p}x{p} matrix "
-                                   f"(the {self.backend} constants)")
+            raise CalibrationError(
+                f"calibration posterior_cov must be a finite {p}x{p} matrix "
+                f"(the {self.backend} constants)"
+            )
         if not np.allclose(arr, arr.T, rtol=1e-6, atol=1e-12) or np.linalg.eigvalsh(
-                (arr + arr.T) / 2).min() < -1e-9 * max(1.0, float(np.abs(arr).max())):
-            raise CalibrationError("calibration posterior_cov must be symmetric positive semi-definite")
+            (arr + arr.T) / 2
+        ).min() < -1e-9 * max(1.0, float(np.abs(arr).max())):
+            raise CalibrationError(
+                "calibration posterior_cov must be symmetric positive semi-definite"
+            )
         return tuple(tuple(float(x) for x in row) for row in arr)
 
     @property
@@ -244,7 +317,9 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["posterior_cov"] = None if self.posterior_cov is None else [list(r) for r in self.posterior_cov]
+        out["posterior_cov"] = (
+            None if self.posterior_cov is None else [list(r) for r in self.posterior_cov]
+        )
         out["workloads"] = list(self.workloads)
         return out
 
@@ -254,8 +329,18 @@ class Calibration:
         unknown = sorted(set(data) - known)
         if unknown:
             raise CalibrationError(f"unknown calibration field(s): {', '.join(unknown)}")
-        missing = [n for n in ("hardware_id", "backend", "flops_efficiency", "bandwidth_efficiency",
-                               "layer_overhead_s", "step_overhead_s") if n not in data]
+        missing = [
+            n
+            for n in (
+                "hardware_id",
+                "backend",
+                "flops_efficiency",
+                "bandwidth_efficiency",
+                "layer_overhead_s",
+                "step_overhead_s",
+            )
+            if n not in data
+        ]
         if missing:
             raise CalibrationError(f"calibration missing field(s): {', '.join(missing)}")
         return cls(**dict(data))
@@ -275,7 +360,7 @@ def _read_calibrations(path: Path) -> dict[tuple[str, str], Calibration]:
     raw = read_json(path, what="calibration file", error=CalibrationError)
     entries = raw.get("calibrations")
     if not isinstance(entries, list):
-        raise CalibrationError(f"calibration file {path}: expected {{\"calibrations\": [...]}}")
+        raise CalibrationError(f'calibration file {path}: expected {{"calibrations": [...]}}')
     out: dict[tuple[str, str], Calibration] = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
@@ -312,8 +397,12 @@ def save_calibration(cal: Calibration, path: str | Path | None = None) -> Path:
     with FileLock(str(target) + ".lock"):
         current = _read_calibrations(target)
         current[(cal.hardware_id, cal.backend)] = cal
-        payload = {"calibrations": [c.to_dict() for c in sorted(current.values(),
-                                                                 key=lambda c: (c.hardware_id, c.backend))]}
+        payload = {
+            "calibrations": [
+                c.to_dict()
+                for c in sorted(current.values(), key=lambda c: (c.hardware_id, c.backend))
+            ]
+        }
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".calibrations-", suffix=".json")
         try:
             with os.fdopen(fd, "w") as fh:
@@ -322,8 +411,9 @@ def save_calibration(cal: Calibration, path: str | Path | None = None) -> Path:
             os.replace(tmp, target)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
-            raise CalibrationError(f"cannot write calibration file {target}: "
-                                   f"{exc.strerror or exc}") from None
+            raise CalibrationError(
+                f"cannot write calibration file {target}: {exc.strerror or exc}"
+            ) from None
     return target
 
 
@@ -367,10 +457,15 @@ def _coerce_record(record: Any, backend: str, index: int) -> TimingRecord | None
                 batch_size=record.get("batch_size", 1),
                 input_len=record.get("input_len", record.get("input_tokens")),
                 output_len=record.get("output_len", record.get("output_tokens")),
-                dtype=record.get("dtype", "bfloat16"), backend=backend)
-            return TimingRecord(Arch.from_mapping(record), wl,
-                                float(total) if total is not None else float("nan"),
-                                None if ttft in (None, "") else float(ttft))
+                dtype=record.get("dtype", "bfloat16"),
+                backend=backend,
+            )
+            return TimingRecord(
+                Arch.from_mapping(record),
+                wl,
+                float(total) if total is not None else float("nan"),
+                None if ttft in (None, "") else float(ttft),
+            )
     except (ArchoptError, TypeError, ValueError) as exc:
         raise CalibrationError(f"calibration record {index}: {exc}") from None
     raise CalibrationError(f"calibration record {index}: unsupported type {type(record).__name__}")
@@ -384,11 +479,18 @@ class _Records:
         groups: dict[Workload, list[int]] = {}
         for i, r in enumerate(self.recs):
             groups.setdefault(r.workload, []).append(i)
-        self.groups = [(wl, np.array(idx), arch_arrays([self.recs[i].arch for i in idx], wl.dtype))
-                       for wl, idx in groups.items()]
+        self.groups = [
+            (wl, np.array(idx), arch_arrays([self.recs[i].arch for i in idx], wl.dtype))
+            for wl, idx in groups.items()
+        ]
         self.log_total = np.log([r.total_s for r in self.recs])
-        self.has = {k: np.array([getattr(r, k) is not None for r in self.recs]) for k in ("ttft_s", "tpot_s")}
-        self.log = {k: np.log([getattr(r, k) or 1.0 for r in self.recs]) for k in ("ttft_s", "tpot_s")}
+        self.has = {
+            k: np.array([getattr(r, k) is not None for r in self.recs])
+            for k in ("ttft_s", "tpot_s")
+        }
+        self.log = {
+            k: np.log([getattr(r, k) or 1.0 for r in self.recs]) for k in ("ttft_s", "tpot_s")
+        }
 
     def log_times(self, hw: Hardware, constants: Mapping[str, float]) -> dict[str, np.ndarray]:
         out = {k: np.empty(len(self.recs)) for k in ("total_s", "ttft_s", "tpot_s")}
@@ -406,8 +508,9 @@ class _Records:
         return np.concatenate(parts)
 
 
-def _fit(data: _Records, hw: Hardware, backend: str, center: Mapping[str, float],
-         sigma: float) -> tuple[dict[str, float], np.ndarray]:
+def _fit(
+    data: _Records, hw: Hardware, backend: str, center: Mapping[str, float], sigma: float
+) -> tuple[dict[str, float], np.ndarray]:
     """MAP constants and the Laplace covariance of the fitted ones (transformed space)."""
     from scipy.optimize import least_squares
 
@@ -433,8 +536,14 @@ def _fit(data: _Records, hw: Hardware, backend: str, center: Mapping[str, float]
     return constants(result.x), (cov + cov.T) / 2
 
 
-def calibrate(records: Iterable[Any], hardware: Hardware | str, backend: str = "vllm", *,
-              prior: Calibration | None = None, source: str | None = None) -> Calibration:
+def calibrate(
+    records: Iterable[Any],
+    hardware: Hardware | str,
+    backend: str = "vllm",
+    *,
+    prior: Calibration | None = None,
+    source: str | None = None,
+) -> Calibration:
     """Fit the constants of ``backend``'s model to measurements (see the module docstring).
 
     Args:
@@ -460,8 +569,9 @@ def calibrate(records: Iterable[Any], hardware: Hardware | str, backend: str = "
         if rec is None:
             continue
         if rec.workload.backend != backend:
-            raise CalibrationError(f"calibration record {i}: backend {rec.workload.backend!r}, "
-                                   f"calibrating {backend!r}")
+            raise CalibrationError(
+                f"calibration record {i}: backend {rec.workload.backend!r}, calibrating {backend!r}"
+            )
         recs.append(rec)
     if not recs:
         raise CalibrationError(f"no successful measurements to calibrate {hw.id}/{backend}")
@@ -472,14 +582,22 @@ def calibrate(records: Iterable[Any], hardware: Hardware | str, backend: str = "
     if len(recs) >= 3:
         held_out = []
         for i in range(len(recs)):
-            fitted, _ = _fit(_Records(recs[:i] + recs[i + 1:]), hw, backend, center, _FIRST_PASS_SIGMA)
+            fitted, _ = _fit(
+                _Records(recs[:i] + recs[i + 1 :]), hw, backend, center, _FIRST_PASS_SIGMA
+            )
             one = _Records([recs[i]])
             held_out.append(float(one.log_times(hw, fitted)["total_s"][0] - one.log_total[0]))
         rel_sigma = fit_sigma = max(_SIGMA_FLOOR, float(np.sqrt(np.mean(np.square(held_out)))))
     else:
         rel_sigma, fit_sigma = STRUCTURAL_SIGMA, _FIRST_PASS_SIGMA
     constants, cov = _fit(data, hw, backend, center, fit_sigma)
-    return Calibration(hw.id, backend, **constants, rel_sigma=rel_sigma, n_points=len(recs),
-                       source=source or f"least squares on {len(recs)} measurement(s)",
-                       posterior_cov=tuple(map(tuple, cov)),
-                       workloads=tuple(sorted({str(r.workload) for r in recs})))
+    return Calibration(
+        hw.id,
+        backend,
+        **constants,
+        rel_sigma=rel_sigma,
+        n_points=len(recs),
+        source=source or f"least squares on {len(recs)} measurement(s)",
+        posterior_cov=tuple(map(tuple, cov)),
+        workloads=tuple(sorted({str(r.workload) for r in recs})),
+    )

@@ -31,9 +31,19 @@ from typing import Any, Iterator
 
 from .errors import ArchoptError
 
-__all__ = ["JSON_MAX_BYTES", "JSON_MAX_DEPTH", "read_bytes", "read_text", "read_json",
-           "parse_json", "format_bytes", "ensure_folder", "ensure_writable_folder",
-           "prepare_output_file", "write_errors"]
+__all__ = [
+    "JSON_MAX_BYTES",
+    "JSON_MAX_DEPTH",
+    "read_bytes",
+    "read_text",
+    "read_json",
+    "parse_json",
+    "format_bytes",
+    "ensure_folder",
+    "ensure_writable_folder",
+    "prepare_output_file",
+    "write_errors",
+]
 
 #: Largest JSON file read (1 MiB). A ``config.json`` or ``hardware.json`` is a few kB.
 JSON_MAX_BYTES = 1 << 20
@@ -53,8 +63,9 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def read_bytes(path: str | Path, *, max_bytes: int, what: str,
-               error: type[ArchoptError] = ArchoptError) -> bytes:
+def read_bytes(
+    path: str | Path, *, max_bytes: int, what: str, error: type[ArchoptError] = ArchoptError
+) -> bytes:
     """The bytes of ``path``, refusing files larger than ``max_bytes``.
 
     Args:
@@ -88,8 +99,9 @@ def read_bytes(path: str | Path, *, max_bytes: int, what: str,
     return data
 
 
-def read_text(path: str | Path, *, max_bytes: int, what: str,
-              error: type[ArchoptError] = ArchoptError) -> str:
+def read_text(
+    path: str | Path, *, max_bytes: int, what: str, error: type[ArchoptError] = ArchoptError
+) -> str:
     """:func:`read_bytes` decoded as strict UTF-8 (a leading BOM is dropped).
 
     Raises:
@@ -99,8 +111,9 @@ def read_text(path: str | Path, *, max_bytes: int, what: str,
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise error(f"{what} {path} is not UTF-8 text (invalid byte at offset {exc.start}; "
-                    f"a binary file?)") from None
+        raise error(
+            f"{what} {path} is not UTF-8 text (invalid byte at offset {exc.start}; a binary file?)"
+        ) from None
 
 
 def _reject_constant(token: str) -> Any:
@@ -119,8 +132,9 @@ def _depth(value: Any) -> int:
     deepest, stack = 0, [(value, 0)]
     while stack:
         node, level = stack.pop()
-        children = (node.values() if isinstance(node, dict)
-                    else node if isinstance(node, list) else None)
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        )
         if children is None:
             continue
         deepest = max(deepest, level + 1)
@@ -129,12 +143,23 @@ def _depth(value: Any) -> int:
 
 
 # How a message names a JSON value's Python type (anything else is "a number").
-_JSON_KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string",
-                                bool: "a boolean", type(None): "null"}
+_JSON_KINDS: dict[type, str] = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
-def parse_json(text: str, *, where: str, top: type | tuple[type, ...] = dict,
-               max_depth: int = JSON_MAX_DEPTH, error: type[ArchoptError] = ArchoptError) -> Any:
+def parse_json(
+    text: str,
+    *,
+    where: str,
+    top: type | tuple[type, ...] = dict,
+    max_depth: int = JSON_MAX_DEPTH,
+    error: type[ArchoptError] = ArchoptError,
+) -> Any:
     """Strict JSON: finite numbers only, at most ``max_depth`` levels, top level of type ``top``.
 
     Args:
@@ -149,8 +174,9 @@ def parse_json(text: str, *, where: str, top: type | tuple[type, ...] = dict,
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise error(f"cannot read {where}: not valid JSON: {exc.msg} (line {exc.lineno} "
-                    f"column {exc.colno})") from None
+        raise error(
+            f"cannot read {where}: not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        ) from None
     except RecursionError:
         raise error(f"{where} nests deeper than {max_depth} levels") from None
     except ValueError as exc:  # our parse hooks, or an integer with too many digits
@@ -165,9 +191,15 @@ def parse_json(text: str, *, where: str, top: type | tuple[type, ...] = dict,
     return value
 
 
-def read_json(path: str | Path, *, what: str, top: type | tuple[type, ...] = dict,
-              max_bytes: int = JSON_MAX_BYTES, max_depth: int = JSON_MAX_DEPTH,
-              error: type[ArchoptError] = ArchoptError) -> Any:
+def read_json(
+    path: str | Path,
+    *,
+    what: str,
+    top: type | tuple[type, ...] = dict,
+    max_bytes: int = JSON_MAX_BYTES,
+    max_depth: int = JSON_MAX_DEPTH,
+    error: type[ArchoptError] = ArchoptError,
+) -> Any:
     """Read a JSON file with a size cap, strict UTF-8 and :func:`parse_json`'s checks.
 
     Raises:
@@ -182,8 +214,9 @@ def _with_hint(message: str, hint: str) -> str:
     return f"{message}; {hint}" if hint else message
 
 
-def ensure_folder(path: Path, what: str, hint: str = "",
-                  error: type[ArchoptError] = ArchoptError) -> Path:
+def ensure_folder(
+    path: Path, what: str, hint: str = "", error: type[ArchoptError] = ArchoptError
+) -> Path:
     """Create ``path`` (and parents) if missing; ``hint`` (what to do) ends the messages.
 
     Raises:
@@ -194,16 +227,19 @@ def ensure_folder(path: Path, what: str, hint: str = "",
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise error(_with_hint(f"cannot create {what} {path}: a file is in the way of that "
-                               f"path", hint)) from None
+        raise error(
+            _with_hint(f"cannot create {what} {path}: a file is in the way of that path", hint)
+        ) from None
     except OSError as exc:
-        raise error(_with_hint(f"cannot create {what} {path}: {exc.strerror or exc}",
-                               hint)) from None
+        raise error(
+            _with_hint(f"cannot create {what} {path}: {exc.strerror or exc}", hint)
+        ) from None
     return path
 
 
-def ensure_writable_folder(path: Path, what: str, hint: str = "",
-                           error: type[ArchoptError] = ArchoptError) -> Path:
+def ensure_writable_folder(
+    path: Path, what: str, hint: str = "", error: type[ArchoptError] = ArchoptError
+) -> Path:
     """Create ``path`` if missing and check a file can be created in it (by creating one).
 
     A real probe file, not ``os.access``: root ignores mode bits but not read-only mounts or
@@ -217,13 +253,15 @@ def ensure_writable_folder(path: Path, what: str, hint: str = "",
         with tempfile.NamedTemporaryFile(dir=path, prefix=".archopt-write-probe-"):
             pass
     except OSError as exc:
-        raise error(_with_hint(f"{what} {path} is not writable ({exc.strerror or exc})",
-                               hint)) from None
+        raise error(
+            _with_hint(f"{what} {path} is not writable ({exc.strerror or exc})", hint)
+        ) from None
     return path
 
 
-def prepare_output_file(path: str | Path, *, what: str,
-                        error: type[ArchoptError] = ArchoptError) -> Path:
+def prepare_output_file(
+    path: str | Path, *, what: str, error: type[ArchoptError] = ArchoptError
+) -> Path:
     """Check, before any work, that a file can be written at ``path``; creates its folder.
 
     Raises:
@@ -238,8 +276,9 @@ def prepare_output_file(path: str | Path, *, what: str,
 
 
 @contextmanager
-def write_errors(path: str | Path, *, what: str,
-                 error: type[ArchoptError] = ArchoptError) -> Iterator[None]:
+def write_errors(
+    path: str | Path, *, what: str, error: type[ArchoptError] = ArchoptError
+) -> Iterator[None]:
     """Turn an ``OSError`` raised while writing ``path`` into one line naming it."""
     try:
         yield

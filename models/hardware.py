@@ -47,9 +47,17 @@ from .errors import ArchoptError
 from .files import read_json
 from .home import archopt_home
 
-__all__ = ["Hardware", "HardwareError", "BUILTIN_HARDWARE", "get_hardware", "list_hardware",
-           "load_hardware_file", "hardware_for_device", "USER_HARDWARE_FILE",
-           "PLAUSIBLE_HARDWARE_RANGES"]
+__all__ = [
+    "Hardware",
+    "HardwareError",
+    "BUILTIN_HARDWARE",
+    "get_hardware",
+    "list_hardware",
+    "load_hardware_file",
+    "hardware_for_device",
+    "USER_HARDWARE_FILE",
+    "PLAUSIBLE_HARDWARE_RANGES",
+]
 
 #: File name of the user hardware profiles under ``$ARCHOPT_HOME``.
 USER_HARDWARE_FILE = "hardware.json"
@@ -61,9 +69,9 @@ _GB = 1e9  # datasheets use decimal GB and GB/s
 #: from a small CPU (~1e11 FLOP/s, ~1e10 B/s) to beyond a GB200 NVL rack; values outside are
 #: typos or unit slips (``312`` meaning TFLOP/s) that would make predictions overflow.
 PLAUSIBLE_HARDWARE_RANGES: dict[str, tuple[float, float, str]] = {
-    "peak_flops": (1e9, 1e18, "FLOP/s"),       # 1 GFLOP/s .. 1 EFLOP/s
-    "mem_bandwidth": (1e8, 1e15, "bytes/s"),   # 0.1 GB/s .. 1 PB/s
-    "mem_bytes": (1e8, 1e15, "bytes"),         # 100 MB .. 1 PB
+    "peak_flops": (1e9, 1e18, "FLOP/s"),  # 1 GFLOP/s .. 1 EFLOP/s
+    "mem_bandwidth": (1e8, 1e15, "bytes/s"),  # 0.1 GB/s .. 1 PB/s
+    "mem_bytes": (1e8, 1e15, "bytes"),  # 100 MB .. 1 PB
     "interconnect_bandwidth": (1e8, 1e14, "bytes/s"),  # 0.1 GB/s .. 100 TB/s (optional)
 }
 
@@ -112,13 +120,19 @@ class Hardware:
             try:
                 as_float = float(value)
             except (TypeError, ValueError, OverflowError):
-                raise HardwareError(f"hardware {self.id!r}: {name} must be a number, got {value!r}") from None
+                raise HardwareError(
+                    f"hardware {self.id!r}: {name} must be a number, got {value!r}"
+                ) from None
             if isinstance(value, bool) or not math.isfinite(as_float) or as_float <= 0:
-                raise HardwareError(f"hardware {self.id!r}: {name} must be a positive number, got {value!r}")
+                raise HardwareError(
+                    f"hardware {self.id!r}: {name} must be a positive number, got {value!r}"
+                )
             if not low <= as_float <= high:
-                raise HardwareError(f"hardware {self.id!r}: {name} {as_float:g} is outside the "
-                                    f"plausible range [{low:g}, {high:g}] {unit} (give it in "
-                                    f"{unit}, not in tera- or giga-units)")
+                raise HardwareError(
+                    f"hardware {self.id!r}: {name} {as_float:g} is outside the "
+                    f"plausible range [{low:g}, {high:g}] {unit} (give it in "
+                    f"{unit}, not in tera- or giga-units)"
+                )
             object.__setattr__(self, name, as_float)
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,28 +148,74 @@ def _physical_memory_bytes() -> float:
 
 def _builtin() -> dict[str, Hardware]:
     profiles = [
-        Hardware("a100-40gb", "NVIDIA A100-SXM4-40GB", 312 * _TERA, 1555 * _GB, 40 * _GB,
-                 "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2 1,555 GB/s, 40 GB, "
-                 "NVLink 600 GB/s", 600 * _GB),
-        Hardware("a100-80gb", "NVIDIA A100-SXM4-80GB", 312 * _TERA, 2039 * _GB, 80 * _GB,
-                 "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2e 2,039 GB/s, 80 GB, "
-                 "NVLink 600 GB/s", 600 * _GB),
-        Hardware("h100-sxm", "NVIDIA H100 SXM5 80GB", 989 * _TERA, 3350 * _GB, 80 * _GB,
-                 "NVIDIA H100 datasheet: SXM5 BF16 989 TFLOP/s dense, HBM3 3.35 TB/s, 80 GB, "
-                 "NVLink 900 GB/s", 900 * _GB),
-        Hardware("h100-pcie", "NVIDIA H100 PCIe 80GB", 756 * _TERA, 2000 * _GB, 80 * _GB,
-                 "NVIDIA H100 datasheet: PCIe BF16 756 TFLOP/s dense, HBM2e 2.0 TB/s, 80 GB, "
-                 "PCIe Gen5 128 GB/s", 128 * _GB),
-        Hardware("h200", "NVIDIA H200 SXM 141GB", 989 * _TERA, 4800 * _GB, 141 * _GB,
-                 "NVIDIA H200 datasheet: BF16 989 TFLOP/s dense, HBM3e 4.8 TB/s, 141 GB, "
-                 "NVLink 900 GB/s", 900 * _GB),
-        Hardware("l4", "NVIDIA L4 24GB", 121 * _TERA, 300 * _GB, 24 * _GB,
-                 "NVIDIA L4 datasheet: BF16 121 TFLOP/s dense, GDDR6 300 GB/s, 24 GB, "
-                 "PCIe Gen4 64 GB/s", 64 * _GB),
-        Hardware("cpu", "This machine's CPU (dev: 2 vCPU AMD EPYC Zen 5)", 0.87 * _TERA, 50 * _GB,
-                 _physical_memory_bytes(),
-                 "measured on the dev machine: bf16 2048^2 torch.matmul 0.87 TFLOP/s, "
-                 "1 GiB torch.sum read 50 GB/s; memory = physical RAM"),
+        Hardware(
+            "a100-40gb",
+            "NVIDIA A100-SXM4-40GB",
+            312 * _TERA,
+            1555 * _GB,
+            40 * _GB,
+            "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2 1,555 GB/s, 40 GB, "
+            "NVLink 600 GB/s",
+            600 * _GB,
+        ),
+        Hardware(
+            "a100-80gb",
+            "NVIDIA A100-SXM4-80GB",
+            312 * _TERA,
+            2039 * _GB,
+            80 * _GB,
+            "NVIDIA A100 datasheet: BF16 312 TFLOP/s dense, HBM2e 2,039 GB/s, 80 GB, "
+            "NVLink 600 GB/s",
+            600 * _GB,
+        ),
+        Hardware(
+            "h100-sxm",
+            "NVIDIA H100 SXM5 80GB",
+            989 * _TERA,
+            3350 * _GB,
+            80 * _GB,
+            "NVIDIA H100 datasheet: SXM5 BF16 989 TFLOP/s dense, HBM3 3.35 TB/s, 80 GB, "
+            "NVLink 900 GB/s",
+            900 * _GB,
+        ),
+        Hardware(
+            "h100-pcie",
+            "NVIDIA H100 PCIe 80GB",
+            756 * _TERA,
+            2000 * _GB,
+            80 * _GB,
+            "NVIDIA H100 datasheet: PCIe BF16 756 TFLOP/s dense, HBM2e 2.0 TB/s, 80 GB, "
+            "PCIe Gen5 128 GB/s",
+            128 * _GB,
+        ),
+        Hardware(
+            "h200",
+            "NVIDIA H200 SXM 141GB",
+            989 * _TERA,
+            4800 * _GB,
+            141 * _GB,
+            "NVIDIA H200 datasheet: BF16 989 TFLOP/s dense, HBM3e 4.8 TB/s, 141 GB, "
+            "NVLink 900 GB/s",
+            900 * _GB,
+        ),
+        Hardware(
+            "l4",
+            "NVIDIA L4 24GB",
+            121 * _TERA,
+            300 * _GB,
+            24 * _GB,
+            "NVIDIA L4 datasheet: BF16 121 TFLOP/s dense, GDDR6 300 GB/s, 24 GB, PCIe Gen4 64 GB/s",
+            64 * _GB,
+        ),
+        Hardware(
+            "cpu",
+            "This machine's CPU (dev: 2 vCPU AMD EPYC Zen 5)",
+            0.87 * _TERA,
+            50 * _GB,
+            _physical_memory_bytes(),
+            "measured on the dev machine: bf16 2048^2 torch.matmul 0.87 TFLOP/s, "
+            "1 GiB torch.sum read 50 GB/s; memory = physical RAM",
+        ),
     ]
     return {hw.id: hw for hw in profiles}
 
@@ -172,15 +232,20 @@ def _read_entries(path: Path) -> tuple[dict[str, Hardware], list[tuple[str | Non
     """
     raw = read_json(path, what="hardware file", top=(dict, list), error=HardwareError)
     if isinstance(raw, dict):
-        entries = [({"id": key, **value} if isinstance(value, Mapping) else value)
-                   for key, value in raw.items()]
+        entries = [
+            ({"id": key, **value} if isinstance(value, Mapping) else value)
+            for key, value in raw.items()
+        ]
     else:
         entries = raw
     out: dict[str, Hardware] = {}
     problems: list[tuple[str | None, HardwareError]] = []
     for i, entry in enumerate(entries):
-        entry_id = (_normalise_id(entry["id"]) if isinstance(entry, Mapping)
-                    and isinstance(entry.get("id"), str) else None)
+        entry_id = (
+            _normalise_id(entry["id"])
+            if isinstance(entry, Mapping) and isinstance(entry.get("id"), str)
+            else None
+        )
         try:
             hw = _entry_profile(entry, f"hardware file {path}, entry {i}", path)
         except HardwareError as exc:
@@ -196,18 +261,33 @@ def _entry_profile(entry: Any, where: str, path: Path) -> Hardware:
     missing = [f for f in ("id", "peak_flops", "mem_bandwidth", "mem_bytes") if f not in entry]
     if missing:
         raise HardwareError(f"{where}: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(entry) - {"id", "name", "peak_flops", "mem_bandwidth", "mem_bytes", "source",
-                                   "interconnect_bandwidth"})
+    unknown = sorted(
+        set(entry)
+        - {
+            "id",
+            "name",
+            "peak_flops",
+            "mem_bandwidth",
+            "mem_bytes",
+            "source",
+            "interconnect_bandwidth",
+        }
+    )
     if unknown:
         raise HardwareError(f"{where}: unknown field(s) {', '.join(unknown)}")
     for text in ("name", "source"):
         if entry.get(text) is not None and not isinstance(entry[text], str):
             raise HardwareError(f"{where}: {text} must be a string, got {entry[text]!r}")
     try:
-        return Hardware(id=entry["id"], name=str(entry.get("name") or entry["id"]),
-                        peak_flops=entry["peak_flops"], mem_bandwidth=entry["mem_bandwidth"],
-                        mem_bytes=entry["mem_bytes"], source=str(entry.get("source") or f"user file {path}"),
-                        interconnect_bandwidth=entry.get("interconnect_bandwidth"))
+        return Hardware(
+            id=entry["id"],
+            name=str(entry.get("name") or entry["id"]),
+            peak_flops=entry["peak_flops"],
+            mem_bandwidth=entry["mem_bandwidth"],
+            mem_bytes=entry["mem_bytes"],
+            source=str(entry.get("source") or f"user file {path}"),
+            interconnect_bandwidth=entry.get("interconnect_bandwidth"),
+        )
     except HardwareError as exc:
         raise HardwareError(f"{where}: {exc}") from None
 
@@ -241,13 +321,15 @@ def _all_profiles(path: str | Path | None, wanted: str | None = None) -> dict[st
     except HardwareError as exc:
         if wanted not in BUILTIN_HARDWARE:
             raise
-        warnings.warn(f"{exc}; ignoring that file and using the built-in profile {wanted!r}",
-                      stacklevel=3)
+        warnings.warn(
+            f"{exc}; ignoring that file and using the built-in profile {wanted!r}", stacklevel=3
+        )
         return profiles
     for entry_id, problem in problems:
         # An entry without a readable id might be the wanted one: only then is it fatal.
-        if entry_id == wanted or (entry_id is None and wanted not in valid
-                                  and wanted not in BUILTIN_HARDWARE):
+        if entry_id == wanted or (
+            entry_id is None and wanted not in valid and wanted not in BUILTIN_HARDWARE
+        ):
             raise problem
         warnings.warn(f"{problem}; that entry is skipped", stacklevel=3)
     profiles.update(valid)

@@ -56,8 +56,17 @@ from .measurements import (
 )
 from .throughput import BACKENDS, Workload, WorkloadError, memory_bytes
 
-__all__ = ["Measurement", "MeasurementCache", "MeasurementCacheError", "MeasurementUnavailable", "measure",
-           "default_cache_path", "library_versions", "detect_device", "MEASUREMENT_DB"]
+__all__ = [
+    "Measurement",
+    "MeasurementCache",
+    "MeasurementCacheError",
+    "MeasurementUnavailable",
+    "measure",
+    "default_cache_path",
+    "library_versions",
+    "detect_device",
+    "MEASUREMENT_DB",
+]
 
 
 class MeasurementUnavailable(RuntimeError):
@@ -119,7 +128,9 @@ def _peak_rss() -> float | None:
     return None
 
 
-def _run_hf(arch: Arch, wl: Workload, repeats: int, device: str, threads: int | None = None) -> _Timings:
+def _run_hf(
+    arch: Arch, wl: Workload, repeats: int, device: str, threads: int | None = None
+) -> _Timings:
     import torch
 
     if threads is None or device.startswith("cuda"):
@@ -156,33 +167,48 @@ def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Tim
         def end(self) -> None:
             pass
 
-    torch_dtype = getattr(torch, wl.dtype) if wl.dtype in ("float32", "bfloat16", "float16") else None
+    torch_dtype = (
+        getattr(torch, wl.dtype) if wl.dtype in ("float32", "bfloat16", "float16") else None
+    )
     if torch_dtype is None:
         raise MeasurementUnavailable(f"the hf backend cannot run dtype {wl.dtype!r}")
     max_pos = max(8192, wl.input_len + wl.output_len)
-    config = LlamaConfig.from_dict(arch.to_hf_config(max_position_embeddings=max_pos,
-                                                     torch_dtype=wl.dtype))
+    config = LlamaConfig.from_dict(
+        arch.to_hf_config(max_position_embeddings=max_pos, torch_dtype=wl.dtype)
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)  # public API
     model.eval()
     gen = torch.Generator(device="cpu").manual_seed(0)
-    input_ids = torch.randint(0, arch.vocab_size, (wl.batch_size, wl.input_len), generator=gen).to(device)
+    input_ids = torch.randint(0, arch.vocab_size, (wl.batch_size, wl.input_len), generator=gen).to(
+        device
+    )
     attention_mask = torch.ones_like(input_ids)
 
     def run(n_new: int, streamer: BaseStreamer | None = None) -> float:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                             max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
-                             eos_token_id=None, pad_token_id=0, use_cache=True, streamer=streamer)
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=n_new,
+            min_new_tokens=n_new,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+            use_cache=True,
+            streamer=streamer,
+        )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
         if out.shape != (wl.batch_size, wl.input_len + n_new):
-            raise RuntimeError(f"generate returned shape {tuple(out.shape)}, expected "
-                               f"{(wl.batch_size, wl.input_len + n_new)}")
+            raise RuntimeError(
+                f"generate returned shape {tuple(out.shape)}, expected "
+                f"{(wl.batch_size, wl.input_len + n_new)}"
+            )
         return elapsed
 
     with torch.inference_mode():
@@ -203,8 +229,9 @@ def _run_hf_threads(arch: Arch, wl: Workload, repeats: int, device: str) -> _Tim
             timings.ttfts.append(clock.first_token_at - start)
             timings.cpu_totals.append(cpu_total)
             timings.cpu_ttfts.append(clock.first_token_cpu - cpu_start)
-    timings.peak_mem_bytes = (float(torch.cuda.max_memory_allocated(device))
-                              if device.startswith("cuda") else _peak_rss())
+    timings.peak_mem_bytes = (
+        float(torch.cuda.max_memory_allocated(device)) if device.startswith("cuda") else _peak_rss()
+    )
     return timings
 
 
@@ -213,8 +240,10 @@ def _device_memory_in_use() -> list[int]:
     import pynvml
 
     pynvml.nvmlInit()
-    return [int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).used)
-            for i in range(pynvml.nvmlDeviceGetCount())]
+    return [
+        int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).used)
+        for i in range(pynvml.nvmlDeviceGetCount())
+    ]
 
 
 def _engine_memory(baseline: list[int]) -> tuple[float | None, str]:
@@ -234,15 +263,21 @@ def _engine_memory(baseline: list[int]) -> tuple[float | None, str]:
         return float(max(per_gpu)), "nvml: memory of this process and its children (vLLM engine)"
     grown = [now - before for now, before in zip(_device_memory_in_use(), baseline)]
     if grown and max(grown) > 0:
-        return float(max(grown)), "nvml: growth of device memory in use since before the engine started"
+        return float(
+            max(grown)
+        ), "nvml: growth of device memory in use since before the engine started"
     return None, "nvml could not attribute device memory to the engine"
 
 
-def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int | None = None) -> _Timings:
+def _run_vllm(
+    arch: Arch, wl: Workload, repeats: int, device: str, threads: int | None = None
+) -> _Timings:
     try:
         import vllm  # noqa: F401
     except ImportError:
-        raise MeasurementUnavailable("vllm is not installed (pip install vllm; needs a CUDA GPU)") from None
+        raise MeasurementUnavailable(
+            "vllm is not installed (pip install vllm; needs a CUDA GPU)"
+        ) from None
     if not device.startswith("cuda"):
         raise MeasurementUnavailable("the vllm backend needs a CUDA GPU; none is available")
     import torch
@@ -254,18 +289,36 @@ def _run_vllm(arch: Arch, wl: Workload, repeats: int, device: str, threads: int 
         config = arch.to_hf_config(max_position_embeddings=max(8192, max_len), torch_dtype=wl.dtype)
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=2))
         engine = {"max_num_batched_tokens": wl.max_batched_tokens} if wl.max_batched_tokens else {}
-        llm = LLM(model=tmp, load_format="dummy", skip_tokenizer_init=True, dtype=wl.dtype,
-                  max_model_len=max_len, max_num_seqs=wl.batch_size, seed=0,
-                  tensor_parallel_size=wl.tp, gpu_memory_utilization=wl.gpu_memory_utilization,
-                  **engine)
+        llm = LLM(
+            model=tmp,
+            load_format="dummy",
+            skip_tokenizer_init=True,
+            dtype=wl.dtype,
+            max_model_len=max_len,
+            max_num_seqs=wl.batch_size,
+            seed=0,
+            tensor_parallel_size=wl.tp,
+            gpu_memory_utilization=wl.gpu_memory_utilization,
+            **engine,
+        )
         gen = torch.Generator().manual_seed(0)
-        prompts = [{"prompt_token_ids": torch.randint(0, arch.vocab_size, (wl.input_len,),
-                                                      generator=gen).tolist()}
-                   for _ in range(wl.n_requests)]
+        prompts = [
+            {
+                "prompt_token_ids": torch.randint(
+                    0, arch.vocab_size, (wl.input_len,), generator=gen
+                ).tolist()
+            }
+            for _ in range(wl.n_requests)
+        ]
 
         def run(n_new: int) -> float:
-            params = SamplingParams(max_tokens=n_new, min_tokens=n_new, ignore_eos=True,
-                                    temperature=0.0, detokenize=False)
+            params = SamplingParams(
+                max_tokens=n_new,
+                min_tokens=n_new,
+                ignore_eos=True,
+                temperature=0.0,
+                detokenize=False,
+            )
             start = time.perf_counter()
             outs = llm.generate(prompts, params, use_tqdm=False)
             elapsed = time.perf_counter() - start
@@ -290,14 +343,26 @@ def _failure_reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:500]
     if isinstance(exc, MeasurementUnavailable):
         return text
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or name == "OutOfMemoryError":
+    if (
+        isinstance(exc, MemoryError)
+        or "out of memory" in text.lower()
+        or name == "OutOfMemoryError"
+    ):
         return f"out of memory: {name}: {text}"
     return f"{name}: {text}"
 
 
-def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None = None,
-            repeats: int = 3, cache: MeasurementCache | None = None, device: str | None = None,
-            force: bool = False, threads: int | None = None) -> Measurement:
+def measure(
+    arch: Arch,
+    workload: Workload | None = None,
+    *,
+    backend: str | None = None,
+    repeats: int = 3,
+    cache: MeasurementCache | None = None,
+    device: str | None = None,
+    force: bool = False,
+    threads: int | None = None,
+) -> Measurement:
     """Measure ``arch`` generating ``workload`` on this machine, through the cache.
 
     Args:
@@ -332,7 +397,9 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         raise ArchoptError(f"repeats must be an integer >= 1, got {repeats!r}")
     torch_device, device_name, hardware_id = detect_device(device)
     cache = cache if cache is not None else MeasurementCache()
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
         raise ArchoptError(f"threads must be an integer >= 1, got {threads!r}")
     versions = library_versions(wl.backend)
     if threads is not None and hardware_id == "cpu":
@@ -342,12 +409,22 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         if hit is not None:
             return hit
 
-    base: dict[str, Any] = dict(arch=arch, hardware_id=hardware_id, backend=wl.backend, batch_size=wl.batch_size,
-                input_len=wl.input_len, output_len=wl.output_len, dtype=wl.dtype,
-                num_requests=wl.num_requests, tp=wl.tp,
-                gpu_memory_utilization=wl.gpu_memory_utilization,
-                max_batched_tokens=wl.max_batched_tokens,
-                device=device_name, versions=versions, created_at=time.time())
+    base: dict[str, Any] = dict(
+        arch=arch,
+        hardware_id=hardware_id,
+        backend=wl.backend,
+        batch_size=wl.batch_size,
+        input_len=wl.input_len,
+        output_len=wl.output_len,
+        dtype=wl.dtype,
+        num_requests=wl.num_requests,
+        tp=wl.tp,
+        gpu_memory_utilization=wl.gpu_memory_utilization,
+        max_batched_tokens=wl.max_batched_tokens,
+        device=device_name,
+        versions=versions,
+        created_at=time.time(),
+    )
     try:
         # Refuse shapes whose weights + a batch's KV cache exceed the device (hf): on a CPU the
         # kernel's OOM killer would end the whole process instead of raising. vLLM checks itself.
@@ -356,7 +433,8 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
         if wl.backend == "hf" and need > wl.gpu_memory_utilization * have:
             raise MeasurementUnavailable(
                 f"does not fit in memory: weights + KV cache need {need / 1e9:.2f} GB, "
-                f"{wl.gpu_memory_utilization:.0%} of the device's {have / 1e9:.2f} GB is usable")
+                f"{wl.gpu_memory_utilization:.0%} of the device's {have / 1e9:.2f} GB is usable"
+            )
         timings = _RUNNERS[wl.backend](arch, wl, repeats, torch_device, threads)
     except Exception as exc:  # noqa: BLE001 - any failure of the run is a result to record
         result = Measurement(status="failed", reason=_failure_reason(exc), **base)
@@ -367,21 +445,29 @@ def measure(arch: Arch, workload: Workload | None = None, *, backend: str | None
     rates = [tokens / t for t in timings.totals]
     # hf: per-batch time to first token; vllm: only the prefill-only run's total is known.
     firsts = timings.ttfts or timings.prefill_totals
-    decode = [((t - f) / (wl.output_len - 1)) if wl.output_len > 1 else 0.0
-              for t, f in zip(timings.totals, firsts)]
+    decode = [
+        ((t - f) / (wl.output_len - 1)) if wl.output_len > 1 else 0.0
+        for t, f in zip(timings.totals, firsts)
+    ]
     total = statistics.median(timings.totals)
     result = Measurement(
-        status="ok", reason="", tokens_per_s=statistics.median(rates),
+        status="ok",
+        reason="",
+        tokens_per_s=statistics.median(rates),
         tokens_per_s_spread=max(rates) - min(rates),
         ttft_s=statistics.median(timings.ttfts) if timings.ttfts else None,
-        decode_s_per_token=statistics.median(decode), total_s=total,
-        peak_mem_bytes=timings.peak_mem_bytes, repeats=repeats, times_s=tuple(timings.totals),
+        decode_s_per_token=statistics.median(decode),
+        total_s=total,
+        peak_mem_bytes=timings.peak_mem_bytes,
+        repeats=repeats,
+        times_s=tuple(timings.totals),
         cpu_times_s=tuple(timings.cpu_totals),
         cpu_ttft_s=statistics.median(timings.cpu_ttfts) if timings.cpu_ttfts else None,
         request_throughput=wl.n_requests / total,
         prefill_s=statistics.median(timings.prefill_totals) if timings.prefill_totals else None,
-        peak_mem_source=timings.peak_mem_source or ("torch.cuda.max_memory_allocated"
-                                                    if torch_device.startswith("cuda") else "peak RSS"),
-        **base)
+        peak_mem_source=timings.peak_mem_source
+        or ("torch.cuda.max_memory_allocated" if torch_device.startswith("cuda") else "peak RSS"),
+        **base,
+    )
     cache.put(result)
     return result

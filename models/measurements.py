@@ -21,8 +21,14 @@ from .home import HOME_HINT, archopt_home, ensure_writable_folder
 from .throughput import ThroughputPrediction, TimingRecord, Workload
 from .workload import GPU_MEMORY_UTILIZATION
 
-__all__ = ["Measurement", "MeasurementCache", "MeasurementCacheError", "default_cache_path",
-           "library_versions", "MEASUREMENT_DB"]
+__all__ = [
+    "Measurement",
+    "MeasurementCache",
+    "MeasurementCacheError",
+    "default_cache_path",
+    "library_versions",
+    "MEASUREMENT_DB",
+]
 
 #: File name of the cache under ``$ARCHOPT_HOME``.
 MEASUREMENT_DB = "measurements.sqlite"
@@ -121,10 +127,17 @@ class Measurement:
 
     @property
     def workload(self) -> Workload:
-        return Workload(self.batch_size, self.input_len, self.output_len, self.dtype, self.backend,
-                        num_requests=self.num_requests, tp=self.tp,
-                        gpu_memory_utilization=self.gpu_memory_utilization,
-                        max_batched_tokens=self.max_batched_tokens)
+        return Workload(
+            self.batch_size,
+            self.input_len,
+            self.output_len,
+            self.dtype,
+            self.backend,
+            num_requests=self.num_requests,
+            tp=self.tp,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            max_batched_tokens=self.max_batched_tokens,
+        )
 
     def to_timing_record(self, clock: str = "wall") -> TimingRecord | None:
         """For :func:`models.throughput.calibrate`; None for a failed measurement.
@@ -136,13 +149,19 @@ class Measurement:
         if clock == "cpu":
             if not self.cpu_times_s or self.cpu_ttft_s is None:
                 return None
-            return TimingRecord(self.arch, self.workload, statistics.median(self.cpu_times_s),
-                                self.cpu_ttft_s)
+            return TimingRecord(
+                self.arch, self.workload, statistics.median(self.cpu_times_s), self.cpu_ttft_s
+            )
         if clock != "wall":
             raise ArchoptError(f"clock must be 'wall' or 'cpu', got {clock!r}")
         if self.origin == "vllm bench serve":
-            return TimingRecord(self.arch, self.workload, self.total_s, self.ttft_s,
-                                self.decode_s_per_token if self.output_len > 1 else None)
+            return TimingRecord(
+                self.arch,
+                self.workload,
+                self.total_s,
+                self.ttft_s,
+                self.decode_s_per_token if self.output_len > 1 else None,
+            )
         # The vllm harness and `vllm bench throughput` give no per-request time to first token.
         ttft = self.ttft_s if self.backend == "hf" and self.origin == "harness" else None
         return TimingRecord(self.arch, self.workload, self.total_s, ttft)
@@ -157,15 +176,27 @@ class Measurement:
         tps = float(self.tokens_per_s)
         spread = float(self.tokens_per_s_spread or 0.0)
         return ThroughputPrediction(
-            tokens_per_s=tps, ttft_s=nan if self.ttft_s is None else float(self.ttft_s),
-            decode_s_per_token=nan if self.decode_s_per_token is None else float(self.decode_s_per_token),
-            total_s=float(self.total_s), memory_bytes=float(self.peak_mem_bytes or nan),
-            fits_in_memory=True, source="measured", rel_sigma=0.5 * spread / tps,
-            request_throughput=(float(self.request_throughput) if self.request_throughput
-                                else self.workload.n_requests / float(self.total_s)),
+            tokens_per_s=tps,
+            ttft_s=nan if self.ttft_s is None else float(self.ttft_s),
+            decode_s_per_token=nan
+            if self.decode_s_per_token is None
+            else float(self.decode_s_per_token),
+            total_s=float(self.total_s),
+            memory_bytes=float(self.peak_mem_bytes or nan),
+            fits_in_memory=True,
+            source="measured",
+            rel_sigma=0.5 * spread / tps,
+            request_throughput=(
+                float(self.request_throughput)
+                if self.request_throughput
+                else self.workload.n_requests / float(self.total_s)
+            ),
             tpot_s=nan if self.decode_s_per_token is None else float(self.decode_s_per_token),
-            servable=True, backend=self.backend,
-            tokens_per_s_q05=tps - spread / 2, tokens_per_s_q95=tps + spread / 2)
+            servable=True,
+            backend=self.backend,
+            tokens_per_s_q05=tps - spread / 2,
+            tokens_per_s_q95=tps + spread / 2,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the arch as its shape dict plus its label."""
@@ -231,13 +262,16 @@ class MeasurementCache:
         self.path = Path(path) if path is not None else default_cache_path()
 
     # -- sqlite access: every error becomes one line naming the file --------------------------
-    def _error(self, exc: sqlite3.Error | ValueError | KeyError | TypeError) -> MeasurementCacheError:
+    def _error(
+        self, exc: sqlite3.Error | ValueError | KeyError | TypeError
+    ) -> MeasurementCacheError:
         text = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable, read-only
             return MeasurementCacheError(f"cannot use the measurement cache {self.path}: {text}")
         return MeasurementCacheError(
             f"measurement cache {self.path} is corrupt ({text}); move it away (e.g. mv {self.path} "
-            f"{self.path}.bad) and archopt starts a new, empty cache")
+            f"{self.path}.bad) and archopt starts a new, empty cache"
+        )
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` from a read-only connection after an integrity check (a damaged file
@@ -252,8 +286,9 @@ class MeasurementCache:
                 check = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
                 if check != ["ok"]:  # a few ms for thousands of measurements
                     raise sqlite3.DatabaseError("integrity check failed: " + check[0][:120])
-                tables = con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                     "AND name = 'measurements'").fetchall()
+                tables = con.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'measurements'"
+                ).fetchall()
                 return con.execute(sql, args).fetchall() if tables else []
             finally:
                 con.close()
@@ -267,12 +302,24 @@ class MeasurementCache:
             raise self._error(exc) from None
 
     @staticmethod
-    def key(arch: Arch, hardware_id: str, backend: str, workload: Workload,
-            versions: dict[str, str] | None = None) -> str:
+    def key(
+        arch: Arch,
+        hardware_id: str,
+        backend: str,
+        workload: Workload,
+        versions: dict[str, str] | None = None,
+    ) -> str:
         versions = versions if versions is not None else library_versions(backend)
-        fields_ = {"arch": arch.shape(), "hardware_id": hardware_id.lower(), "backend": backend,
-                   "batch_size": workload.batch_size, "input_len": workload.input_len,
-                   "output_len": workload.output_len, "dtype": workload.dtype, "versions": versions}
+        fields_ = {
+            "arch": arch.shape(),
+            "hardware_id": hardware_id.lower(),
+            "backend": backend,
+            "batch_size": workload.batch_size,
+            "input_len": workload.input_len,
+            "output_len": workload.output_len,
+            "dtype": workload.dtype,
+            "versions": versions,
+        }
         # The rest of the workload only when it differs from the defaults (keeps older keys).
         default = Workload(workload.batch_size)
         for name in ("num_requests", "tp", "gpu_memory_utilization", "max_batched_tokens"):
@@ -280,8 +327,14 @@ class MeasurementCache:
                 fields_[name] = getattr(workload, name)
         return _json(fields_)
 
-    def lookup(self, arch: Arch, hardware_id: str, backend: str, workload: Workload,
-               versions: dict[str, str] | None = None) -> Measurement | None:
+    def lookup(
+        self,
+        arch: Arch,
+        hardware_id: str,
+        backend: str,
+        workload: Workload,
+        versions: dict[str, str] | None = None,
+    ) -> Measurement | None:
         """The cached measurement (ok or failed) for this key under the current versions."""
         key = self.key(arch, hardware_id, backend, workload, versions)
         rows = self._read("SELECT payload FROM measurements WHERE key = ?", (key,))
@@ -315,20 +368,40 @@ class MeasurementCache:
                     con.executescript(_SCHEMA)
                     con.execute(
                         "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (key, _json(m.arch.shape()), m.hardware_id, m.backend, m.batch_size,
-                         m.input_len, m.output_len, m.dtype, _json(m.versions), m.status,
-                         _json(m.to_dict()), m.created_at))
+                        (
+                            key,
+                            _json(m.arch.shape()),
+                            m.hardware_id,
+                            m.backend,
+                            m.batch_size,
+                            m.input_len,
+                            m.output_len,
+                            m.dtype,
+                            _json(m.versions),
+                            m.status,
+                            _json(m.to_dict()),
+                            m.created_at,
+                        ),
+                    )
             finally:
                 con.close()
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
-    def records(self, hardware_id: str | None = None, backend: str | None = None,
-                *, status: str | None = None) -> list[Measurement]:
+    def records(
+        self,
+        hardware_id: str | None = None,
+        backend: str | None = None,
+        *,
+        status: str | None = None,
+    ) -> list[Measurement]:
         """Every cached measurement, optionally filtered, oldest first."""
         sql, args = "SELECT payload FROM measurements WHERE 1=1", []
-        for column, value in (("hardware_id", hardware_id and hardware_id.lower()),
-                              ("backend", backend), ("status", status)):
+        for column, value in (
+            ("hardware_id", hardware_id and hardware_id.lower()),
+            ("backend", backend),
+            ("status", status),
+        ):
             if value is not None:
                 sql += f" AND {column} = ?"
                 args.append(value)
@@ -337,5 +410,3 @@ class MeasurementCache:
     def __len__(self) -> int:
         rows = self._read("SELECT COUNT(*) FROM measurements")
         return int(rows[0][0]) if rows else 0
-
-

@@ -55,12 +55,19 @@ class SearchSpace:
             if getattr(self, name) <= 0:
                 raise ArchError(f"{name} must be positive")
         if not self.head_dims or any(h <= 0 or h % 2 for h in self.head_dims):
-            raise ArchError("head_dims must be non-empty, positive and even (RoPE rotates pairs "
-                            f"of dimensions), got {self.head_dims}")
+            raise ArchError(
+                "head_dims must be non-empty, positive and even (RoPE rotates pairs "
+                f"of dimensions), got {self.head_dims}"
+            )
         if not self.gqa_groups or any(g <= 0 for g in self.gqa_groups):
             raise ArchError("gqa_groups must be non-empty and positive")
-        for name in ("n_layers_range", "d_model_range", "r_range", "d_over_sqrt_n_range",
-                     "aspect_range"):
+        for name in (
+            "n_layers_range",
+            "d_model_range",
+            "r_range",
+            "d_over_sqrt_n_range",
+            "aspect_range",
+        ):
             lo, hi = getattr(self, name)
             if not (0 < lo <= hi):
                 raise ArchError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
@@ -70,9 +77,13 @@ class SearchSpace:
     @classmethod
     def unconstrained(cls, **overrides: Any) -> "SearchSpace":
         """Same grid, no shape-range filters (used by :func:`build_arch`)."""
-        wide: dict[str, Any] = dict(r_range=(1e-9, 1e9), d_over_sqrt_n_range=(1e-9, 1e9),
-                    aspect_range=(1e-9, 1e9), n_layers_range=(1, 100_000),
-                    d_model_range=(1, 10_000_000))
+        wide: dict[str, Any] = dict(
+            r_range=(1e-9, 1e9),
+            d_over_sqrt_n_range=(1e-9, 1e9),
+            aspect_range=(1e-9, 1e9),
+            n_layers_range=(1, 100_000),
+            d_model_range=(1, 10_000_000),
+        )
         wide.update(overrides)
         return cls(**wide)
 
@@ -86,14 +97,17 @@ def budget_bounds(target: float, band: float) -> tuple[int, int]:
     return math.ceil(target * (1 - band)), math.floor(target * (1 + band))
 
 
-def _iter_archs(target: float, band: float, space: SearchSpace, vocab_size: int,
-                tie_embeddings: bool) -> Iterator[Arch]:
+def _iter_archs(
+    target: float, band: float, space: SearchSpace, vocab_size: int, tie_embeddings: bool
+) -> Iterator[Arch]:
     lo_n, hi_n = budget_bounds(target, band)
     dm = space.d_model_multiple
     d_lo = max(space.d_model_range[0], dm)
     d_lo = math.ceil(d_lo / dm) * dm
     # A block with d_model >= sqrt(N) cannot fit the budget with r >= any positive value.
-    d_hi = min(space.d_model_range[1], int(math.sqrt(hi_n) * max(1.0, space.d_over_sqrt_n_range[1])))
+    d_hi = min(
+        space.d_model_range[1], int(math.sqrt(hi_n) * max(1.0, space.d_over_sqrt_n_range[1]))
+    )
     fm = space.ffn_multiple
     centre = 0.5 * (lo_n + hi_n)
     for d in range(d_lo, d_hi + 1, dm):
@@ -142,15 +156,23 @@ def _iter_archs(target: float, band: float, space: SearchSpace, vocab_size: int,
                         n = n_layers * (attn + 3 * d * ffn + 2 * d) + d
                         if not (lo_n <= n <= hi_n):
                             continue
-                        if not (space.d_over_sqrt_n_range[0] <= d / math.sqrt(n)
-                                <= space.d_over_sqrt_n_range[1]):
+                        if not (
+                            space.d_over_sqrt_n_range[0]
+                            <= d / math.sqrt(n)
+                            <= space.d_over_sqrt_n_range[1]
+                        ):
                             continue
                         yield Arch(d, n_layers, h, kv, hd, ffn, vocab_size, tie_embeddings)
 
 
-def enumerate_archs(target_non_embedding_params: float, band: float = 0.05, *,
-                    space: SearchSpace | None = None, vocab_size: int = DEFAULT_VOCAB_SIZE,
-                    tie_embeddings: bool = True) -> list[Arch]:
+def enumerate_archs(
+    target_non_embedding_params: float,
+    band: float = 0.05,
+    *,
+    space: SearchSpace | None = None,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    tie_embeddings: bool = True,
+) -> list[Arch]:
     """Every valid Arch on ``space``'s grid whose non-embedding params lie in the band.
 
     Args:
@@ -169,21 +191,36 @@ def enumerate_archs(target_non_embedding_params: float, band: float = 0.05, *,
 
 
 @functools.lru_cache(maxsize=64)
-def _band_table(target: float, band: float, search: SearchSpace, vocab_size: int,
-                tie_embeddings: bool) -> tuple[tuple[Arch, ...], np.ndarray]:
+def _band_table(
+    target: float, band: float, search: SearchSpace, vocab_size: int, tie_embeddings: bool
+) -> tuple[tuple[Arch, ...], np.ndarray]:
     """Every shape of ``search`` in the band and ``n x 4`` knobs (r, d/sqrt(N), aspect ratio,
     non-embedding params), cached: sweeps ask for many nearest shapes in one band."""
     archs = tuple(_iter_archs(target, band, search, vocab_size, tie_embeddings))
-    knobs = np.array([[a.mlp_attn_ratio, a.d_over_sqrt_n, a.aspect_ratio,
-                       a.non_embedding_params] for a in archs], dtype=np.float64).reshape(-1, 4)
+    knobs = np.array(
+        [
+            [a.mlp_attn_ratio, a.d_over_sqrt_n, a.aspect_ratio, a.non_embedding_params]
+            for a in archs
+        ],
+        dtype=np.float64,
+    ).reshape(-1, 4)
     return archs, knobs
 
 
-def build_arch(target_non_embedding_params: float, *, d_over_sqrt_n: float | None = None,
-               aspect_ratio: float | None = None, r: float = 3.0, gqa_group: int = 4,
-               head_dim: int = 64, n_layers: int | None = None, band: float = 0.05,
-               vocab_size: int = DEFAULT_VOCAB_SIZE, tie_embeddings: bool = True,
-               space: SearchSpace | None = None) -> Arch:
+def build_arch(
+    target_non_embedding_params: float,
+    *,
+    d_over_sqrt_n: float | None = None,
+    aspect_ratio: float | None = None,
+    r: float = 3.0,
+    gqa_group: int = 4,
+    head_dim: int = 64,
+    n_layers: int | None = None,
+    band: float = 0.05,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    tie_embeddings: bool = True,
+    space: SearchSpace | None = None,
+) -> Arch:
     """The valid Arch in the budget band nearest to the requested knobs.
 
     Exactly one of ``d_over_sqrt_n``, ``aspect_ratio`` or ``n_layers`` fixes the width/depth
@@ -196,18 +233,25 @@ def build_arch(target_non_embedding_params: float, *, d_over_sqrt_n: float | Non
     """
     if d_over_sqrt_n is None and aspect_ratio is None and n_layers is None:
         raise ArchError("give d_over_sqrt_n, aspect_ratio or n_layers")
-    for name, value in (("d_over_sqrt_n", d_over_sqrt_n), ("aspect_ratio", aspect_ratio),
-                        ("r", r)):
+    for name, value in (("d_over_sqrt_n", d_over_sqrt_n), ("aspect_ratio", aspect_ratio), ("r", r)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ArchError(f"{name} must be a positive number, got {value}")
     grid = space or SearchSpace()
     search = SearchSpace.unconstrained(
-        d_model_multiple=grid.d_model_multiple, ffn_multiple=grid.ffn_multiple,
-        head_dims=(head_dim,), gqa_groups=(gqa_group,), ffn_per_shape="all",
+        d_model_multiple=grid.d_model_multiple,
+        ffn_multiple=grid.ffn_multiple,
+        head_dims=(head_dim,),
+        gqa_groups=(gqa_group,),
+        ffn_per_shape="all",
         n_layers_range=(n_layers, n_layers) if n_layers else (1, 100_000),
     )
-    archs, knobs = _band_table(float(target_non_embedding_params), float(band), search,
-                               int(vocab_size), bool(tie_embeddings))
+    archs, knobs = _band_table(
+        float(target_non_embedding_params),
+        float(band),
+        search,
+        int(vocab_size),
+        bool(tie_embeddings),
+    )
     best = None
     if archs:
         # Log-space distance over the knobs given plus r, tie-broken toward the budget centre.

@@ -35,13 +35,32 @@ import numpy as np
 
 from .arch import DTYPE_BYTES, Arch
 
-__all__ = ["ARCH_ARRAY_NAMES", "arch_arrays", "sum_over_steps", "combine", "predict_times",
-           "hf_times", "hf_memory_bytes"]
+__all__ = [
+    "ARCH_ARRAY_NAMES",
+    "arch_arrays",
+    "sum_over_steps",
+    "combine",
+    "predict_times",
+    "hf_times",
+    "hf_memory_bytes",
+]
 
 #: Keys of :func:`arch_arrays`.
 ARCH_ARRAY_NAMES: tuple[str, ...] = (
-    "n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab_size",
-    "flops0", "flops_per_ctx", "head_flops", "weight_bytes", "kv_bytes", "dtype_bytes")
+    "n_layers",
+    "d_model",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "ffn_dim",
+    "vocab_size",
+    "flops0",
+    "flops_per_ctx",
+    "head_flops",
+    "weight_bytes",
+    "kv_bytes",
+    "dtype_bytes",
+)
 
 
 def arch_arrays(archs: Sequence[Arch], dtype: str | Sequence[str]) -> dict[str, np.ndarray]:
@@ -57,7 +76,15 @@ def arch_arrays(archs: Sequence[Arch], dtype: str | Sequence[str]) -> dict[str, 
     out = {k: np.empty(n) for k in ARCH_ARRAY_NAMES}
     for i, (arch, dt) in enumerate(zip(archs, dtypes)):
         f0 = arch.forward_flops_per_token(0)
-        for name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab_size"):
+        for name in (
+            "n_layers",
+            "d_model",
+            "n_heads",
+            "n_kv_heads",
+            "head_dim",
+            "ffn_dim",
+            "vocab_size",
+        ):
             out[name][i] = getattr(arch, name)
         out["flops0"][i] = f0
         # forward_flops_per_token is affine in the context length.
@@ -96,10 +123,15 @@ def combine(device: np.ndarray, overhead: np.ndarray, overlap: float | np.ndarra
     return np.maximum(device, overhead) + (1.0 - overlap) * np.minimum(device, overhead)
 
 
-def predict_times(q: Mapping[str, np.ndarray], batch_size: np.ndarray | float,
-                  input_len: np.ndarray | float, output_len: np.ndarray | float,
-                  peak_flops: float | np.ndarray, mem_bandwidth: float | np.ndarray,
-                  constants: Mapping[str, float | np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def predict_times(
+    q: Mapping[str, np.ndarray],
+    batch_size: np.ndarray | float,
+    input_len: np.ndarray | float,
+    output_len: np.ndarray | float,
+    peak_flops: float | np.ndarray,
+    mem_bandwidth: float | np.ndarray,
+    constants: Mapping[str, float | np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
     """Prefill and total decode seconds of one static batch (the core of the HF model).
 
     Args:
@@ -124,8 +156,11 @@ def predict_times(q: Mapping[str, np.ndarray], batch_size: np.ndarray | float,
     # Prefill: every prompt token attends to (on average) (n_in - 1) / 2 earlier ones.
     prefill_flops = B * n_in * (q["flops0"] + q["flops_per_ctx"] * (n_in - 1) / 2)
     prefill_bytes = q["weight_bytes"] + B * n_in * q["kv_bytes"]
-    prefill = combine(np.maximum(prefill_flops / flops_rate, prefill_bytes / byte_rate)
-                      + B * n_in * per_token, overhead, overlap)
+    prefill = combine(
+        np.maximum(prefill_flops / flops_rate, prefill_bytes / byte_rate) + B * n_in * per_token,
+        overhead,
+        overlap,
+    )
 
     def ex(x: np.ndarray | float) -> np.ndarray:  # a trailing axis for the k nodes
         return np.asarray(x, dtype=float)[..., None]
@@ -135,16 +170,25 @@ def predict_times(q: Mapping[str, np.ndarray], batch_size: np.ndarray | float,
         ctx = ex(n_in) + k
         compute = ex(B) * (ex(q["flops0"]) + ex(q["flops_per_ctx"]) * ctx) / ex(flops_rate)
         memory = (ex(q["weight_bytes"]) + ex(B) * (ctx + 1) * ex(q["kv_bytes"])) / ex(byte_rate)
-        return combine(np.maximum(compute, memory) + ex(B) * ex(per_token), ex(overhead), ex(overlap))
+        return combine(
+            np.maximum(compute, memory) + ex(B) * ex(per_token), ex(overhead), ex(overlap)
+        )
 
     steps = np.broadcast_to(n_out - 1, np.broadcast(prefill, n_out).shape)
     decode = sum_over_steps(step_time, steps)
     return prefill, decode
 
 
-def hf_times(q: Mapping[str, np.ndarray], batch_size: int, num_requests: int, input_len: int,
-             output_len: int, peak_flops: float, mem_bandwidth: float,
-             constants: Mapping[str, float | np.ndarray]) -> dict[str, np.ndarray]:
+def hf_times(
+    q: Mapping[str, np.ndarray],
+    batch_size: int,
+    num_requests: int,
+    input_len: int,
+    output_len: int,
+    peak_flops: float,
+    mem_bandwidth: float,
+    constants: Mapping[str, float | np.ndarray],
+) -> dict[str, np.ndarray]:
     """A whole HF ``generate`` run: ``num_requests`` in batches of ``batch_size`` (the last one
     smaller when it does not divide).
 
@@ -153,12 +197,14 @@ def hf_times(q: Mapping[str, np.ndarray], batch_size: int, num_requests: int, in
         step of a full batch; 0 without decode), each of the broadcast shape ``n`` or ``S x n``.
     """
     full, rest = divmod(int(num_requests), int(batch_size))
-    prefill, decode = predict_times(q, batch_size, input_len, output_len, peak_flops,
-                                    mem_bandwidth, constants)
+    prefill, decode = predict_times(
+        q, batch_size, input_len, output_len, peak_flops, mem_bandwidth, constants
+    )
     total = full * (prefill + decode)
     if rest:
-        p_rest, d_rest = predict_times(q, rest, input_len, output_len, peak_flops, mem_bandwidth,
-                                       constants)
+        p_rest, d_rest = predict_times(
+            q, rest, input_len, output_len, peak_flops, mem_bandwidth, constants
+        )
         total = total + p_rest + d_rest
         if full == 0:
             prefill, decode = p_rest, d_rest
@@ -167,7 +213,12 @@ def hf_times(q: Mapping[str, np.ndarray], batch_size: int, num_requests: int, in
     return {"total_s": total, "ttft_s": prefill, "tpot_s": tpot}
 
 
-def hf_memory_bytes(weight_bytes: np.ndarray | float, kv_bytes_per_token: np.ndarray | float,
-                    batch_size: int, input_len: int, output_len: int) -> np.ndarray | float:
+def hf_memory_bytes(
+    weight_bytes: np.ndarray | float,
+    kv_bytes_per_token: np.ndarray | float,
+    batch_size: int,
+    input_len: int,
+    output_len: int,
+) -> np.ndarray | float:
     """Weights plus the full KV cache of a batch (every sequence at ``input_len + output_len``)."""
     return weight_bytes + batch_size * (input_len + output_len) * kv_bytes_per_token

@@ -53,8 +53,14 @@ from .errors import ArchoptError
 from .hardware import Hardware
 from .workload import Workload
 
-__all__ = ["KV_BLOCK_TOKENS", "default_max_batched_tokens", "tp_layout", "serving_memory",
-           "serving_times", "roofline_bound"]
+__all__ = [
+    "KV_BLOCK_TOKENS",
+    "default_max_batched_tokens",
+    "tp_layout",
+    "serving_memory",
+    "serving_times",
+    "roofline_bound",
+]
 
 #: vLLM's default KV-cache block size (tokens).
 KV_BLOCK_TOKENS = 16
@@ -92,13 +98,18 @@ def tp_layout(q: Mapping[str, np.ndarray], tp: int) -> dict[str, np.ndarray]:
         elif not ffn_ok[i]:
             reason[i] = f"ffn_dim={int(ffn[i])} is not divisible by tp={tp}"
         else:
-            reason[i] = (f"n_kv_heads={int(kv[i])} neither divides into tp={tp} GPUs nor divides "
-                         f"tp (vLLM cannot shard or replicate it)")
+            reason[i] = (
+                f"n_kv_heads={int(kv[i])} neither divides into tp={tp} GPUs nor divides "
+                f"tp (vLLM cannot shard or replicate it)"
+            )
     b = q["dtype_bytes"]
     kv_proj = 2.0 * q["d_model"] * q["head_dim"]  # K and V projection params per KV head per layer
     layer_flops = q["flops0"] - q["head_flops"]
     return {
-        "kv_heads_gpu": kv_gpu, "replicated": replicated, "shape_ok": shape_ok, "reason": reason,
+        "kv_heads_gpu": kv_gpu,
+        "replicated": replicated,
+        "shape_ok": shape_ok,
+        "reason": reason,
         "weight_bytes_gpu": (q["weight_bytes"] - q["n_layers"] * kv_proj * kv * b) / tp
         + q["n_layers"] * kv_proj * kv_gpu * b,
         "layer_flops_gpu": (layer_flops - 2 * q["n_layers"] * kv_proj * kv) / tp
@@ -109,9 +120,13 @@ def tp_layout(q: Mapping[str, np.ndarray], tp: int) -> dict[str, np.ndarray]:
     }
 
 
-def serving_memory(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
-                   runtime_memory_bytes: float | np.ndarray,
-                   layout: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def serving_memory(
+    q: Mapping[str, np.ndarray],
+    wl: Workload,
+    hw: Hardware,
+    runtime_memory_bytes: float | np.ndarray,
+    layout: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-GPU memory and the concurrency it allows (broadcast shape ``n`` or ``S x n``).
 
     Returns:
@@ -124,7 +139,10 @@ def serving_memory(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     lay = layout if layout is not None else tp_layout(q, wl.tp)
     T = wl.max_batched_tokens or default_max_batched_tokens(hw)
     b = q["dtype_bytes"]
-    act = T * b * (2 * q["d_model"] + 3 * q["ffn_dim"] / wl.tp) + 8.0 * min(wl.batch_size, T) * q["vocab_size"]
+    act = (
+        T * b * (2 * q["d_model"] + 3 * q["ffn_dim"] / wl.tp)
+        + 8.0 * min(wl.batch_size, T) * q["vocab_size"]
+    )
     fixed = lay["weight_bytes_gpu"] + act + runtime_memory_bytes
     budget = wl.gpu_memory_utilization * hw.mem_bytes - fixed
     block = KV_BLOCK_TOKENS * lay["kv_bytes_gpu"]
@@ -132,23 +150,34 @@ def serving_memory(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     seq_blocks = math.ceil((wl.input_len + wl.output_len) / KV_BLOCK_TOKENS)
     max_seqs = np.floor(blocks / seq_blocks)
     conc = np.maximum(np.minimum(min(wl.batch_size, wl.n_requests), max_seqs), 1.0)
-    return {"activation_bytes": np.broadcast_to(act, np.shape(budget)), "kv_budget_bytes": budget,
-            "kv_tokens": KV_BLOCK_TOKENS * blocks, "max_seqs": max_seqs, "concurrency": conc,
-            "fits": max_seqs >= 1,
-            "memory_bytes": fixed + conc * (wl.input_len + wl.output_len) * lay["kv_bytes_gpu"]}
+    return {
+        "activation_bytes": np.broadcast_to(act, np.shape(budget)),
+        "kv_budget_bytes": budget,
+        "kv_tokens": KV_BLOCK_TOKENS * blocks,
+        "max_seqs": max_seqs,
+        "concurrency": conc,
+        "fits": max_seqs >= 1,
+        "memory_bytes": fixed + conc * (wl.input_len + wl.output_len) * lay["kv_bytes_gpu"],
+    }
 
 
 def _link_bandwidth(hw: Hardware, tp: int) -> float:
     if tp == 1:
         return math.inf
     if hw.interconnect_bandwidth is None:
-        raise ArchoptError(f"hardware {hw.id!r} has no interconnect_bandwidth in its profile; "
-                           f"tp={tp} needs one (add it to the profile in hardware.json)")
+        raise ArchoptError(
+            f"hardware {hw.id!r} has no interconnect_bandwidth in its profile; "
+            f"tp={tp} needs one (add it to the profile in hardware.json)"
+        )
     return hw.interconnect_bandwidth / 2  # datasheets quote both directions together
 
 
-def serving_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
-                  constants: Mapping[str, float | np.ndarray]) -> dict[str, Any]:
+def serving_times(
+    q: Mapping[str, np.ndarray],
+    wl: Workload,
+    hw: Hardware,
+    constants: Mapping[str, float | np.ndarray],
+) -> dict[str, Any]:
     """Predicted vLLM run of ``wl`` for every arch (see the module docstring).
 
     Args:
@@ -178,10 +207,16 @@ def serving_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     def step(tokens, logits, prefill_tokens, decode_seqs, decode_ctx):
         dense = np.maximum(W / bw, (tokens * f_layer + logits * f_head) / flops)
         kv_read = decode_seqs * decode_ctx
-        attn = (np.maximum(kv_read * kvb / bw, kv_read * a / flops)
-                + prefill_tokens * (n_in - 1) / 2 * a / flops + tokens * kvb / bw)  # + KV writes
-        comm = 0.0 if tp == 1 else 2 * L * (c["allreduce_latency_s"]
-                                            + 2 * (tp - 1) / tp * tokens * d * b / link)
+        attn = (
+            np.maximum(kv_read * kvb / bw, kv_read * a / flops)
+            + prefill_tokens * (n_in - 1) / 2 * a / flops
+            + tokens * kvb / bw
+        )  # + KV writes
+        comm = (
+            0.0
+            if tp == 1
+            else 2 * L * (c["allreduce_latency_s"] + 2 * (tp - 1) / tp * tokens * d * b / link)
+        )
         device = dense + attn + comm + tokens * L * c["token_layer_s"]
         return np.maximum(device, host) + (1 - c["overhead_overlap"]) * np.minimum(device, host)
 
@@ -212,12 +247,22 @@ def serving_times(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware,
     ttft = ttft + t_full * np.maximum(in_flight - conc, 0.0) / conc
     if n_out <= 1:
         tpot = np.zeros_like(tpot)
-    return {"total_s": total, "ttft_s": ttft, "tpot_s": tpot, "concurrency": conc,
-            "kv_tokens": mem["kv_tokens"], "memory_bytes": mem["memory_bytes"], "fits": mem["fits"],
-            "shape_ok": lay["shape_ok"], "reason": lay["reason"]}
+    return {
+        "total_s": total,
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "concurrency": conc,
+        "kv_tokens": mem["kv_tokens"],
+        "memory_bytes": mem["memory_bytes"],
+        "fits": mem["fits"],
+        "shape_ok": lay["shape_ok"],
+        "reason": lay["reason"],
+    }
 
 
-def roofline_bound(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware) -> dict[str, np.ndarray]:
+def roofline_bound(
+    q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware
+) -> dict[str, np.ndarray]:
     """Physical limits of a run of ``wl`` (shape ``n``), for any backend and any constants.
 
     Every request's tokens pass every layer once (prefill attention over ``(input-1)/2`` earlier
@@ -232,8 +277,13 @@ def roofline_bound(q: Mapping[str, np.ndarray], wl: Workload, hw: Hardware) -> d
     tp, n_in, n_out, R = wl.tp, float(wl.input_len), float(wl.output_len), float(wl.n_requests)
     layer_flops = q["flops0"] - q["head_flops"]
     a = q["flops_per_ctx"]
-    flops = R * (n_in * layer_flops + n_in * (n_in - 1) / 2 * a + (n_out - 1) * layer_flops
-                 + (n_out - 1) * (n_in + n_out / 2 - 1) * a + n_out * q["head_flops"])
+    flops = R * (
+        n_in * layer_flops
+        + n_in * (n_in - 1) / 2 * a
+        + (n_out - 1) * layer_flops
+        + (n_out - 1) * (n_in + n_out / 2 - 1) * a
+        + n_out * q["head_flops"]
+    )
     steps = math.ceil(R / min(wl.batch_size, R)) * (n_out - 1)
     bytes_ = steps * q["weight_bytes"] + R * (n_out - 1) * (n_in + n_out / 2 - 1) * q["kv_bytes"]
     t_min = np.maximum(flops / (tp * hw.peak_flops), bytes_ / (tp * hw.mem_bandwidth))

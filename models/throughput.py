@@ -42,11 +42,29 @@ from .uncertainty import throughput_draws
 from .workload import BACKENDS, DEFAULT_BACKEND, GPU_MEMORY_UTILIZATION, Workload, WorkloadError
 
 __all__ = [
-    "BACKENDS", "BACKEND_CONSTANTS", "BUNDLED_CALIBRATIONS", "CONSTANT_NAMES", "Calibration",
-    "CalibrationError", "DEFAULT_BACKEND", "GPU_MEMORY_UTILIZATION", "PREDICTION_DRAWS",
-    "PRIOR_RANGES", "STRUCTURAL_SIGMA", "ThroughputPrediction", "TimingRecord", "USER_CALIBRATION_FILE",
-    "Workload", "WorkloadError", "calibrate", "default_calibration", "load_calibration",
-    "memory_bytes", "predict_bound", "predict_throughput", "predict_throughput_many",
+    "BACKENDS",
+    "BACKEND_CONSTANTS",
+    "BUNDLED_CALIBRATIONS",
+    "CONSTANT_NAMES",
+    "Calibration",
+    "CalibrationError",
+    "DEFAULT_BACKEND",
+    "GPU_MEMORY_UTILIZATION",
+    "PREDICTION_DRAWS",
+    "PRIOR_RANGES",
+    "STRUCTURAL_SIGMA",
+    "ThroughputPrediction",
+    "TimingRecord",
+    "USER_CALIBRATION_FILE",
+    "Workload",
+    "WorkloadError",
+    "calibrate",
+    "default_calibration",
+    "load_calibration",
+    "memory_bytes",
+    "predict_bound",
+    "predict_throughput",
+    "predict_throughput_many",
     "save_calibration",
 ]
 
@@ -57,9 +75,15 @@ PREDICTION_DRAWS = 32
 def memory_bytes(arch: Arch, workload: Workload) -> float:
     """Weights plus the full KV cache of one batch (every sequence at ``input_len +
     output_len``), bytes on one device: what HF ``generate`` holds."""
-    return float(hf_memory_bytes(arch.weight_bytes(workload.dtype), arch.kv_bytes_per_token(workload.dtype),
-                                 min(workload.batch_size, workload.n_requests), workload.input_len,
-                                 workload.output_len))
+    return float(
+        hf_memory_bytes(
+            arch.weight_bytes(workload.dtype),
+            arch.kv_bytes_per_token(workload.dtype),
+            min(workload.batch_size, workload.n_requests),
+            workload.input_len,
+            workload.output_len,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -99,36 +123,48 @@ class ThroughputPrediction:
         return asdict(self)
 
 
-def _resolve(hardware: Hardware | str, workload: Workload | None,
-             calibration: Calibration | None) -> tuple[Hardware, Workload, Calibration]:
+def _resolve(
+    hardware: Hardware | str, workload: Workload | None, calibration: Calibration | None
+) -> tuple[Hardware, Workload, Calibration]:
     hw = get_hardware(hardware)
     wl = workload if workload is not None else Workload()
     if not isinstance(wl, Workload):
         raise WorkloadError(f"workload must be a Workload, got {type(wl).__name__}")
     cal = calibration if calibration is not None else load_calibration(hw.id, wl.backend)
     if cal.backend != wl.backend:
-        raise CalibrationError(f"calibration is for backend {cal.backend!r}, the workload runs "
-                               f"{wl.backend!r}")
+        raise CalibrationError(
+            f"calibration is for backend {cal.backend!r}, the workload runs {wl.backend!r}"
+        )
     return hw, wl, cal
 
 
 def _memory_reasons(run: dict[str, Any], wl: Workload, hw: Hardware) -> np.ndarray:
     reason = np.array(run["reason"], dtype=object)
     budget = wl.gpu_memory_utilization * hw.mem_bytes
-    what = ("weights, activations, runtime and one sequence's KV cache per GPU" if wl.backend == "vllm"
-            else "weights and the KV cache of a full batch")
+    what = (
+        "weights, activations, runtime and one sequence's KV cache per GPU"
+        if wl.backend == "vllm"
+        else "weights and the KV cache of a full batch"
+    )
     for i in np.flatnonzero(~np.asarray(run["fits"], dtype=bool) & (reason == "")):
-        reason[i] = (f"needs {run['memory_bytes'][i] / 1e9:.2f} GB for {what} "
-                     f"({wl.input_len + wl.output_len} tokens per sequence); "
-                     f"gpu_memory_utilization {wl.gpu_memory_utilization:g} of {hw.mem_bytes / 1e9:.0f} GB "
-                     f"is {budget / 1e9:.2f} GB")
+        reason[i] = (
+            f"needs {run['memory_bytes'][i] / 1e9:.2f} GB for {what} "
+            f"({wl.input_len + wl.output_len} tokens per sequence); "
+            f"gpu_memory_utilization {wl.gpu_memory_utilization:g} of {hw.mem_bytes / 1e9:.0f} GB "
+            f"is {budget / 1e9:.2f} GB"
+        )
     return reason
 
 
-def predict_throughput_many(archs: Sequence[Arch], hardware: Hardware | str,
-                            workload: Workload | None = None,
-                            calibration: Calibration | None = None, *,
-                            n_draws: int = PREDICTION_DRAWS, seed: int = 0) -> dict[str, np.ndarray]:
+def predict_throughput_many(
+    archs: Sequence[Arch],
+    hardware: Hardware | str,
+    workload: Workload | None = None,
+    calibration: Calibration | None = None,
+    *,
+    n_draws: int = PREDICTION_DRAWS,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """:func:`predict_throughput` for many archs at once.
 
     The point prediction uses the calibration's constants; ``rel_sigma`` and
@@ -156,40 +192,65 @@ def predict_throughput_many(archs: Sequence[Arch], hardware: Hardware | str,
         q05, q95 = tps * np.exp(-1.6449 * rel), tps * np.exp(1.6449 * rel)
     reason = _memory_reasons(run, wl, hw)
     return {
-        "tokens_per_s": tps, "ttft_s": np.asarray(run["ttft_s"], dtype=float),
-        "decode_s_per_token": np.asarray(run["tpot_s"], dtype=float), "total_s": total,
+        "tokens_per_s": tps,
+        "ttft_s": np.asarray(run["ttft_s"], dtype=float),
+        "decode_s_per_token": np.asarray(run["tpot_s"], dtype=float),
+        "total_s": total,
         "memory_bytes": np.asarray(run["memory_bytes"], dtype=float),
         "fits_in_memory": np.asarray(run["fits"], dtype=bool),
-        "source": np.full(n, "model"), "rel_sigma": rel,
+        "source": np.full(n, "model"),
+        "rel_sigma": rel,
         "request_throughput": wl.n_requests / total,
         "tpot_s": np.asarray(run["tpot_s"], dtype=float),
         "concurrency": np.asarray(run["concurrency"], dtype=float),
         "kv_cache_tokens": np.asarray(run["kv_tokens"], dtype=float),
         "servable": np.asarray(run["fits"], dtype=bool) & np.asarray(run["shape_ok"], dtype=bool),
         "shardable": np.asarray(run["shape_ok"], dtype=bool),
-        "unservable_reason": reason, "backend": np.full(n, wl.backend),
-        "tokens_per_s_q05": np.asarray(q05, dtype=float), "tokens_per_s_q95": np.asarray(q95, dtype=float),
+        "unservable_reason": reason,
+        "backend": np.full(n, wl.backend),
+        "tokens_per_s_q05": np.asarray(q05, dtype=float),
+        "tokens_per_s_q95": np.asarray(q95, dtype=float),
     }
 
 
-def predict_throughput(arch: Arch, hardware: Hardware | str, workload: Workload | None = None,
-                       calibration: Calibration | None = None, *,
-                       n_draws: int = PREDICTION_DRAWS, seed: int = 0) -> ThroughputPrediction:
+def predict_throughput(
+    arch: Arch,
+    hardware: Hardware | str,
+    workload: Workload | None = None,
+    calibration: Calibration | None = None,
+    *,
+    n_draws: int = PREDICTION_DRAWS,
+    seed: int = 0,
+) -> ThroughputPrediction:
     """Model-predicted serving speed of ``arch`` on ``hardware`` for ``workload``.
 
     ``calibration`` defaults to :func:`load_calibration` for (hardware, workload.backend).
     """
-    out = predict_throughput_many([arch], hardware, workload, calibration, n_draws=n_draws, seed=seed)
-    values = {key: value[0].item() if isinstance(value[0], np.generic) else value[0]
-              for key, value in out.items()}
-    typed: dict[str, Any] = {k: (bool(v) if k in ("fits_in_memory", "servable", "shardable") else
-                                 str(v) if k in ("source", "backend", "unservable_reason") else
-                                 float(v)) for k, v in values.items()}
+    out = predict_throughput_many(
+        [arch], hardware, workload, calibration, n_draws=n_draws, seed=seed
+    )
+    values = {
+        key: value[0].item() if isinstance(value[0], np.generic) else value[0]
+        for key, value in out.items()
+    }
+    typed: dict[str, Any] = {
+        k: (
+            bool(v)
+            if k in ("fits_in_memory", "servable", "shardable")
+            else str(v)
+            if k in ("source", "backend", "unservable_reason")
+            else float(v)
+        )
+        for k, v in values.items()
+    }
     return ThroughputPrediction(**typed)
 
 
-def predict_bound(archs: Sequence[Arch], hardware: Hardware | str,
-                  workload: Workload) -> dict[str, np.ndarray]:
+def predict_bound(
+    archs: Sequence[Arch], hardware: Hardware | str, workload: Workload
+) -> dict[str, np.ndarray]:
     """The roofline limits of :func:`models.serving.roofline_bound` (``n`` each): no backend and
     no constants can predict more output tokens/s than ``max_tokens_per_s``."""
-    return roofline_bound(arch_arrays(list(archs), workload.dtype), workload, get_hardware(hardware))
+    return roofline_bound(
+        arch_arrays(list(archs), workload.dtype), workload, get_hardware(hardware)
+    )

@@ -41,8 +41,14 @@ from .hardware import Hardware, get_hardware
 from .roofline import arch_arrays
 from .workload import Workload, WorkloadError
 
-__all__ = ["N_THROUGHPUT_DRAWS", "ThroughputDraws", "constant_draws", "structural_sigma",
-           "calibration_warnings", "throughput_draws"]
+__all__ = [
+    "N_THROUGHPUT_DRAWS",
+    "ThroughputDraws",
+    "constant_draws",
+    "structural_sigma",
+    "calibration_warnings",
+    "throughput_draws",
+]
 
 #: Draws per candidate kept by default (the campaign's law draws are 64 too).
 N_THROUGHPUT_DRAWS = 64
@@ -76,7 +82,9 @@ class ThroughputDraws:
     warnings: tuple[str, ...] = ()
 
 
-def constant_draws(cal: Calibration, n_draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def constant_draws(
+    cal: Calibration, n_draws: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """``n_draws`` draws of every constant, each an ``S x 1`` array.
 
     The constants ``cal.backend``'s model reads are normal in their transformed space around
@@ -93,7 +101,7 @@ def constant_draws(cal: Calibration, n_draws: int, rng: np.random.Generator) -> 
     theta = rng.multivariate_normal(mean, cov, size=n_draws, method="eigh")  # S x p
     out = {n: np.full((n_draws, 1), getattr(cal, n)) for n in cal.constants}
     for j, n in enumerate(names):
-        out[n] = from_theta(n, theta[:, j:j + 1])
+        out[n] = from_theta(n, theta[:, j : j + 1])
     return out
 
 
@@ -111,21 +119,29 @@ def _same(text: str, wl: Workload) -> bool:
 def structural_sigma(cal: Calibration, wl: Workload) -> float:
     """The per-shape log sd to add: the calibration's own where it was fitted at ``wl``, else at
     least :data:`~models.calibration.STRUCTURAL_SIGMA`."""
-    return cal.rel_sigma if cal.calibrated and _matches(cal, wl) else max(cal.rel_sigma, STRUCTURAL_SIGMA)
+    return (
+        cal.rel_sigma
+        if cal.calibrated and _matches(cal, wl)
+        else max(cal.rel_sigma, STRUCTURAL_SIGMA)
+    )
 
 
 def calibration_warnings(cal: Calibration, wl: Workload) -> tuple[str, ...]:
     """Why predictions of ``wl`` with ``cal`` are less certain than its fit says (or ``()``)."""
     pair = f"{cal.hardware_id}/{cal.backend}"
     if not cal.calibrated:
-        return (f"{pair} is uncalibrated: tokens/s are drawn from the documented prior ranges "
-                f"of the model's constants (models.calibration.PRIOR_RANGES); import or measure "
-                f"runs and `archopt calibrate` to narrow them",)
+        return (
+            f"{pair} is uncalibrated: tokens/s are drawn from the documented prior ranges "
+            f"of the model's constants (models.calibration.PRIOR_RANGES); import or measure "
+            f"runs and `archopt calibrate` to narrow them",
+        )
     if not _matches(cal, wl):
         fitted = "; ".join(cal.workloads) or "unrecorded workloads"
-        return (f"the {pair} calibration was fitted at {fitted}, not at the predicted workload "
-                f"{wl}: constants those runs cannot identify keep their prior width and the "
-                f"per-shape error is taken as at least {STRUCTURAL_SIGMA:g}",)
+        return (
+            f"the {pair} calibration was fitted at {fitted}, not at the predicted workload "
+            f"{wl}: constants those runs cannot identify keep their prior width and the "
+            f"per-shape error is taken as at least {STRUCTURAL_SIGMA:g}",
+        )
     return ()
 
 
@@ -135,9 +151,16 @@ def _shape_key(arch: Arch) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
-def throughput_draws(archs: Sequence[Arch], hardware: Hardware | str, workload: Workload,
-                     calibration: Calibration | None = None, *, n_draws: int = N_THROUGHPUT_DRAWS,
-                     seed: int = 0, common_over: np.ndarray | None = None) -> ThroughputDraws:
+def throughput_draws(
+    archs: Sequence[Arch],
+    hardware: Hardware | str,
+    workload: Workload,
+    calibration: Calibration | None = None,
+    *,
+    n_draws: int = N_THROUGHPUT_DRAWS,
+    seed: int = 0,
+    common_over: np.ndarray | None = None,
+) -> ThroughputDraws:
     """Draws of output tokens/s for every arch (see the module docstring).
 
     Args:
@@ -156,20 +179,28 @@ def throughput_draws(archs: Sequence[Arch], hardware: Hardware | str, workload: 
     hw = get_hardware(hardware)
     cal = calibration if calibration is not None else load_calibration(hw.id, workload.backend)
     if cal.backend != workload.backend:
-        raise WorkloadError(f"calibration is for backend {cal.backend!r}, the workload runs "
-                            f"{workload.backend!r}")
+        raise WorkloadError(
+            f"calibration is for backend {cal.backend!r}, the workload runs {workload.backend!r}"
+        )
     rng = np.random.default_rng(seed)
     archs = list(archs)
     n = len(archs)
     consts = constant_draws(cal, n_draws, rng)
     run = run_times(arch_arrays(archs, workload.dtype), workload, hw, consts)
     sigma = structural_sigma(cal, workload)
-    log_model = (np.log(workload.n_requests * workload.output_len)
-                 - np.log(np.broadcast_to(run["total_s"], (n_draws, n))))
+    log_model = np.log(workload.n_requests * workload.output_len) - np.log(
+        np.broadcast_to(run["total_s"], (n_draws, n))
+    )
     # The per-shape error of each arch comes from a stream of its own (seeded by the seed and
     # the shape), so an arch's draws do not depend on which other archs are evaluated with it.
-    noise = (np.stack([np.random.default_rng([seed, _shape_key(a)]).standard_normal(n_draws)
-                       for a in archs], axis=1) if n else np.zeros((n_draws, 0)))
+    noise = (
+        np.stack(
+            [np.random.default_rng([seed, _shape_key(a)]).standard_normal(n_draws) for a in archs],
+            axis=1,
+        )
+        if n
+        else np.zeros((n_draws, 0))
+    )
     log_tps = log_model + sigma * noise
     # The point value is the median over the constants only: Monte Carlo noise of the per-shape
     # error would otherwise jitter the ranking of near-equal shapes.
@@ -180,9 +211,15 @@ def throughput_draws(archs: Sequence[Arch], hardware: Hardware | str, workload: 
     shape = dev - common[:, None]
     tps = np.exp(log_tps)
     return ThroughputDraws(
-        tokens_per_s=tps, median=np.exp(log_med),
+        tokens_per_s=tps,
+        median=np.exp(log_med),
         q05=np.quantile(tps, 0.05, axis=0) if n else np.zeros(0),
         q95=np.quantile(tps, 0.95, axis=0) if n else np.zeros(0),
-        log_common=common, shape_sigma=shape.std(axis=0, ddof=1), common_sigma=float(common.std(ddof=1)),
-        structural_sigma=float(sigma), backend=workload.backend, calibration_source=cal.source,
-        warnings=calibration_warnings(cal, workload))
+        log_common=common,
+        shape_sigma=shape.std(axis=0, ddof=1),
+        common_sigma=float(common.std(ddof=1)),
+        structural_sigma=float(sigma),
+        backend=workload.backend,
+        calibration_source=cal.source,
+        warnings=calibration_warnings(cal, workload),
+    )

@@ -43,10 +43,23 @@ __all__ = ["VllmResultError", "SCHEMAS", "RESULT_MAX_BYTES", "detect_schema", "r
 RESULT_MAX_BYTES = 64 << 20
 #: Keys each schema must have.
 SCHEMAS: dict[str, tuple[str, ...]] = {
-    "vllm bench throughput": ("elapsed_time", "num_requests", "total_num_tokens",
-                              "requests_per_second", "tokens_per_second"),
-    "vllm bench serve": ("duration", "completed", "total_input_tokens", "total_output_tokens",
-                         "request_throughput", "output_throughput", "mean_ttft_ms", "mean_tpot_ms"),
+    "vllm bench throughput": (
+        "elapsed_time",
+        "num_requests",
+        "total_num_tokens",
+        "requests_per_second",
+        "tokens_per_second",
+    ),
+    "vllm bench serve": (
+        "duration",
+        "completed",
+        "total_input_tokens",
+        "total_output_tokens",
+        "request_throughput",
+        "output_throughput",
+        "mean_ttft_ms",
+        "mean_tpot_ms",
+    ),
 }
 _TOKENS_RTOL = 0.02
 _RATE_RTOL = 0.01
@@ -69,15 +82,19 @@ def detect_schema(data: Mapping[str, Any], where: str) -> str:
         raise VllmResultError(
             f"{where}: unknown JSON schema (keys found: {found}); expected the output of `vllm bench "
             f"throughput --output-json` (elapsed_time, num_requests, ...) or `vllm bench serve "
-            f"--save-result` (duration, completed, output_throughput, ...)")
+            f"--save-result` (duration, completed, output_throughput, ...)"
+        )
     missing = [k for k in SCHEMAS[best] if k not in data]
     if missing:
-        raise VllmResultError(f"{where}: missing field(s) {', '.join(missing)} of the `{best}` schema")
+        raise VllmResultError(
+            f"{where}: missing field(s) {', '.join(missing)} of the `{best}` schema"
+        )
     return best
 
 
-def _number(data: Mapping[str, Any], key: str, where: str, *, positive: bool = True,
-            integer: bool = False) -> float:
+def _number(
+    data: Mapping[str, Any], key: str, where: str, *, positive: bool = True, integer: bool = False
+) -> float:
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise VllmResultError(f"{where}: {key} must be a number, got {value!r}")
@@ -94,29 +111,36 @@ def _close(a: float, b: float, rtol: float) -> bool:
     return abs(a - b) <= rtol * max(abs(a), abs(b))
 
 
-def _check_tokens(what: str, got: float, requests: float, per_request: int, where: str,
-                  flag: str) -> None:
+def _check_tokens(
+    what: str, got: float, requests: float, per_request: int, where: str, flag: str
+) -> None:
     expected = requests * per_request
     if not _close(got, expected, _TOKENS_RTOL):
         raise VllmResultError(
             f"{where}: {what} is {got:.0f}, but {requests:.0f} requests of {flag} give {expected:.0f}: "
-            f"the file is not a run of this workload")
+            f"the file is not a run of this workload"
+        )
 
 
 def _requests(wl: Workload, in_file: float, explicit: bool, where: str) -> Workload:
     if explicit:
         if in_file != wl.num_requests:
-            raise VllmResultError(f"{where}: the file has {in_file:.0f} requests, the workload says "
-                                  f"requests={wl.num_requests}")
+            raise VllmResultError(
+                f"{where}: the file has {in_file:.0f} requests, the workload says "
+                f"requests={wl.num_requests}"
+            )
         return wl
     if in_file < wl.batch_size:
-        raise VllmResultError(f"{where}: the file has {in_file:.0f} requests, fewer than the "
-                              f"workload's batch={wl.batch_size}")
+        raise VllmResultError(
+            f"{where}: the file has {in_file:.0f} requests, fewer than the "
+            f"workload's batch={wl.batch_size}"
+        )
     return replace(wl, num_requests=int(in_file))
 
 
-def read_vllm_result(path: str | Path, arch: Arch, hardware: str, workload: Workload, *,
-                     requests_given: bool = False) -> Measurement:
+def read_vllm_result(
+    path: str | Path, arch: Arch, hardware: str, workload: Workload, *, requests_given: bool = False
+) -> Measurement:
     """The measurement a vLLM benchmark result file holds, checked against ``workload``.
 
     Args:
@@ -138,7 +162,9 @@ def read_vllm_result(path: str | Path, arch: Arch, hardware: str, workload: Work
     hw = get_hardware(hardware)
     path = Path(path)
     where = f"vLLM result {path}"
-    data = read_json(path, what="vLLM result file", max_bytes=RESULT_MAX_BYTES, error=VllmResultError)
+    data = read_json(
+        path, what="vLLM result file", max_bytes=RESULT_MAX_BYTES, error=VllmResultError
+    )
     schema = detect_schema(data, where)
     lens = f"{workload.input_len} in + {workload.output_len} out tokens"
     if schema == "vllm bench throughput":
@@ -148,55 +174,135 @@ def read_vllm_result(path: str | Path, arch: Arch, hardware: str, workload: Work
         rps = _number(data, "requests_per_second", where)
         tps_all = _number(data, "tokens_per_second", where)
         wl = _requests(workload, n, requests_given, where)
-        _check_tokens("total_num_tokens", total_tokens, n, workload.input_len + workload.output_len,
-                      where, lens)
-        if not (_close(rps, n / elapsed, _RATE_RTOL) and _close(tps_all, total_tokens / elapsed, _RATE_RTOL)):
-            raise VllmResultError(f"{where}: requests_per_second / tokens_per_second disagree with "
-                                  f"num_requests, total_num_tokens and elapsed_time")
+        _check_tokens(
+            "total_num_tokens",
+            total_tokens,
+            n,
+            workload.input_len + workload.output_len,
+            where,
+            lens,
+        )
+        if not (
+            _close(rps, n / elapsed, _RATE_RTOL)
+            and _close(tps_all, total_tokens / elapsed, _RATE_RTOL)
+        ):
+            raise VllmResultError(
+                f"{where}: requests_per_second / tokens_per_second disagree with "
+                f"num_requests, total_num_tokens and elapsed_time"
+            )
         output_tps = n * workload.output_len / elapsed
         return Measurement(
-            status="ok", reason="", arch=arch, hardware_id=hw.id, backend=wl.backend,
-            batch_size=wl.batch_size, input_len=wl.input_len, output_len=wl.output_len,
-            dtype=wl.dtype, num_requests=wl.num_requests, tp=wl.tp,
-            gpu_memory_utilization=wl.gpu_memory_utilization, max_batched_tokens=wl.max_batched_tokens,
-            tokens_per_s=output_tps, tokens_per_s_spread=0.0, total_s=elapsed, repeats=1,
-            device=hw.name, versions={"imported": schema}, created_at=time.time(),
-            origin=schema, source_file=str(path.resolve()), request_throughput=n / elapsed)
+            status="ok",
+            reason="",
+            arch=arch,
+            hardware_id=hw.id,
+            backend=wl.backend,
+            batch_size=wl.batch_size,
+            input_len=wl.input_len,
+            output_len=wl.output_len,
+            dtype=wl.dtype,
+            num_requests=wl.num_requests,
+            tp=wl.tp,
+            gpu_memory_utilization=wl.gpu_memory_utilization,
+            max_batched_tokens=wl.max_batched_tokens,
+            tokens_per_s=output_tps,
+            tokens_per_s_spread=0.0,
+            total_s=elapsed,
+            repeats=1,
+            device=hw.name,
+            versions={"imported": schema},
+            created_at=time.time(),
+            origin=schema,
+            source_file=str(path.resolve()),
+            request_throughput=n / elapsed,
+        )
     if workload.backend != "vllm":
-        raise VllmResultError(f"{where}: a `vllm bench serve` result is vLLM serving; import it "
-                              f"with --backend vllm")
+        raise VllmResultError(
+            f"{where}: a `vllm bench serve` result is vLLM serving; import it with --backend vllm"
+        )
     duration = _number(data, "duration", where)
     completed = _number(data, "completed", where, integer=True)
-    if "failed" in data and data["failed"] is not None and _number(data, "failed", where, positive=False) > 0:
-        raise VllmResultError(f"{where}: {data['failed']} request(s) failed; import a run where all completed")
-    if "num_prompts" in data and data["num_prompts"] is not None and \
-            _number(data, "num_prompts", where, integer=True) != completed:
-        raise VllmResultError(f"{where}: only {completed:.0f} of {data['num_prompts']} requests completed")
+    if (
+        "failed" in data
+        and data["failed"] is not None
+        and _number(data, "failed", where, positive=False) > 0
+    ):
+        raise VllmResultError(
+            f"{where}: {data['failed']} request(s) failed; import a run where all completed"
+        )
+    if (
+        "num_prompts" in data
+        and data["num_prompts"] is not None
+        and _number(data, "num_prompts", where, integer=True) != completed
+    ):
+        raise VllmResultError(
+            f"{where}: only {completed:.0f} of {data['num_prompts']} requests completed"
+        )
     wl = _requests(workload, completed, requests_given, where)
-    _check_tokens("total_input_tokens", _number(data, "total_input_tokens", where, integer=True),
-                  completed, workload.input_len, where, f"{workload.input_len} prompt tokens")
+    _check_tokens(
+        "total_input_tokens",
+        _number(data, "total_input_tokens", where, integer=True),
+        completed,
+        workload.input_len,
+        where,
+        f"{workload.input_len} prompt tokens",
+    )
     out_tokens = _number(data, "total_output_tokens", where, integer=True)
-    _check_tokens("total_output_tokens", out_tokens, completed, workload.output_len, where,
-                  f"{workload.output_len} output tokens")
+    _check_tokens(
+        "total_output_tokens",
+        out_tokens,
+        completed,
+        workload.output_len,
+        where,
+        f"{workload.output_len} output tokens",
+    )
     concurrency = data.get("max_concurrency")
     if concurrency is None:
-        warnings.warn(f"{where} gives no max_concurrency (unlimited): taking batch={wl.batch_size} "
-                      f"from --workload as the concurrency", stacklevel=2)
+        warnings.warn(
+            f"{where} gives no max_concurrency (unlimited): taking batch={wl.batch_size} "
+            f"from --workload as the concurrency",
+            stacklevel=2,
+        )
     elif _number(data, "max_concurrency", where, integer=True) != wl.batch_size:
-        raise VllmResultError(f"{where}: max_concurrency is {concurrency}, the workload's batch is "
-                              f"{wl.batch_size}")
+        raise VllmResultError(
+            f"{where}: max_concurrency is {concurrency}, the workload's batch is {wl.batch_size}"
+        )
     output_tps = _number(data, "output_throughput", where)
     rps = _number(data, "request_throughput", where)
-    if not (_close(output_tps, out_tokens / duration, _RATE_RTOL) and _close(rps, completed / duration, _RATE_RTOL)):
-        raise VllmResultError(f"{where}: output_throughput / request_throughput disagree with "
-                              f"total_output_tokens, completed and duration")
+    if not (
+        _close(output_tps, out_tokens / duration, _RATE_RTOL)
+        and _close(rps, completed / duration, _RATE_RTOL)
+    ):
+        raise VllmResultError(
+            f"{where}: output_throughput / request_throughput disagree with "
+            f"total_output_tokens, completed and duration"
+        )
     ttft = _number(data, "mean_ttft_ms", where) / 1e3
     tpot = _number(data, "mean_tpot_ms", where, positive=workload.output_len > 1) / 1e3
     return Measurement(
-        status="ok", reason="", arch=arch, hardware_id=hw.id, backend=wl.backend,
-        batch_size=wl.batch_size, input_len=wl.input_len, output_len=wl.output_len, dtype=wl.dtype,
-        num_requests=wl.num_requests, tp=wl.tp, gpu_memory_utilization=wl.gpu_memory_utilization,
-        max_batched_tokens=wl.max_batched_tokens, tokens_per_s=output_tps, tokens_per_s_spread=0.0,
-        ttft_s=ttft, decode_s_per_token=tpot, total_s=duration, repeats=1, device=hw.name,
-        versions={"imported": schema}, created_at=time.time(), origin=schema,
-        source_file=str(path.resolve()), request_throughput=rps)
+        status="ok",
+        reason="",
+        arch=arch,
+        hardware_id=hw.id,
+        backend=wl.backend,
+        batch_size=wl.batch_size,
+        input_len=wl.input_len,
+        output_len=wl.output_len,
+        dtype=wl.dtype,
+        num_requests=wl.num_requests,
+        tp=wl.tp,
+        gpu_memory_utilization=wl.gpu_memory_utilization,
+        max_batched_tokens=wl.max_batched_tokens,
+        tokens_per_s=output_tps,
+        tokens_per_s_spread=0.0,
+        ttft_s=ttft,
+        decode_s_per_token=tpot,
+        total_s=duration,
+        repeats=1,
+        device=hw.name,
+        versions={"imported": schema},
+        created_at=time.time(),
+        origin=schema,
+        source_file=str(path.resolve()),
+        request_throughput=rps,
+    )

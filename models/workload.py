@@ -80,8 +80,9 @@ class Workload:
         requests = self.batch_size if self.num_requests is None else self.num_requests
         object.__setattr__(self, "num_requests", _as_int("num_requests", requests))
         if self.max_batched_tokens is not None:
-            object.__setattr__(self, "max_batched_tokens",
-                               _as_int("max_batched_tokens", self.max_batched_tokens))
+            object.__setattr__(
+                self, "max_batched_tokens", _as_int("max_batched_tokens", self.max_batched_tokens)
+            )
         if self.dtype not in DTYPE_BYTES:
             raise WorkloadError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPE_BYTES)}")
         if self.backend not in BACKENDS:
@@ -90,25 +91,43 @@ class Workload:
             util = float(self.gpu_memory_utilization)
         except (TypeError, ValueError):
             util = float("nan")
-        if isinstance(self.gpu_memory_utilization, bool) or not (math.isfinite(util) and 0 < util <= 1):
-            raise WorkloadError(f"gpu_memory_utilization must be in (0, 1], got "
-                                f"{self.gpu_memory_utilization!r}")
+        if isinstance(self.gpu_memory_utilization, bool) or not (
+            math.isfinite(util) and 0 < util <= 1
+        ):
+            raise WorkloadError(
+                f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}"
+            )
         object.__setattr__(self, "gpu_memory_utilization", util)
         if self.backend == "hf" and self.tp != 1:
-            raise WorkloadError(f"tp={self.tp}: tensor-parallel serving is modelled for the vllm "
-                                f"backend only (HF generate runs on one GPU)")
+            raise WorkloadError(
+                f"tp={self.tp}: tensor-parallel serving is modelled for the vllm "
+                f"backend only (HF generate runs on one GPU)"
+            )
 
-    _ALIASES = {"batch": "batch_size", "batch_size": "batch_size", "bs": "batch_size",
-                "max_num_seqs": "batch_size",
-                "input": "input_len", "input_len": "input_len", "in": "input_len",
-                "output": "output_len", "output_len": "output_len", "out": "output_len",
-                "dtype": "dtype", "backend": "backend",
-                "requests": "num_requests", "num_requests": "num_requests", "prompts": "num_requests",
-                "num_prompts": "num_requests",
-                "tp": "tp", "tensor_parallel_size": "tp",
-                "mem_util": "gpu_memory_utilization", "gpu_memory_utilization": "gpu_memory_utilization",
-                "max_batched_tokens": "max_batched_tokens",
-                "max_num_batched_tokens": "max_batched_tokens"}
+    _ALIASES = {
+        "batch": "batch_size",
+        "batch_size": "batch_size",
+        "bs": "batch_size",
+        "max_num_seqs": "batch_size",
+        "input": "input_len",
+        "input_len": "input_len",
+        "in": "input_len",
+        "output": "output_len",
+        "output_len": "output_len",
+        "out": "output_len",
+        "dtype": "dtype",
+        "backend": "backend",
+        "requests": "num_requests",
+        "num_requests": "num_requests",
+        "prompts": "num_requests",
+        "num_prompts": "num_requests",
+        "tp": "tp",
+        "tensor_parallel_size": "tp",
+        "mem_util": "gpu_memory_utilization",
+        "gpu_memory_utilization": "gpu_memory_utilization",
+        "max_batched_tokens": "max_batched_tokens",
+        "max_num_batched_tokens": "max_batched_tokens",
+    }
     _INTS = ("batch_size", "input_len", "output_len", "num_requests", "tp", "max_batched_tokens")
 
     @classmethod
@@ -128,8 +147,10 @@ class Workload:
             if not sep or not value.strip():
                 raise WorkloadError(f"workload part {part!r} is not key=value")
             if key not in cls._ALIASES:
-                raise WorkloadError(f"unknown workload key {key!r}; known: batch, input, output, "
-                                    f"requests, tp, dtype, backend, mem_util, max_batched_tokens")
+                raise WorkloadError(
+                    f"unknown workload key {key!r}; known: batch, input, output, "
+                    f"requests, tp, dtype, backend, mem_util, max_batched_tokens"
+                )
             name = cls._ALIASES[key]
             if name in values:
                 raise WorkloadError(f"workload key {key!r} given twice")
@@ -160,12 +181,17 @@ class Workload:
 
     def same_run(self, other: "Workload") -> bool:
         """Whether ``other`` describes the same run (every field but the backend)."""
-        return all(getattr(self, f.name) == getattr(other, f.name)
-                   for f in fields(self) if f.name != "backend")
+        return all(
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in fields(self)
+            if f.name != "backend"
+        )
 
     def __str__(self) -> str:
-        text = (f"batch={self.batch_size},input={self.input_len},output={self.output_len},"
-                f"dtype={self.dtype},backend={self.backend}")
+        text = (
+            f"batch={self.batch_size},input={self.input_len},output={self.output_len},"
+            f"dtype={self.dtype},backend={self.backend}"
+        )
         if self.num_requests != self.batch_size:
             text += f",requests={self.num_requests}"
         if self.tp != 1:

@@ -46,8 +46,14 @@ import torch
 from gpytorch.kernels import Kernel
 from torch import Tensor
 
-__all__ = ["ResidualHyper", "LawPriorGP", "HyperFitWarning", "mixture_quantiles", "amplitude_prior",
-           "AMPLITUDE_LOG_SD"]
+__all__ = [
+    "ResidualHyper",
+    "LawPriorGP",
+    "HyperFitWarning",
+    "mixture_quantiles",
+    "amplitude_prior",
+    "AMPLITUDE_LOG_SD",
+]
 
 DTYPE = torch.float64
 #: Log-space sd of the misfit-variance prior (:func:`amplitude_prior`). It was a
@@ -80,9 +86,9 @@ class ResidualHyper:
         lengthscale: Matern-5/2 length scales, one per feature (``d``), or one shared value.
     """
 
-    outputscale: float = 0.02 ** 2
-    offset_var: float = 0.1 ** 2
-    noise_var: float = 0.01 ** 2
+    outputscale: float = 0.02**2
+    offset_var: float = 0.1**2
+    noise_var: float = 0.01**2
     lengthscale: tuple[float, ...] = (0.5,)
 
     def __post_init__(self) -> None:
@@ -106,7 +112,7 @@ def amplitude_prior(outputscale: float, log_sd: float | None = None):
     from gpytorch.priors import LogNormalPrior
 
     s = AMPLITUDE_LOG_SD if log_sd is None else float(log_sd)
-    return LogNormalPrior(math.log(outputscale) + s ** 2, s)
+    return LogNormalPrior(math.log(outputscale) + s**2, s)
 
 
 def _kernel(d: int, hyper: ResidualHyper):
@@ -157,14 +163,23 @@ class LawPriorGP:
             (default: all).
     """
 
-    def __init__(self, features: Tensor, law_samples: Tensor, hyper: ResidualHyper | None = None,
-                 *, mode: str = "gaussian", members: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        features: Tensor,
+        law_samples: Tensor,
+        hyper: ResidualHyper | None = None,
+        *,
+        mode: str = "gaussian",
+        members: np.ndarray | None = None,
+    ) -> None:
         if mode not in ("gaussian", "ensemble"):
             raise ValueError(f"mode must be 'gaussian' or 'ensemble', got {mode!r}")
         self.features = torch.as_tensor(features, dtype=DTYPE)
         law = torch.as_tensor(law_samples, dtype=DTYPE)
         if law.dim() != 2 or law.shape[1] != self.features.shape[0]:
-            raise ValueError(f"law_samples must be S x {self.features.shape[0]}, got {tuple(law.shape)}")
+            raise ValueError(
+                f"law_samples must be S x {self.features.shape[0]}, got {tuple(law.shape)}"
+            )
         self.mode = mode
         self.hyper = hyper or ResidualHyper()
         self.kernel = _kernel(self.features.shape[1], self.hyper)
@@ -189,8 +204,11 @@ class LawPriorGP:
     def _k(self, a: Tensor, b: Tensor | None = None) -> Tensor:
         """Prior covariance between table points ``a`` (``... x q``) and ``b`` (``... x p``)."""
         xa = self.features[a]
-        K = self.kernel(xa).to_dense() if b is None else \
-            self.kernel(xa, self.features[b]).to_dense()
+        K = (
+            self.kernel(xa).to_dense()
+            if b is None
+            else self.kernel(xa, self.features[b]).to_dense()
+        )
         if self.phi is not None:
             pa = self.phi[a]
             pb = pa if b is None else self.phi[b]
@@ -198,8 +216,14 @@ class LawPriorGP:
         return K
 
     # ---- fitting -----------------------------------------------------------------------
-    def fit(self, train_idx: np.ndarray | Tensor, y: np.ndarray | Tensor, *,
-            fit_hyper: bool | None = None, min_points_for_fit: int = 5) -> "LawPriorGP":
+    def fit(
+        self,
+        train_idx: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        *,
+        fit_hyper: bool | None = None,
+        min_points_for_fit: int = 5,
+    ) -> "LawPriorGP":
         """Condition on observed losses.
 
         Args:
@@ -232,8 +256,9 @@ class LawPriorGP:
             # Cross-covariances with every table point, once: posteriors become look-ups plus
             # the q x q prior block (the acquisition calls posterior thousands of times).
             all_idx = torch.arange(self.features.shape[0])
-            K_all = torch.cat([self._k(all_idx[s:s + 4096], idx)
-                               for s in range(0, len(all_idx), 4096)])  # (n_all, n)
+            K_all = torch.cat(
+                [self._k(all_idx[s : s + 4096], idx) for s in range(0, len(all_idx), 4096)]
+            )  # (n_all, n)
             self._post_mean_all = self.prior_mean + (K_all @ self._alpha).T  # (S', n_all)
             self._v_all = torch.linalg.solve_triangular(self._chol, K_all.T, upper=False)
         return self
@@ -275,8 +300,14 @@ class LawPriorGP:
         if self.phi is not None:
             covar = covar + _RowLowRankKernel(self.phi)
         Yvar = torch.full((X.shape[0], 1), self.hyper.noise_var, dtype=DTYPE)
-        model = SingleTaskGP(X, y.unsqueeze(-1), Yvar, covar_module=covar,
-                             mean_module=ZeroMean(), outcome_transform=None)
+        model = SingleTaskGP(
+            X,
+            y.unsqueeze(-1),
+            Yvar,
+            covar_module=covar,
+            mean_module=ZeroMean(),
+            outcome_transform=None,
+        )
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         state = {k: v.clone() for k, v in self.kernel.state_dict().items()}
         try:
@@ -287,10 +318,14 @@ class LawPriorGP:
             self.fitted_hyper = True
         except _numerical_fit_failures() as exc:  # anything else is a bug and propagates
             self.kernel.load_state_dict(state)
-            warnings.warn(f"GP hyper-parameter fit on {X.shape[0]} runs failed "
-                          f"({type(exc).__name__.lstrip('_')}: {' '.join(str(exc).split())[:200]}); "
-                          f"keeping the {'previously fitted' if self.fitted_hyper else 'prior'} "
-                          f"hyper-parameters", HyperFitWarning, stacklevel=3)
+            warnings.warn(
+                f"GP hyper-parameter fit on {X.shape[0]} runs failed "
+                f"({type(exc).__name__.lstrip('_')}: {' '.join(str(exc).split())[:200]}); "
+                f"keeping the {'previously fitted' if self.fitted_hyper else 'prior'} "
+                f"hyper-parameters",
+                HyperFitWarning,
+                stacklevel=3,
+            )
         self.kernel.eval()
 
     # ---- prediction --------------------------------------------------------------------
@@ -314,23 +349,25 @@ class LawPriorGP:
         v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)
         return mean, prior_cov - v.transpose(-1, -2) @ v
 
-    def marginals(self, idx: np.ndarray | Tensor | None = None, chunk: int = 4096
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def marginals(
+        self, idx: np.ndarray | Tensor | None = None, chunk: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Member means ``S' x m`` and shared variances ``(m,)`` of the noise-free loss."""
         if idx is None:
             idx = torch.arange(self.features.shape[0])
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         means, variances = [], []
         for start in range(0, len(idx), chunk):
-            mean, cov = self.posterior(idx[start:start + chunk].unsqueeze(-1))  # (m, S', 1)
+            mean, cov = self.posterior(idx[start : start + chunk].unsqueeze(-1))  # (m, S', 1)
             means.append(mean[..., 0].T)
             variances.append(cov[..., 0, 0])
         if not means:
             return np.zeros((self.n_members, 0)), np.zeros(0)
         return (torch.cat(means, -1).numpy(), torch.cat(variances).clamp_min(0.0).numpy())
 
-    def predictive(self, idx: np.ndarray | Tensor | None = None,
-                   probs: tuple[float, ...] = (0.05, 0.95)) -> tuple[np.ndarray, np.ndarray]:
+    def predictive(
+        self, idx: np.ndarray | Tensor | None = None, probs: tuple[float, ...] = (0.05, 0.95)
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predictive loss of a new run (noise included): ``mean (m,)`` and quantiles
         ``len(probs) x m`` (mixture quantiles in ensemble mode)."""
         members, var = self.marginals(idx)
@@ -347,7 +384,7 @@ class _SlicedKernel(Kernel):
         self.d = int(d)
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params):
-        out = self.base(x1[..., :self.d], x2[..., :self.d], diag=diag, **params)
+        out = self.base(x1[..., : self.d], x2[..., : self.d], diag=diag, **params)
         return out if diag else out.to_dense()
 
 
@@ -364,8 +401,13 @@ class _RowLowRankKernel(Kernel):
         return (a * b).sum(-1) if diag else a @ b.transpose(-1, -2)
 
 
-def mixture_quantiles(means: np.ndarray, sd: np.ndarray, probs: tuple[float, ...],
-                      iters: int = 60, weights: np.ndarray | None = None) -> np.ndarray:
+def mixture_quantiles(
+    means: np.ndarray,
+    sd: np.ndarray,
+    probs: tuple[float, ...],
+    iters: int = 60,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """Quantiles of a Gaussian mixture, per point, by bisection on the CDF.
 
     Args:
@@ -381,8 +423,11 @@ def mixture_quantiles(means: np.ndarray, sd: np.ndarray, probs: tuple[float, ...
 
     means = np.asarray(means, dtype=np.float64)
     sd = np.broadcast_to(np.maximum(np.asarray(sd, dtype=np.float64), 1e-12), means.shape)
-    w = (np.full(means.shape[0], 1.0 / means.shape[0]) if weights is None
-         else np.asarray(weights, dtype=np.float64).reshape(-1))[:, None]  # (S, 1)
+    w = (
+        np.full(means.shape[0], 1.0 / means.shape[0])
+        if weights is None
+        else np.asarray(weights, dtype=np.float64).reshape(-1)
+    )[:, None]  # (S, 1)
     out = np.empty((len(probs), means.shape[1]))
     lo0 = (means - 8 * sd).min(0)
     hi0 = (means + 8 * sd).max(0)

@@ -18,9 +18,12 @@ SIZE_GROUP_REL: float = 0.15
 SIZE_GROUP_MAX_SPAN: float = 1.5
 
 
-def size_groups(sizes: np.ndarray, keys: np.ndarray | None = None,
-                rel: float = SIZE_GROUP_REL, max_span: float = SIZE_GROUP_MAX_SPAN
-                ) -> np.ndarray:
+def size_groups(
+    sizes: np.ndarray,
+    keys: np.ndarray | None = None,
+    rel: float = SIZE_GROUP_REL,
+    max_span: float = SIZE_GROUP_MAX_SPAN,
+) -> np.ndarray:
     """Group index ``(n,)`` of (key, model size) groups: the one definition of a size group
     (the fits' discrepancy unit, the validation splits and cells).
 

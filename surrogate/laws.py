@@ -171,8 +171,9 @@ class Law:
                 return p
         raise LawError(f"law {self.name!r} has no coefficient {name!r}")
 
-    def __call__(self, features: Mapping[str, Array], theta: Mapping[str, Array], xp: Any = np
-                 ) -> Array:
+    def __call__(
+        self, features: Mapping[str, Array], theta: Mapping[str, Array], xp: Any = np
+    ) -> Array:
         """Evaluate the law.
 
         Args:
@@ -188,8 +189,9 @@ class Law:
     def theta_vector_to_dict(self, vector: Sequence[float]) -> dict[str, float]:
         """Map a vector in :attr:`param_names` order to a dict."""
         if len(vector) != len(self.params):
-            raise LawError(f"law {self.name!r} takes {len(self.params)} coefficients, "
-                           f"got {len(vector)}")
+            raise LawError(
+                f"law {self.name!r} takes {len(self.params)} coefficients, got {len(vector)}"
+            )
         return {name: float(v) for name, v in zip(self.param_names, vector)}
 
 
@@ -205,15 +207,19 @@ def _aspect_formula(features, theta, xp, *, size_key: str = "N"):
     """``(E + A/N^alpha + B/D^beta) (1 + eps R^gamma)``, ``R = d_model / n_layers``."""
     aspect = features["d_model"] / features["n_layers"]
     return _chinchilla_formula(features, theta, xp, size_key=size_key) * (
-        1.0 + theta["eps"] * xp.exp(theta["gamma"] * xp.log(aspect)))
+        1.0 + theta["eps"] * xp.exp(theta["gamma"] * xp.log(aspect))
+    )
 
 
 def _aspect_paper_formula(features, theta, xp, *, size_key: str = "N_total"):
     """arXiv 2501.18107 Table 7 form: one exponent ``alpha`` for N, D and R."""
     alpha = theta["alpha"]
     aspect = features["d_model"] / features["n_layers"]
-    base = (theta["E"] + xp.exp(theta["log_A"] - alpha * xp.log(features[size_key]))
-            + xp.exp(theta["log_B"] - alpha * xp.log(features["D"])))
+    base = (
+        theta["E"]
+        + xp.exp(theta["log_A"] - alpha * xp.log(features[size_key]))
+        + xp.exp(theta["log_B"] - alpha * xp.log(features["D"]))
+    )
     return base * (1.0 + theta["eps"] * xp.exp(alpha * xp.log(aspect)))
 
 
@@ -221,8 +227,11 @@ def _conditional_formula(features, theta, xp, *, size_key: str = "N"):
     """``L_opt(N, D) g(d/sqrt(N)) h(r)``, each factor 1 at the reference shape (x0, r0)."""
     x = features["d_model"] / xp.sqrt(features[size_key])
     r = features["r"]
-    g = 1.0 + theta["a1"] * xp.log(x / X0_D_OVER_SQRT_N) + theta["a2"] * (
-        1.0 / x - 1.0 / X0_D_OVER_SQRT_N)
+    g = (
+        1.0
+        + theta["a1"] * xp.log(x / X0_D_OVER_SQRT_N)
+        + theta["a2"] * (1.0 / x - 1.0 / X0_D_OVER_SQRT_N)
+    )
     h = 1.0 + theta["b1"] * xp.log(r / R0_MLP_ATTN) + theta["b2"] * (1.0 / r - 1.0 / R0_MLP_ATTN)
     return _chinchilla_formula(features, theta, xp, size_key=size_key) * g * h
 
@@ -232,43 +241,90 @@ def _conditional_formula(features, theta, xp, *, size_key: str = "N"):
 # prefactors on the log scale with sd 3 (a factor of ~20 either way).
 _E = Param("E", Prior("truncnormal", 2.0, 1.0, low=0.0, high=10.0), (0.0, 10.0), (0.5, 3.0))
 _LOG_A = Param("log_A", Prior("normal", 7.0, 3.0), (-10.0, 40.0), (2.0, 14.0))
-_ALPHA = Param("alpha", Prior("truncnormal", 0.4, 0.25, low=0.02, high=1.5), (0.01, 2.0),
-               (0.1, 0.9))
+_ALPHA = Param(
+    "alpha", Prior("truncnormal", 0.4, 0.25, low=0.02, high=1.5), (0.01, 2.0), (0.1, 0.9)
+)
 _LOG_B = Param("log_B", Prior("normal", 8.0, 3.0), (-10.0, 40.0), (2.0, 16.0))
-_BETA = Param("beta", Prior("truncnormal", 0.35, 0.25, low=0.02, high=1.5), (0.01, 2.0),
-              (0.1, 0.9))
+_BETA = Param("beta", Prior("truncnormal", 0.35, 0.25, low=0.02, high=1.5), (0.01, 2.0), (0.1, 0.9))
 # Aspect term: centred on the published morph fit (eps = 1.15e-3, gamma = 0.61), wide.
-_EPS = Param("eps", Prior("lognormal", math.log(1.15e-3), 1.5), (0.0, 1.0), (1e-4, 2e-2),
-             identified_by="aspect", published=True)
-_GAMMA = Param("gamma", Prior("truncnormal", 0.6, 0.3, low=0.0, high=2.0), (0.0, 3.0),
-               (0.2, 1.0), identified_by="aspect", published=True)
+_EPS = Param(
+    "eps",
+    Prior("lognormal", math.log(1.15e-3), 1.5),
+    (0.0, 1.0),
+    (1e-4, 2e-2),
+    identified_by="aspect",
+    published=True,
+)
+_GAMMA = Param(
+    "gamma",
+    Prior("truncnormal", 0.6, 0.3, low=0.0, high=2.0),
+    (0.0, 3.0),
+    (0.2, 1.0),
+    identified_by="aspect",
+    published=True,
+)
 # Shape calibration of the conditional law (normalised at x0, r0; see module docstring).
 # a's: between the two published fits, wide (d/sqrt(N) varies in every shared table).
-_A1 = Param("a1", Prior("normal", 0.08, 0.06), (-1.0, 1.0), (0.0, 0.15),
-            identified_by="d_over_sqrt_n")
-_A2 = Param("a2", Prior("normal", 0.006, 0.005), (-0.2, 0.2), (0.0, 0.01),
-            identified_by="d_over_sqrt_n")
+_A1 = Param(
+    "a1", Prior("normal", 0.08, 0.06), (-1.0, 1.0), (0.0, 0.15), identified_by="d_over_sqrt_n"
+)
+_A2 = Param(
+    "a2", Prior("normal", 0.006, 0.005), (-0.2, 0.2), (0.0, 0.01), identified_by="d_over_sqrt_n"
+)
 # b's: r is barely varied in the shared tables, so these come from the published fits
 # (0.016 / 0.0099 and 0.0165 / 0.012) with a spread covering both.
-_B1 = Param("b1", Prior("normal", 0.013, 0.004), (-0.5, 0.5), (0.005, 0.02),
-            identified_by="r", published=True)
-_B2 = Param("b2", Prior("normal", 0.014, 0.004), (-0.5, 0.5), (0.005, 0.02),
-            identified_by="r", published=True)
+_B1 = Param(
+    "b1",
+    Prior("normal", 0.013, 0.004),
+    (-0.5, 0.5),
+    (0.005, 0.02),
+    identified_by="r",
+    published=True,
+)
+_B2 = Param(
+    "b2",
+    Prior("normal", 0.014, 0.004),
+    (-0.5, 0.5),
+    (0.005, 0.02),
+    identified_by="r",
+    published=True,
+)
 _CHIN = (_E, _LOG_A, _ALPHA, _LOG_B, _BETA)
 
 
 def _registry() -> dict[str, Law]:
     laws = [
-        Law("chinchilla", _CHIN, _chinchilla_formula,
-            "E + A/N^alpha + B/D^beta, N = non-embedding parameters"),
-        Law("chinchilla_total", _CHIN, _chinchilla_formula,
-            "E + A/N^alpha + B/D^beta, N = total parameters", {"size_key": "N_total"}),
-        Law("aspect", _CHIN + (_EPS, _GAMMA), _aspect_formula,
-            "(E + A/N^alpha + B/D^beta)(1 + eps R^gamma), R = d_model/n_layers (2501.18107)"),
-        Law("aspect_paper", (_E, _LOG_A, _LOG_B, _ALPHA, _EPS), _aspect_paper_formula,
-            "(E + A/N^alpha + B/D^alpha)(1 + eps R^alpha), N = total params (2501.18107 Tab. 7)"),
-        Law("conditional", _CHIN + (_A1, _A2, _B1, _B2), _conditional_formula,
-            "L_opt(N,D)(a0 + a1 ln(d/sqrtN) + a2 sqrtN/d)(b0 + b1 ln r + b2/r) (2510.18245)"),
+        Law(
+            "chinchilla",
+            _CHIN,
+            _chinchilla_formula,
+            "E + A/N^alpha + B/D^beta, N = non-embedding parameters",
+        ),
+        Law(
+            "chinchilla_total",
+            _CHIN,
+            _chinchilla_formula,
+            "E + A/N^alpha + B/D^beta, N = total parameters",
+            {"size_key": "N_total"},
+        ),
+        Law(
+            "aspect",
+            _CHIN + (_EPS, _GAMMA),
+            _aspect_formula,
+            "(E + A/N^alpha + B/D^beta)(1 + eps R^gamma), R = d_model/n_layers (2501.18107)",
+        ),
+        Law(
+            "aspect_paper",
+            (_E, _LOG_A, _LOG_B, _ALPHA, _EPS),
+            _aspect_paper_formula,
+            "(E + A/N^alpha + B/D^alpha)(1 + eps R^alpha), N = total params (2501.18107 Tab. 7)",
+        ),
+        Law(
+            "conditional",
+            _CHIN + (_A1, _A2, _B1, _B2),
+            _conditional_formula,
+            "L_opt(N,D)(a0 + a1 ln(d/sqrtN) + a2 sqrtN/d)(b0 + b1 ln r + b2/r) (2510.18245)",
+        ),
     ]
     return {law.name: law for law in laws}
 
@@ -286,8 +342,9 @@ def get_law(name: str) -> Law:
 
 
 # ---- features ---------------------------------------------------------------------------
-def law_features(archs: Sequence[Arch], tokens: float | Sequence[float] | np.ndarray
-                 ) -> dict[str, np.ndarray]:
+def law_features(
+    archs: Sequence[Arch], tokens: float | Sequence[float] | np.ndarray
+) -> dict[str, np.ndarray]:
     """Features of ``n`` architectures trained on ``tokens`` tokens, as float64 arrays ``(n,)``.
 
     Args:
@@ -300,11 +357,16 @@ def law_features(archs: Sequence[Arch], tokens: float | Sequence[float] | np.nda
         ``d_over_sqrt_n`` and ``aspect`` for diagnostics (laws recompute them themselves).
     """
     n = len(archs)
-    tokens_arr = np.broadcast_to(np.asarray(tokens, dtype=np.float64), (n,)).copy() \
-        if np.ndim(tokens) == 0 else np.asarray(tokens, dtype=np.float64)
+    tokens_arr = (
+        np.broadcast_to(np.asarray(tokens, dtype=np.float64), (n,)).copy()
+        if np.ndim(tokens) == 0
+        else np.asarray(tokens, dtype=np.float64)
+    )
     if tokens_arr.shape != (n,):
-        raise LawError(f"tokens must be a scalar or have one value per arch ({n}), "
-                       f"got shape {tokens_arr.shape}")
+        raise LawError(
+            f"tokens must be a scalar or have one value per arch ({n}), "
+            f"got shape {tokens_arr.shape}"
+        )
     if not np.all(np.isfinite(tokens_arr) & (tokens_arr > 0)):
         raise LawError("tokens must be finite and positive")
     feats = {

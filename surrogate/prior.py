@@ -45,9 +45,17 @@ from models.home import archopt_home
 from .posterior import LawPosterior, PosteriorError
 from .runs import bundled_runs, source_keys, table_archs
 
-__all__ = ["default_prior", "default_prior_runs", "DEFAULT_PRIOR_SETTINGS", "MAX_ROWS_PER_SOURCE",
-           "default_prior_path", "MIN_NON_EMBEDDING_PARAMS", "SHIPPED_PRIOR",
-           "default_prior_is_cached", "write_shipped_prior"]
+__all__ = [
+    "default_prior",
+    "default_prior_runs",
+    "DEFAULT_PRIOR_SETTINGS",
+    "MAX_ROWS_PER_SOURCE",
+    "default_prior_path",
+    "MIN_NON_EMBEDDING_PARAMS",
+    "SHIPPED_PRIOR",
+    "default_prior_is_cached",
+    "write_shipped_prior",
+]
 
 #: The default prior as fitted at release, shipped in the package: used (no fit, no wait) when
 #: its cache key matches the current rows, settings and model revision; otherwise the prior is
@@ -59,11 +67,17 @@ MAX_ROWS_PER_SOURCE: int = 60
 #: sizes the optimizer proposes; they are left out of the default prior.
 MIN_NON_EMBEDDING_PARAMS: float = 3e7
 #: NUTS settings of the default prior (part of the cache key).
-DEFAULT_PRIOR_SETTINGS: dict = {"law": "conditional", "num_chains": 2, "num_warmup": 500,
-                                "num_samples": 250, "seed": 0, "source_terms": "chinchilla",
-                                "target_accept": 0.95,
-                                "reference_source": "mlfoundations-scaling-grid",
-                                "discrepancy": "shared"}
+DEFAULT_PRIOR_SETTINGS: dict = {
+    "law": "conditional",
+    "num_chains": 2,
+    "num_warmup": 500,
+    "num_samples": 250,
+    "seed": 0,
+    "source_terms": "chinchilla",
+    "target_accept": 0.95,
+    "reference_source": "mlfoundations-scaling-grid",
+    "discrepancy": "shared",
+}
 
 
 def default_prior_runs(runs: pd.DataFrame | None = None, *, seed: int = 0) -> pd.DataFrame:
@@ -80,10 +94,13 @@ def default_prior_runs(runs: pd.DataFrame | None = None, *, seed: int = 0) -> pd
     n = np.array([a.non_embedding_params for a in table_archs(df)])
     small = n < MIN_NON_EMBEDDING_PARAMS
     if np.any(small & user):
-        warnings.warn(f"{int(np.sum(small & user))} of your {int(user.sum())} runs have fewer "
-                      f"than {MIN_NON_EMBEDDING_PARAMS:.0e} non-embedding parameters and are "
-                      "left out of the prior fit (models that small bend away from the power "
-                      "laws)", stacklevel=2)
+        warnings.warn(
+            f"{int(np.sum(small & user))} of your {int(user.sum())} runs have fewer "
+            f"than {MIN_NON_EMBEDDING_PARAMS:.0e} non-embedding parameters and are "
+            "left out of the prior fit (models that small bend away from the power "
+            "laws)",
+            stacklevel=2,
+        )
     keep_user = df[user & ~small]
     df = df[~user & ~small]
     df["_key"] = source_keys(df)
@@ -121,7 +138,8 @@ def _cache_key(runs: pd.DataFrame) -> str:
     from .bayes import MODEL_REVISION
 
     payload = runs[cols].to_csv(index=False) + json.dumps(
-        {**DEFAULT_PRIOR_SETTINGS, "model_revision": MODEL_REVISION}, sort_keys=True)
+        {**DEFAULT_PRIOR_SETTINGS, "model_revision": MODEL_REVISION}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -138,8 +156,10 @@ def _shipped(stem: str) -> LawPosterior | None:
     try:
         posterior = LawPosterior.load(SHIPPED_PRIOR)
     except PosteriorError as exc:
-        warnings.warn(f"the shipped default prior {SHIPPED_PRIOR} is unreadable ({exc}); "
-                      "fitting it instead", stacklevel=3)
+        warnings.warn(
+            f"the shipped default prior {SHIPPED_PRIOR} is unreadable ({exc}); fitting it instead",
+            stacklevel=3,
+        )
         return None
     return posterior if posterior.info.get("cache_key") == stem else None
 

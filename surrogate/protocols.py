@@ -18,8 +18,14 @@ class LawDraws(Protocol):
     """Draws of the noise-free law for given features (a benchmark world's truth needs only
     this)."""
 
-    def law_draws(self, features: Mapping[str, Any], *, source: str | None = None,
-                  n_draws: int | None = None, xp: Any = np) -> np.ndarray:
+    def law_draws(
+        self,
+        features: Mapping[str, Any],
+        *,
+        source: str | None = None,
+        n_draws: int | None = None,
+        xp: Any = np,
+    ) -> np.ndarray:
         """``n_draws x n`` law values at the ``n`` rows of ``features``."""
         ...
 

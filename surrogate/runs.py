@@ -45,11 +45,22 @@ __all__ = [
 ]
 
 #: The shared columns, in file order.
-RUN_COLUMNS: tuple[str, ...] = ("source", "run", *SHAPE_FIELDS, "params", "tokens", "loss",
-                                "loss_kind")
+RUN_COLUMNS: tuple[str, ...] = (
+    "source",
+    "run",
+    *SHAPE_FIELDS,
+    "params",
+    "tokens",
+    "loss",
+    "loss_kind",
+)
 #: The four bundled run tables (real training runs; provenance in surrogate/data/README.md).
-BUNDLED_RUN_TABLES: tuple[str, ...] = ("morph_runs.csv", "openlm_grid.csv", "openlm_runs.csv",
-                                       "gemstones_runs.csv")
+BUNDLED_RUN_TABLES: tuple[str, ...] = (
+    "morph_runs.csv",
+    "openlm_grid.csv",
+    "openlm_runs.csv",
+    "gemstones_runs.csv",
+)
 _DATA_DIR = Path(__file__).resolve().parent / "data"
 
 #: Open interval a training loss must lie in: per-token cross-entropy in nats. A uniform guess
@@ -70,8 +81,12 @@ class LossError(ArchoptError):
     """A loss that is not a finite number, or (unless forced) outside the plausible range."""
 
 
-def check_loss(value: object, *, where: str = "loss",
-               loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE) -> float:
+def check_loss(
+    value: object,
+    *,
+    where: str = "loss",
+    loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE,
+) -> float:
     """``value`` as a float, if it is a finite positive number within ``loss_range``.
 
     Args:
@@ -90,8 +105,10 @@ def check_loss(value: object, *, where: str = "loss",
         raise LossError(f"{where}: must be a finite positive number, got {value!r}")
     if loss_range is not None and not loss_range[0] < loss < loss_range[1]:
         low, high = loss_range
-        raise LossError(f"{where}: {loss:g} is outside the plausible range {low:g} < loss < "
-                        f"{high:g} (per-token cross-entropy in nats)")
+        raise LossError(
+            f"{where}: {loss:g} is outside the plausible range {low:g} < loss < "
+            f"{high:g} (per-token cross-entropy in nats)"
+        )
     return loss
 
 
@@ -103,9 +120,15 @@ def _where(name: str, index: object, position: int, from_file: bool, run: object
     return f"{name}: {loc}"
 
 
-def validate_runs(df: pd.DataFrame, *, require_loss: bool = True, require_tokens: bool = True,
-                  name: str = "table", loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE,
-                  _from_file: bool = False) -> pd.DataFrame:
+def validate_runs(
+    df: pd.DataFrame,
+    *,
+    require_loss: bool = True,
+    require_tokens: bool = True,
+    name: str = "table",
+    loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE,
+    _from_file: bool = False,
+) -> pd.DataFrame:
     """Check a run table and return a typed copy.
 
     Args:
@@ -145,8 +168,9 @@ def validate_runs(df: pd.DataFrame, *, require_loss: bool = True, require_tokens
             if col in out.columns:
                 value = row[col]
                 if not isinstance(value, str) or not value.strip():
-                    raise RunTableError(f"{where}, column {col!r}: must be a non-empty string, "
-                                        f"got {value!r}")
+                    raise RunTableError(
+                        f"{where}, column {col!r}: must be a non-empty string, got {value!r}"
+                    )
         try:
             arch = Arch.from_mapping(row)
         except ArchError as exc:
@@ -155,14 +179,21 @@ def validate_runs(df: pd.DataFrame, *, require_loss: bool = True, require_tokens
         if "params" in out.columns:
             value = row["params"]
             if _exact_int(value) != arch.params:
-                raise RunTableError(f"{where}, column 'params': {value!r} does not match "
-                                    f"{arch.params} computed from the shape")
+                raise RunTableError(
+                    f"{where}, column 'params': {value!r} does not match "
+                    f"{arch.params} computed from the shape"
+                )
         if "tokens" in out.columns:
             value = row["tokens"]
-            if (isinstance(value, (bool, np.bool_)) or not _is_number(value)
-                    or not math.isfinite(float(value)) or float(value) <= 0):
-                raise RunTableError(f"{where}, column 'tokens': must be a finite positive "
-                                    f"number, got {value!r}")
+            if (
+                isinstance(value, (bool, np.bool_))
+                or not _is_number(value)
+                or not math.isfinite(float(value))
+                or float(value) <= 0
+            ):
+                raise RunTableError(
+                    f"{where}, column 'tokens': must be a finite positive number, got {value!r}"
+                )
         if "loss" in out.columns:
             try:
                 check_loss(row["loss"], where=f"{where}, column 'loss'", loss_range=loss_range)
@@ -207,8 +238,12 @@ def _exact_int(value: object) -> int | None:
     return int(as_float) if math.isfinite(as_float) and as_float.is_integer() else None
 
 
-def load_runs(*paths: str | Path, require_loss: bool = True, require_tokens: bool = True,
-              loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE) -> pd.DataFrame:
+def load_runs(
+    *paths: str | Path,
+    require_loss: bool = True,
+    require_tokens: bool = True,
+    loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE,
+) -> pd.DataFrame:
     """Read and validate one or more run CSVs and concatenate them (index 0..n-1).
 
     Each file is read whole through :func:`models.files.read_text` (at most
@@ -223,16 +258,29 @@ def load_runs(*paths: str | Path, require_loss: bool = True, require_tokens: boo
         raise RunTableError("no run table given")
     frames = []
     for path in paths:
-        text = read_text(Path(path), max_bytes=RUN_TABLE_MAX_BYTES, what="run table",
-                         error=RunTableError)
-        frames.append(parse_runs(text, name=str(path), require_loss=require_loss,
-                                 require_tokens=require_tokens, loss_range=loss_range))
+        text = read_text(
+            Path(path), max_bytes=RUN_TABLE_MAX_BYTES, what="run table", error=RunTableError
+        )
+        frames.append(
+            parse_runs(
+                text,
+                name=str(path),
+                require_loss=require_loss,
+                require_tokens=require_tokens,
+                loss_range=loss_range,
+            )
+        )
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def parse_runs(data: str | bytes, *, name: str, require_loss: bool = True,
-               require_tokens: bool = True,
-               loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE) -> pd.DataFrame:
+def parse_runs(
+    data: str | bytes,
+    *,
+    name: str,
+    require_loss: bool = True,
+    require_tokens: bool = True,
+    loss_range: tuple[float, float] | None = PLAUSIBLE_LOSS_RANGE,
+) -> pd.DataFrame:
     """Parse and validate the text of one run-table CSV (e.g. an upload) named ``name``.
 
     ``bytes`` must be UTF-8 and at most :data:`RUN_TABLE_MAX_BYTES`; messages name ``name``,
@@ -243,20 +291,29 @@ def parse_runs(data: str | bytes, *, name: str, require_loss: bool = True,
     """
     if isinstance(data, bytes):
         if len(data) > RUN_TABLE_MAX_BYTES:
-            raise RunTableError(f"run table {name} is larger than "
-                                f"{RUN_TABLE_MAX_BYTES // (1 << 20)} MiB; refusing to read it")
+            raise RunTableError(
+                f"run table {name} is larger than "
+                f"{RUN_TABLE_MAX_BYTES // (1 << 20)} MiB; refusing to read it"
+            )
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise RunTableError(f"run table {name} is not UTF-8 text (invalid byte at offset "
-                                f"{exc.start}; a binary file?)") from None
+            raise RunTableError(
+                f"run table {name} is not UTF-8 text (invalid byte at offset "
+                f"{exc.start}; a binary file?)"
+            ) from None
     try:
         raw = pd.read_csv(io.StringIO(data))
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RunTableError(f"cannot read run table {name}: "
-                            f"{' '.join(str(exc).split())}") from None
-    return validate_runs(raw, require_loss=require_loss, require_tokens=require_tokens,
-                         name=name, loss_range=loss_range, _from_file=True)
+        raise RunTableError(f"cannot read run table {name}: {' '.join(str(exc).split())}") from None
+    return validate_runs(
+        raw,
+        require_loss=require_loss,
+        require_tokens=require_tokens,
+        name=name,
+        loss_range=loss_range,
+        _from_file=True,
+    )
 
 
 def bundled_path(filename: str) -> Path:
@@ -281,9 +338,13 @@ def reference_architectures() -> pd.DataFrame:
     """
     path = bundled_path("reference_architectures.csv")
     df = pd.read_csv(path)
-    checked = validate_runs(df.rename(columns={"name": "run"}).drop(columns=["source", "tokens"]),
-                            require_loss=False, require_tokens=False, name=str(path),
-                            _from_file=True)
+    checked = validate_runs(
+        df.rename(columns={"name": "run"}).drop(columns=["source", "tokens"]),
+        require_loss=False,
+        require_tokens=False,
+        name=str(path),
+        _from_file=True,
+    )
     for f in SHAPE_FIELDS:
         df[f] = checked[f].to_numpy()
     return df
@@ -307,6 +368,7 @@ def source_keys(df: pd.DataFrame) -> np.ndarray:
     keys = df["source"].astype(str).to_numpy(dtype=object)
     if "dataset" in df.columns:
         ds = df["dataset"]
-        keys = np.array([k if pd.isna(d) or d == "" else f"{k}/{d}" for k, d in zip(keys, ds)],
-                        dtype=object)
+        keys = np.array(
+            [k if pd.isna(d) or d == "" else f"{k}/{d}" for k, d in zip(keys, ds)], dtype=object
+        )
     return keys

@@ -20,30 +20,66 @@ from models.parametrize import SearchSpace, build_arch
 from .posterior import quantile_column
 from .runs import table_archs
 
-__all__ = ["KNOBS", "BAND_QUANTILES", "law_sweep", "typical_slice", "runs_near_slice",
-           "band_coverage"]
+__all__ = [
+    "KNOBS",
+    "BAND_QUANTILES",
+    "law_sweep",
+    "typical_slice",
+    "runs_near_slice",
+    "band_coverage",
+]
 
 #: Knobs a sweep can move (Arch attributes, plus ``tokens``).
-KNOBS: tuple[str, ...] = ("d_over_sqrt_n", "mlp_attn_ratio", "aspect_ratio",
-                          "non_embedding_params", "tokens")
+KNOBS: tuple[str, ...] = (
+    "d_over_sqrt_n",
+    "mlp_attn_ratio",
+    "aspect_ratio",
+    "non_embedding_params",
+    "tokens",
+)
 #: Quantiles of a sweep's bands (90% and 50% bands, median).
 BAND_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 @functools.lru_cache(maxsize=512)
-def _nearest_arch(n_params: float, d_over_sqrt_n: float | None, aspect_ratio: float | None,
-                  r: float, gqa_group: int, head_dim: int, vocab_size: int,
-                  tie_embeddings: bool) -> Arch:
+def _nearest_arch(
+    n_params: float,
+    d_over_sqrt_n: float | None,
+    aspect_ratio: float | None,
+    r: float,
+    gqa_group: int,
+    head_dim: int,
+    vocab_size: int,
+    tie_embeddings: bool,
+) -> Arch:
     """:func:`models.parametrize.build_arch`, memoized (it searches the whole band)."""
-    return build_arch(n_params, d_over_sqrt_n=d_over_sqrt_n, aspect_ratio=aspect_ratio, r=r,
-                      gqa_group=gqa_group, head_dim=head_dim, vocab_size=vocab_size,
-                      tie_embeddings=tie_embeddings)
+    return build_arch(
+        n_params,
+        d_over_sqrt_n=d_over_sqrt_n,
+        aspect_ratio=aspect_ratio,
+        r=r,
+        gqa_group=gqa_group,
+        head_dim=head_dim,
+        vocab_size=vocab_size,
+        tie_embeddings=tie_embeddings,
+    )
 
 
-def law_sweep(posterior: Any, knob: str, *, n_params: float, tokens: float,
-              d_over_sqrt_n: float, r: float, gqa_group: int = 4, head_dim: int = 128,
-              vocab_size: int = DEFAULT_VOCAB_SIZE, tie_embeddings: bool = True, source: str | None = None,
-              n_points: int = 12) -> pd.DataFrame:
+def law_sweep(
+    posterior: Any,
+    knob: str,
+    *,
+    n_params: float,
+    tokens: float,
+    d_over_sqrt_n: float,
+    r: float,
+    gqa_group: int = 4,
+    head_dim: int = 128,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    tie_embeddings: bool = True,
+    source: str | None = None,
+    n_points: int = 12,
+) -> pd.DataFrame:
     """Posterior-predictive loss along ``knob`` (one of :data:`KNOBS`), the others held.
 
     Args:
@@ -59,10 +95,13 @@ def law_sweep(posterior: Any, knob: str, *, n_params: float, tokens: float,
         raise ValueError(f"unknown knob {knob!r}; known: {', '.join(KNOBS)}")
     space = SearchSpace()
     common = (int(gqa_group), int(head_dim), int(vocab_size), bool(tie_embeddings))
-    ranges = {"d_over_sqrt_n": space.d_over_sqrt_n_range, "mlp_attn_ratio": space.r_range,
-              "aspect_ratio": space.aspect_range,
-              "non_embedding_params": (n_params / 10, n_params * 5),
-              "tokens": (tokens / 10, tokens * 10)}
+    ranges = {
+        "d_over_sqrt_n": space.d_over_sqrt_n_range,
+        "mlp_attn_ratio": space.r_range,
+        "aspect_ratio": space.aspect_range,
+        "non_embedding_params": (n_params / 10, n_params * 5),
+        "tokens": (tokens / 10, tokens * 10),
+    }
     archs, toks = [], []
     dx: float | None  # d/sqrt(N) of the shape, or None when the aspect ratio fixes it
     aspect: float | None
@@ -85,11 +124,13 @@ def law_sweep(posterior: Any, knob: str, *, n_params: float, tokens: float,
     columns = ["x", "label", "mean"] + [f"q{round(q * 100):02d}" for q in BAND_QUANTILES]
     if not archs:
         return pd.DataFrame(columns=columns)
-    pred = posterior.predict(archs, np.asarray(toks, dtype=float), source=source,
-                             quantiles=BAND_QUANTILES)
+    pred = posterior.predict(
+        archs, np.asarray(toks, dtype=float), source=source, quantiles=BAND_QUANTILES
+    )
     x = [t if knob == "tokens" else getattr(a, knob) for a, t in zip(archs, toks)]
-    table = pd.DataFrame({"x": x, "label": [a.label() for a in archs],
-                          "mean": pred["pred_mean"].to_numpy()})
+    table = pd.DataFrame(
+        {"x": x, "label": [a.label() for a in archs], "mean": pred["pred_mean"].to_numpy()}
+    )
     for q in BAND_QUANTILES:
         table[f"q{round(q * 100):02d}"] = pred[quantile_column(q)].to_numpy()
     return table.drop_duplicates(subset=["x"]).reset_index(drop=True)[columns]
@@ -102,15 +143,22 @@ def typical_slice(runs: pd.DataFrame) -> tuple[float, float]:
         return 1e9, 2e10
     n_ne = np.array([a.non_embedding_params for a in table_archs(runs)], dtype=float)
     d = runs["tokens"].to_numpy(float)
-    cells = pd.DataFrame({"N": np.round(np.log(n_ne) / math.log(1.25)),
-                          "D": np.round(np.log(d) / math.log(1.25)), "n": n_ne, "d": d})
+    cells = pd.DataFrame(
+        {
+            "N": np.round(np.log(n_ne) / math.log(1.25)),
+            "D": np.round(np.log(d) / math.log(1.25)),
+            "n": n_ne,
+            "d": d,
+        }
+    )
     top = cells.groupby(["N", "D"]).size().idxmax()
     sel = cells[(cells["N"] == top[0]) & (cells["D"] == top[1])]
     return float(sel["n"].median()), float(sel["d"].median())
 
 
-def runs_near_slice(runs: pd.DataFrame, knob: str, n_params: float, tokens: float,
-                    factor: float) -> pd.DataFrame:
+def runs_near_slice(
+    runs: pd.DataFrame, knob: str, n_params: float, tokens: float, factor: float
+) -> pd.DataFrame:
     """Runs (with ``non_embedding_params``, ``tokens``, ``loss``, ``run`` and the knob's column)
     within ``factor`` of the slice in N and D, except along the swept knob.
 
@@ -123,13 +171,20 @@ def runs_near_slice(runs: pd.DataFrame, knob: str, n_params: float, tokens: floa
     ok_d = np.abs(np.log(runs["tokens"] / tokens)) <= math.log(factor)
     mask = ok_d if knob == "non_embedding_params" else ok_n if knob == "tokens" else ok_n & ok_d
     hits = runs[mask]
-    return pd.DataFrame({"x": hits["tokens"] if knob == "tokens" else hits[knob],
-                         "loss": hits["loss"], "label": hits["run"]})
+    return pd.DataFrame(
+        {
+            "x": hits["tokens"] if knob == "tokens" else hits[knob],
+            "loss": hits["loss"],
+            "label": hits["run"],
+        }
+    )
 
 
 def band_coverage(table: pd.DataFrame) -> dict[str, float]:
     """Fractions of ``loss`` inside the 50% (``pred_q25..pred_q75``) and 90%
     (``pred_q05..pred_q95``) bands of a table from ``LawPosterior.predict``."""
     loss = table["loss"]
-    return {"cov50": float(((loss >= table["pred_q25"]) & (loss <= table["pred_q75"])).mean()),
-            "cov90": float(((loss >= table["pred_q05"]) & (loss <= table["pred_q95"])).mean())}
+    return {
+        "cov50": float(((loss >= table["pred_q25"]) & (loss <= table["pred_q75"])).mean()),
+        "cov90": float(((loss >= table["pred_q05"]) & (loss <= table["pred_q95"])).mean()),
+    }

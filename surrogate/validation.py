@@ -50,10 +50,25 @@ from .groups import size_groups
 from .laws import law_features
 from .runs import source_keys, table_archs
 
-__all__ = ["Split", "SPLIT_ROLES", "SPLIT_KINDS", "table_size_groups", "table_splits",
-           "cell_labels", "shape_ids", "crps_draws", "crps_normal", "point_metrics",
-           "interval_metrics", "shape_metrics", "pool", "ValidationError", "split_features",
-           "held_out_sizes", "MIN_TRAIN_GROUPS"]
+__all__ = [
+    "Split",
+    "SPLIT_ROLES",
+    "SPLIT_KINDS",
+    "table_size_groups",
+    "table_splits",
+    "cell_labels",
+    "shape_ids",
+    "crps_draws",
+    "crps_normal",
+    "point_metrics",
+    "interval_metrics",
+    "shape_metrics",
+    "pool",
+    "ValidationError",
+    "split_features",
+    "held_out_sizes",
+    "MIN_TRAIN_GROUPS",
+]
 
 #: Roles of a split: chosen-on (dev), report-only (test), new-source transfer (report only).
 SPLIT_ROLES: tuple[str, ...] = ("dev", "test", "transfer")
@@ -116,8 +131,9 @@ def _rank_within_source(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarra
     return top, counts
 
 
-def table_splits(runs: pd.DataFrame, table: str, *, loss_kind_col: str = "loss_kind"
-                 ) -> list[Split]:
+def table_splits(
+    runs: pd.DataFrame, table: str, *, loss_kind_col: str = "loss_kind"
+) -> list[Split]:
     """Every split of :data:`SPLIT_KINDS` that the table supports (each source key keeps at
     least :data:`MIN_TRAIN_GROUPS` groups to train on), then the leave-one-source-out splits
     when two or more source keys share a loss kind.
@@ -140,11 +156,13 @@ def table_splits(runs: pd.DataFrame, table: str, *, loss_kind_col: str = "loss_k
             same = set(kinds[keys == key])
             others = (keys != key) & np.isin(kinds, list(same))
             if others.any():
-                out.append(Split(table, f"loso:{key}", "transfer", train=others,
-                                 held_out=keys == key))
+                out.append(
+                    Split(table, f"loso:{key}", "transfer", train=others, held_out=keys == key)
+                )
     if not out:
-        raise ValidationError(f"{table}: too few size groups for any split "
-                              f"({min(counts.values())} per source key)")
+        raise ValidationError(
+            f"{table}: too few size groups for any split ({min(counts.values())} per source key)"
+        )
     return out
 
 
@@ -185,8 +203,9 @@ def crps_normal(mean: np.ndarray, sd: np.ndarray, y: np.ndarray) -> np.ndarray:
     return sd * (z * (2.0 * norm.cdf(z) - 1.0) + 2.0 * norm.pdf(z) - 1.0 / math.sqrt(math.pi))
 
 
-def point_metrics(y: np.ndarray, mean: np.ndarray, groups: np.ndarray,
-                  sizes: np.ndarray | None = None) -> dict[str, Any]:
+def point_metrics(
+    y: np.ndarray, mean: np.ndarray, groups: np.ndarray, sizes: np.ndarray | None = None
+) -> dict[str, Any]:
     """MAPE (%) and signed bias (%, ``mean(pred / y - 1)``) overall and per size group.
 
     Args:
@@ -203,18 +222,30 @@ def point_metrics(y: np.ndarray, mean: np.ndarray, groups: np.ndarray,
     by_group = []
     for g in np.unique(groups):
         m = groups == g
-        row = {"group": int(g), "n": int(m.sum()), "bias": float(100 * rel[m].mean()),
-               "mape": float(100 * np.abs(rel[m]).mean())}
+        row = {
+            "group": int(g),
+            "n": int(m.sum()),
+            "bias": float(100 * rel[m].mean()),
+            "mape": float(100 * np.abs(rel[m]).mean()),
+        }
         if sizes is not None:
             row.update(N_min=float(np.min(sizes[m])), N_max=float(np.max(sizes[m])))
         by_group.append(row)
-    return {"mape": float(100 * np.abs(rel).mean()), "bias": float(100 * rel.mean()),
-            "n": int(y.size), "bias_by_group": by_group}
+    return {
+        "mape": float(100 * np.abs(rel).mean()),
+        "bias": float(100 * rel.mean()),
+        "n": int(y.size),
+        "bias_by_group": by_group,
+    }
 
 
-def interval_metrics(y: np.ndarray, *, draws: np.ndarray | None = None,
-                     mean: np.ndarray | None = None, sd: np.ndarray | None = None
-                     ) -> dict[str, Any]:
+def interval_metrics(
+    y: np.ndarray,
+    *,
+    draws: np.ndarray | None = None,
+    mean: np.ndarray | None = None,
+    sd: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Central 50% / 90% interval coverage and mean CRPS, from predictive draws ``(S, n)`` or
     a normal predictive (``mean``, ``sd`` ``(n,)``).
 
@@ -238,12 +269,19 @@ def interval_metrics(y: np.ndarray, *, draws: np.ndarray | None = None,
         raise ValidationError("interval_metrics needs draws or mean and sd")
     in50 = int(np.sum((y >= q25) & (y <= q75)))
     in90 = int(np.sum((y >= q05) & (y <= q95)))
-    return {"cov50": in50 / y.size, "cov90": in90 / y.size, "in50": in50, "in90": in90,
-            "crps": float(np.mean(crps)), "crps_rows": [float(c) for c in crps]}
+    return {
+        "cov50": in50 / y.size,
+        "cov90": in90 / y.size,
+        "in50": in50,
+        "in90": in90,
+        "crps": float(np.mean(crps)),
+        "crps_rows": [float(c) for c in crps],
+    }
 
 
-def shape_metrics(y: np.ndarray, mean: np.ndarray, cells: np.ndarray, shapes: np.ndarray
-                  ) -> dict[str, Any]:
+def shape_metrics(
+    y: np.ndarray, mean: np.ndarray, cells: np.ndarray, shapes: np.ndarray
+) -> dict[str, Any]:
     """How well predictions rank the shapes within each cell.
 
     Rows of one shape in one cell are averaged. Per cell with ``k >= 2`` shapes: whether the
@@ -262,8 +300,9 @@ def shape_metrics(y: np.ndarray, mean: np.ndarray, cells: np.ndarray, shapes: np
     """
     from scipy.stats import spearmanr
 
-    frame = pd.DataFrame({"c": cells, "s": shapes, "y": np.asarray(y, np.float64),
-                          "p": np.asarray(mean, np.float64)})
+    frame = pd.DataFrame(
+        {"c": cells, "s": shapes, "y": np.asarray(y, np.float64), "p": np.asarray(mean, np.float64)}
+    )
     agg = frame.groupby(["c", "s"], sort=True)[["y", "p"]].mean().reset_index()
     hits, chance, rhos = [], [], []
     for _, cell in agg.groupby("c", sort=True):
@@ -278,11 +317,15 @@ def shape_metrics(y: np.ndarray, mean: np.ndarray, cells: np.ndarray, shapes: np
             rhos.append(float(spearmanr(pv, yv).statistic))
         elif k >= 3:
             rhos.append(0.0)  # a constant prediction ranks nothing
-    return {"best_first": float(np.mean(hits)) if hits else float("nan"),
-            "chance_best_first": float(np.mean(chance)) if chance else float("nan"),
-            "n_rank_cells": len(hits), "best_first_hits": float(np.sum(hits)),
-            "spearman": float(np.mean(rhos)) if rhos else float("nan"),
-            "n_spearman_cells": len(rhos), "spearman_sum": float(np.sum(rhos))}
+    return {
+        "best_first": float(np.mean(hits)) if hits else float("nan"),
+        "chance_best_first": float(np.mean(chance)) if chance else float("nan"),
+        "n_rank_cells": len(hits),
+        "best_first_hits": float(np.sum(hits)),
+        "spearman": float(np.mean(rhos)) if rhos else float("nan"),
+        "n_spearman_cells": len(rhos),
+        "spearman_sum": float(np.sum(rhos)),
+    }
 
 
 def pool(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -294,11 +337,14 @@ def pool(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     if not results:
         return {}
     n = sum(r["n"] for r in results)
-    out = {"n": n, "splits": len(results),
-           "mape": sum(r["mape"] * r["n"] for r in results) / n,
-           "cov50": sum(r["in50"] for r in results) / n,
-           "cov90": sum(r["in90"] for r in results) / n,
-           "crps": float(np.mean([c for r in results for c in r["crps_rows"]]))}
+    out = {
+        "n": n,
+        "splits": len(results),
+        "mape": sum(r["mape"] * r["n"] for r in results) / n,
+        "cov50": sum(r["in50"] for r in results) / n,
+        "cov90": sum(r["in90"] for r in results) / n,
+        "crps": float(np.mean([c for r in results for c in r["crps_rows"]])),
+    }
     cells = sum(r["n_rank_cells"] for r in results)
     out["n_rank_cells"] = cells
     out["best_first"] = sum(r["best_first_hits"] for r in results) / cells if cells else math.nan

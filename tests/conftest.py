@@ -78,7 +78,50 @@ def real_demo(tmp_path_factory) -> DemoRun:
     cwd.mkdir()
     env = {**os.environ, "ARCHOPT_HOME": str(home), "COLUMNS": "200"}
     start = time.perf_counter()
-    proc = subprocess.run([archopt_executable(), "demo"], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
-    return DemoRun(home=home, cwd=cwd, returncode=proc.returncode, stdout=proc.stdout,
-                   stderr=proc.stderr, seconds=time.perf_counter() - start)
+    proc = subprocess.run(
+        [archopt_executable(), "demo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return DemoRun(
+        home=home,
+        cwd=cwd,
+        returncode=proc.returncode,
+        stdout=proc.stdout,
+        stderr=proc.stderr,
+        seconds=time.perf_counter() - start,
+    )
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder no one can create files in: mode 0555, plus ``chattr +i`` when running as root
+    (root ignores mode bits). Skips only where neither is possible."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "present.txt").write_text("here")
+    folder.chmod(0o555)
+    immutable = False
+    if _can_create_in(folder) and shutil.which("chattr"):
+        immutable = (
+            subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        )
+    if _can_create_in(folder):
+        folder.chmod(0o755)
+        pytest.skip("cannot make a read-only folder here (root without chattr)")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def _can_create_in(folder: Path) -> bool:
+    try:
+        (folder / ".probe").write_text("x")
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True

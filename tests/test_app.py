@@ -29,9 +29,7 @@ PICKER = "from optim.ui.common import campaign_picker\ncampaign_picker()\n"
 
 
 def _page_script(module: str) -> str:
-    return (PICKER +
-            f"from optim.ui import {module}\n"
-            f"{module}.render()\n")
+    return PICKER + f"from optim.ui import {module}\n{module}.render()\n"
 
 
 def _app(module: str):
@@ -129,13 +127,22 @@ def test_shipped_streamlit_config_keeps_the_app_local():
     assert config["server"]["showEmailPrompt"] is False
     assert config["browser"]["gatherUsageStats"] is False
     assert set(config["server"]["allowedHosts"]) <= {"localhost", "127.0.0.1", "::1"}
-    code = ("from streamlit import config\n"
-            "config.get_config_options(force_reparse=True)\n"
-            "print([config.get_option(k) for k in ('server.address', 'browser.gatherUsageStats',"
-            " 'server.showEmailPrompt')])\n")
+    code = (
+        "from streamlit import config\n"
+        "config.get_config_options(force_reparse=True)\n"
+        "print([config.get_option(k) for k in ('server.address', 'browser.gatherUsageStats',"
+        " 'server.showEmailPrompt')])\n"
+    )
     env = {**os.environ, "HOME": str(REPO / ".streamlit" / "no-such-home")}  # no user config
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert out.strip().splitlines()[-1] == "['localhost', False, False]"
 
 
@@ -204,9 +211,11 @@ def test_scaling_law_page_shows_posterior_bands_and_terms(home, tiny_prior):
 def test_validation_report_tables_are_parsed_with_their_headings():
     from optim.ui.scaling_law import markdown_tables
 
-    text = ("# Report\n\n### morph (train 3)\n\n| law | method | MAPE % | cov90 |\n"
-            "| --- | --- | --- | --- |\n| chinchilla | lsq | 1.00 | 0.75 |\n"
-            "| conditional | bayes | 0.97% | - |\n\ntext\n\n## Other\n| a | b |\n|---|---|\n| x | 2 |\n")
+    text = (
+        "# Report\n\n### morph (train 3)\n\n| law | method | MAPE % | cov90 |\n"
+        "| --- | --- | --- | --- |\n| chinchilla | lsq | 1.00 | 0.75 |\n"
+        "| conditional | bayes | 0.97% | - |\n\ntext\n\n## Other\n| a | b |\n|---|---|\n| x | 2 |\n"
+    )
     tables = markdown_tables(text)
     assert [t for t, _ in tables] == ["morph (train 3)", "Other"]
     morph = tables[0][1]
@@ -249,8 +258,11 @@ def test_campaign_lifecycle_through_the_pages(home):
     assert at.expander[0].proto.expanded  # the create form opens when there is no campaign
     at.text_input(key="new_name").input("small")
     # A prior run table that does not validate: the error names the file, nothing is created.
-    bad_table = (REPO / "surrogate" / "data" / "morph_runs.csv").read_bytes().replace(
-        b",1610612736,4.9619,", b",1610612736,-1,", 1)
+    bad_table = (
+        (REPO / "surrogate" / "data" / "morph_runs.csv")
+        .read_bytes()
+        .replace(b",1610612736,4.9619,", b",1610612736,-1,", 1)
+    )
     at.file_uploader(key="new_runs").set_value([("prior.csv", bad_table, "text/csv")])
     at.button(key="FormSubmitter:create_campaign-Create campaign").click().run()
     _no_exception(at)
@@ -275,7 +287,10 @@ def test_campaign_lifecycle_through_the_pages(home):
     _no_exception(at)
     assert any("Proposed trials 0, 1" in s.value for s in at.success)
     trials = at.dataframe[1].value
-    assert list(trials["trial"]) == [0, 1] and trials["pred_loss_q05"].lt(trials["pred_loss_q95"]).all()
+    assert (
+        list(trials["trial"]) == [0, 1]
+        and trials["pred_loss_q05"].lt(trials["pred_loss_q95"]).all()
+    )
     # "at proposal" and "now" side by side, labelled; identical until a result arrives.
     np.testing.assert_allclose(trials["pred_loss_mean"], trials["pred_loss_mean_now"], atol=1e-9)
     bands = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
@@ -313,12 +328,30 @@ def test_campaign_lifecycle_through_the_pages(home):
 
     # A bad upload is rejected with its file and row named, and nothing is recorded.
     pending = [t for t in campaign.trials() if t["trial"] == 0][0]
-    row = {"source": "mine", "run": "r0", **{k: pending[k] for k in (
-        "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab_size",
-        "tie_embeddings")}, "params": pending["params"], "tokens": 1e9, "loss": 3.3,
-        "loss_kind": "val"}
+    row = {
+        "source": "mine",
+        "run": "r0",
+        **{
+            k: pending[k]
+            for k in (
+                "d_model",
+                "n_layers",
+                "n_heads",
+                "n_kv_heads",
+                "head_dim",
+                "ffn_dim",
+                "vocab_size",
+                "tie_embeddings",
+            )
+        },
+        "params": pending["params"],
+        "tokens": 1e9,
+        "loss": 3.3,
+        "loss_kind": "val",
+    }
     at.file_uploader(key="observe_runs").set_value(
-        ("bad.csv", _csv([{**row, "loss": "nan?"}]), "text/csv")).run()
+        ("bad.csv", _csv([{**row, "loss": "nan?"}]), "text/csv")
+    ).run()
     _no_exception(at)
     assert any("bad.csv" in e.value and "nothing saved" in e.value for e in at.error)
     assert Campaign.load("small").trials()[0]["observed_loss"] is None
@@ -336,9 +369,13 @@ def test_campaign_lifecycle_through_the_pages(home):
     assert len(at.get("plotly_chart")) == 1
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
     trial_trace = next(t for t in chart if t["name"].startswith("trials ("))
-    current = {f"trial {t['trial']}": t["pred_loss_mean_now"] for t in Campaign.load("small").trials(now=True)}
-    assert dict(zip([c[0] for c in trial_trace["customdata"]], _values(trial_trace["y"]))) == \
-        pytest.approx(current)
+    current = {
+        f"trial {t['trial']}": t["pred_loss_mean_now"]
+        for t in Campaign.load("small").trials(now=True)
+    }
+    assert dict(
+        zip([c[0] for c in trial_trace["customdata"]], _values(trial_trace["y"]))
+    ) == pytest.approx(current)
     at.selectbox(key="pareto_pick").set_value("ref Llama-3.2-1B").run()
     _no_exception(at)
     assert at.subheader[0].value == "Llama-3.2-1B"
@@ -361,8 +398,12 @@ def test_campaign_lifecycle_through_the_pages(home):
     assert zipped, "no download buttons"
     from optim.ui import cache
 
-    files = cache.export_files("small", str(home / "campaigns.sqlite"),
-                               cache.store_version(home / "campaigns.sqlite"), None)
+    files = cache.export_files(
+        "small",
+        str(home / "campaigns.sqlite"),
+        cache.store_version(home / "campaigns.sqlite"),
+        None,
+    )
     with zipfile.ZipFile(io.BytesIO(_zip_of(files))) as zf:
         names = zf.namelist()
     assert "pareto.csv" in names and "pareto.json" in names
@@ -388,8 +429,14 @@ def two_runs(home, tiny_prior):
     from models.throughput import Workload
     from optim.campaign import Campaign, CampaignSpec
 
-    spec = CampaignSpec(name="runs", params=5e7, tokens=1e9, hardware="a100-40gb", band=0.02,
-                        workload=Workload(8, 512, 128))
+    spec = CampaignSpec(
+        name="runs",
+        params=5e7,
+        tokens=1e9,
+        hardware="a100-40gb",
+        band=0.02,
+        workload=Workload(8, 512, 128),
+    )
     campaign = Campaign.create(spec, prior=tiny_prior, progress=False)
     rows = campaign.propose(3, seed=0)
     for row, delta in zip(rows[:2], (0.02, -0.01)):
@@ -413,12 +460,16 @@ def test_next_run_and_model_pages_on_a_campaign_with_two_runs(two_runs):
     assert any(m.value == why["summary"] for m in at.markdown)
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     hv = next(s for s in specs if s["data"][0]["name"] == "observed runs")
-    assert _values(hv["data"][0]["y"])[-1] == pytest.approx(insights.hypervolume_history(two_runs)[
-        "history"]["hypervolume"].iloc[-1])
+    assert _values(hv["data"][0]["y"])[-1] == pytest.approx(
+        insights.hypervolume_history(two_runs)["history"]["hypervolume"].iloc[-1]
+    )
     ref = at.selectbox(key="nr_reference")
     assert ref.value == "default" and "Llama-3.2-1B (published model)" in ref.options
-    assert [o.split(":")[0] for o in ref.options if o.startswith("trial ")] == ["trial 0", "trial 1",
-                                                                              "trial 2"]
+    assert [o.split(":")[0] for o in ref.options if o.startswith("trial ")] == [
+        "trial 0",
+        "trial 1",
+        "trial 2",
+    ]
     table = next(d.value for d in at.dataframe if "p_front" in d.value)
     best = insights.reference_index(two_runs, "best")
     assert table.iloc[0]["label"] == two_runs.problem.candidates[best].label()
@@ -459,25 +510,54 @@ def test_insight_figures_draw_the_tables_they_get():
     from optim.campaign.insights import KNOBS
     from optim.ui import figures
 
-    rel = pd.DataFrame({"label": ["a", "b", "c"], "status": ["candidate", "pending", "candidate"],
-                        "delta_mean": [0.0, -0.01, 0.02], "delta_q05": [0.0, -0.03, 0.0],
-                        "delta_q95": [0.0, 0.01, 0.04], "tps_ratio": [1.0, 1.2, 0.9],
-                        "tps_ratio_q05": [1.0, 1.1, 0.8], "tps_ratio_q95": [1.0, 1.3, 1.0],
-                        "p_front": [0.5, 0.4, 0.1], "p_beats": [0.0, 0.8, 0.1],
-                        "is_reference": [True, False, False]})
+    rel = pd.DataFrame(
+        {
+            "label": ["a", "b", "c"],
+            "status": ["candidate", "pending", "candidate"],
+            "delta_mean": [0.0, -0.01, 0.02],
+            "delta_q05": [0.0, -0.03, 0.0],
+            "delta_q95": [0.0, 0.01, 0.04],
+            "tps_ratio": [1.0, 1.2, 0.9],
+            "tps_ratio_q05": [1.0, 1.1, 0.8],
+            "tps_ratio_q95": [1.0, 1.3, 1.0],
+            "p_front": [0.5, 0.4, 0.1],
+            "p_beats": [0.0, 0.8, 0.1],
+            "is_reference": [True, False, False],
+        }
+    )
     fig = figures.relative_figure(rel, reference="a")
     assert [t.name for t in fig.data] == ["pending", "candidate", "reference: a"]
     np.testing.assert_allclose(fig.data[0].error_y.array, [0.02])
-    hist = pd.DataFrame({"n_observed": [1, 2], "trial": [3, 5], "hypervolume": [0.1, 0.1],
-                         "improved": [True, False]})
+    hist = pd.DataFrame(
+        {
+            "n_observed": [1, 2],
+            "trial": [3, 5],
+            "hypervolume": [0.1, 0.1],
+            "improved": [True, False],
+        }
+    )
     fig = figures.hypervolume_figure(hist, 0.3)
     assert list(fig.data[0].y) == [0.0, 0.1, 0.1] and list(fig.data[1].text) == ["trial 3"]
-    loo = pd.DataFrame({"trial": [0, 1], "observed": [3.0, 3.5], "pred_mean": [3.0, 3.1],
-                        "pred_q05": [2.9, 3.0], "pred_q95": [3.1, 3.2], "outside": [False, True]})
+    loo = pd.DataFrame(
+        {
+            "trial": [0, 1],
+            "observed": [3.0, 3.5],
+            "pred_mean": [3.0, 3.1],
+            "pred_q05": [2.9, 3.0],
+            "pred_q95": [3.1, 3.2],
+            "outside": [False, True],
+        }
+    )
     fig = figures.loo_figure(loo)
     assert [t.name for t in fig.data] == ["inside its 90% band", "outside its 90% band", "y = x"]
-    par = pd.DataFrame({"group": ["observed", "front"], "loss": [3.0, 2.9],
-                        "tokens_per_s": [100.0, 90.0], **{k: [1.0, 2.0] for k, _ in KNOBS}})
+    par = pd.DataFrame(
+        {
+            "group": ["observed", "front"],
+            "loss": [3.0, 2.9],
+            "tokens_per_s": [100.0, 90.0],
+            **{k: [1.0, 2.0] for k, _ in KNOBS},
+        }
+    )
     fig = figures.parallel_figure(par, KNOBS)
     assert [d.label for d in fig.data[0].dimensions][:2] == ["group", "d_model"]
     assert list(fig.data[0].dimensions[0].values) == [0.0, 2.0]
@@ -495,5 +575,6 @@ def test_a_result_outside_its_band_is_a_visible_warning(two_runs):
     at.button(key="FormSubmitter:record-Record result").click().run()
     _no_exception(at)
     assert any(f"Recorded trial {pending['trial']}" in s.value for s in at.success)
-    assert any("is above" in w.value and "90% band" in w.value for w in at.warning), \
-        [w.value for w in at.warning]
+    assert any("is above" in w.value and "90% band" in w.value for w in at.warning), [
+        w.value for w in at.warning
+    ]

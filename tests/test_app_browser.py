@@ -38,17 +38,33 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 REPO = Path(__file__).resolve().parents[1]
 #: Screenshots go here; ``ARCHOPT_SCREENSHOT_DIR`` overrides it (the README's set is made with
 #: ``ARCHOPT_SCREENSHOT_DIR=results/screenshots``).
-ARTIFACTS = Path(os.environ.get("ARCHOPT_SCREENSHOT_DIR") or REPO / "test-artifacts" / "screenshots")
+ARTIFACTS = Path(
+    os.environ.get("ARCHOPT_SCREENSHOT_DIR") or REPO / "test-artifacts" / "screenshots"
+)
 #: (url path, page title in the app, file name of the screenshot)
-PAGES = [("", "Campaigns", "campaigns"),  # the default page lives at the root URL
-         ("next-run", "Next run", "next_run"), ("pareto", "Pareto front", "pareto"),
-         ("model", "Model", "model"), ("scaling-law", "Scaling law", "scaling_law"),
-         ("throughput", "Throughput model", "throughput"), ("export", "Export", "export")]
+PAGES = [
+    ("", "Campaigns", "campaigns"),  # the default page lives at the root URL
+    ("next-run", "Next run", "next_run"),
+    ("pareto", "Pareto front", "pareto"),
+    ("model", "Model", "model"),
+    ("scaling-law", "Scaling law", "scaling_law"),
+    ("throughput", "Throughput model", "throughput"),
+    ("export", "Export", "export"),
+]
 #: The campaign the test creates: 1B non-embedding params, 20B tokens, A100-40GB, vLLM serving.
 CAMPAIGN = "demo-1b"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
 
 
 def in_ci() -> bool:
@@ -59,8 +75,11 @@ def in_ci() -> bool:
 def _unavailable(reason: str) -> None:
     """Skip with ``reason`` -- or, under CI, fail: a CI run must not pass without the browser."""
     if in_ci():
-        pytest.fail(f"CI=true and {reason}; .ci/run installs Debian chromium and chromium-driver "
-                    "before the tests, so the browser test must run", pytrace=False)
+        pytest.fail(
+            f"CI=true and {reason}; .ci/run installs Debian chromium and chromium-driver "
+            "before the tests, so the browser test must run",
+            pytrace=False,
+        )
     pytest.skip(reason)
 
 
@@ -70,18 +89,26 @@ def _ensure_chromium() -> tuple[str, str]:
     if chromium and driver:
         return chromium, driver
     if in_ci():  # .ci/run installed them (or failed loudly); nothing to retry here
-        _unavailable(f"chromium or chromedriver is not on PATH (chromium: {chromium}, "
-                     f"chromedriver: {driver})")
+        _unavailable(
+            f"chromium or chromedriver is not on PATH (chromium: {chromium}, "
+            f"chromedriver: {driver})"
+        )
     if not shutil.which("apt-get"):
         _unavailable("headless Chromium is not installed and there is no apt-get to install it")
     if os.geteuid() != 0:
         _unavailable("headless Chromium is not installed and installing it needs root (apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300,
-                       capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
-                       check=True, env=env, timeout=600, capture_output=True)
+        subprocess.run(
+            ["apt-get", "update", "-qq"], check=True, env=env, timeout=300, capture_output=True
+        )
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+            check=True,
+            env=env,
+            timeout=600,
+            capture_output=True,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         _unavailable(f"could not install chromium with apt-get: {exc}")
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
@@ -140,12 +167,31 @@ def server(tmp_path_factory) -> Served:
     log = open(log_path, "w")
     # HOME: no user-level ~/.streamlit settings; the repository's .streamlit/config.toml (read
     # from the working directory, as `streamlit run app.py` in the README) sets the address.
-    env = {**os.environ, "ARCHOPT_HOME": str(home), "PYTHONPATH": str(REPO),
-           "HOME": str(tmp_path_factory.mktemp("streamlit-home"))}
+    env = {
+        **os.environ,
+        "ARCHOPT_HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path_factory.mktemp("streamlit-home")),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -178,8 +224,9 @@ def _quick_prior():
     NUTS fit, too slow for a test)."""
     from surrogate import bundled_path, fit_lsq, load_runs
 
-    return fit_lsq(load_runs(bundled_path("morph_runs.csv")), "conditional",
-                   n_starts=2).to_posterior(200)
+    return fit_lsq(
+        load_runs(bundled_path("morph_runs.csv")), "conditional", n_starts=2
+    ).to_posterior(200)
 
 
 def make_campaign_with_proposals(home: Path):
@@ -187,8 +234,9 @@ def make_campaign_with_proposals(home: Path):
     from optim.campaign import Campaign, CampaignSpec
 
     spec = CampaignSpec(name=CAMPAIGN, params=1.0e9, tokens=20e9, hardware="a100-40gb", band=0.02)
-    campaign = Campaign.create(spec, store=home / "campaigns.sqlite", prior=_quick_prior(),
-                               progress=False)
+    campaign = Campaign.create(
+        spec, store=home / "campaigns.sqlite", prior=_quick_prior(), progress=False
+    )
     campaign.propose(4)
     return campaign
 
@@ -210,8 +258,10 @@ def _wait_idle(driver, timeout: float = 180.0, since: float | None = None) -> fl
     deadline = time.time() + timeout
     idle_since = None
     while time.time() < deadline:
-        states = [e.get_attribute("data-test-script-state")
-                  for e in driver.find_elements(By.CSS_SELECTOR, "[data-test-script-state]")]
+        states = [
+            e.get_attribute("data-test-script-state")
+            for e in driver.find_elements(By.CSS_SELECTOR, "[data-test-script-state]")
+        ]
         busy = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSpinner"]')
         if states and all(s == "notRunning" for s in states) and not busy:
             idle_since = idle_since or time.time()
@@ -250,7 +300,9 @@ class _Timings(dict):
         self._cpu = _cpu_seconds(self.pid)
 
 
-def _visit(driver, server: Served, path: str, title: str, shot: str | None = None) -> tuple[str, float]:
+def _visit(
+    driver, server: Served, path: str, title: str, shot: str | None = None
+) -> tuple[str, float]:
     """Open a page, wait until idle, check it shows its title and no exception; screenshot."""
     from selenium.webdriver.common.by import By
 
@@ -276,8 +328,11 @@ def _choose(driver, label: str, option: str) -> float:
     combos[0].click()
     combos[0].send_keys(option)  # the combobox filters its (virtualised) list as one types
     time.sleep(0.8)
-    options = [o for o in driver.find_elements(By.CSS_SELECTOR, '[role="option"]')
-               if o.text.strip().startswith(option)]
+    options = [
+        o
+        for o in driver.find_elements(By.CSS_SELECTOR, '[role="option"]')
+        if o.text.strip().startswith(option)
+    ]
     assert options, f"no option {option!r} in {label!r}"
     start = time.time()
     options[0].click()
@@ -303,12 +358,17 @@ def _click_a_reference_point(driver) -> float:
     names = set(reference_architectures()["name"])
 
     def details_heading() -> str:  # the picked architecture's name, above its numbers
-        return driver.find_elements(By.CSS_SELECTOR, '[data-testid="stHeading"] h3')[-1].text.strip()
+        return driver.find_elements(By.CSS_SELECTOR, '[data-testid="stHeading"] h3')[
+            -1
+        ].text.strip()
 
     assert details_heading() not in names  # the default pick is the first front architecture
     # The reference-model trace is the only one with text labels.
-    refs = [t for t in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace")
-            if t.find_elements(By.CSS_SELECTOR, ".textpoint")]
+    refs = [
+        t
+        for t in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace")
+        if t.find_elements(By.CSS_SELECTOR, ".textpoint")
+    ]
     assert refs, "no reference-model trace in the Pareto chart"
     point = refs[0].find_elements(By.CSS_SELECTOR, ".point")[0]
     start = time.time()
@@ -393,30 +453,42 @@ def test_app_states_in_chromium(browser, server):
             assert "is out of date" in text  # pending trials' proposal-time predictions
         if path == "next-run":
             assert "improves the observed front" in text and "Hypervolume over trials" in text
-            timings.add("two runs: next run, reference -> Llama-3.2-1B",
-                        _choose(browser, "Reference", "Llama-3.2-1B (published"))
+            timings.add(
+                "two runs: next run, reference -> Llama-3.2-1B",
+                _choose(browser, "Reference", "Llama-3.2-1B (published"),
+            )
             body = browser.find_element(By.TAG_NAME, "body").text
             assert "Reference: d2048-L16-h32/8x64-f8192 (Llama-3.2-1B" in body
             browser.save_screenshot(str(ARTIFACTS / "next_run_reference_model.png"))
-            timings.add("two runs: next run, pending trial -> trial 3",
-                        _choose(browser, "Pending trial", "trial 3"))
+            timings.add(
+                "two runs: next run, pending trial -> trial 3",
+                _choose(browser, "Pending trial", "trial 3"),
+            )
         if path == "pareto":
             points = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .point")
             assert len(points) > 3, "the Pareto chart has no points"
-            timings.add("two runs: pareto, click a reference point", _click_a_reference_point(browser))
+            timings.add(
+                "two runs: pareto, click a reference point", _click_a_reference_point(browser)
+            )
             browser.save_screenshot(str(ARTIFACTS / "pareto_selected.png"))
         if path == "model":
             assert "Leave-one-out" in text and "Prior weight" in text
             _click_tab(browser, "Explore")
-            assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .parcoords"), \
+            assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .parcoords"), (
                 "no parallel-coordinates plot"
+            )
             browser.save_screenshot(str(ARTIFACTS / "model_explore.png"))
             timings.mark()
-            timings.add("two runs: model, slices through trial 2", _choose(browser, "Through", "trial 2"))
+            timings.add(
+                "two runs: model, slices through trial 2", _choose(browser, "Through", "trial 2")
+            )
         if path == "scaling-law":
             _click_tab(browser, "Predicted loss")
-            bands = [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-                     if p.is_displayed()]
+            bands = [
+                p
+                for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+                if p.is_displayed()
+            ]
             assert len(bands) >= 5, "the swept-band charts did not render"
             browser.save_screenshot(str(ARTIFACTS / "scaling_law_bands.png"))
             field = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="r"]')

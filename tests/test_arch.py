@@ -6,19 +6,18 @@ import csv
 import json
 
 import pytest
+from conftest import DATA
 
 from models.arch import SHAPE_FIELDS, Arch, ArchError
 from models.errors import ArchoptError
 
-from conftest import DATA
-
 SHAPES = [
-    Arch(256, 2, 4, 4, 64, 688, 1000, False),                # MHA, untied
-    Arch(256, 3, 8, 2, 48, 640, 1000, True),                 # GQA 4, head_dim != d/h, tied
-    Arch(512, 4, 8, 1, 64, 1536, 32000, False),              # MQA
-    Arch(384, 5, 6, 3, 128, 1024, 50304, True),              # attention width 768 > d_model
-    Arch(2048, 16, 32, 8, 64, 8192, 128256, True),           # Llama-3.2-1B
-    Arch(4096, 32, 32, 8, 128, 14336, 128256, False),        # Llama-3.1-8B
+    Arch(256, 2, 4, 4, 64, 688, 1000, False),  # MHA, untied
+    Arch(256, 3, 8, 2, 48, 640, 1000, True),  # GQA 4, head_dim != d/h, tied
+    Arch(512, 4, 8, 1, 64, 1536, 32000, False),  # MQA
+    Arch(384, 5, 6, 3, 128, 1024, 50304, True),  # attention width 768 > d_model
+    Arch(2048, 16, 32, 8, 64, 8192, 128256, True),  # Llama-3.2-1B
+    Arch(4096, 32, 32, 8, 128, 14336, 128256, False),  # Llama-3.1-8B
 ]
 
 
@@ -30,7 +29,9 @@ def _meta_model(arch: Arch):
         return LlamaForCausalLM(LlamaConfig.from_dict(arch.to_hf_config()))
 
 
-@pytest.mark.parametrize("arch", SHAPES, ids=lambda a: a.label() + ("-tied" if a.tie_embeddings else ""))
+@pytest.mark.parametrize(
+    "arch", SHAPES, ids=lambda a: a.label() + ("-tied" if a.tie_embeddings else "")
+)
 def test_params_equal_transformers_numel(arch: Arch) -> None:
     model = _meta_model(arch)
     # parameters() yields a tied weight once, as Arch.params counts it.
@@ -53,10 +54,14 @@ def test_forward_flops_match_torch_flop_counter(arch: Arch, seq_len: int) -> Non
     with FlopCounterMode(display=False) as counter:
         model(input_ids=ids)
     # The counter prices attention as the full T x T product: T tokens each over T keys.
-    assert counter.get_total_flops() == pytest.approx(seq_len * arch.forward_flops_per_token(seq_len))
+    assert counter.get_total_flops() == pytest.approx(
+        seq_len * arch.forward_flops_per_token(seq_len)
+    )
 
 
-TABLES = sorted(p for p in DATA.glob("*.csv") if "params" in p.read_text().splitlines()[0].split(","))
+TABLES = sorted(
+    p for p in DATA.glob("*.csv") if "params" in p.read_text().splitlines()[0].split(",")
+)
 
 
 def test_tables_found() -> None:
@@ -68,8 +73,11 @@ def test_params_column_reproduced_exactly(path) -> None:
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
     assert rows
-    wrong = [(i + 2, row.get("run") or row.get("name"), Arch.from_mapping(row).params, row["params"])
-             for i, row in enumerate(rows) if Arch.from_mapping(row).params != int(row["params"])]
+    wrong = [
+        (i + 2, row.get("run") or row.get("name"), Arch.from_mapping(row).params, row["params"])
+        for i, row in enumerate(rows)
+        if Arch.from_mapping(row).params != int(row["params"])
+    ]
     assert not wrong, f"(line, run, computed, table): {wrong[:5]}"
 
 
@@ -88,14 +96,28 @@ def test_autoconfig_loads_exported_config(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(arch.to_hf_config()))
     config = AutoConfig.from_pretrained(str(tmp_path))
     assert config.model_type == "llama"
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
-            config.num_key_value_heads, config.head_dim, config.intermediate_size,
-            config.vocab_size, config.tie_word_embeddings) == tuple(arch.shape().values())
+    assert (
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.head_dim,
+        config.intermediate_size,
+        config.vocab_size,
+        config.tie_word_embeddings,
+    ) == tuple(arch.shape().values())
 
 
 def test_hf_config_defaults_like_transformers() -> None:
-    arch = Arch.from_hf_config({"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8,
-                                "intermediate_size": 1024, "vocab_size": 100})
+    arch = Arch.from_hf_config(
+        {
+            "hidden_size": 512,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 8,
+            "intermediate_size": 1024,
+            "vocab_size": 100,
+        }
+    )
     assert (arch.n_kv_heads, arch.head_dim, arch.tie_embeddings) == (8, 64, False)
 
 
@@ -116,13 +138,22 @@ def test_hf_config_unreadable_file(tmp_path) -> None:
         Arch.from_hf_config(tmp_path / "missing.json")
 
 
-GOOD = dict(d_model=256, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=64, ffn_dim=512,
-            vocab_size=100, tie_embeddings=False)
+GOOD = dict(
+    d_model=256,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    head_dim=64,
+    ffn_dim=512,
+    vocab_size=100,
+    tie_embeddings=False,
+)
 
 
 @pytest.mark.parametrize("field", [f for f in SHAPE_FIELDS if f != "tie_embeddings"])
-@pytest.mark.parametrize("value", [0, -3, 1.5, "abc", True, float("inf"), float("-inf"),
-                                   float("nan"), "1e400", "inf"])
+@pytest.mark.parametrize(
+    "value", [0, -3, 1.5, "abc", True, float("inf"), float("-inf"), float("nan"), "1e400", "inf"]
+)
 def test_invalid_field_named(field: str, value) -> None:
     with pytest.raises(ArchError, match=field):
         Arch(**{**GOOD, field: value})
@@ -139,15 +170,29 @@ def test_invalid_tie_and_divisibility_named() -> None:
 
 
 def test_table_values_coerced() -> None:
-    arch = Arch.from_mapping({**{k: str(v) for k, v in GOOD.items() if k != "tie_embeddings"},
-                              "d_model": 256.0, "tie_embeddings": "True"})
+    arch = Arch.from_mapping(
+        {
+            **{k: str(v) for k, v in GOOD.items() if k != "tie_embeddings"},
+            "d_model": 256.0,
+            "tie_embeddings": "True",
+        }
+    )
     assert arch == Arch(**{**GOOD, "tie_embeddings": True})
 
 
 def test_features_contract() -> None:
     f = Arch(2048, 16, 32, 8, 64, 8192, 128256, True).features()
-    for key in ("params", "non_embedding_params", "attention_params", "mlp_params", "mlp_attn_ratio",
-                "d_over_sqrt_n", "aspect_ratio", "gqa_group", "kv_bytes_per_token"):
+    for key in (
+        "params",
+        "non_embedding_params",
+        "attention_params",
+        "mlp_params",
+        "mlp_attn_ratio",
+        "d_over_sqrt_n",
+        "aspect_ratio",
+        "gqa_group",
+        "kv_bytes_per_token",
+    ):
         assert key in f
     assert f["params"] == 1235814400
     assert f["gqa_group"] == 4 and f["aspect_ratio"] == 128.0
@@ -166,8 +211,11 @@ def test_kv_cache_bytes_match_transformers_cache() -> None:
     model = LlamaForCausalLM(LlamaConfig.from_dict(arch.to_hf_config())).to(torch.bfloat16)
     out = model(input_ids=torch.zeros(1, 5, dtype=torch.long), use_cache=True)
     cache = out.past_key_values
-    nbytes = sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
-                 for layer in cache.layers)
+    nbytes = sum(
+        layer.keys.numel() * layer.keys.element_size()
+        + layer.values.numel() * layer.values.element_size()
+        for layer in cache.layers
+    )
     assert nbytes == 5 * arch.kv_bytes_per_token("bfloat16")
 
 
@@ -192,29 +240,55 @@ def test_shapes_beyond_2_pow_53_params_get_a_clear_message() -> None:
         Arch(**{**GOOD, "d_model": "9007199254740993"})
 
 
-@pytest.mark.parametrize("content,match", [
-    ('{"hidden_size": Infinity, "num_hidden_layers": 2, "num_attention_heads": 8, '
-     '"intermediate_size": 64, "vocab_size": 100}', "Infinity is not allowed"),
-    ('{"hidden_size": 1e400, "num_hidden_layers": 2, "num_attention_heads": 8, '
-     '"intermediate_size": 64, "vocab_size": 100}', "out of range"),
-    ('{"hidden_size": NaN}', "NaN is not allowed"),
-    (b"\x7fELF\x02\x01\x01\x00\xff\xff", "not UTF-8"),
-    ('{"a": ' * 5000 + "1" + "}" * 5000, "nests deeper than 32"),
-    ('{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, "intermediate_size": '
-     '1024, "vocab_size": 100, "pad": "' + "x" * (1 << 20) + '"}', "larger than 1 MiB"),
-    ('{"hidden_size": "abc", "num_hidden_layers": 2, "num_attention_heads": 8, '
-     '"intermediate_size": 64, "vocab_size": 100}', "not a multiple of num_attention_heads"),
-    ('{"hidden_size": 500, "num_hidden_layers": 2, "num_attention_heads": 8, '
-     '"intermediate_size": 64, "vocab_size": 100}', "give head_dim"),
-    ('{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, "head_dim": 25, '
-     '"intermediate_size": 64, "vocab_size": 100}', "head_dim must be even"),
-    ('{"hidden_size": 512, "num_hidden_layers": 2.5, "num_attention_heads": 8, '
-     '"intermediate_size": 64, "vocab_size": 100}', "n_layers must be an integer"),
-    ('{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, '
-     '"intermediate_size": 64, "vocab_size": 100, "tie_word_embeddings": "perhaps"}',
-     "tie_embeddings must be a boolean"),
-    ("[1, 2]", "expected an object"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (
+            '{"hidden_size": Infinity, "num_hidden_layers": 2, "num_attention_heads": 8, '
+            '"intermediate_size": 64, "vocab_size": 100}',
+            "Infinity is not allowed",
+        ),
+        (
+            '{"hidden_size": 1e400, "num_hidden_layers": 2, "num_attention_heads": 8, '
+            '"intermediate_size": 64, "vocab_size": 100}',
+            "out of range",
+        ),
+        ('{"hidden_size": NaN}', "NaN is not allowed"),
+        (b"\x7fELF\x02\x01\x01\x00\xff\xff", "not UTF-8"),
+        ('{"a": ' * 5000 + "1" + "}" * 5000, "nests deeper than 32"),
+        (
+            '{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, "intermediate_size": '
+            '1024, "vocab_size": 100, "pad": "' + "x" * (1 << 20) + '"}',
+            "larger than 1 MiB",
+        ),
+        (
+            '{"hidden_size": "abc", "num_hidden_layers": 2, "num_attention_heads": 8, '
+            '"intermediate_size": 64, "vocab_size": 100}',
+            "not a multiple of num_attention_heads",
+        ),
+        (
+            '{"hidden_size": 500, "num_hidden_layers": 2, "num_attention_heads": 8, '
+            '"intermediate_size": 64, "vocab_size": 100}',
+            "give head_dim",
+        ),
+        (
+            '{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, "head_dim": 25, '
+            '"intermediate_size": 64, "vocab_size": 100}',
+            "head_dim must be even",
+        ),
+        (
+            '{"hidden_size": 512, "num_hidden_layers": 2.5, "num_attention_heads": 8, '
+            '"intermediate_size": 64, "vocab_size": 100}',
+            "n_layers must be an integer",
+        ),
+        (
+            '{"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8, '
+            '"intermediate_size": 64, "vocab_size": 100, "tie_word_embeddings": "perhaps"}',
+            "tie_embeddings must be a boolean",
+        ),
+        ("[1, 2]", "expected an object"),
+    ],
+)
 def test_hostile_hf_config_is_one_line_error(tmp_path, content, match) -> None:
     path = tmp_path / "config.json"
     path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)

@@ -45,17 +45,24 @@ class GreedyTruthStrategy:
 @pytest.fixture(scope="module")
 def world():
     cands = enumerate_archs(1e8)[:60]
-    tput = np.array([1e6 / a.n_layers / a.d_model ** 0.5 for a in cands])
-    return make_world(cands, 2e9, truth=law_truth(fake_truth(), "s"), reference=REFERENCE,
-                      max_loss=max_loss_of(fake_truth()), throughput_model=tput, seed=0,
-                      noise=NoiseEstimate(0.003, 1, "t"), residual_rel_sigma=0.005)
+    tput = np.array([1e6 / a.n_layers / a.d_model**0.5 for a in cands])
+    return make_world(
+        cands,
+        2e9,
+        truth=law_truth(fake_truth(), "s"),
+        reference=REFERENCE,
+        max_loss=max_loss_of(fake_truth()),
+        throughput_model=tput,
+        seed=0,
+        noise=NoiseEstimate(0.003, 1, "t"),
+        residual_rel_sigma=0.005,
+    )
 
 
 def test_oracle_reaches_full_hypervolume_and_zero_regret(world):
     oracle = GreedyTruthStrategy(world)
     k = max(1, len(world.pareto_indices))
-    trace = run_campaign(world, None, oracle, init_idx=np.array([0, 1]), batch_sizes=[k],
-                         seed=0)
+    trace = run_campaign(world, None, oracle, init_idx=np.array([0, 1]), batch_sizes=[k], seed=0)
     assert trace.trainings == [2, 2 + k]
     assert trace.hv_ratio[-1] == pytest.approx(1.0)
     assert trace.hv_ratio[0] <= trace.hv_ratio[-1]
@@ -75,12 +82,18 @@ def test_short_batches_spend_their_slots(world):
 def test_trainings_to_and_summary():
     assert trainings_to(np.array([4, 8, 12]), np.array([0.5, 0.96, 0.97])) == 8
     assert trainings_to(np.array([4, 8]), np.array([0.5, 0.9])) is None
-    traces = [MethodTrace(trainings=[4, 8, 12], hv_ratio=[0.2, 0.9, 1.0], propose_seconds=[1, 3],
-                          regret=0.1),
-              MethodTrace(trainings=[4, 8], hv_ratio=[0.4, 1.0], propose_seconds=[2],
-                          regret=0.3),
-              MethodTrace(trainings=[4, 8, 12, 16], hv_ratio=[0.1, 0.2, 0.3, 0.4],
-                          propose_seconds=[1, 1, 1], regret=1.0)]
+    traces = [
+        MethodTrace(
+            trainings=[4, 8, 12], hv_ratio=[0.2, 0.9, 1.0], propose_seconds=[1, 3], regret=0.1
+        ),
+        MethodTrace(trainings=[4, 8], hv_ratio=[0.4, 1.0], propose_seconds=[2], regret=0.3),
+        MethodTrace(
+            trainings=[4, 8, 12, 16],
+            hv_ratio=[0.1, 0.2, 0.3, 0.4],
+            propose_seconds=[1, 1, 1],
+            regret=1.0,
+        ),
+    ]
     s = summarize_method(traces, budget=8)
     # Per seed: 12, 8 and censored (at 16): the median is 12, one seed censored.
     assert s["trainings_to_95"] == 12 and s["seeds_reaching_95"] == 2
@@ -95,16 +108,21 @@ def test_trainings_to_and_summary():
 
 def test_paired_differences_and_targets():
     a = [MethodTrace(trainings=[4, 8], hv_ratio=[0.2, 0.96]) for _ in range(4)]
-    b = [MethodTrace(trainings=[4, 8, 12, 16], hv_ratio=[0.2, 0.5 + 0.1 * k, 0.9, 0.97])
-         for k in range(4)]
+    b = [
+        MethodTrace(trainings=[4, 8, 12, 16], hv_ratio=[0.2, 0.5 + 0.1 * k, 0.9, 0.97])
+        for k in range(4)
+    ]
     p = paired_vs(a, b, budget=8)
     assert p["hv_diff_mean"] == pytest.approx(0.96 - 0.65)
     lo, hi = p["hv_diff_ci95"]
     assert lo < p["hv_diff_mean"] < hi and lo > 0
     assert p["trainings_to_95_ratio"] == pytest.approx(8 / 16)
     assert p["trainings_to_95_diff_mean"] == pytest.approx(-8.0) and p["n_both_reached"] == 4
-    methods = {"archopt": {"trainings_to_95": 8}, "plain_qnehvi": {"trainings_to_95": 16},
-               "random": {"trainings_to_95": 20}}
+    methods = {
+        "archopt": {"trainings_to_95": 8},
+        "plain_qnehvi": {"trainings_to_95": 16},
+        "random": {"trainings_to_95": 20},
+    }
     t = evaluate_targets("matched", methods, p)
     assert t["trainings_to_95_vs_plain_qnehvi_x0.5"]["met"] is True
     assert t["trainings_to_95_vs_random_x0.33"]["met"] is False
@@ -129,11 +147,13 @@ def test_config_validation():
 def test_tiny_bench_end_to_end(tmp_path):
     """Real strategies and Problem on 30 candidates, 2 seeds, every world kind; the --json
     contract of issue 13 exactly, and the report."""
-    cfg = BenchConfig(params=1e8, tokens=2e9, max_candidates=30, seeds=2, batches=1,
-                      max_trainings=12)
+    cfg = BenchConfig(
+        params=1e8, tokens=2e9, max_candidates=30, seeds=2, batches=1, max_trainings=12
+    )
     prior = fake_truth("open-lm-morph", 16)
-    result = run_bench(cfg, prior=prior, truths={"prior_without": prior}, progress=False,
-                       real_data=False)
+    result = run_bench(
+        cfg, prior=prior, truths={"prior_without": prior}, progress=False, real_data=False
+    )
     payload = json.loads(json.dumps(bench_json(result)))
     assert {"methods", "seeds", "world", "targets", "worlds"} <= set(payload)
     assert payload["seeds"] == 2 and payload["world"] == "held_out_source"
@@ -173,30 +193,52 @@ def test_archopt_beats_random_search_on_a_small_world():
     from optim.core.strategies import ArchoptStrategy, RandomStrategy
 
     prior = fake_truth("s", 16)
-    spec = CampaignSpec(name="t", params=1e8, tokens=2e9, hardware="a100-40gb", source="s",
-                        vocab_size=32000, workload=Workload(8, 512, 128))
+    spec = CampaignSpec(
+        name="t",
+        params=1e8,
+        tokens=2e9,
+        hardware="a100-40gb",
+        source="s",
+        vocab_size=32000,
+        workload=Workload(8, 512, 128),
+    )
     full = Problem.build(spec, prior, measurement_cache=False)
     pick = np.random.default_rng(0).choice(np.flatnonzero(full.proposable), 80, replace=False)
     cands = [full.candidates[i] for i in np.sort(pick)]
     ref = REFERENCE.replace(vocab_size=32000)
     max_loss = max_loss_of(prior)
-    problem = Problem.build(dataclasses.replace(spec, max_loss=max_loss), prior,
-                            measurement_cache=False, candidates=cands)
+    problem = Problem.build(
+        dataclasses.replace(spec, max_loss=max_loss),
+        prior,
+        measurement_cache=False,
+        candidates=cands,
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         diffs = []
         for seed in range(5):
-            world = make_world(cands, 2e9, truth=law_truth(prior, "s"), reference=ref,
-                               max_loss=max_loss, throughput_model=problem.throughput_mean,
-                               seed=seed, noise=NoiseEstimate(0.003, 1, "t"),
-                               residual_rel_sigma=0.003, throughput_error=ThroughputError())
+            world = make_world(
+                cands,
+                2e9,
+                truth=law_truth(prior, "s"),
+                reference=ref,
+                max_loss=max_loss,
+                throughput_model=problem.throughput_mean,
+                seed=seed,
+                noise=NoiseEstimate(0.003, 1, "t"),
+                residual_rel_sigma=0.003,
+                throughput_error=ThroughputError(),
+            )
             init = np.random.default_rng([seed, 1]).choice(world.n, 4, replace=False)
             hv = {}
-            for name, strategy in (("archopt", ArchoptStrategy(mc_samples=16)),
-                                   ("random", RandomStrategy())):
-                trace = run_campaign(world, problem, strategy, init_idx=init,
-                                     batch_sizes=[4, 4], seed=seed)
+            for name, strategy in (
+                ("archopt", ArchoptStrategy(mc_samples=16)),
+                ("random", RandomStrategy()),
+            ):
+                trace = run_campaign(
+                    world, problem, strategy, init_idx=init, batch_sizes=[4, 4], seed=seed
+                )
                 hv[name] = trace.hv_ratio[-1]
             diffs.append(hv["archopt"] - hv["random"])
     finally:
@@ -209,8 +251,10 @@ def test_cli_rejects_bad_input(capsys):
 
     assert main(["bench", "--seeds", "0", "--json"]) == 2
     assert main(["bench", "--extra-batches", "-1", "--json", "--no-real-data"]) == 2
-    assert main(["bench", "--methods", "nope", "--json", "--no-real-data",
-                 "--max-candidates", "1"]) == 2
+    assert (
+        main(["bench", "--methods", "nope", "--json", "--no-real-data", "--max-candidates", "1"])
+        == 2
+    )
     assert "error" in capsys.readouterr().err
 
 
@@ -231,6 +275,7 @@ def test_real_data_check_on_morph():
 def test_final_choice_uses_only_the_first_trainings(world):
     oracle = GreedyTruthStrategy(world)
     best = world.best_under_target
-    late = run_campaign(world, None, oracle, init_idx=np.array([best]), batch_sizes=[3],
-                        seed=0, choose_at=0)
+    late = run_campaign(
+        world, None, oracle, init_idx=np.array([best]), batch_sizes=[3], seed=0, choose_at=0
+    )
     assert late.chosen is None and late.regret == 1.0 and late.missed

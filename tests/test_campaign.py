@@ -12,12 +12,11 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from test_strategies import small_posterior, small_spec
 
 from models.errors import ArchoptError
 from optim.campaign import PROPOSAL_FIELDS, Campaign, CampaignError, list_campaigns
 from optim.campaign.store import CampaignStore
-
-from test_strategies import small_posterior, small_spec
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +42,20 @@ def store(template, tmp_path) -> CampaignStore:
 
 
 def _run_table(archs, losses, tokens=1e9):
-    return pd.DataFrame([{"source": "mine", "run": f"r{i}", **a.shape(), "params": a.params,
-                          "tokens": tokens, "loss": v, "loss_kind": "val"} for i, (a, v) in enumerate(zip(archs, losses))])
+    return pd.DataFrame(
+        [
+            {
+                "source": "mine",
+                "run": f"r{i}",
+                **a.shape(),
+                "params": a.params,
+                "tokens": tokens,
+                "loss": v,
+                "loss_kind": "val",
+            }
+            for i, (a, v) in enumerate(zip(archs, losses))
+        ]
+    )
 
 
 def test_create_load_and_resume(store):
@@ -91,8 +102,11 @@ def test_observed_runs_complete_pending_trials_or_attach_new_ones(store):
     camp = Campaign.load("small", store)
     pending_arch = camp.trial_records()[1].arch
     problem = camp.problem
-    other = next(a for a in problem.candidates[: problem.n_grid]
-                 if a not in {r.arch for r in camp.trial_records()})
+    other = next(
+        a
+        for a in problem.candidates[: problem.n_grid]
+        if a not in {r.arch for r in camp.trial_records()}
+    )
     out = camp.observe_runs(_run_table([pending_arch, other], [3.2, 3.3]))
     assert sorted(t["trial"] for t in out) == [1, 2]
     trials = Campaign.load("small", store).trials()
@@ -134,7 +148,9 @@ def test_pareto_labels_observed_and_predicted(store):
     tps = [r["pred_tokens_per_s"] for r in front]
     assert tps == sorted(tps, reverse=True)
     # Non-dominated: loss strictly decreases as throughput decreases.
-    loss = [r["observed_loss"] if r["observed_loss"] is not None else r["pred_loss_mean"] for r in front]
+    loss = [
+        r["observed_loss"] if r["observed_loss"] is not None else r["pred_loss_mean"] for r in front
+    ]
     assert all(a >= b for a, b in zip(loss, loss[1:]))
     status = camp.status()
     assert status["n_observed"] == 1 and status["best_observed_trial"] == 0
@@ -173,7 +189,6 @@ def test_killed_process_mid_write_leaves_the_old_store(store):
 def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home):
     """A trial completed with the model's tokens/s gets the measured value once one exists."""
     from models.measure import Measurement, MeasurementCache
-
     from optim.campaign.ax_adapter import THROUGHPUT_METRIC, AxCampaign, ax_session
 
     def stored_tps():
@@ -185,11 +200,21 @@ def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home)
     arch = next(r.arch for r in camp._records if r.trial == 0)
     model_tps = stored_tps()[0]
     wl = camp.spec.workload
-    MeasurementCache().put(Measurement(
-        status="ok", reason="", tokens_per_s=2 * model_tps, tokens_per_s_spread=0.0,
-        arch=arch, hardware_id=camp.spec.hardware, backend=wl.backend,
-        batch_size=wl.batch_size, input_len=wl.input_len, output_len=wl.output_len,
-        dtype=wl.dtype))
+    MeasurementCache().put(
+        Measurement(
+            status="ok",
+            reason="",
+            tokens_per_s=2 * model_tps,
+            tokens_per_s_spread=0.0,
+            arch=arch,
+            hardware_id=camp.spec.hardware,
+            backend=wl.backend,
+            batch_size=wl.batch_size,
+            input_len=wl.input_len,
+            output_len=wl.output_len,
+            dtype=wl.dtype,
+        )
+    )
     Campaign.load("small", store).observe(1, 2.1)
     after = stored_tps()
     assert after[0] == pytest.approx(2 * model_tps)
@@ -225,11 +250,19 @@ def test_a_campaign_keeps_its_hardware_profile_when_hardware_json_loses_it(tmp_p
     from models.hardware import USER_HARDWARE_FILE
 
     archopt_home.mkdir(parents=True, exist_ok=True)
-    profile = {"my-gpu": {"name": "My GPU", "peak_flops": 2e14, "mem_bandwidth": 1.2e12,
-                          "mem_bytes": 4.8e10, "source": "test"}}
+    profile = {
+        "my-gpu": {
+            "name": "My GPU",
+            "peak_flops": 2e14,
+            "mem_bandwidth": 1.2e12,
+            "mem_bytes": 4.8e10,
+            "source": "test",
+        }
+    }
     (archopt_home / USER_HARDWARE_FILE).write_text(json.dumps(profile))
-    spec = small_spec().__class__(**{**small_spec().to_dict(), "hardware": "my-gpu",
-                                     "hardware_profile": None})
+    spec = small_spec().__class__(
+        **{**small_spec().to_dict(), "hardware": "my-gpu", "hardware_profile": None}
+    )
     path = tmp_path / "c.sqlite"
     Campaign.create(spec, store=path, prior=small_posterior()).propose(1, seed=0)
     (archopt_home / USER_HARDWARE_FILE).write_text("{}")

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def campaign(tmp_path) -> Campaign:
-    return Campaign.create(small_spec(), store=tmp_path / "campaigns.sqlite",
-                           prior=small_posterior())
+    return Campaign.create(
+        small_spec(), store=tmp_path / "campaigns.sqlite", prior=small_posterior()
+    )
 
 
 def _observe_as_predicted(camp: Campaign, rows, shift: float = 0.02) -> None:
@@ -52,8 +53,11 @@ def test_a_run_outside_its_band_warns_at_observe_and_in_status(campaign):
     _observe_as_predicted(campaign, rows[:3])
     camp = Campaign.load(campaign.name, campaign.store)
     bad = rows[3]
-    with pytest.warns(PriorBandWarning, match=rf"trial {bad['trial']}: observed loss .* above "
-                                              r"the prior's 90% band"):
+    with pytest.warns(
+        PriorBandWarning,
+        match=rf"trial {bad['trial']}: observed loss .* above "
+        r"the prior's 90% band",
+    ):
         camp.observe(bad["trial"], bad["pred_loss_mean"] + 0.5)
     status = Campaign.load(campaign.name, campaign.store).status()
     assert any(w.startswith(f"trial {bad['trial']}:") for w in status["warnings"])
@@ -66,14 +70,38 @@ def test_cli_prints_the_band_warning_and_json_fields(campaign, capsys):
     assert main(["propose", "small", "-k", "2", "--json", "--store", store]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert all(set(PRIOR_FIELDS) <= set(r) for r in rows)
-    assert main(["observe", "small", str(rows[0]["trial"]), "--loss",
-                 str(rows[0]["pred_loss_mean"]), "--store", store]) == 0
+    assert (
+        main(
+            [
+                "observe",
+                "small",
+                str(rows[0]["trial"]),
+                "--loss",
+                str(rows[0]["pred_loss_mean"]),
+                "--store",
+                store,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     # The CLI prints every warning as one 'warning: ...' line on stderr (optim/cli); under
     # pytest the warning is captured instead, so it is checked as a warning here.
     with pytest.warns(PriorBandWarning, match=rf"trial {rows[1]['trial']}: .*90% band"):
-        assert main(["observe", "small", str(rows[1]["trial"]), "--loss",
-                     str(rows[1]["pred_loss_mean"] + 0.6), "--store", store]) == 0
+        assert (
+            main(
+                [
+                    "observe",
+                    "small",
+                    str(rows[1]["trial"]),
+                    "--loss",
+                    str(rows[1]["pred_loss_mean"] + 0.6),
+                    "--store",
+                    store,
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert main(["status", "small", "--json", "--store", store]) == 0
     status = json.loads(capsys.readouterr().out)

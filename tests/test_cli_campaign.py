@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_strategies import small_posterior, small_spec
 
 from optim.campaign import PROPOSAL_FIELDS, Campaign
 from optim.cli import main
-
-from test_strategies import small_posterior, small_spec
 
 pytestmark = pytest.mark.slow
 
@@ -74,17 +73,31 @@ def test_tables_without_json(store, capsys):
     assert "predicted" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [
-    ["observe", "nope", "0", "--loss", "3.0"],           # unknown campaign
-    ["observe", "small", "9", "--loss", "3.0"],          # unknown trial
-    ["observe", "small", "0", "--loss", "nan"],          # NaN loss
-    ["observe", "small", "0"],                           # no loss
-    ["propose", "small", "-k", "0"],
-    ["status", "nope"],
-    ["campaign", "create", "small", "--params", "5e7", "--tokens", "1e9", "--hardware", "a100-40gb",
-     "--vocab-size", "32000"],                           # exists
-    ["campaign", "create", "x", "--params", "5e7", "--tokens", "1e9", "--hardware", "tpu-v99"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["observe", "nope", "0", "--loss", "3.0"],  # unknown campaign
+        ["observe", "small", "9", "--loss", "3.0"],  # unknown trial
+        ["observe", "small", "0", "--loss", "nan"],  # NaN loss
+        ["observe", "small", "0"],  # no loss
+        ["propose", "small", "-k", "0"],
+        ["status", "nope"],
+        [
+            "campaign",
+            "create",
+            "small",
+            "--params",
+            "5e7",
+            "--tokens",
+            "1e9",
+            "--hardware",
+            "a100-40gb",
+            "--vocab-size",
+            "32000",
+        ],  # exists
+        ["campaign", "create", "x", "--params", "5e7", "--tokens", "1e9", "--hardware", "tpu-v99"],
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_leaves_the_store(store, capsys, argv):
     before = _sha(store)
     assert main(argv + ["--store", str(store)]) == 2
@@ -113,15 +126,23 @@ def test_corrupt_store_exits_2(tmp_path, capsys):
 
 
 def test_two_concurrent_observe_processes_lose_nothing(store):
-    procs = [subprocess.Popen([ARCHOPT, "observe", "small", str(t), "--loss", str(3.0 + t),
-                               "--store", str(store)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for t in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [ARCHOPT, "observe", "small", str(t), "--loss", str(3.0 + t), "--store", str(store)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for t in (0, 1)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     trials = Campaign.load("small", store).trials()
-    assert [(t["status"], t["observed_loss"]) for t in trials] == [("observed", 3.0),
-                                                                  ("observed", 4.0)]
+    assert [(t["status"], t["observed_loss"]) for t in trials] == [
+        ("observed", 3.0),
+        ("observed", 4.0),
+    ]
 
 
 def test_observe_runs_from_csv(store, tmp_path, capsys):
@@ -130,8 +151,19 @@ def test_observe_runs_from_csv(store, tmp_path, capsys):
     camp = Campaign.load("small", store)
     arch = camp.trial_records()[1].arch
     csv = tmp_path / "runs.csv"
-    pd.DataFrame([{"source": "mine", "run": "r1", **arch.shape(), "params": arch.params,
-                   "tokens": 1e9, "loss": 3.3, "loss_kind": "val"}]).to_csv(csv, index=False)
+    pd.DataFrame(
+        [
+            {
+                "source": "mine",
+                "run": "r1",
+                **arch.shape(),
+                "params": arch.params,
+                "tokens": 1e9,
+                "loss": 3.3,
+                "loss_kind": "val",
+            }
+        ]
+    ).to_csv(csv, index=False)
     assert main(["observe", "small", "--runs", str(csv), "--json", "--store", str(store)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [(t["trial"], t["observed_loss"], t["run"]) for t in out] == [(1, 3.3, "r1")]

@@ -21,11 +21,38 @@ from optim.cli import main
 
 DATA = Path(__file__).resolve().parent / "data"
 
-LLAMA_FLAGS = ["--d-model", "2048", "--n-layers", "16", "--n-heads", "32", "--n-kv-heads", "8",
-               "--head-dim", "64", "--ffn-dim", "8192", "--vocab-size", "128256", "--tie-embeddings"]
+LLAMA_FLAGS = [
+    "--d-model",
+    "2048",
+    "--n-layers",
+    "16",
+    "--n-heads",
+    "32",
+    "--n-kv-heads",
+    "8",
+    "--head-dim",
+    "64",
+    "--ffn-dim",
+    "8192",
+    "--vocab-size",
+    "128256",
+    "--tie-embeddings",
+]
 LLAMA = Arch(2048, 16, 32, 8, 64, 8192, 128256, True)
-TINY_FLAGS = ["--d-model", "128", "--n-layers", "2", "--n-heads", "4", "--n-kv-heads", "2",
-              "--ffn-dim", "256", "--vocab-size", "512"]
+TINY_FLAGS = [
+    "--d-model",
+    "128",
+    "--n-layers",
+    "2",
+    "--n-heads",
+    "4",
+    "--n-kv-heads",
+    "2",
+    "--ffn-dim",
+    "256",
+    "--vocab-size",
+    "512",
+]
 
 
 def _run_json(capsys, argv: list[str]) -> dict:
@@ -41,15 +68,39 @@ def _files(root: Path) -> list[Path]:
 
 def test_arch_json_fields(capsys, archopt_home) -> None:
     out = _run_json(capsys, ["arch", *LLAMA_FLAGS, "--json"])
-    for key in ("params", "non_embedding_params", "attention_params", "mlp_params", "mlp_attn_ratio",
-                "d_over_sqrt_n", "aspect_ratio", "gqa_group", "kv_bytes_per_token"):
+    for key in (
+        "params",
+        "non_embedding_params",
+        "attention_params",
+        "mlp_params",
+        "mlp_attn_ratio",
+        "d_over_sqrt_n",
+        "aspect_ratio",
+        "gqa_group",
+        "kv_bytes_per_token",
+    ):
         assert out[key] == LLAMA.features()[key], key
     assert out["params"] == 1235814400 and out["label"] == LLAMA.label()
 
 
 def test_arch_defaults_and_table(capsys) -> None:
-    out = _run_json(capsys, ["arch", "--d-model", "512", "--n-layers", "4", "--n-heads", "8",
-                             "--ffn-dim", "1024", "--vocab-size", "100", "--json"])
+    out = _run_json(
+        capsys,
+        [
+            "arch",
+            "--d-model",
+            "512",
+            "--n-layers",
+            "4",
+            "--n-heads",
+            "8",
+            "--ffn-dim",
+            "1024",
+            "--vocab-size",
+            "100",
+            "--json",
+        ],
+    )
     assert (out["n_kv_heads"], out["head_dim"], out["tie_embeddings"]) == (8, 64, False)
     assert main(["arch", *LLAMA_FLAGS]) == 0
     assert "1,235,814,400" in capsys.readouterr().out
@@ -63,13 +114,40 @@ def test_arch_from_hf_config(capsys, tmp_path) -> None:
 
 
 def test_throughput_json_fields(capsys, archopt_home) -> None:
-    out = _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--hardware", "a100-40gb", "--batch-size", "64",
-                             "--input-len", "4096", "--output-len", "1024", "--json"])
-    for key in ("tokens_per_s", "ttft_s", "decode_s_per_token", "total_s", "memory_bytes",
-                "fits_in_memory", "source", "rel_sigma"):
+    out = _run_json(
+        capsys,
+        [
+            "throughput",
+            *LLAMA_FLAGS,
+            "--hardware",
+            "a100-40gb",
+            "--batch-size",
+            "64",
+            "--input-len",
+            "4096",
+            "--output-len",
+            "1024",
+            "--json",
+        ],
+    )
+    for key in (
+        "tokens_per_s",
+        "ttft_s",
+        "decode_s_per_token",
+        "total_s",
+        "memory_bytes",
+        "fits_in_memory",
+        "source",
+        "rel_sigma",
+    ):
         assert key in out, key
     assert out["source"] == "model" and out["fits_in_memory"] is True
-    assert (out["batch_size"], out["input_len"], out["output_len"], out["hardware"]) == (64, 4096, 1024, "a100-40gb")
+    assert (out["batch_size"], out["input_len"], out["output_len"], out["hardware"]) == (
+        64,
+        4096,
+        1024,
+        "a100-40gb",
+    )
     assert out["tokens_per_s"] == pytest.approx(64 * 1024 / out["total_s"])
     assert out["calibration"]["hardware_id"] == "a100-40gb"
     assert out["backend"] == "vllm" and out["calibration"]["backend"] == "vllm"  # the default
@@ -79,33 +157,111 @@ def test_throughput_json_fields(capsys, archopt_home) -> None:
 
 
 def test_throughput_workload_string_and_memory(capsys) -> None:
-    out = _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--hardware", "L4", "--workload",
-                             "batch=256,input=32768,output=1024", "--json"])
+    out = _run_json(
+        capsys,
+        [
+            "throughput",
+            *LLAMA_FLAGS,
+            "--hardware",
+            "L4",
+            "--workload",
+            "batch=256,input=32768,output=1024",
+            "--json",
+        ],
+    )
     # vLLM serves it with as many sequences as the KV cache holds; HF generate cannot.
     assert out["backend"] == "vllm" and out["servable"] is True and 1 < out["concurrency"] < 256
-    out = _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--hardware", "L4", "--workload",
-                             "batch=256,input=32768,output=1024", "--backend", "hf", "--json"])
+    out = _run_json(
+        capsys,
+        [
+            "throughput",
+            *LLAMA_FLAGS,
+            "--hardware",
+            "L4",
+            "--workload",
+            "batch=256,input=32768,output=1024",
+            "--backend",
+            "hf",
+            "--json",
+        ],
+    )
     assert out["fits_in_memory"] is False and out["backend"] == "hf" and out["unservable_reason"]
 
 
 def test_throughput_tensor_parallel(capsys) -> None:
-    out = _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=4096,output=1024,tp=2",
-                             "--json"])
+    out = _run_json(
+        capsys,
+        [
+            "throughput",
+            *LLAMA_FLAGS,
+            "--workload",
+            "batch=64,input=4096,output=1024,tp=2",
+            "--json",
+        ],
+    )
     assert out["tp"] == 2 and out["servable"] is True
-    bad = ["throughput", "--d-model", "2304", "--n-layers", "16", "--n-heads", "36", "--n-kv-heads", "4",
-           "--head-dim", "64", "--ffn-dim", "6144", "--vocab-size", "128256", "--tp", "8", "--json"]
+    bad = [
+        "throughput",
+        "--d-model",
+        "2304",
+        "--n-layers",
+        "16",
+        "--n-heads",
+        "36",
+        "--n-kv-heads",
+        "4",
+        "--head-dim",
+        "64",
+        "--ffn-dim",
+        "6144",
+        "--vocab-size",
+        "128256",
+        "--tp",
+        "8",
+        "--json",
+    ]
     out = _run_json(capsys, bad)
     assert out["servable"] is False and "n_heads=36" in out["unservable_reason"]
 
 
 def test_throughput_uses_cached_measurement(capsys, archopt_home) -> None:
-    m = Measurement("ok", "", LLAMA, "a100-40gb", "hf", 64, 4096, 1024, "bfloat16", tokens_per_s=1234.0,
-                    tokens_per_s_spread=5.0, ttft_s=2.0, decode_s_per_token=0.05, total_s=53.1,
-                    peak_mem_bytes=2e10, repeats=3, device="NVIDIA A100-SXM4-40GB",
-                    versions=library_versions("hf"), created_at=1.0)
+    m = Measurement(
+        "ok",
+        "",
+        LLAMA,
+        "a100-40gb",
+        "hf",
+        64,
+        4096,
+        1024,
+        "bfloat16",
+        tokens_per_s=1234.0,
+        tokens_per_s_spread=5.0,
+        ttft_s=2.0,
+        decode_s_per_token=0.05,
+        total_s=53.1,
+        peak_mem_bytes=2e10,
+        repeats=3,
+        device="NVIDIA A100-SXM4-40GB",
+        versions=library_versions("hf"),
+        created_at=1.0,
+    )
     MeasurementCache().put(m)
-    argv = ["throughput", *LLAMA_FLAGS, "--hardware", "a100-40gb", "--batch-size", "64",
-            "--input-len", "4096", "--output-len", "1024", "--backend", "hf", "--json"]
+    argv = [
+        "throughput",
+        *LLAMA_FLAGS,
+        "--hardware",
+        "a100-40gb",
+        "--batch-size",
+        "64",
+        "--input-len",
+        "4096",
+        "--output-len",
+        "1024",
+        "--backend",
+        "hf",
+        "--json",
+    ]
     out = _run_json(capsys, argv)
     assert out["source"] == "measured" and out["tokens_per_s"] == 1234.0
     # another workload or hardware is still modelled
@@ -114,13 +270,32 @@ def test_throughput_uses_cached_measurement(capsys, archopt_home) -> None:
 
 def test_hardware_list_json(capsys) -> None:
     out = _run_json(capsys, ["hardware", "--json"])
-    assert {"a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l4", "cpu"} <= {h["id"] for h in out}
+    assert {"a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l4", "cpu"} <= {
+        h["id"] for h in out
+    }
 
 
 @pytest.mark.slow
 def test_measure_and_calibrate_cli(capsys, archopt_home) -> None:
-    argv = ["measure", *TINY_FLAGS, "--batch-size", "1", "--input-len", "8", "--output-len", "4",
-            "--dtype", "float32", "--repeats", "1", "--device", "cpu", "--threads", "1", "--json"]
+    argv = [
+        "measure",
+        *TINY_FLAGS,
+        "--batch-size",
+        "1",
+        "--input-len",
+        "8",
+        "--output-len",
+        "4",
+        "--dtype",
+        "float32",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+    ]
     out = _run_json(capsys, argv)
     assert out["status"] == "ok" and out["hardware_id"] == "cpu" and out["tokens_per_s"] > 0
     assert (archopt_home / "measurements.sqlite").exists()
@@ -145,10 +320,47 @@ def test_non_integer_flag_exit_2(capsys) -> None:
 
 
 BAD = [
-    ["arch", "--d-model", "-5", "--n-layers", "2", "--n-heads", "4", "--ffn-dim", "8", "--vocab-size", "8"],
-    ["arch", "--d-model", "64", "--n-layers", "2", "--n-heads", "4", "--n-kv-heads", "3",
-     "--ffn-dim", "8", "--vocab-size", "8"],
-    ["arch", "--d-model", "100", "--n-layers", "2", "--n-heads", "3", "--ffn-dim", "8", "--vocab-size", "8"],
+    [
+        "arch",
+        "--d-model",
+        "-5",
+        "--n-layers",
+        "2",
+        "--n-heads",
+        "4",
+        "--ffn-dim",
+        "8",
+        "--vocab-size",
+        "8",
+    ],
+    [
+        "arch",
+        "--d-model",
+        "64",
+        "--n-layers",
+        "2",
+        "--n-heads",
+        "4",
+        "--n-kv-heads",
+        "3",
+        "--ffn-dim",
+        "8",
+        "--vocab-size",
+        "8",
+    ],
+    [
+        "arch",
+        "--d-model",
+        "100",
+        "--n-layers",
+        "2",
+        "--n-heads",
+        "3",
+        "--ffn-dim",
+        "8",
+        "--vocab-size",
+        "8",
+    ],
     ["arch", "--d-model", "64", "--n-layers", "2"],
     ["arch", "--hf-config", "/no/such/config.json"],
     ["arch", "--hf-config", "cfg.json", "--d-model", "64"],
@@ -161,7 +373,19 @@ BAD = [
     ["measure", *TINY_FLAGS, "--input-len", "-1"],
     ["measure", *TINY_FLAGS, "--device", "tpu"],
     ["measure", *TINY_FLAGS, "--threads", "0"],
-    ["measure", "--d-model", "128", "--n-layers", "0", "--n-heads", "4", "--ffn-dim", "8", "--vocab-size", "8"],
+    [
+        "measure",
+        "--d-model",
+        "128",
+        "--n-layers",
+        "0",
+        "--n-heads",
+        "4",
+        "--ffn-dim",
+        "8",
+        "--vocab-size",
+        "8",
+    ],
     ["calibrate", "--hardware", "cpu"],
     ["calibrate", "--hardware", "nope"],
     ["calibrate", "--hardware", "cpu", "--backend", "trt"],
@@ -174,7 +398,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("argv", BAD, ids=lambda a: " ".join(a[:1] + a[-2:]))
-def test_bad_input_exit_2_one_line_nothing_written(argv, capsys, archopt_home, tmp_path, monkeypatch) -> None:
+def test_bad_input_exit_2_one_line_nothing_written(
+    argv, capsys, archopt_home, tmp_path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cfg.json").write_text(json.dumps(LLAMA.to_hf_config()))
     assert main(argv) == 2
@@ -192,22 +418,43 @@ def test_unreadable_config_exit_2(capsys, tmp_path) -> None:
 
 def test_console_script_arch_json_without_torch(tmp_path) -> None:
     env = {**os.environ, "ARCHOPT_HOME": str(tmp_path / "home")}
-    code = ("import sys, optim.cli; rc = optim.cli.main(sys.argv[1:]); "
-            "assert 'torch' not in sys.modules and 'jax' not in sys.modules, 'heavy import'; sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, "arch", *LLAMA_FLAGS, "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    code = (
+        "import sys, optim.cli; rc = optim.cli.main(sys.argv[1:]); "
+        "assert 'torch' not in sys.modules and 'jax' not in sys.modules, 'heavy import'; sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "arch", *LLAMA_FLAGS, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params"] == LLAMA.params
     exe = Path(sys.executable).with_name("archopt")
     if exe.exists():
-        proc = subprocess.run([str(exe), "arch", "--d-model", "-1"], capture_output=True, text=True,
-                              env=env, timeout=120)
+        proc = subprocess.run(
+            [str(exe), "arch", "--d-model", "-1"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert proc.returncode == 2 and proc.stderr.startswith("error:")
 
 
 # ---- measure --import ---------------------------------------------------------------------------
-IMPORT = ["measure", *LLAMA_FLAGS, "--hardware", "a100-40gb", "--backend", "vllm",
-          "--workload", "batch=64,input=4096,output=1024", "--json"]
+IMPORT = [
+    "measure",
+    *LLAMA_FLAGS,
+    "--hardware",
+    "a100-40gb",
+    "--backend",
+    "vllm",
+    "--workload",
+    "batch=64,input=4096,output=1024",
+    "--json",
+]
 
 
 def test_import_throughput_schema_converts_to_output_tokens(capsys, archopt_home) -> None:
@@ -218,12 +465,28 @@ def test_import_throughput_schema_converts_to_output_tokens(capsys, archopt_home
     # tokens_per_second counts prompt + output tokens; archopt keeps output tokens/s.
     assert out["tokens_per_s"] == pytest.approx(raw["tokens_per_second"] * 1024 / 5120)
     assert out["total_s"] == raw["elapsed_time"] and out["num_requests"] == 64
-    got = _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=4096,output=1024", "--json"])
+    got = _run_json(
+        capsys,
+        ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=4096,output=1024", "--json"],
+    )
     assert got["source"] == "measured" and got["origin"] == "vllm bench throughput"
     assert got["tokens_per_s"] == pytest.approx(out["tokens_per_s"]) and got["backend"] == "vllm"
     # the hf backend and another workload are still modelled
-    assert _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=4096,output=1024",
-                              "--backend", "hf", "--json"])["source"] == "model"
+    assert (
+        _run_json(
+            capsys,
+            [
+                "throughput",
+                *LLAMA_FLAGS,
+                "--workload",
+                "batch=64,input=4096,output=1024",
+                "--backend",
+                "hf",
+                "--json",
+            ],
+        )["source"]
+        == "model"
+    )
 
 
 def test_import_serve_schema_keeps_ttft_and_tpot(capsys, archopt_home) -> None:
@@ -234,7 +497,10 @@ def test_import_serve_schema_keeps_ttft_and_tpot(capsys, archopt_home) -> None:
     assert out["tokens_per_s"] == raw["output_throughput"]
     assert out["ttft_s"] == pytest.approx(raw["mean_ttft_ms"] / 1e3)
     assert out["decode_s_per_token"] == pytest.approx(raw["mean_tpot_ms"] / 1e3)
-    got = _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=4096,output=1024", "--json"])
+    got = _run_json(
+        capsys,
+        ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=4096,output=1024", "--json"],
+    )
     assert got["source"] == "measured" and got["tpot_s"] == pytest.approx(raw["mean_tpot_ms"] / 1e3)
 
 
@@ -242,8 +508,23 @@ def test_calibrate_from_imported_results(capsys, archopt_home, tmp_path) -> None
     # Imported runs of two shapes and a second workload: `archopt calibrate` picks the vllm
     # backend (the only one with measurements on a100-40gb) and fits its constants.
     _run_json(capsys, [*IMPORT, "--import", str(DATA / "vllm_bench_serve.json")])
-    surefire = ["--d-model", "2560", "--n-layers", "16", "--n-heads", "36", "--n-kv-heads", "4",
-                "--head-dim", "64", "--ffn-dim", "6144", "--vocab-size", "128256", "--tie-embeddings"]
+    surefire = [
+        "--d-model",
+        "2560",
+        "--n-layers",
+        "16",
+        "--n-heads",
+        "36",
+        "--n-kv-heads",
+        "4",
+        "--head-dim",
+        "64",
+        "--ffn-dim",
+        "6144",
+        "--vocab-size",
+        "128256",
+        "--tie-embeddings",
+    ]
     raw = json.loads((DATA / "vllm_bench_throughput.json").read_text())
     for scale, flags in ((1.0, LLAMA_FLAGS), (0.72, surefire)):
         data = dict(raw, elapsed_time=raw["elapsed_time"] * scale)
@@ -251,21 +532,44 @@ def test_calibrate_from_imported_results(capsys, archopt_home, tmp_path) -> None
         data["tokens_per_second"] = 64 * 5120 / data["elapsed_time"]
         path = tmp_path / f"run{scale}.json"
         path.write_text(json.dumps(data))
-        _run_json(capsys, ["measure", *flags, "--hardware", "a100-40gb", "--backend", "vllm",
-                           "--workload", "batch=64,input=4096,output=1024,requests=64", "--import",
-                           str(path), "--json"])
+        _run_json(
+            capsys,
+            [
+                "measure",
+                *flags,
+                "--hardware",
+                "a100-40gb",
+                "--backend",
+                "vllm",
+                "--workload",
+                "batch=64,input=4096,output=1024,requests=64",
+                "--import",
+                str(path),
+                "--json",
+            ],
+        )
     cal = _run_json(capsys, ["calibrate", "--hardware", "a100-40gb", "--json"])
     assert cal["backend"] == "vllm" and cal["n_points"] == 3 and Path(cal["saved_to"]).exists()
     assert "vllm bench serve" in cal["source"] and "vllm bench throughput" in cal["source"]
-    assert len(cal["posterior_cov"]) == 9 and cal["workloads"] == ["batch=64,input=4096,output=1024,dtype=bfloat16,backend=vllm"]
+    assert len(cal["posterior_cov"]) == 9 and cal["workloads"] == [
+        "batch=64,input=4096,output=1024,dtype=bfloat16,backend=vllm"
+    ]
     # Predictions now use it, and no longer warn about an uncalibrated pair.
-    got = _run_json(capsys, ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=2048,output=1024", "--json"])
+    got = _run_json(
+        capsys,
+        ["throughput", *LLAMA_FLAGS, "--workload", "batch=64,input=2048,output=1024", "--json"],
+    )
     assert got["calibration"]["n_points"] == 3 and got["source"] == "model"
     assert "uncalibrated" not in " ".join(got["warnings"]) and got["warnings"]  # another workload
 
 
-def _bad_file(tmp_path: Path, name: str, change: dict | None = None, drop: str | None = None,
-              text: str | None = None) -> Path:
+def _bad_file(
+    tmp_path: Path,
+    name: str,
+    change: dict | None = None,
+    drop: str | None = None,
+    text: str | None = None,
+) -> Path:
     path = tmp_path / f"{name}.json"
     if text is not None:
         path.write_text(text)
@@ -286,9 +590,24 @@ BAD_IMPORTS = [
     ("zero time", dict(change={"elapsed_time": 0}), [], "elapsed_time must be positive"),
     ("negative time", dict(change={"elapsed_time": -14.9}), [], "elapsed_time must be positive"),
     ("string time", dict(change={"elapsed_time": "14.9"}), [], "must be a number"),
-    ("other lengths", dict(), ["--workload", "batch=64,input=2048,output=1024"], "not a run of this workload"),
-    ("other request count", dict(), ["--workload", "batch=64,input=4096,output=1024,requests=100"], "requests"),
-    ("batch above requests", dict(), ["--workload", "batch=128,input=4096,output=1024"], "fewer than"),
+    (
+        "other lengths",
+        dict(),
+        ["--workload", "batch=64,input=2048,output=1024"],
+        "not a run of this workload",
+    ),
+    (
+        "other request count",
+        dict(),
+        ["--workload", "batch=64,input=4096,output=1024,requests=100"],
+        "requests",
+    ),
+    (
+        "batch above requests",
+        dict(),
+        ["--workload", "batch=128,input=4096,output=1024"],
+        "fewer than",
+    ),
     ("inconsistent rates", dict(change={"tokens_per_second": 5000.0}), [], "disagree"),
     ("no hardware", dict(), ["--hardware", None], "needs --hardware"),
 ]
@@ -297,13 +616,22 @@ BAD_SERVE = [
     ("serve failed requests", dict(change={"failed": 3}), [], "failed"),
     ("serve other concurrency", dict(change={"max_concurrency": 32}), [], "max_concurrency"),
     ("serve missing tpot", dict(drop="mean_tpot_ms"), [], "missing field"),
-    ("serve short outputs", dict(change={"total_output_tokens": 40000}), [], "not a run of this workload"),
+    (
+        "serve short outputs",
+        dict(change={"total_output_tokens": 40000}),
+        [],
+        "not a run of this workload",
+    ),
     ("serve with hf", dict(), ["--backend", "hf"], "--backend vllm"),
 ]
 
 
-@pytest.mark.parametrize("case,edit,extra,match", BAD_IMPORTS + BAD_SERVE, ids=[c[0] for c in BAD_IMPORTS + BAD_SERVE])
-def test_bad_import_exit_2_one_line_cache_unchanged(case, edit, extra, match, capsys, archopt_home, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "case,edit,extra,match", BAD_IMPORTS + BAD_SERVE, ids=[c[0] for c in BAD_IMPORTS + BAD_SERVE]
+)
+def test_bad_import_exit_2_one_line_cache_unchanged(
+    case, edit, extra, match, capsys, archopt_home, tmp_path
+) -> None:
     # A cache with one good import first: a bad file must leave it byte-identical.
     _run_json(capsys, [*IMPORT, "--import", str(DATA / "vllm_bench_throughput.json")])
     cache = archopt_home / "measurements.sqlite"
@@ -312,7 +640,7 @@ def test_bad_import_exit_2_one_line_cache_unchanged(case, edit, extra, match, ca
     argv = [*IMPORT, "--import", str(path)]
     for flag, value in zip(extra[::2], extra[1::2]):
         i = argv.index(flag)
-        argv[i:i + 2] = [] if value is None else [flag, value]
+        argv[i : i + 2] = [] if value is None else [flag, value]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, err
@@ -329,9 +657,26 @@ def test_import_without_max_concurrency_warns(capsys, archopt_home, tmp_path) ->
 
 def test_calibrate_needs_a_backend_when_both_are_cached(capsys, archopt_home) -> None:
     for backend in ("hf", "vllm"):
-        MeasurementCache().put(Measurement("ok", "", LLAMA, "a100-40gb", backend, 64, 4096, 1024, "bfloat16",
-                                           tokens_per_s=1234.0, tokens_per_s_spread=0.0, ttft_s=2.0,
-                                           decode_s_per_token=0.05, total_s=53.1, repeats=1,
-                                           versions=library_versions(backend), created_at=1.0))
+        MeasurementCache().put(
+            Measurement(
+                "ok",
+                "",
+                LLAMA,
+                "a100-40gb",
+                backend,
+                64,
+                4096,
+                1024,
+                "bfloat16",
+                tokens_per_s=1234.0,
+                tokens_per_s_spread=0.0,
+                ttft_s=2.0,
+                decode_s_per_token=0.05,
+                total_s=53.1,
+                repeats=1,
+                versions=library_versions(backend),
+                created_at=1.0,
+            )
+        )
     assert main(["calibrate", "--hardware", "a100-40gb"]) == 2
     assert "pass --backend" in capsys.readouterr().err

@@ -16,8 +16,21 @@ MORPH = str(bundled_path("morph_runs.csv"))
 
 def _fit(tmp_path, capsys, *extra):
     out = tmp_path / "post.nc"
-    rc = main(["fit", "--runs", MORPH, "--law", "aspect", "--method", "lsq", "--out", str(out),
-               "--json", *extra])
+    rc = main(
+        [
+            "fit",
+            "--runs",
+            MORPH,
+            "--law",
+            "aspect",
+            "--method",
+            "lsq",
+            "--out",
+            str(out),
+            "--json",
+            *extra,
+        ]
+    )
     return rc, out, capsys.readouterr()
 
 
@@ -39,8 +52,10 @@ def test_fit_and_predict_json(tmp_path, capsys):
     for r in rows:
         assert {"run", "pred_mean", "pred_q05", "pred_q50", "pred_q95"} <= set(r)
         assert "loss" not in r and r["pred_q05"] <= r["pred_q50"] <= r["pred_q95"]
-    assert main(["predict", "--posterior", str(out), "--runs", MORPH, "--json",
-                 "--tokens", "1e11"]) == 0
+    assert (
+        main(["predict", "--posterior", str(out), "--runs", MORPH, "--json", "--tokens", "1e11"])
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 76 and all(r["tokens"] == 1e11 and "loss" in r for r in rows)
 
@@ -67,7 +82,9 @@ def test_fit_bad_input_exit_2_nothing_written(tmp_path, capsys, problem):
 def test_fit_error_leaves_existing_out_unchanged(tmp_path, capsys):
     out = tmp_path / "post.nc"
     out.write_bytes(b"previous")
-    rc = main(["fit", "--runs", str(tmp_path / "missing.csv"), "--method", "lsq", "--out", str(out)])
+    rc = main(
+        ["fit", "--runs", str(tmp_path / "missing.csv"), "--method", "lsq", "--out", str(out)]
+    )
     assert rc == 2 and out.read_bytes() == b"previous"
     assert main(["fit", "--runs", MORPH, "--method", "sgd", "--out", str(out)]) == 2
     assert main(["fit", "--runs", MORPH, "--discrepancy", "iid", "--out", str(out)]) == 2
@@ -91,8 +108,21 @@ def test_predict_relative_to_a_run(tmp_path, capsys):
     path = tmp_path / "rows.csv"
     rows.to_csv(path, index=False)
     ref = rows["run"].iloc[1]
-    assert main(["predict", "--posterior", str(out), "--runs", str(path), "--json",
-                 "--relative-to", ref]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--posterior",
+                str(out),
+                "--runs",
+                str(path),
+                "--json",
+                "--relative-to",
+                ref,
+            ]
+        )
+        == 0
+    )
     got = json.loads(capsys.readouterr().out)
     assert len(got) == len(rows)
     for r in got:
@@ -100,10 +130,23 @@ def test_predict_relative_to_a_run(tmp_path, capsys):
         assert 0.0 <= r["p_better"] <= 1.0
         assert r["rel_mean"] == pytest.approx(r["pred_mean"] - got[1]["pred_mean"], abs=0.01)
     assert got[1]["rel_mean"] == 0.0 and got[1]["p_better"] == 0.0
-    assert main(["predict", "--posterior", str(out), "--runs", str(path),
-                 "--relative-to", ref]) == 0
+    assert (
+        main(["predict", "--posterior", str(out), "--runs", str(path), "--relative-to", ref]) == 0
+    )
     assert "loss of " + ref in capsys.readouterr().out
-    assert main(["predict", "--posterior", str(out), "--runs", str(path), "--relative-to",
-                 "no-such-run"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--posterior",
+                str(out),
+                "--runs",
+                str(path),
+                "--relative-to",
+                "no-such-run",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no such run" in err and len(err.strip().splitlines()) == 1

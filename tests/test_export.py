@@ -10,17 +10,27 @@ import pytest
 
 from models.parametrize import enumerate_archs
 from optim.campaign.export import ExportError, export_pareto
-from test_inputs import readonly_dir  # noqa: F401  (fixture: a folder no one can write)
 
 
 def _rows():
     archs = enumerate_archs(5e7, 0.05, vocab_size=32000)
     picks = [archs[0], archs[len(archs) // 2], archs[-1]]
-    return [{"trial": None, **a.shape(), "params": a.params,
-             "non_embedding_params": a.non_embedding_params, "pred_loss_mean": 3.0 + i / 10,
-             "pred_loss_q05": 2.9, "pred_loss_q95": 3.2, "pred_tokens_per_s": 1000.0 - i,
-             "observed_loss": None, "source": "predicted", "label": a.label()}
-            for i, a in enumerate(picks)]
+    return [
+        {
+            "trial": None,
+            **a.shape(),
+            "params": a.params,
+            "non_embedding_params": a.non_embedding_params,
+            "pred_loss_mean": 3.0 + i / 10,
+            "pred_loss_q05": 2.9,
+            "pred_loss_q95": 3.2,
+            "pred_tokens_per_s": 1000.0 - i,
+            "observed_loss": None,
+            "source": "predicted",
+            "label": a.label(),
+        }
+        for i, a in enumerate(picks)
+    ]
 
 
 def test_configs_build_llama_with_the_stated_params(tmp_path):
@@ -43,7 +53,9 @@ def test_tables_hold_every_row_and_metric(tmp_path):
     rows = _rows()
     export_pareto(rows, tmp_path)
     df = pd.read_csv(tmp_path / "pareto.csv")
-    assert len(df) == 3 and {"pred_loss_q05", "pred_loss_q95", "source", "config"} <= set(df.columns)
+    assert len(df) == 3 and {"pred_loss_q05", "pred_loss_q95", "source", "config"} <= set(
+        df.columns
+    )
     doc = json.loads((tmp_path / "pareto.json").read_text())
     assert [r["label"] for r in doc["pareto"]] == [r["label"] for r in rows]
     assert doc["pareto"][0]["rank"] == 1
@@ -76,8 +88,8 @@ def _outside(tmp_path):
 
 @pytest.mark.parametrize("which", ["current member", "stale member"])
 def test_symlinked_config_folder_is_refused_and_target_untouched(tmp_path, which):
-    from optim.campaign.export import config_dirname
     from models.arch import Arch
+    from optim.campaign.export import config_dirname
 
     rows = _rows()
     out = tmp_path / "out"
@@ -86,8 +98,9 @@ def test_symlinked_config_folder_is_refused_and_target_untouched(tmp_path, which
     rank = 1 if which == "current member" else 7
     name = config_dirname(rank, Arch.from_mapping(rows[0]))
     (out / name).symlink_to(outside, target_is_directory=True)
-    with pytest.raises(ExportError, match=f"{name} is a symbolic link; archopt never writes "
-                                          "through links") as err:
+    with pytest.raises(
+        ExportError, match=f"{name} is a symbolic link; archopt never writes through links"
+    ) as err:
         export_pareto(rows, out)
     assert "\n" not in str(err.value)
     assert (outside / "config.json").read_text() == '{"mine": true}\n'
@@ -96,8 +109,8 @@ def test_symlinked_config_folder_is_refused_and_target_untouched(tmp_path, which
 
 
 def test_links_at_file_names_are_replaced_not_followed(tmp_path):
-    from optim.campaign.export import config_dirname
     from models.arch import Arch
+    from optim.campaign.export import config_dirname
 
     rows = _rows()
     out = tmp_path / "out"

@@ -11,10 +11,14 @@ from surrogate.lsq import FitError, auto_fixed, fit_lsq
 from surrogate.runs import bundled_path, load_runs, table_archs
 
 #: The 27 training rows of arXiv 2501.18107 Table 7 (data README).
-PAPER_ROWS = ([f"80M_v{i}-20N" for i in (1, 4, 5, 6, 7)] + [f"116M_v{i}-20N" for i in range(1, 7)]
-              + [f"164M_v{i}-20N" for i in (1, 4, 5, 6, 7)]
-              + [f"237M_v{i}-20N" for i in range(1, 5)] + [f"313M_v{i}-20N" for i in range(1, 5)]
-              + [f"80M_v{i}-160N" for i in (1, 4, 5)])
+PAPER_ROWS = (
+    [f"80M_v{i}-20N" for i in (1, 4, 5, 6, 7)]
+    + [f"116M_v{i}-20N" for i in range(1, 7)]
+    + [f"164M_v{i}-20N" for i in (1, 4, 5, 6, 7)]
+    + [f"237M_v{i}-20N" for i in range(1, 5)]
+    + [f"313M_v{i}-20N" for i in range(1, 5)]
+    + [f"80M_v{i}-160N" for i in (1, 4, 5)]
+)
 PUBLISHED = {"A": 5.4754e4, "B": 7.7834e5, "E": 2.4475, "alpha": 0.6146, "eps": 1.1462e-3}
 
 
@@ -41,7 +45,11 @@ def _synthetic(law: str, theta: dict, n_sources: int = 1, noise: float = 0.005, 
     f = law_features(table_archs(df), df["tokens"].to_numpy())
     rng = np.random.default_rng(seed)
     loss = LAWS[law](f, theta, np)
-    src = np.where(np.arange(len(df)) < len(morph), 0, 1) if n_sources == 2 else np.zeros(len(df), int)
+    src = (
+        np.where(np.arange(len(df)) < len(morph), 0, 1)
+        if n_sources == 2
+        else np.zeros(len(df), int)
+    )
     loss = loss * (1 + 0.1 * src) + 0.2 * src  # source j: scale 1 + 0.1 j, offset 0.2 j
     df["loss"] = loss + noise * rng.standard_normal(len(df))
     df["source"] = [f"s{j}" for j in src]
@@ -49,8 +57,19 @@ def _synthetic(law: str, theta: dict, n_sources: int = 1, noise: float = 0.005, 
     return df
 
 
-TRUE = {"E": 1.9, "log_A": 6.5, "alpha": 0.35, "log_B": 9.0, "beta": 0.38, "eps": 3e-3,
-        "gamma": 0.7, "a1": 0.06, "a2": 0.005, "b1": 0.013, "b2": 0.014}
+TRUE = {
+    "E": 1.9,
+    "log_A": 6.5,
+    "alpha": 0.35,
+    "log_B": 9.0,
+    "beta": 0.38,
+    "eps": 3e-3,
+    "gamma": 0.7,
+    "a1": 0.06,
+    "a2": 0.005,
+    "b1": 0.013,
+    "b2": 0.014,
+}
 
 
 @pytest.mark.parametrize("method", ["lsq", "huber"])
@@ -79,8 +98,11 @@ def test_per_source_terms_recovered_and_r_terms_fixed():
 
 def test_auto_fixed_uses_within_source_spread():
     law = LAWS["conditional"]
-    f = {"r": np.array([2.0, 2.1, 4.0, 4.2]), "d_over_sqrt_n": np.array([0.03, 0.1, 0.03, 0.1]),
-         "D": np.ones(4)}
+    f = {
+        "r": np.array([2.0, 2.1, 4.0, 4.2]),
+        "d_over_sqrt_n": np.array([0.03, 0.1, 0.03, 0.1]),
+        "D": np.ones(4),
+    }
     assert set(auto_fixed(law, f)) == set()  # pooled: r spans 2-4.2
     assert set(auto_fixed(law, f, np.array([0, 0, 1, 1]))) == {"b1", "b2"}
 
@@ -125,8 +147,9 @@ def test_grouped_likelihood_matches_dense_multivariate_normal():
     r = rng.normal(0, 0.05, g.size)
     cov = np.diag(sig[g] ** 2) + (g[:, None] == g[None, :]) * np.outer(tau[g], tau[g])
     want = multivariate_normal(np.zeros(g.size), cov).logpdf(r)
-    got = float(grouped_normal_log_lik(jnp.asarray(r), jnp.asarray(g), jnp.asarray(sig),
-                                       jnp.asarray(tau)))
+    got = float(
+        grouped_normal_log_lik(jnp.asarray(r), jnp.asarray(g), jnp.asarray(sig), jnp.asarray(tau))
+    )
     assert got == pytest.approx(want, rel=1e-10)
 
 
@@ -137,8 +160,15 @@ def test_level_parametrisation_inverts_to_law_coefficients():
     ln0, ld0 = np.log(2e8), np.log(4e9)
     t_n = np.exp(theta["log_A"] - theta["alpha"] * ln0)
     t_d = np.exp(theta["log_B"] - theta["beta"] * ld0)
-    got = chinchilla_from_level(theta["E"] + t_n + t_d, theta["alpha"] * t_n,
-                                theta["beta"] * t_d, theta["alpha"], theta["beta"], ln0, ld0)
+    got = chinchilla_from_level(
+        theta["E"] + t_n + t_d,
+        theta["alpha"] * t_n,
+        theta["beta"] * t_d,
+        theta["alpha"],
+        theta["beta"],
+        ln0,
+        ld0,
+    )
     for key, value in theta.items():
         assert got[key] == pytest.approx(value, rel=1e-12), key
 
@@ -154,11 +184,11 @@ def test_lsq_per_source_chinchilla_parts_recovered():
     t0 = {"E": 1.9, "log_A": 6.5, "alpha": 0.35, "log_B": 9.0, "beta": 0.38}
     t1 = {"E": 2.4, "log_A": 5.0, "alpha": 0.25, "log_B": 9.0, "beta": 0.38}
     law = LAWS["chinchilla"]
-    df["loss"] = np.where(first, law(f, t0), law(f, t1)) + 0.002 * np.random.default_rng(1
-                                                                                    ).standard_normal(len(df))
+    df["loss"] = np.where(first, law(f, t0), law(f, t1)) + 0.002 * np.random.default_rng(
+        1
+    ).standard_normal(len(df))
     df["source"] = np.where(first, "s0", "s1")
-    fit = fit_lsq(df, "chinchilla", source_terms="chinchilla", reference_source="s0",
-                  n_starts=8)
+    fit = fit_lsq(df, "chinchilla", source_terms="chinchilla", reference_source="s0", n_starts=8)
     assert fit.theta["E"] == pytest.approx(1.9, abs=0.15)
     assert fit.source_theta["E[s1]"] == pytest.approx(2.4, abs=0.15)
     assert fit.source_theta["alpha[s1]"] == pytest.approx(0.25, abs=0.05)
@@ -205,8 +235,7 @@ def test_gp_marginal_likelihood_matches_dense_normal():
     r = rng.normal(0, 0.05, g.size)
     cov = np.diag(sig[g] ** 2) + k[g][:, g]
     want = multivariate_normal(np.zeros(g.size), cov).logpdf(r)
-    got = float(gp_normal_log_lik(jnp.asarray(r), jnp.asarray(g), jnp.asarray(sig),
-                                  jnp.asarray(k)))
+    got = float(gp_normal_log_lik(jnp.asarray(r), jnp.asarray(g), jnp.asarray(sig), jnp.asarray(k)))
     assert got == pytest.approx(want, rel=1e-6)
 
 
@@ -216,8 +245,9 @@ def test_nuts_gp_discrepancy_fits_and_round_trips(tmp_path):
 
     df = load_runs(bundled_path("morph_runs.csv"))
     train = df[~df["run"].str.startswith(("1B", "339M"))]
-    post = fit_bayes(train, "chinchilla", num_warmup=100, num_samples=100, progress=False,
-                     discrepancy="gp")
+    post = fit_bayes(
+        train, "chinchilla", num_warmup=100, num_samples=100, progress=False, discrepancy="gp"
+    )
     assert post.info["discrepancy"] == "gp" and "gp" in post.info
     assert {"gp_ell", "gp_slope", f"gp_eta[{post.reference_source}]"} <= set(post.samples)
     test = df[df["run"].str.startswith(("1B", "339M"))]
@@ -226,8 +256,9 @@ def test_nuts_gp_discrepancy_fits_and_round_trips(tmp_path):
     back = LawPosterior.load(post.save(tmp_path / "gp.nc"))
     np.testing.assert_allclose(back.predict(test)["pred_sd"], pred["pred_sd"], rtol=1e-10)
     with pytest.raises(FitError):
-        fit_bayes(train, "chinchilla", num_warmup=5, num_samples=5, progress=False,
-                  discrepancy="nope")
+        fit_bayes(
+            train, "chinchilla", num_warmup=5, num_samples=5, progress=False, discrepancy="nope"
+        )
 
 
 def _openlm_runs_train() -> pd.DataFrame:
@@ -259,12 +290,18 @@ def test_fit_bayes_holds_size_confounded_terms_at_the_published_centre():
     assert np.all(post.samples["eps"] == pytest.approx(1.15e-3))
     assert any("held at the prior's centre" in w for w in post.diagnostics["warnings"])
     assert post.summary().loc["eps", "dominated_by"] == "fixed"
-    free = fit_bayes(train, "aspect", num_warmup=20, num_samples=20, progress=False, fixed={},
-                     discrepancy="group")
+    free = fit_bayes(
+        train,
+        "aspect",
+        num_warmup=20,
+        num_samples=20,
+        progress=False,
+        fixed={},
+        discrepancy="group",
+    )
     assert free.fixed == [] and np.ptp(free.samples["eps"]) > 0
     with pytest.raises(FitError, match="fixed names unknown"):
-        fit_bayes(train, "aspect", num_warmup=5, num_samples=5, progress=False,
-                  fixed={"zeta": 1.0})
+        fit_bayes(train, "aspect", num_warmup=5, num_samples=5, progress=False, fixed={"zeta": 1.0})
 
 
 def test_tree_depth_saturation_is_reported():
@@ -272,8 +309,15 @@ def test_tree_depth_saturation_is_reported():
 
     theta = {k: TRUE[k] for k in LAWS["chinchilla"].param_names}
     df = _synthetic("chinchilla", theta, noise=0.01).sample(40, random_state=0)
-    post = fit_bayes(df, "chinchilla", num_warmup=15, num_samples=15, progress=False,
-                     max_tree_depth=1, discrepancy=False)
+    post = fit_bayes(
+        df,
+        "chinchilla",
+        num_warmup=15,
+        num_samples=15,
+        progress=False,
+        max_tree_depth=1,
+        discrepancy=False,
+    )
     assert post.diagnostics["tree_depth_saturated"] == 1.0
     assert any("maximum tree depth 1" in w for w in post.diagnostics["warnings"])
 

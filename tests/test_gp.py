@@ -10,8 +10,7 @@ from scipy.stats import norm
 
 from surrogate.gp import LawPriorGP, ResidualHyper, mixture_quantiles
 
-HYPER = ResidualHyper(outputscale=0.02 ** 2, offset_var=0.1 ** 2, noise_var=0.01 ** 2,
-                      lengthscale=(0.4,))
+HYPER = ResidualHyper(outputscale=0.02**2, offset_var=0.1**2, noise_var=0.01**2, lengthscale=(0.4,))
 
 
 def _table(n=40, d=3, S=16, seed=0):
@@ -57,8 +56,14 @@ def test_ensemble_mode_matches_batched_single_task_gp():
     mean, cov = gp.posterior(test)  # (1, S, 3), (1, 3, 3)
 
     resid = (y - law[:, idx]).unsqueeze(-1)  # (S, n, 1)
-    ref = SingleTaskGP(X[idx].expand(4, -1, -1), resid, torch.full_like(resid, HYPER.noise_var),
-                       covar_module=gp.kernel, mean_module=ZeroMean(), outcome_transform=None)
+    ref = SingleTaskGP(
+        X[idx].expand(4, -1, -1),
+        resid,
+        torch.full_like(resid, HYPER.noise_var),
+        covar_module=gp.kernel,
+        mean_module=ZeroMean(),
+        outcome_transform=None,
+    )
     ref.eval()
     with torch.no_grad():
         post = ref.posterior(X[test[0]].expand(4, -1, -1))
@@ -105,11 +110,14 @@ def test_numerical_hyper_fit_failure_warns_and_keeps_prior(monkeypatch, failure)
 
     from surrogate.gp import HyperFitWarning
 
-    errors = {"ModelFittingError": ModelFittingError("All attempts to fit the model have failed."),
-              "NotPSDError": NotPSDError("Matrix not positive definite after repeatedly adding jitter"),
-              "NanError": NanError("cholesky_cpu: 3 of 64 elements of the tensor are NaN."),
-              "LinAlgError": torch.linalg.LinAlgError("linalg.cholesky: The factorization could "
-                                                      "not be completed")}
+    errors = {
+        "ModelFittingError": ModelFittingError("All attempts to fit the model have failed."),
+        "NotPSDError": NotPSDError("Matrix not positive definite after repeatedly adding jitter"),
+        "NanError": NanError("cholesky_cpu: 3 of 64 elements of the tensor are NaN."),
+        "LinAlgError": torch.linalg.LinAlgError(
+            "linalg.cholesky: The factorization could not be completed"
+        ),
+    }
 
     def fail(mll, **kwargs):
         for p in mll.parameters():  # a half-done fit moved the parameters before failing
@@ -120,8 +128,11 @@ def test_numerical_hyper_fit_failure_warns_and_keeps_prior(monkeypatch, failure)
     before = {k: v.clone() for k, v in LawPriorGP(X, law, HYPER).kernel.state_dict().items()}
     monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", fail)
     gp = LawPriorGP(X, law, HYPER)
-    with pytest.warns(HyperFitWarning, match=rf"fit on 8 runs failed \({failure}: .*keeping the "
-                                             r"prior hyper-parameters"):
+    with pytest.warns(
+        HyperFitWarning,
+        match=rf"fit on 8 runs failed \({failure}: .*keeping the "
+        r"prior hyper-parameters",
+    ):
         gp.fit(idx, y, fit_hyper=True)
     assert not gp.fitted_hyper
     after = gp.kernel.state_dict()
@@ -167,7 +178,7 @@ def test_misfit_amplitude_grows_when_runs_contradict_the_law():
     y = truth[idx] + np.random.default_rng(0).normal(0, 0.01, len(idx))
     gp = LawPriorGP(X, law, HYPER).fit(idx, y)
     amp = float(gp.kernel.kernels[0].outputscale.detach()) ** 0.5
-    assert gp.fitted_hyper and amp > 4.5 * HYPER.outputscale ** 0.5
+    assert gp.fitted_hyper and amp > 4.5 * HYPER.outputscale**0.5
     held = np.arange(100, 200)
     mean, q = gp.predictive(held)
     assert np.mean((truth[held] >= q[0]) & (truth[held] <= q[1])) >= 0.88
@@ -201,8 +212,9 @@ def test_a_truth_the_law_draws_explain_is_not_misfit():
     """The law's draws disagree on a slope; the truth is one of them. The hyper-parameter fit
     sees the draws' covariance, so the misfit amplitude stays at (or below) its prior scale
     and the runs select the draw: predictions of unseen points are close."""
-    hyper = ResidualHyper(outputscale=0.01 ** 2, offset_var=0.1 ** 2, noise_var=0.005 ** 2,
-                          lengthscale=(0.4,))
+    hyper = ResidualHyper(
+        outputscale=0.01**2, offset_var=0.1**2, noise_var=0.005**2, lengthscale=(0.4,)
+    )
     g = torch.Generator().manual_seed(5)
     X = torch.rand(200, 3, generator=g, dtype=torch.float64)
     slope = 0.1 * torch.randn(32, 1, generator=g, dtype=torch.float64)

@@ -20,8 +20,12 @@ from optim.campaign import insights as ins
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory) -> Campaign:
     """Three proposals, no result."""
-    camp = Campaign.create(small_spec("fresh"), store=tmp_path_factory.mktemp("fresh") / "c.sqlite",
-                           prior=small_posterior(), progress=False)
+    camp = Campaign.create(
+        small_spec("fresh"),
+        store=tmp_path_factory.mktemp("fresh") / "c.sqlite",
+        prior=small_posterior(),
+        progress=False,
+    )
     camp.propose(3, seed=0)
     return Campaign.load("fresh", camp.store)
 
@@ -29,8 +33,12 @@ def fresh(tmp_path_factory) -> Campaign:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Campaign:
     """Four proposals, two observed 0.3 above the law's mean (a campaign offset), two pending."""
-    camp = Campaign.create(small_spec("runs"), store=tmp_path_factory.mktemp("runs") / "c.sqlite",
-                           prior=small_posterior(), progress=False)
+    camp = Campaign.create(
+        small_spec("runs"),
+        store=tmp_path_factory.mktemp("runs") / "c.sqlite",
+        prior=small_posterior(),
+        progress=False,
+    )
     rows = camp.propose(4, seed=0)
     law = camp.problem.law_mean()
     for row in rows[:2]:
@@ -113,8 +121,9 @@ def test_relative_table_against_a_shape(runs, runs_draws):
     assert top["tps_ratio"] == pytest.approx(1.0)
     # The mean difference is the difference of the means (Monte Carlo error of 1024 draws).
     k = runs_draws.column(ref)
-    np.testing.assert_allclose(table["delta_mean"], table["pred_loss_mean"] - runs_draws.pred_mean[k],
-                               atol=0.006)
+    np.testing.assert_allclose(
+        table["delta_mean"], table["pred_loss_mean"] - runs_draws.pred_mean[k], atol=0.006
+    )
     assert (table["delta_q05"] <= table["delta_mean"]).all()
     assert (table["delta_mean"] <= table["delta_q95"]).all()
     # A shape predicted clearly worse beats the reference rarely, one clearly better often.
@@ -142,7 +151,7 @@ def test_references_that_do_not_exist_are_errors(fresh, runs):
     with pytest.raises(ins.InsightError, match="no trial 99"):
         ins.reference_index(runs, "trial 99")
     with pytest.raises(ins.InsightError, match="out of range"):
-        ins.reference_index(runs, 10 ** 6)
+        ins.reference_index(runs, 10**6)
 
 
 def test_learned_offset_before_and_after_runs(fresh, fresh_draws, runs, runs_draws):
@@ -159,16 +168,17 @@ def test_learned_offset_before_and_after_runs(fresh, fresh_draws, runs, runs_dra
 
 def test_hypervolume_of_known_points():
     ref = (3.0, math.e)  # objective space (-loss, log tokens/s): reference (-3, 1)
-    batch = ins.batch_hypervolume(np.array([[2.0, 2.5], [2.0, 3.5]]),
-                                  np.array([[math.e ** 3, math.e ** 4]] * 2), ref)
+    batch = ins.batch_hypervolume(
+        np.array([[2.0, 2.5], [2.0, 3.5]]), np.array([[math.e**3, math.e**4]] * 2), ref
+    )
     np.testing.assert_allclose(batch, [2.5, 2.0])
     assert ins.batch_hypervolume(np.zeros((3, 0)), np.zeros((3, 0)), ref).tolist() == [0, 0, 0]
     # One point at loss 2, tokens/s e^3: a 1 x 2 rectangle.
-    assert ins.hypervolume(np.array([2.0]), np.array([math.e ** 3]), ref) == pytest.approx(2.0)
+    assert ins.hypervolume(np.array([2.0]), np.array([math.e**3]), ref) == pytest.approx(2.0)
     # Two non-dominated points: union of rectangles 1x2 and 0.5x3 = 2 + 0.5 = 2.5.
-    hv = ins.hypervolume(np.array([2.0, 2.5]), np.array([math.e ** 3, math.e ** 4]), ref)
+    hv = ins.hypervolume(np.array([2.0, 2.5]), np.array([math.e**3, math.e**4]), ref)
     assert hv == pytest.approx(2.5)
-    assert ins.hypervolume(np.array([3.5]), np.array([math.e ** 3]), ref) == 0.0  # worse than ref
+    assert ins.hypervolume(np.array([3.5]), np.array([math.e**3]), ref) == 0.0  # worse than ref
     assert ins.hypervolume(np.array([]), np.array([]), ref) == 0.0
 
 
@@ -178,8 +188,9 @@ def test_hypervolume_history_grows_with_the_runs(runs, fresh):
     assert list(hist["trial"]) == [0, 1] and list(hist["n_observed"]) == [1, 2]
     assert (np.diff(hist["hypervolume"]) >= 0).all()
     obs = ins.observations(runs)
-    assert hist["hypervolume"].iloc[-1] == pytest.approx(ins.hypervolume(
-        obs.loss, runs.problem.throughput_mean[obs.idx], hv["ref_point"]))
+    assert hist["hypervolume"].iloc[-1] == pytest.approx(
+        ins.hypervolume(obs.loss, runs.problem.throughput_mean[obs.idx], hv["ref_point"])
+    )
     assert hv["predicted_front_hypervolume"] > 0
     assert ins.hypervolume_history(fresh)["history"].empty
 
@@ -206,8 +217,9 @@ def test_why_a_proposal(fresh, fresh_draws, runs, runs_draws):
 def test_leave_one_out_refits_without_each_run_and_flags_an_outlier(tmp_path):
     from optim.core.weighting import fit_weighted_model
 
-    camp = Campaign.create(small_spec("loo"), store=tmp_path / "c.sqlite", prior=small_posterior(),
-                           progress=False)
+    camp = Campaign.create(
+        small_spec("loo"), store=tmp_path / "c.sqlite", prior=small_posterior(), progress=False
+    )
     rows = camp.propose(3, seed=0)
     law = camp.problem.law_mean()
     idx = [camp.problem.index_of(Arch.from_mapping(r)) for r in rows]
@@ -221,18 +233,24 @@ def test_leave_one_out_refits_without_each_run_and_flags_an_outlier(tmp_path):
     other = fit_weighted_model(camp.problem, [idx[1]], [float(law[idx[1]]) + 0.1])
     mean, q = other.predictive(np.array([idx[0]]))
     assert table["pred_mean"].iloc[0] == pytest.approx(mean[0])
-    assert (table["pred_q05"].iloc[0], table["pred_q95"].iloc[0]) == pytest.approx((q[0][0], q[1][0]))
+    assert (table["pred_q05"].iloc[0], table["pred_q95"].iloc[0]) == pytest.approx(
+        (q[0][0], q[1][0])
+    )
     # A third run 0.5 off the offset the first two agree on is outside its band.
     camp.observe(rows[2]["trial"], float(law[idx[2]]) + 0.6)
     table = ins.loo_check(Campaign.load("loo", camp.store))
     last = table.iloc[2]
     assert last["trial"] == rows[2]["trial"] and last["outside"] and last["z"] > 1.645
-    assert (table["pred_q05"] < table["pred_mean"]).all() and (table["pred_mean"] < table["pred_q95"]).all()
+    assert (table["pred_q05"] < table["pred_mean"]).all() and (
+        table["pred_mean"] < table["pred_q95"]
+    ).all()
 
 
 def test_calibration_verdict():
     off = ins.calibration_verdict(76, 25, 44)  # 33% and 58% of 76 runs: the issue's numbers
-    assert off["off"] and "miscalibrated" in off["message"] and off["cov90"] == pytest.approx(44 / 76)
+    assert (
+        off["off"] and "miscalibrated" in off["message"] and off["cov90"] == pytest.approx(44 / 76)
+    )
     ok = ins.calibration_verdict(100, 52, 89)
     assert not ok["off"] and ok["p90"] > 0.5
     wide = ins.calibration_verdict(200, 190, 200)

@@ -4,7 +4,6 @@ reasons, timeouts, and a killed run resumed without launching any trial twice.""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -13,13 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_strategies import small_posterior, small_spec
 
 from optim.campaign import Campaign
-from optim.campaign.jobs import (JobError, LocalBackend, check_train_command, read_metrics,
-                                 run_jobs)
+from optim.campaign.jobs import JobError, LocalBackend, check_train_command, read_metrics, run_jobs
 from optim.cli import main
-
-from test_strategies import small_posterior, small_spec
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +62,15 @@ def _cmd(script: Path, *mode: str) -> str:
 def test_local_jobs_complete_their_trials_with_the_last_loss(setup):
     store, script, runs = setup
     camp = Campaign.load("small", store)
-    out = run_jobs(camp, LocalBackend(), _cmd(script, "ok"), runs_dir=runs, max_trials=3,
-                   parallel=2, poll_seconds=0.1)
+    out = run_jobs(
+        camp,
+        LocalBackend(),
+        _cmd(script, "ok"),
+        runs_dir=runs,
+        max_trials=3,
+        parallel=2,
+        poll_seconds=0.1,
+    )
     assert len(out["launched"]) == 3 and sorted(out["completed"]) == sorted(out["launched"])
     trials = Campaign.load("small", store).trials()
     assert len(trials) == 3
@@ -74,18 +78,32 @@ def test_local_jobs_complete_their_trials_with_the_last_loss(setup):
         assert t["status"] == "observed" and t["job_state"] == "completed"
         assert t["observed_loss"] == pytest.approx(3.0 + t["d_model"] * 1e-6)
         assert t["job_backend"] == "local" and t["job_id"]
-        config = json.loads((runs / "small" / f"trial-{t['trial']:04d}" / "config.json").read_text())
+        config = json.loads(
+            (runs / "small" / f"trial-{t['trial']:04d}" / "config.json").read_text()
+        )
         assert config["hidden_size"] == t["d_model"]
 
 
-@pytest.mark.parametrize("mode, reason", [("crash", "exited with code 3"),
-                                          ("nometrics", "no metrics.jsonl"),
-                                          ("garbage", "line 2 is not JSON")])
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        ("crash", "exited with code 3"),
+        ("nometrics", "no metrics.jsonl"),
+        ("garbage", "line 2 is not JSON"),
+    ],
+)
 def test_a_failed_job_fails_its_trial_with_the_reason_and_the_run_goes_on(setup, mode, reason):
     store, script, runs = setup
     camp = Campaign.load("small", store)
-    out = run_jobs(camp, LocalBackend(), _cmd(script, mode), runs_dir=runs, max_trials=2,
-                   parallel=1, poll_seconds=0.1)
+    out = run_jobs(
+        camp,
+        LocalBackend(),
+        _cmd(script, mode),
+        runs_dir=runs,
+        max_trials=2,
+        parallel=1,
+        poll_seconds=0.1,
+    )
     assert len(out["failed"]) == 2 and not out["completed"]
     trials = Campaign.load("small", store).trials()
     assert [t["job_state"] for t in trials] == ["failed", "failed"]
@@ -96,8 +114,15 @@ def test_a_job_past_the_timeout_is_cancelled_and_failed(setup):
     store, script, runs = setup
     camp = Campaign.load("small", store)
     start = time.time()
-    out = run_jobs(camp, LocalBackend(), _cmd(script, "sleep", "60"), runs_dir=runs,
-                   max_trials=1, poll_seconds=0.1, timeout_seconds=1.0)
+    out = run_jobs(
+        camp,
+        LocalBackend(),
+        _cmd(script, "sleep", "60"),
+        runs_dir=runs,
+        max_trials=1,
+        poll_seconds=0.1,
+        timeout_seconds=1.0,
+    )
     assert time.time() - start < 30
     assert len(out["failed"]) == 1
     assert "--timeout" in Campaign.load("small", store).trials()[0]["failure_reason"]
@@ -105,11 +130,14 @@ def test_a_job_past_the_timeout_is_cancelled_and_failed(setup):
 
 def test_a_killed_run_resumes_without_launching_twice(setup):
     store, script, runs = setup
-    code = (f"from optim.cli import main; import sys; sys.exit(main(['run', 'small', '--store', "
-            f"{str(store)!r}, '--train-cmd', {_cmd(script, 'sleep', '4')!r}, '--max-trials', '2', "
-            f"'--parallel', '2', '--poll', '0.2', '--runs-dir', {str(runs)!r}]))")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent,
-                            stderr=subprocess.PIPE, text=True)
+    code = (
+        f"from optim.cli import main; import sys; sys.exit(main(['run', 'small', '--store', "
+        f"{str(store)!r}, '--train-cmd', {_cmd(script, 'sleep', '4')!r}, '--max-trials', '2', "
+        f"'--parallel', '2', '--poll', '0.2', '--runs-dir', {str(runs)!r}]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=Path(__file__).parent, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until both jobs are launched and recorded
         if len(list(runs.glob("small/trial-*/.archopt-job.json"))) == 2:
@@ -123,8 +151,14 @@ def test_a_killed_run_resumes_without_launching_twice(setup):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     camp = Campaign.load("small", store)
-    out = run_jobs(camp, LocalBackend(), _cmd(script, "sleep", "4"), runs_dir=runs,
-                   max_trials=0, poll_seconds=0.2)
+    out = run_jobs(
+        camp,
+        LocalBackend(),
+        _cmd(script, "sleep", "4"),
+        runs_dir=runs,
+        max_trials=0,
+        poll_seconds=0.2,
+    )
     assert not out["launched"] and len(out["completed"]) == 2
     trials = Campaign.load("small", store).trials()
     assert len(trials) == 2 and all(t["status"] == "observed" for t in trials)
@@ -137,8 +171,21 @@ def test_bad_train_commands_and_metrics(tmp_path, setup, capsys):
     with pytest.raises(JobError, match=r"\{out\}"):
         check_train_command("python train.py {config}")
     before = store.read_bytes()
-    assert main(["run", "small", "--store", str(store), "--train-cmd", "python t.py",
-                 "--max-trials", "1"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "small",
+                "--store",
+                str(store),
+                "--train-cmd",
+                "python t.py",
+                "--max-trials",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert store.read_bytes() == before
     (tmp_path / "metrics.jsonl").write_text('{"loss": 2.5}\n{"loss": NaN}\n')

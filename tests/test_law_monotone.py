@@ -37,13 +37,13 @@ def _posterior(fits, gemstones, law: str, method: str):
         if method == "bayes":
             from surrogate.bayes import fit_bayes
 
-            fits[law, method] = fit_bayes(gemstones, law, num_warmup=150, num_samples=150,
-                                          progress=False)
+            fits[law, method] = fit_bayes(
+                gemstones, law, num_warmup=150, num_samples=150, progress=False
+            )
         else:
             from surrogate.lsq import fit_lsq
 
-            fits[law, method] = fit_lsq(gemstones, law, method=method,
-                                        n_starts=6).to_posterior(300)
+            fits[law, method] = fit_lsq(gemstones, law, method=method, n_starts=6).to_posterior(300)
     return fits[law, method]
 
 
@@ -51,20 +51,32 @@ def _features(x: float, aspect: float, r: float, tokens: float) -> dict[str, np.
     """Features along N_GRID at fixed d/sqrt(N) = x, d/L = aspect, r and tokens."""
     d = x * np.sqrt(N_GRID)
     n = N_GRID.size
-    return {"N": N_GRID, "N_total": N_GRID + 2 * 50304 * d, "D": np.full(n, tokens),
-            "d_model": d, "n_layers": d / aspect, "r": np.full(n, r)}
+    return {
+        "N": N_GRID,
+        "N_total": N_GRID + 2 * 50304 * d,
+        "D": np.full(n, tokens),
+        "d_model": d,
+        "n_layers": d / aspect,
+        "r": np.full(n, r),
+    }
 
 
 def _check(post, x, aspect, r, tokens):
     mean = post.predict(_features(x, aspect, r, tokens), quantiles=())["pred_mean"].to_numpy()
     rises = np.flatnonzero(np.diff(mean) > 1e-9)
-    assert rises.size == 0, (f"loss rises with N at D={tokens:.3g}, x={x:.3f}, d/L={aspect:.0f},"
-                             f" r={r:.2f}: N {N_GRID[rises[0]]:.3g} -> {N_GRID[rises[0] + 1]:.3g}"
-                             f" gives {mean[rises[0]]:.4f} -> {mean[rises[0] + 1]:.4f}")
+    assert rises.size == 0, (
+        f"loss rises with N at D={tokens:.3g}, x={x:.3f}, d/L={aspect:.0f},"
+        f" r={r:.2f}: N {N_GRID[rises[0]]:.3g} -> {N_GRID[rises[0] + 1]:.3g}"
+        f" gives {mean[rises[0]]:.4f} -> {mean[rises[0] + 1]:.4f}"
+    )
 
 
-_shapes = dict(x=st.floats(0.03, 0.12), aspect=st.floats(8.0, 300.0), r=st.floats(1.0, 5.0),
-               tokens=st.floats(math.log(1e10), math.log(1e12)).map(math.exp))
+_shapes = dict(
+    x=st.floats(0.03, 0.12),
+    aspect=st.floats(8.0, 300.0),
+    r=st.floats(1.0, 5.0),
+    tokens=st.floats(math.log(1e10), math.log(1e12)).map(math.exp),
+)
 
 
 @pytest.mark.parametrize("law", LAWS)

@@ -6,12 +6,30 @@ import numpy as np
 import pytest
 
 from models.arch import Arch
-from surrogate.laws import (FEATURE_KEYS, LAWS, R0_MLP_ATTN, X0_D_OVER_SQRT_N, LawError, get_law,
-                            law_features)
+from surrogate.laws import (
+    FEATURE_KEYS,
+    LAWS,
+    R0_MLP_ATTN,
+    X0_D_OVER_SQRT_N,
+    LawError,
+    get_law,
+    law_features,
+)
 from surrogate.runs import bundled_path, load_runs, table_archs
 
-THETA = {"E": 1.8, "log_A": 6.0, "alpha": 0.35, "log_B": 8.0, "beta": 0.3, "eps": 2e-3,
-         "gamma": 0.5, "a1": 0.05, "a2": 0.004, "b1": 0.013, "b2": 0.014}
+THETA = {
+    "E": 1.8,
+    "log_A": 6.0,
+    "alpha": 0.35,
+    "log_B": 8.0,
+    "beta": 0.3,
+    "eps": 2e-3,
+    "gamma": 0.5,
+    "a1": 0.05,
+    "a2": 0.004,
+    "b1": 0.013,
+    "b2": 0.014,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +66,11 @@ def test_numpy_torch_jax_agree_and_broadcast(name, features):
     theta = {k: THETA[k] for k in law.param_names}
     ref = law(features, theta, np)
     assert ref.shape == features["D"].shape and np.all(np.isfinite(ref))
-    t_out = law({k: torch.tensor(v) for k, v in features.items()},
-                {k: torch.tensor(v, dtype=torch.float64) for k, v in theta.items()}, torch)
+    t_out = law(
+        {k: torch.tensor(v) for k, v in features.items()},
+        {k: torch.tensor(v, dtype=torch.float64) for k, v in theta.items()},
+        torch,
+    )
     np.testing.assert_allclose(t_out.numpy(), ref, rtol=1e-10)
     j_out = law({k: jnp.asarray(v) for k, v in features.items()}, theta, jnp)
     np.testing.assert_allclose(np.asarray(j_out), ref, rtol=1e-5)
@@ -62,14 +83,19 @@ def test_numpy_torch_jax_agree_and_broadcast(name, features):
 def test_chinchilla_formula_value():
     f = {"N": np.array([1e8]), "D": np.array([1e10])}
     theta = {k: THETA[k] for k in LAWS["chinchilla"].param_names}
-    want = 1.8 + np.exp(6.0) / 1e8 ** 0.35 + np.exp(8.0) / 1e10 ** 0.3
+    want = 1.8 + np.exp(6.0) / 1e8**0.35 + np.exp(8.0) / 1e10**0.3
     assert LAWS["chinchilla"](f, theta)[0] == pytest.approx(want)
 
 
 def test_conditional_factors_are_one_at_reference_shape():
     n = 1e8
-    f = {"N": np.array([n]), "D": np.array([1e10]), "r": np.array([R0_MLP_ATTN]),
-         "d_model": np.array([X0_D_OVER_SQRT_N * np.sqrt(n)]), "n_layers": np.array([10.0])}
+    f = {
+        "N": np.array([n]),
+        "D": np.array([1e10]),
+        "r": np.array([R0_MLP_ATTN]),
+        "d_model": np.array([X0_D_OVER_SQRT_N * np.sqrt(n)]),
+        "n_layers": np.array([10.0]),
+    }
     theta = {k: THETA[k] for k in LAWS["conditional"].param_names}
     chin = LAWS["chinchilla"](f, {k: THETA[k] for k in LAWS["chinchilla"].param_names})
     assert LAWS["conditional"](f, theta)[0] == pytest.approx(chin[0])

@@ -26,7 +26,9 @@ def test_tiny_model_really_runs_and_is_cached(cache, monkeypatch) -> None:
     assert (m.batch_size, m.input_len, m.output_len, m.dtype, m.repeats) == (2, 8, 6, "float32", 2)
     assert len(m.times_s) == 2 and all(t > 0 for t in m.times_s)
     rates = [2 * 6 / t for t in m.times_s]
-    assert min(rates) <= m.tokens_per_s <= max(rates) and min(m.times_s) <= m.total_s <= max(m.times_s)
+    assert min(rates) <= m.tokens_per_s <= max(rates) and min(m.times_s) <= m.total_s <= max(
+        m.times_s
+    )
     assert m.tokens_per_s_spread == pytest.approx(max(rates) - min(rates))
     assert 0 < m.ttft_s < max(m.times_s)
     assert 0 < m.decode_s_per_token < max(m.times_s) / 5
@@ -84,6 +86,7 @@ def test_vllm_without_vllm_or_gpu_fails_with_clear_reason(cache) -> None:
     assert m.status == "failed" and m.backend == "vllm"
     try:
         import vllm  # noqa: F401
+
         assert "GPU" in m.reason
     except ImportError:
         assert "vllm is not installed" in m.reason
@@ -92,14 +95,34 @@ def test_vllm_without_vllm_or_gpu_fails_with_clear_reason(cache) -> None:
 
 
 def test_cache_key_includes_versions_and_workload(cache) -> None:
-    m = Measurement("ok", "", TINY, "cpu", "hf", 1, 8, 4, "bfloat16", tokens_per_s=10.0,
-                    tokens_per_s_spread=1.0, ttft_s=0.1, decode_s_per_token=0.1, total_s=0.4,
-                    peak_mem_bytes=1e6, repeats=3, device="cpu", versions=library_versions("hf"),
-                    created_at=1.0, times_s=(0.4, 0.41, 0.39))
+    m = Measurement(
+        "ok",
+        "",
+        TINY,
+        "cpu",
+        "hf",
+        1,
+        8,
+        4,
+        "bfloat16",
+        tokens_per_s=10.0,
+        tokens_per_s_spread=1.0,
+        ttft_s=0.1,
+        decode_s_per_token=0.1,
+        total_s=0.4,
+        peak_mem_bytes=1e6,
+        repeats=3,
+        device="cpu",
+        versions=library_versions("hf"),
+        created_at=1.0,
+        times_s=(0.4, 0.41, 0.39),
+    )
     cache.put(m)
     wl = Workload(1, 8, 4, backend="hf")
     assert cache.lookup(TINY, "CPU", "hf", wl) == m
-    assert cache.lookup(TINY, "cpu", "hf", wl, versions={"torch": "0.1", "transformers": "1"}) is None
+    assert (
+        cache.lookup(TINY, "cpu", "hf", wl, versions={"torch": "0.1", "transformers": "1"}) is None
+    )
     assert cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 5, backend="hf")) is None
     assert cache.lookup(TINY, "cpu", "vllm", wl) is None
     assert cache.lookup(TINY.replace(n_layers=3), "cpu", "hf", wl) is None
@@ -111,22 +134,30 @@ def test_cache_key_includes_versions_and_workload(cache) -> None:
 
 def test_cache_persists_across_instances(tmp_path) -> None:
     path = tmp_path / "m.sqlite"
-    m = Measurement("failed", "why", TINY, "cpu", "hf", 1, 8, 4, "bfloat16",
-                    versions=library_versions("hf"))
+    m = Measurement(
+        "failed", "why", TINY, "cpu", "hf", 1, 8, 4, "bfloat16", versions=library_versions("hf")
+    )
     MeasurementCache(path).put(m)
     assert MeasurementCache(path).lookup(TINY, "cpu", "hf", Workload(1, 8, 4, backend="hf")) == m
 
 
 def test_default_cache_lives_in_archopt_home(archopt_home, monkeypatch) -> None:
-    monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: (_ for _ in ()).throw(RuntimeError("x")))
+    monkeypatch.setitem(
+        measure_mod._RUNNERS, "hf", lambda *a: (_ for _ in ()).throw(RuntimeError("x"))
+    )
     measure(TINY, WL, device="cpu")
     assert (archopt_home / "measurements.sqlite").exists()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(repeats=0), "repeats"), (dict(backend="trt"), "backend"), (dict(device="tpu"), "device"),
-    (dict(threads=0), "threads"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(repeats=0), "repeats"),
+        (dict(backend="trt"), "backend"),
+        (dict(device="tpu"), "device"),
+        (dict(threads=0), "threads"),
+    ],
+)
 def test_bad_arguments_raise(cache, kwargs, match) -> None:
     with pytest.raises(Exception, match=match):
         measure(TINY, WL, cache=cache, **kwargs)
@@ -136,9 +167,21 @@ def test_bad_arguments_raise(cache, kwargs, match) -> None:
 def _filled_cache(path) -> bytes:
     cache = MeasurementCache(path)
     for layers in range(1, 121):
-        cache.put(Measurement("failed", "why" * 60, TINY.replace(n_layers=layers), "cpu", "hf",
-                              1, 8, 4, "bfloat16", versions=library_versions("hf"),
-                              created_at=float(layers)))
+        cache.put(
+            Measurement(
+                "failed",
+                "why" * 60,
+                TINY.replace(n_layers=layers),
+                "cpu",
+                "hf",
+                1,
+                8,
+                4,
+                "bfloat16",
+                versions=library_versions("hf"),
+                created_at=float(layers),
+            )
+        )
     return path.read_bytes()
 
 
@@ -154,7 +197,9 @@ def _damage(kind: str, good: bytes) -> bytes:
 
 @pytest.mark.parametrize("kind", ["not sqlite", "truncated", "damaged page"])
 @pytest.mark.parametrize("use", ["records", "lookup", "len", "put", "measure"])
-def test_corrupt_cache_is_one_line_error_and_left_untouched(tmp_path, monkeypatch, kind, use) -> None:
+def test_corrupt_cache_is_one_line_error_and_left_untouched(
+    tmp_path, monkeypatch, kind, use
+) -> None:
     from models.measure import MeasurementCacheError
 
     good = _filled_cache(tmp_path / "good.sqlite")
@@ -167,8 +212,20 @@ def test_corrupt_cache_is_one_line_error_and_left_untouched(tmp_path, monkeypatc
         "records": lambda: cache.records("cpu", "hf", status="ok"),
         "lookup": lambda: cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4, backend="hf")),
         "len": lambda: len(cache),
-        "put": lambda: cache.put(Measurement("failed", "x", TINY, "cpu", "hf", 1, 8, 4,
-                                             "bfloat16", versions=library_versions("hf"))),
+        "put": lambda: cache.put(
+            Measurement(
+                "failed",
+                "x",
+                TINY,
+                "cpu",
+                "hf",
+                1,
+                8,
+                4,
+                "bfloat16",
+                versions=library_versions("hf"),
+            )
+        ),
         "measure": lambda: measure(TINY, WL, cache=cache, device="cpu"),
     }
     with pytest.raises(MeasurementCacheError) as err:
@@ -212,17 +269,21 @@ def test_vllm_harness_reads_the_engine_memory_not_the_parent(monkeypatch) -> Non
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         used = {"now": [12e9, 30e9]}
-        procs = [types.SimpleNamespace(pid=child.pid, usedGpuMemory=int(28e9)),
-                 types.SimpleNamespace(pid=2 ** 22 + 7, usedGpuMemory=int(5e9))]
+        procs = [
+            types.SimpleNamespace(pid=child.pid, usedGpuMemory=int(28e9)),
+            types.SimpleNamespace(pid=2**22 + 7, usedGpuMemory=int(5e9)),
+        ]
         fake = types.SimpleNamespace(
-            nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2,
+            nvmlInit=lambda: None,
+            nvmlDeviceGetCount=lambda: 2,
             nvmlDeviceGetHandleByIndex=lambda i: i,
             nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=used["now"][h]),
-            nvmlDeviceGetComputeRunningProcesses=lambda h: procs if h == 1 else [])
+            nvmlDeviceGetComputeRunningProcesses=lambda h: procs if h == 1 else [],
+        )
         monkeypatch.setitem(sys.modules, "pynvml", fake)
         peak, how = measure_mod._engine_memory([1e9, 1e9])
         assert peak == 28e9 and "children" in how
-        procs[0].pid = 2 ** 22 + 8  # a container: NVML reports host PIDs
+        procs[0].pid = 2**22 + 8  # a container: NVML reports host PIDs
         peak, how = measure_mod._engine_memory([1e9, 1e9])
         assert peak == 29e9 and "growth" in how
     finally:

@@ -20,13 +20,25 @@ def _in_band(arch: Arch, target: float, band: float) -> bool:
 
 
 @PROPS
-@given(target=st.floats(5e6, 3e9), dsn=st.floats(0.03, 0.15), r=st.floats(0.5, 5.0),
-       gqa=st.sampled_from([1, 2, 4, 8]), head_dim=st.sampled_from([64, 128]),
-       band=st.floats(0.02, 0.1))
+@given(
+    target=st.floats(5e6, 3e9),
+    dsn=st.floats(0.03, 0.15),
+    r=st.floats(0.5, 5.0),
+    gqa=st.sampled_from([1, 2, 4, 8]),
+    head_dim=st.sampled_from([64, 128]),
+    band=st.floats(0.02, 0.1),
+)
 def test_build_arch_valid_and_in_band(target, dsn, r, gqa, head_dim, band) -> None:
     try:
-        arch = build_arch(target, d_over_sqrt_n=dsn, r=r, gqa_group=gqa, head_dim=head_dim,
-                          band=band, vocab_size=32000)
+        arch = build_arch(
+            target,
+            d_over_sqrt_n=dsn,
+            r=r,
+            gqa_group=gqa,
+            head_dim=head_dim,
+            band=band,
+            vocab_size=32000,
+        )
     except ArchError as exc:
         assert "no shape" in str(exc)
         return
@@ -38,13 +50,22 @@ def test_build_arch_valid_and_in_band(target, dsn, r, gqa, head_dim, band) -> No
 
 
 @PROPS
-@given(target=st.floats(5e6, 1.5e9), band=st.floats(0.01, 0.1),
-       r_lo=st.floats(0.5, 2.0), r_span=st.floats(0.5, 4.0),
-       layers=st.tuples(st.integers(1, 40), st.integers(0, 60)),
-       ffn_per_shape=st.sampled_from(["nearest", "all"]))
-def test_enumerate_archs_in_band_and_ranges(target, band, r_lo, r_span, layers, ffn_per_shape) -> None:
-    space = SearchSpace(r_range=(r_lo, r_lo + r_span), n_layers_range=(layers[0], layers[0] + layers[1]),
-                        ffn_per_shape=ffn_per_shape)
+@given(
+    target=st.floats(5e6, 1.5e9),
+    band=st.floats(0.01, 0.1),
+    r_lo=st.floats(0.5, 2.0),
+    r_span=st.floats(0.5, 4.0),
+    layers=st.tuples(st.integers(1, 40), st.integers(0, 60)),
+    ffn_per_shape=st.sampled_from(["nearest", "all"]),
+)
+def test_enumerate_archs_in_band_and_ranges(
+    target, band, r_lo, r_span, layers, ffn_per_shape
+) -> None:
+    space = SearchSpace(
+        r_range=(r_lo, r_lo + r_span),
+        n_layers_range=(layers[0], layers[0] + layers[1]),
+        ffn_per_shape=ffn_per_shape,
+    )
     archs = enumerate_archs(target, band, space=space, vocab_size=50304, tie_embeddings=False)
     for a in archs:
         assert _in_band(a, target, band)
@@ -74,7 +95,9 @@ def test_nearest_is_subset_of_all() -> None:
     assert nearest and nearest <= every and len(every) > len(nearest)
 
 
-@pytest.mark.parametrize("target,band", [(0, 0.05), (-1, 0.05), (math.nan, 0.05), (1e9, 1.0), (1e9, -0.1)])
+@pytest.mark.parametrize(
+    "target,band", [(0, 0.05), (-1, 0.05), (math.nan, 0.05), (1e9, 1.0), (1e9, -0.1)]
+)
 def test_budget_bounds_rejects(target, band) -> None:
     with pytest.raises(ArchError):
         budget_bounds(target, band)
@@ -92,8 +115,15 @@ def test_build_arch_pins_layers() -> None:
     assert arch.n_layers == 16 and _in_band(arch, 1e9, 0.05)
 
 
-@pytest.mark.parametrize("kwargs", [dict(d_model_multiple=0), dict(head_dims=()),
-                                    dict(r_range=(2.0, 1.0)), dict(ffn_per_shape="some")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(d_model_multiple=0),
+        dict(head_dims=()),
+        dict(r_range=(2.0, 1.0)),
+        dict(ffn_per_shape="some"),
+    ],
+)
 def test_search_space_validation(kwargs) -> None:
     with pytest.raises(ArchError):
         SearchSpace(**kwargs)

@@ -32,13 +32,19 @@ def bayes_post(morph):
 
 def test_quantile_columns():
     assert [quantile_column(q) for q in (0.05, 0.5, 0.95, 0.975)] == [
-        "pred_q05", "pred_q50", "pred_q95", "pred_q97.5"]
+        "pred_q05",
+        "pred_q50",
+        "pred_q95",
+        "pred_q97.5",
+    ]
 
 
 def test_predict_table_and_archs(post, morph):
     pred = post.predict(morph, quantiles=(0.05, 0.25, 0.5, 0.95))
     assert list(pred.index) == list(morph.index)
-    assert (pred["pred_q05"] <= pred["pred_q25"]).all() and (pred["pred_q25"] <= pred["pred_q50"]).all()
+    assert (pred["pred_q05"] <= pred["pred_q25"]).all() and (
+        pred["pred_q25"] <= pred["pred_q50"]
+    ).all()
     assert (pred["pred_q50"] <= pred["pred_q95"]).all() and (pred["pred_sd"] > 0).all()
     assert np.abs(pred["pred_mean"] - morph["loss"]).mean() < 0.05
     arch = Arch(2048, 24, 16, 16, 128, 5632, 50432, False)
@@ -53,9 +59,16 @@ def test_predict_table_and_archs(post, morph):
 
 
 def test_predict_many_candidates(post):
-    arch = [Arch(d, l, 16, 4, 64, 4 * d, 50000) for d in range(512, 4096, 64) for l in range(4, 40)]
+    arch = [
+        Arch(d, n_layers, 16, 4, 64, 4 * d, 50000)
+        for d in range(512, 4096, 64)
+        for n_layers in range(4, 40)
+    ]
     pred = post.predict(law_features(arch, 2e10))
-    assert len(pred) == len(arch) >= 1500 and np.isfinite(pred[["pred_mean", "pred_q05", "pred_q95"]].to_numpy()).all()
+    assert (
+        len(pred) == len(arch) >= 1500
+        and np.isfinite(pred[["pred_mean", "pred_q05", "pred_q95"]].to_numpy()).all()
+    )
 
 
 def test_law_draws_numpy_and_torch(post, morph):
@@ -115,8 +128,14 @@ def _fixed_posterior(tau: float | None, per_source: bool = False, S: int = 400) 
     if per_source:
         samples["E[b]"] = np.full(S, 2.4)
         samples["alpha[b]"] = np.full(S, 0.3)
-    return LawPosterior("chinchilla", samples, sources=["a", "b"], reference_source="a",
-                        source_terms="chinchilla" if per_source else "none", num_chains=2)
+    return LawPosterior(
+        "chinchilla",
+        samples,
+        sources=["a", "b"],
+        reference_source="a",
+        source_terms="chinchilla" if per_source else "none",
+        num_chains=2,
+    )
 
 
 def test_predict_adds_discrepancy_to_noise():
@@ -158,7 +177,11 @@ def test_per_source_law_coefficients_predict_and_round_trip(tmp_path):
 def test_predict_10k_candidates_fast_and_quantiles_stable(post):
     import time
 
-    arch = [Arch(d, l, 16, 4, 64, 4 * d, 50000) for d in range(512, 4608, 16) for l in range(4, 44)]
+    arch = [
+        Arch(d, n_layers, 16, 4, 64, 4 * d, 50000)
+        for d in range(512, 4608, 16)
+        for n_layers in range(4, 44)
+    ]
     feats = law_features(arch[:10_000], 2e10)
     post.predict(feats)  # warm
     t0 = time.perf_counter()
@@ -178,17 +201,40 @@ def _gp_posterior(S: int = 200, slope: float = 0.02) -> tuple[LawPosterior, dict
     samples["gp_ell"] = np.full(S, 0.7)
     samples["gp_slope"] = np.full(S, slope)
     n_train = np.repeat(np.exp([17.0, 17.6, 18.3, 19.0]), 3)
-    feats = {"N": n_train, "N_total": n_train * 1.2, "D": 20 * n_train, "d_model": np.full(12, 1024.0),
-             "n_layers": np.full(12, 16.0), "r": np.full(12, 64.0)}
+    feats = {
+        "N": n_train,
+        "N_total": n_train * 1.2,
+        "D": 20 * n_train,
+        "d_model": np.full(12, 1024.0),
+        "n_layers": np.full(12, 16.0),
+        "r": np.full(12, 64.0),
+    }
     from surrogate.laws import LAWS
 
     loss = LAWS["chinchilla"](feats, theta) + 0.01  # a constant misfit the GP absorbs
     group = np.repeat(np.arange(4), 3)
-    info = {"gp": {"rows": {"a": {"features": {k: v.tolist() for k, v in feats.items()},
-                                  "loss": loss.tolist(), "group": group.tolist(),
-                                  "u": [17.0, 17.6, 18.3, 19.0], "u0": float(np.log(n_train).mean())}}}}
-    post = LawPosterior("chinchilla", samples, sources=["a"], reference_source="a",
-                        source_terms="none", num_chains=2, info=info)
+    info = {
+        "gp": {
+            "rows": {
+                "a": {
+                    "features": {k: v.tolist() for k, v in feats.items()},
+                    "loss": loss.tolist(),
+                    "group": group.tolist(),
+                    "u": [17.0, 17.6, 18.3, 19.0],
+                    "u0": float(np.log(n_train).mean()),
+                }
+            }
+        }
+    }
+    post = LawPosterior(
+        "chinchilla",
+        samples,
+        sources=["a"],
+        reference_source="a",
+        source_terms="none",
+        num_chains=2,
+        info=info,
+    )
     return post, feats
 
 
@@ -196,8 +242,14 @@ def test_gp_discrepancy_sd_grows_with_extrapolation_distance(tmp_path):
     post, _ = _gp_posterior()
     u = np.array([18.0, 19.0, 19.5, 20.0, 21.0, 22.5])  # inside, at the edge, then beyond
     n = np.exp(u)
-    f = {"N": n, "N_total": 1.2 * n, "D": 20 * n, "d_model": np.full(u.size, 1024.0),
-         "n_layers": np.full(u.size, 16.0), "r": np.full(u.size, 64.0)}
+    f = {
+        "N": n,
+        "N_total": 1.2 * n,
+        "D": 20 * n,
+        "d_model": np.full(u.size, 1024.0),
+        "n_layers": np.full(u.size, 16.0),
+        "r": np.full(u.size, 64.0),
+    }
     pred = post.predict(f)
     sd = pred["pred_sd"].to_numpy()
     assert np.all(np.diff(sd[1:]) > 0), sd  # strictly growing beyond the largest fitted size
@@ -226,7 +278,11 @@ def test_gp_predict_10k_candidates_fast():
     import time
 
     post, _ = _gp_posterior(S=512)
-    arch = [Arch(d, l, 16, 4, 64, 4 * d, 50000) for d in range(512, 4608, 16) for l in range(4, 44)]
+    arch = [
+        Arch(d, n_layers, 16, 4, 64, 4 * d, 50000)
+        for d in range(512, 4608, 16)
+        for n_layers in range(4, 44)
+    ]
     feats = law_features(arch[:10_000], 2e10)
     post.predict(feats)  # warm
     times = []
@@ -241,8 +297,11 @@ def test_gp_predict_10k_candidates_fast():
 # ---- joint draws and relative predictions -------------------------------------------------
 def _three_rows() -> dict[str, np.ndarray]:
     """Two shapes of one size (N within 1%) and a third four times larger, at 20B tokens."""
-    archs = [Arch(1024, 16, 16, 16, 64, 2816, 50432), Arch(1152, 12, 16, 16, 72, 3328, 50432),
-             Arch(2048, 16, 16, 16, 128, 5632, 50432)]
+    archs = [
+        Arch(1024, 16, 16, 16, 64, 2816, 50432),
+        Arch(1152, 12, 16, 16, 72, 3328, 50432),
+        Arch(2048, 16, 16, 16, 128, 5632, 50432),
+    ]
     return law_features(archs, 2e10)
 
 
@@ -277,8 +336,7 @@ def test_relative_predictions_cancel_the_shared_offset(post):
     f = _three_rows()
     pred = post.predict(f, n_draws=None)
     rel = post.relative(f, 0, n_draws=None)
-    assert list(rel.columns) == ["rel_mean", "rel_sd", "rel_q05", "rel_q50", "rel_q95",
-                                 "p_better"]
+    assert list(rel.columns) == ["rel_mean", "rel_sd", "rel_q05", "rel_q50", "rel_q95", "p_better"]
     assert rel.loc[0, "rel_sd"] == 0.0 and rel.loc[0, "p_better"] == 0.0
     assert rel.loc[1, "rel_sd"] < 0.6 * pred.loc[1, "pred_law_sd"]
     # A level uncertain by 0.05 nats, shared by every row, cancels exactly.
@@ -307,5 +365,6 @@ def test_gp_joint_draws_share_one_path_per_size():
     assert np.std(draws[:, 1] - draws[:, 0] - (law[1] - law[0])) < 0.002
     assert np.std(draws[:, 2] - draws[:, 0]) > 0.005
     marginal = post.predict(f, n_draws=None)
-    np.testing.assert_allclose(post.joint_draws(f, n_draws=None).std(axis=0),
-                               marginal["pred_sd"], rtol=0.15)
+    np.testing.assert_allclose(
+        post.joint_draws(f, n_draws=None).std(axis=0), marginal["pred_sd"], rtol=0.15
+    )

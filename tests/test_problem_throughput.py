@@ -9,13 +9,24 @@ import pytest
 from models.measure import Measurement, MeasurementCache
 from models.throughput import Workload
 from optim.campaign.rows import candidate_row
-from optim.core.problem import (N_THROUGHPUT_DRAWS, CampaignSpec, Problem, ProblemError,
-                                ThroughputCalibrationWarning)
+from optim.core.problem import (
+    N_THROUGHPUT_DRAWS,
+    CampaignSpec,
+    Problem,
+    ProblemError,
+    ThroughputCalibrationWarning,
+)
 
 
 def _spec(**overrides) -> CampaignSpec:
-    kwargs = dict(name="tp", params=5e7, tokens=1e9, hardware="a100-40gb", vocab_size=32000,
-                  workload=Workload(8, 512, 128))
+    kwargs = dict(
+        name="tp",
+        params=5e7,
+        tokens=1e9,
+        hardware="a100-40gb",
+        vocab_size=32000,
+        workload=Workload(8, 512, 128),
+    )
     kwargs.update(overrides)
     return CampaignSpec(**kwargs)
 
@@ -40,7 +51,10 @@ def test_draws_quantiles_and_the_common_shape_split(problem) -> None:
     assert problem.throughput_common_sigma > 0.05
     assert np.median(problem.throughput_rel_sigma) < np.median(total)
     # The draws are the common factor times the shape-relative part around the median.
-    dev = np.log(problem.throughput_draws / problem.throughput_mean) - problem.throughput_log_common[:, None]
+    dev = (
+        np.log(problem.throughput_draws / problem.throughput_mean)
+        - problem.throughput_log_common[:, None]
+    )
     np.testing.assert_allclose(dev.std(axis=0, ddof=1), problem.throughput_rel_sigma, rtol=1e-9)
     assert problem.servable.all() and (problem.unservable_reason == "").all()
 
@@ -58,10 +72,23 @@ def test_a_measurement_replaces_its_column(problem, tmp_path) -> None:
     cache = MeasurementCache(tmp_path / "m.sqlite")
     wl = problem.spec.workload
     arch = problem.candidates[5]
-    cache.put(Measurement(status="ok", reason="", tokens_per_s=1234.0, tokens_per_s_spread=100.0,
-                          arch=arch, hardware_id="a100-40gb", backend="vllm", batch_size=wl.batch_size,
-                          input_len=wl.input_len, output_len=wl.output_len, dtype=wl.dtype,
-                          origin="vllm bench throughput", created_at=1.0))
+    cache.put(
+        Measurement(
+            status="ok",
+            reason="",
+            tokens_per_s=1234.0,
+            tokens_per_s_spread=100.0,
+            arch=arch,
+            hardware_id="a100-40gb",
+            backend="vllm",
+            batch_size=wl.batch_size,
+            input_len=wl.input_len,
+            output_len=wl.output_len,
+            dtype=wl.dtype,
+            origin="vllm bench throughput",
+            created_at=1.0,
+        )
+    )
     p = problem.with_measurements(cache)
     i = p.index_of(arch)
     assert p.throughput_source[i] == "measured" and p.throughput_mean[i] == pytest.approx(1234.0)
@@ -77,8 +104,16 @@ def test_a_measurement_replaces_its_column(problem, tmp_path) -> None:
 def test_rows_carry_draw_quantiles_backend_and_servability(problem) -> None:
     zeros = np.zeros(problem.n)
     row = candidate_row(problem, 3, (zeros, zeros, zeros))
-    assert row["tokens_per_s_q05"] == row["pred_tokens_per_s_q05"] == pytest.approx(problem.throughput_q05[3])
-    assert row["tokens_per_s_q95"] == row["pred_tokens_per_s_q95"] == pytest.approx(problem.throughput_q95[3])
+    assert (
+        row["tokens_per_s_q05"]
+        == row["pred_tokens_per_s_q05"]
+        == pytest.approx(problem.throughput_q05[3])
+    )
+    assert (
+        row["tokens_per_s_q95"]
+        == row["pred_tokens_per_s_q95"]
+        == pytest.approx(problem.throughput_q95[3])
+    )
     assert row["pred_tokens_per_s"] == pytest.approx(problem.throughput_mean[3])
     assert row["backend"] == "vllm" and row["servable"] is True and row["unservable_reason"] == ""
     assert row["throughput_common_sigma"] == pytest.approx(problem.throughput_common_sigma)
@@ -104,17 +139,20 @@ def test_throughput_of_a_shape_does_not_depend_on_the_other_candidates():
     """Adding one off-grid shape (a forced run) must not move any candidate's tokens/s or draws."""
     import warnings
 
-    from optim.core.problem import Problem
     from test_strategies import small_posterior, small_spec
+
+    from optim.core.problem import Problem
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         p1 = Problem.build(small_spec(), small_posterior(), measurement_cache=False)
         extra = p1.candidates[0].replace(n_layers=p1.candidates[0].n_layers * 3)
-        p2 = Problem.build(small_spec(), small_posterior(), measurement_cache=False,
-                           extra_archs=[extra])
-        sub = Problem.build(small_spec(), small_posterior(), measurement_cache=False,
-                            candidates=p1.candidates[:40])
+        p2 = Problem.build(
+            small_spec(), small_posterior(), measurement_cache=False, extra_archs=[extra]
+        )
+        sub = Problem.build(
+            small_spec(), small_posterior(), measurement_cache=False, candidates=p1.candidates[:40]
+        )
     n = p1.n_grid
     np.testing.assert_array_equal(p1.throughput_mean[:n], p2.throughput_mean[:n])
     np.testing.assert_array_equal(p1.throughput_draws[:, :n], p2.throughput_draws[:, :n])

@@ -7,9 +7,17 @@ import pandas as pd
 import pytest
 
 from models.errors import ArchoptError
-from surrogate.runs import (BUNDLED_RUN_TABLES, RunTableError, bundled_path, bundled_runs,
-                            load_runs, reference_architectures, source_keys, table_archs,
-                            validate_runs)
+from surrogate.runs import (
+    BUNDLED_RUN_TABLES,
+    RunTableError,
+    bundled_path,
+    bundled_runs,
+    load_runs,
+    reference_architectures,
+    source_keys,
+    table_archs,
+    validate_runs,
+)
 
 
 def _morph() -> pd.DataFrame:
@@ -77,7 +85,9 @@ def test_unreadable_and_missing_files(tmp_path):
 def test_source_keys_split_datasets():
     df = load_runs(bundled_path("openlm_runs.csv"))
     keys = set(source_keys(df))
-    assert keys == {f"mlfoundations-scaling-runs/{d}" for d in ("c4_original", "rpj", "rw_original")}
+    assert keys == {
+        f"mlfoundations-scaling-runs/{d}" for d in ("c4_original", "rpj", "rw_original")
+    }
 
 
 def test_reference_architectures():
@@ -99,8 +109,9 @@ def _csv_with(tmp_path, row: int, column: str, text: str):
     return path
 
 
-@pytest.mark.parametrize("column", ["d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                                    "ffn_dim", "vocab_size"])
+@pytest.mark.parametrize(
+    "column", ["d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab_size"]
+)
 @pytest.mark.parametrize("text", ["inf", "1e400", "-inf", "nan", "Infinity", "1e30"])
 def test_non_finite_or_huge_shape_cell_names_line_and_column(tmp_path, column, text):
     path = _csv_with(tmp_path, 2, column, text)
@@ -128,7 +139,9 @@ def test_implausible_or_non_finite_loss_is_refused(tmp_path, text):
 def test_check_loss_is_the_single_loss_check():
     from surrogate.runs import LossError, check_loss
 
-    assert check_loss(2.79) == 2.79 and check_loss("3.1") == 3.1 and check_loss(np.float32(2.5)) == 2.5
+    assert (
+        check_loss(2.79) == 2.79 and check_loss("3.1") == 3.1 and check_loss(np.float32(2.5)) == 2.5
+    )
     for bad in (1e300, 20.0, 0.0, -2.0, float("nan"), float("inf"), "abc", None, True):
         with pytest.raises(LossError):
             check_loss(bad, where="observe 0: --loss")

@@ -4,10 +4,10 @@ ignored otherwise (the prior is fitted and cached)."""
 from __future__ import annotations
 
 import pytest
+from test_strategies import small_posterior
 
 import surrogate.bayes as bayes
 import surrogate.prior as prior
-from test_strategies import small_posterior
 
 
 @pytest.fixture
@@ -57,4 +57,5 @@ def test_the_released_shipped_prior_matches_the_current_settings():
         pytest.fail(f"{prior.SHIPPED_PRIOR} is missing: run surrogate.prior.write_shipped_prior()")
     shipped = LawPosterior.load(prior.SHIPPED_PRIOR)
     assert shipped.info.get("cache_key") == prior.default_prior_path().stem, (
-        "the shipped default prior is stale: run surrogate.prior.write_shipped_prior()")
+        "the shipped default prior is stale: run surrogate.prior.write_shipped_prior()"
+    )

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_strategies import small_posterior
 
 from surrogate.runs import bundled_runs
 from surrogate.slices import band_coverage, law_sweep, runs_near_slice, typical_slice
-
-from test_strategies import small_posterior
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +18,9 @@ def post():
 
 @pytest.mark.parametrize("knob", ["tokens", "non_embedding_params"])
 def test_loss_falls_along_size_and_tokens(post, knob):
-    sweep = law_sweep(post, knob, n_params=1e8, tokens=2e9, d_over_sqrt_n=0.08, r=3.0,
-                      vocab_size=32000)
+    sweep = law_sweep(
+        post, knob, n_params=1e8, tokens=2e9, d_over_sqrt_n=0.08, r=3.0, vocab_size=32000
+    )
     assert len(sweep) >= 5
     sweep = sweep.sort_values("x")
     assert np.all(np.diff(sweep["mean"].to_numpy()) < 0)
@@ -29,8 +29,9 @@ def test_loss_falls_along_size_and_tokens(post, knob):
 
 
 def test_every_sweep_point_is_a_real_shape_near_the_slice(post):
-    sweep = law_sweep(post, "d_over_sqrt_n", n_params=1e8, tokens=2e9, d_over_sqrt_n=0.08,
-                      r=3.0, vocab_size=32000)
+    sweep = law_sweep(
+        post, "d_over_sqrt_n", n_params=1e8, tokens=2e9, d_over_sqrt_n=0.08, r=3.0, vocab_size=32000
+    )
     assert sweep["x"].between(0.025, 0.16).all()
     assert sweep["label"].str.startswith("d").all()
     with pytest.raises(ValueError, match="unknown knob"):
@@ -46,9 +47,15 @@ def test_typical_slice_is_the_most_populated_cell():
 
 
 def test_runs_near_slice_and_coverage():
-    runs = pd.DataFrame({"non_embedding_params": [1e8, 1.1e8, 5e8], "tokens": [2e9, 2e9, 2e9],
-                         "loss": [3.0, 2.9, 2.5], "run": ["a", "b", "c"],
-                         "d_over_sqrt_n": [0.05, 0.06, 0.07]})
+    runs = pd.DataFrame(
+        {
+            "non_embedding_params": [1e8, 1.1e8, 5e8],
+            "tokens": [2e9, 2e9, 2e9],
+            "loss": [3.0, 2.9, 2.5],
+            "run": ["a", "b", "c"],
+            "d_over_sqrt_n": [0.05, 0.06, 0.07],
+        }
+    )
     near = runs_near_slice(runs, "d_over_sqrt_n", 1e8, 2e9, 1.2)
     assert list(near["label"]) == ["a", "b"]
     table = runs.assign(pred_q05=2.0, pred_q25=2.95, pred_q75=3.05, pred_q95=3.5)

@@ -165,9 +165,10 @@ def test_a_held_lock_gives_a_one_line_error_after_the_timeout(store, monkeypatch
     assert store.list_names() == ["a"]  # reads never wait for the lock
 
 
-@pytest.mark.parametrize("column, value", [("spec_json", "{not json"),
-                                           ("spec_json", "[1, 2]"),
-                                           ("info_json", "\x00\x01binary")])
+@pytest.mark.parametrize(
+    "column, value",
+    [("spec_json", "{not json"), ("spec_json", "[1, 2]"), ("info_json", "\x00\x01binary")],
+)
 def test_corrupt_campaign_rows_give_store_errors(store, column, value):
     from optim.campaign.store import Snapshot
 

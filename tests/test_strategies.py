@@ -26,18 +26,31 @@ def small_posterior(S: int = 32, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     n = rng.standard_normal
-    samples = {"E": 1.69 + 0.02 * n(S), "log_A": 6.0 + 0.05 * n(S), "alpha": 0.34 + 0.005 * n(S),
-               "log_B": 6.02 + 0.05 * n(S), "beta": 0.28 + 0.005 * n(S),
-               "a1": 0.08 + 0.02 * n(S), "a2": 0.006 + 0.002 * n(S),
-               "b1": 0.013 + 0.003 * n(S), "b2": 0.014 + 0.003 * n(S),
-               "sigma[ref]": 0.02 + 0.002 * np.abs(n(S))}
+    samples = {
+        "E": 1.69 + 0.02 * n(S),
+        "log_A": 6.0 + 0.05 * n(S),
+        "alpha": 0.34 + 0.005 * n(S),
+        "log_B": 6.02 + 0.05 * n(S),
+        "beta": 0.28 + 0.005 * n(S),
+        "a1": 0.08 + 0.02 * n(S),
+        "a2": 0.006 + 0.002 * n(S),
+        "b1": 0.013 + 0.003 * n(S),
+        "b2": 0.014 + 0.003 * n(S),
+        "sigma[ref]": 0.02 + 0.002 * np.abs(n(S)),
+    }
     return LawPosterior("conditional", samples, sources=["ref"], reference_source="ref")
 
 
 def small_spec(name: str = "small", **overrides) -> CampaignSpec:
     """5e7 non-embedding params +-5% (~280 candidates), 1e9 tokens, A100-40GB, small workload."""
-    kwargs = dict(name=name, params=5e7, tokens=1e9, hardware="a100-40gb", vocab_size=32000,
-                  workload=Workload(8, 512, 128))
+    kwargs = dict(
+        name=name,
+        params=5e7,
+        tokens=1e9,
+        hardware="a100-40gb",
+        vocab_size=32000,
+        workload=Workload(8, 512, 128),
+    )
     kwargs.update(overrides)
     return CampaignSpec(**kwargs)
 
@@ -61,8 +74,9 @@ def test_problem_holds_the_band_exactly(problem):
 
 
 def test_reference_point_uses_constraints():
-    p = Problem.build(small_spec(max_loss=3.1, min_throughput=1000.0), small_posterior(),
-                      measurement_cache=False)
+    p = Problem.build(
+        small_spec(max_loss=3.1, min_throughput=1000.0), small_posterior(), measurement_cache=False
+    )
     assert p.ref_point == (3.1, 1000.0)
 
 
@@ -75,8 +89,11 @@ def test_extra_archs_are_never_proposable(problem):
 
 def test_no_candidate_in_memory_is_an_error():
     with pytest.raises(ProblemError):
-        Problem.build(small_spec(workload=Workload(4096, 32768, 32768, backend="hf")), None,
-                      measurement_cache=False)
+        Problem.build(
+            small_spec(workload=Workload(4096, 32768, 32768, backend="hf")),
+            None,
+            measurement_cache=False,
+        )
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -143,10 +160,17 @@ def test_algorithm1_respects_the_loss_target_and_prefers_speed(problem):
     base = [i for i in feasible if cands[i].gqa_group == 4]
     step1 = cands[max(base, key=lambda i: tps[i])]  # fastest feasible shape at the base group
     first = cands[batch.indices[0]]
-    assert (first.d_model, first.n_layers, first.head_dim) == (step1.d_model, step1.n_layers,
-                                                               step1.head_dim)
-    variants = [i for i in feasible if (cands[i].d_model, cands[i].n_layers, cands[i].head_dim)
-                == (step1.d_model, step1.n_layers, step1.head_dim)]
+    assert (first.d_model, first.n_layers, first.head_dim) == (
+        step1.d_model,
+        step1.n_layers,
+        step1.head_dim,
+    )
+    variants = [
+        i
+        for i in feasible
+        if (cands[i].d_model, cands[i].n_layers, cands[i].head_dim)
+        == (step1.d_model, step1.n_layers, step1.head_dim)
+    ]
     assert tps[batch.indices[0]] == max(tps[i] for i in variants)  # step 2: GQA search
 
 
@@ -162,15 +186,22 @@ def test_bad_observations_are_refused(problem):
 def test_available_indices_excludes_observed_and_pending(problem):
     avail = available_indices(problem, np.array([0, 1]), np.array([2]))
     assert not np.isin([0, 1, 2], avail).any()
-    assert len(avail) == problem.proposable.sum() - np.isin([0, 1, 2], np.flatnonzero(problem.proposable)).sum()
+    assert (
+        len(avail)
+        == problem.proposable.sum() - np.isin([0, 1, 2], np.flatnonzero(problem.proposable)).sum()
+    )
 
 
 def test_candidate_set_model_posterior_shapes(problem):
     from optim.core.acquisition import CandidateSetModel
 
     gp = fit_loss_model(problem)
-    model = CandidateSetModel(gp.posterior, torch.as_tensor(problem.log_throughput),
-                              torch.full((problem.n,), 0.05), gp.n_members)
+    model = CandidateSetModel(
+        gp.posterior,
+        torch.as_tensor(problem.log_throughput),
+        torch.full((problem.n,), 0.05),
+        gp.n_members,
+    )
     post = model.posterior(torch.tensor([[[0.0], [3.0]], [[5.0], [7.0]]]))
     assert post.mean.shape == (2, 1, 2, 2)
     np.testing.assert_allclose(post.mean[0, 0, :, 1].numpy(), problem.log_throughput[[0, 3]])
@@ -182,13 +213,33 @@ def test_cached_measurements_replace_the_model_throughput(problem, tmp_path):
     cache = MeasurementCache(tmp_path / "m.sqlite")
     wl = problem.spec.workload
     arch = problem.candidates[7]
-    common = dict(arch=arch, hardware_id=problem.spec.hardware, backend=wl.backend,
-                  batch_size=wl.batch_size, input_len=wl.input_len, output_len=wl.output_len,
-                  dtype=wl.dtype)
-    cache.put(Measurement(status="ok", reason="", tokens_per_s=1234.0, tokens_per_s_spread=100.0,
-                          created_at=1.0, **common))
-    other = Measurement(status="ok", reason="", tokens_per_s=9.0, tokens_per_s_spread=0.0,
-                        created_at=2.0, **{**common, "batch_size": wl.batch_size + 1})
+    common = dict(
+        arch=arch,
+        hardware_id=problem.spec.hardware,
+        backend=wl.backend,
+        batch_size=wl.batch_size,
+        input_len=wl.input_len,
+        output_len=wl.output_len,
+        dtype=wl.dtype,
+    )
+    cache.put(
+        Measurement(
+            status="ok",
+            reason="",
+            tokens_per_s=1234.0,
+            tokens_per_s_spread=100.0,
+            created_at=1.0,
+            **common,
+        )
+    )
+    other = Measurement(
+        status="ok",
+        reason="",
+        tokens_per_s=9.0,
+        tokens_per_s_spread=0.0,
+        created_at=2.0,
+        **{**common, "batch_size": wl.batch_size + 1},
+    )
     cache.put(other)  # another workload: ignored
     p = Problem.build(problem.spec, problem.prior, measurement_cache=cache)
     i = p.index_of(arch)
@@ -219,19 +270,32 @@ def test_archopt_first_batch_lands_near_the_front_of_a_world_drawn_from_the_prio
 
     post = small_posterior(S=64, seed=1)
     spec = small_spec()
-    ref = reference_shape(spec.params, vocab_size=spec.vocab_size,
-                          tie_embeddings=spec.tie_embeddings)
+    ref = reference_shape(
+        spec.params, vocab_size=spec.vocab_size, tie_embeddings=spec.tie_embeddings
+    )
     max_loss = float(post.law_draws(law_features([ref], spec.tokens), source="ref").mean())
     full = Problem.build(spec, post, measurement_cache=False)
     cands = [full.candidates[i] for i in np.flatnonzero(full.proposable)]
-    problem = Problem.build(dataclasses.replace(spec, max_loss=max_loss), post,
-                            measurement_cache=False, candidates=cands)
+    problem = Problem.build(
+        dataclasses.replace(spec, max_loss=max_loss),
+        post,
+        measurement_cache=False,
+        candidates=cands,
+    )
     hv, gap, hv_random, gap_random = [], [], [], []
     for seed in range(6):
-        world = make_world(cands, spec.tokens, truth=law_truth(post, "ref"), reference=ref,
-                           max_loss=max_loss, throughput_model=problem.throughput_mean,
-                           seed=seed, noise=NoiseEstimate(0.002, 1, "test"),
-                           residual_rel_sigma=0.0, throughput_error=ThroughputError(0, 0, 0))
+        world = make_world(
+            cands,
+            spec.tokens,
+            truth=law_truth(post, "ref"),
+            reference=ref,
+            max_loss=max_loss,
+            throughput_model=problem.throughput_mean,
+            seed=seed,
+            noise=NoiseEstimate(0.002, 1, "test"),
+            residual_rel_sigma=0.0,
+            throughput_error=ThroughputError(0, 0, 0),
+        )
         batch = ArchoptStrategy().propose(problem, [], [], 4, seed=seed)
         obj, front = world.objectives(), world.objectives(world.pareto_indices)
 
@@ -242,8 +306,9 @@ def test_archopt_first_batch_lands_near_the_front_of_a_world_drawn_from_the_prio
         hv.append(world.hv_ratio(batch.indices))
         gap.append(np.mean([front_gap(i) for i in batch.indices]))
         rng = np.random.default_rng(seed)
-        hv_random.append(np.mean([world.hv_ratio(rng.choice(world.n, 4, replace=False))
-                                  for _ in range(30)]))
+        hv_random.append(
+            np.mean([world.hv_ratio(rng.choice(world.n, 4, replace=False)) for _ in range(30)])
+        )
         gap_random.append(np.mean([front_gap(i) for i in range(world.n)]))
     # Measured: HV 0.76 (random 0.38), gap 0.004 nats (random 0.037) over 16 seeds.
     assert np.mean(hv) > 0.6 and np.mean(hv) > np.mean(hv_random) + 0.2

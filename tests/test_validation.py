@@ -8,9 +8,19 @@ import pytest
 
 from surrogate.groups import size_groups
 from surrogate.runs import bundled_path, load_runs, table_archs
-from surrogate.validation import (SPLIT_KINDS, cell_labels, crps_draws, crps_normal,
-                                  interval_metrics, point_metrics, pool, shape_ids,
-                                  shape_metrics, table_size_groups, table_splits)
+from surrogate.validation import (
+    SPLIT_KINDS,
+    cell_labels,
+    crps_draws,
+    crps_normal,
+    interval_metrics,
+    point_metrics,
+    pool,
+    shape_ids,
+    shape_metrics,
+    table_size_groups,
+    table_splits,
+)
 
 
 def test_size_groups_split_at_gaps_and_cap_the_span():
@@ -108,7 +118,10 @@ def test_shape_metrics_against_chance_and_ties():
     assert inverse["best_first"] == 0.0 and inverse["spearman"] == -1.0
     flat = shape_metrics(y, np.full(5, 2.0), cells, shapes)  # a tie holding the best: 1/k
     assert flat["best_first"] == pytest.approx((1 / 3 + 1 / 2) / 2) and flat["spearman"] == 0.0
-    pooled = pool([{**point_metrics(y, y, cells), **interval_metrics(y, mean=y, sd=np.ones(5)),
-                    **perfect}, {**point_metrics(y, y, cells),
-                                 **interval_metrics(y, mean=y, sd=np.ones(5)), **inverse}])
+    pooled = pool(
+        [
+            {**point_metrics(y, y, cells), **interval_metrics(y, mean=y, sd=np.ones(5)), **perfect},
+            {**point_metrics(y, y, cells), **interval_metrics(y, mean=y, sd=np.ones(5)), **inverse},
+        ]
+    )
     assert pooled["best_first"] == 0.5 and pooled["spearman"] == 0.0 and pooled["n"] == 10

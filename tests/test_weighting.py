@@ -60,7 +60,7 @@ def test_plain_gp_loo_equals_refitting_without_each_run():
             mu = const + k @ torch.linalg.solve(K, m.train_targets[keep] - const)
             v = m.covar_module(x_j).to_dense()[0, 0] - k @ torch.linalg.solve(K, k) + noise
             assert mean[0, j] == pytest.approx(float(mu) * scale + shift, abs=1e-9)
-            assert var[j] == pytest.approx(float(v) * scale ** 2, rel=1e-6)
+            assert var[j] == pytest.approx(float(v) * scale**2, rel=1e-6)
 
 
 def test_ranking_losses_prefer_the_model_that_orders_the_runs():
@@ -132,14 +132,25 @@ def test_mixture_acquisition_with_one_dominant_member_matches_that_member(proble
     model = fit_weighted_model(problem, idx, y)
     tps = torch.as_tensor(problem.log_throughput)
     sd = torch.full((problem.n,), 0.05, dtype=torch.float64)
-    members = [CandidateSetModel(lambda ix, m=m: m.posterior(ix), tps, sd, m.n_members)
-               for _, m in model.members]
+    members = [
+        CandidateSetModel(lambda ix, m=m: m.posterior(ix), tps, sd, m.n_members)
+        for _, m in model.members
+    ]
     choices = np.setdiff1d(np.flatnonzero(problem.proposable), idx)
     ref = problem.reference_point(law)
-    alone = optimize_nehvi(members[0], choices=choices, k=2, ref_point=ref, observed_idx=idx,
-                           mc_samples=16, seed=0)
-    mixed = optimize_nehvi(members, weights=[1.0, 1e-12], choices=choices, k=2, ref_point=ref,
-                           observed_idx=idx, mc_samples=16, seed=0)
+    alone = optimize_nehvi(
+        members[0], choices=choices, k=2, ref_point=ref, observed_idx=idx, mc_samples=16, seed=0
+    )
+    mixed = optimize_nehvi(
+        members,
+        weights=[1.0, 1e-12],
+        choices=choices,
+        k=2,
+        ref_point=ref,
+        observed_idx=idx,
+        mc_samples=16,
+        seed=0,
+    )
     assert mixed.indices.tolist() == alone.indices.tolist()
     np.testing.assert_allclose(mixed.ehvi, alone.ehvi, rtol=1e-6)
 
@@ -155,8 +166,10 @@ def test_band_check_flags_a_run_that_contradicts_the_others(problem):
     assert sum(r["outside"] for r in rows) <= 2
     status = prior_status(problem, idx, y, labels=[f"trial {j}" for j in range(8)])
     assert 0.0 <= status["prior_weight"] <= 1.0
-    assert any(w.startswith("trial 3: observed loss") and "above the prior's 90% band" in w
-               for w in status["warnings"])
+    assert any(
+        w.startswith("trial 3: observed loss") and "above the prior's 90% band" in w
+        for w in status["warnings"]
+    )
     with pytest.warns(PriorBandWarning, match="trial 3"):
         assert warn_if_outside_band(problem, idx, y, 3, "trial 3")
 

@@ -35,12 +35,22 @@ from surrogate.runs import bundled_path, load_runs
 def fake_truth(source: str = "s", n: int = 8) -> LawPosterior:
     """A conditional-law posterior near published coefficients, without any fitting."""
     rng = np.random.default_rng(0)
-    base = dict(E=1.69, log_A=math.log(406.4), alpha=0.34, log_B=math.log(410.7), beta=0.28,
-                a1=0.038, a2=0.0031, b1=0.016, b2=0.017)
+    base = dict(
+        E=1.69,
+        log_A=math.log(406.4),
+        alpha=0.34,
+        log_B=math.log(410.7),
+        beta=0.28,
+        a1=0.038,
+        a2=0.0031,
+        b1=0.016,
+        b2=0.017,
+    )
     samples = {k: v * (1 + 0.01 * rng.normal(size=n)) for k, v in base.items()}
     samples[f"sigma[{source}]"] = np.full(n, 0.01)
-    return LawPosterior("conditional", samples, sources=[source], reference_source=source,
-                        method="lsq")
+    return LawPosterior(
+        "conditional", samples, sources=[source], reference_source=source, method="lsq"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +69,20 @@ def max_loss_of(truth, tokens=2e9, source="s"):
 
 
 def small_world(candidates, seed=0, residual=0.01, error=None):
-    tput = np.array([1e6 / a.n_layers / a.d_model ** 0.5 for a in candidates])
+    tput = np.array([1e6 / a.n_layers / a.d_model**0.5 for a in candidates])
     truth = fake_truth()
-    return make_world(candidates, 2e9, truth=law_truth(truth, "s"), reference=REFERENCE,
-                      max_loss=max_loss_of(truth), throughput_model=tput, seed=seed,
-                      noise=NoiseEstimate(0.003, 10, "test"), residual_rel_sigma=residual,
-                      throughput_error=error or ThroughputError(0.1, 0.05, 0.02))
+    return make_world(
+        candidates,
+        2e9,
+        truth=law_truth(truth, "s"),
+        reference=REFERENCE,
+        max_loss=max_loss_of(truth),
+        throughput_model=tput,
+        seed=seed,
+        noise=NoiseEstimate(0.003, 10, "test"),
+        residual_rel_sigma=residual,
+        throughput_error=error or ThroughputError(0.1, 0.05, 0.02),
+    )
 
 
 def test_run_noise_from_openlm_grid_is_small_and_positive():
@@ -80,8 +98,17 @@ def test_run_noise_recovers_known_noise():
     for shape in range(400):
         base = 3.0 + 0.3 * rng.normal()
         for w, shift in ((200, 0.0), (400, -0.01)):
-            rows.append(dict(d_model=512 + shape, n_layers=8, n_heads=8, batch=64, lr=3e-3,
-                             warmup=w, loss=base * math.exp(shift + 0.004 * rng.normal())))
+            rows.append(
+                dict(
+                    d_model=512 + shape,
+                    n_layers=8,
+                    n_heads=8,
+                    batch=64,
+                    lr=3e-3,
+                    warmup=w,
+                    loss=base * math.exp(shift + 0.004 * rng.normal()),
+                )
+            )
     est = estimate_run_noise(pd.DataFrame(rows))
     assert est.rel_sigma == pytest.approx(0.004, rel=0.15)
 
@@ -126,8 +153,9 @@ def test_world_truth_hv_and_regret(candidates):
     assert world.hv_ratio(np.arange(world.n)) == pytest.approx(1.0)
     assert world.hv_ratio(world.pareto_indices) == pytest.approx(1.0)
     assert world.hv_ratio([]) == 0.0
-    ratios = [world.hv_ratio(np.random.default_rng(s).choice(world.n, 8, replace=False))
-              for s in range(5)]
+    ratios = [
+        world.hv_ratio(np.random.default_rng(s).choice(world.n, 8, replace=False)) for s in range(5)
+    ]
     assert all(0.0 <= r < 1.0 for r in ratios)
     best = world.best_under_target
     assert world.regret(best) == 0.0
@@ -163,10 +191,14 @@ def test_no_oracle_the_reference_shape_sits_exactly_on_max_loss(candidates):
 
 
 def test_true_throughput_differs_from_the_model_by_the_documented_error(candidates):
-    model = np.array([1e6 / a.n_layers / a.d_model ** 0.5 for a in candidates])
+    model = np.array([1e6 / a.n_layers / a.d_model**0.5 for a in candidates])
     err = ThroughputError(common_sd=0.15, shape_sd=0.05, iid_sd=0.02)
-    logs = np.array([np.log(true_throughput(candidates, model, err, np.random.default_rng(s))
-                            / model) for s in range(400)])  # (draws, n)
+    logs = np.array(
+        [
+            np.log(true_throughput(candidates, model, err, np.random.default_rng(s)) / model)
+            for s in range(400)
+        ]
+    )  # (draws, n)
     common = logs.mean(axis=1)
     assert np.std(common) == pytest.approx(0.15, rel=0.2)  # the shared factor
     relative = logs - common[:, None]
@@ -190,7 +222,7 @@ def test_real_shape_effect_comes_from_gemstones_and_is_not_a_law():
 
 
 def test_a_world_without_a_front_under_max_loss_is_an_error(candidates):
-    tput = np.array([1e6 / a.n_layers / a.d_model ** 0.5 for a in candidates])
+    tput = np.array([1e6 / a.n_layers / a.d_model**0.5 for a in candidates])
 
     def worse(archs, tokens, rng):  # every candidate worse than the reference shape (last)
         base = np.full(len(archs), 3.0)
@@ -198,9 +230,17 @@ def test_a_world_without_a_front_under_max_loss_is_an_error(candidates):
         return base, {}
 
     with pytest.raises(WorldError, match="under max_loss"):
-        make_world(candidates, 2e9, truth=worse, reference=REFERENCE, max_loss=2.5,
-                   throughput_model=tput, seed=0, noise=NoiseEstimate(0.003, 10, "test"),
-                   residual_rel_sigma=0.0)
+        make_world(
+            candidates,
+            2e9,
+            truth=worse,
+            reference=REFERENCE,
+            max_loss=2.5,
+            throughput_model=tput,
+            seed=0,
+            noise=NoiseEstimate(0.003, 10, "test"),
+            residual_rel_sigma=0.0,
+        )
 
 
 def test_observations_are_noisy_around_the_truth(candidates):
@@ -215,5 +255,4 @@ def test_observations_are_noisy_around_the_truth(candidates):
 
 def test_world_rejects_bad_truth_shapes(candidates):
     with pytest.raises(WorldError):
-        World("w", tuple(candidates[:3]), 1e9, np.ones(2), np.ones(3), 0.0, 0.0, 1.0,
-              np.zeros(2))
+        World("w", tuple(candidates[:3]), 1e9, np.ones(2), np.ones(3), 0.0, 0.0, 1.0, np.zeros(2))

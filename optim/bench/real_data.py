@@ -20,9 +20,14 @@ def _one_recipe(runs: Any) -> Any:
     return runs
 
 
-def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "conditional",
-                    ks: Sequence[int] = (1, 2, 3), n_draws: int = 64, progress: bool = True
-                    ) -> dict[str, Any]:
+def real_data_check(
+    tables: Sequence[str] = REAL_DATA_TABLES,
+    *,
+    law: str = "conditional",
+    ks: Sequence[int] = (1, 2, 3),
+    n_draws: int = 64,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Leave-one-size-out ranking check on the bundled tables.
 
     For each table and each size group (:func:`~optim.bench.worlds.size_groups` across token
@@ -84,10 +89,15 @@ def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "con
             feats = law_features(table_archs(runs), runs["tokens"].to_numpy(float))
             draws = np.asarray(post.law_draws(feats, source=src))  # (S, n_rows)
             misfit = max(post.noise_sigma_for(src), 0.01)
-            hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=OFFSET_SD ** 2,
-                                  noise_var=LOSS_NOISE_SD ** 2, lengthscale=(0.5,))
+            hyper = ResidualHyper(
+                outputscale=misfit**2,
+                offset_var=OFFSET_SD**2,
+                noise_var=LOSS_NOISE_SD**2,
+                lengthscale=(0.5,),
+            )
             gp = LawPriorGP(X, torch.as_tensor(draws), hyper).fit(
-                tr, runs["loss"].to_numpy(float)[tr])
+                tr, runs["loss"].to_numpy(float)[tr]
+            )
             archopt_mean, _ = gp.predictive(he)
             # Indexed by position within the held-out rows.
             pred = {"archopt": np.asarray(archopt_mean), "algorithm1": draws[:, he].mean(0)}
@@ -98,8 +108,12 @@ def real_data_check(tables: Sequence[str] = REAL_DATA_TABLES, *, law: str = "con
                 if rows.size < 2:
                     continue
                 best = rows[np.argmin(loss[rows])]
-                case = {"table": table, "held_out": str(held["run"].iloc[0]),
-                        "tokens": float(t), "n_shapes": int(rows.size)}
+                case = {
+                    "table": table,
+                    "held_out": str(held["run"].iloc[0]),
+                    "tokens": float(t),
+                    "n_shapes": int(rows.size),
+                }
                 for name, p in pred.items():
                     order = rows[np.argsort(p[rows], kind="stable")]
                     case[f"{name}_rank"] = int(np.flatnonzero(order == best)[0]) + 1
@@ -111,14 +125,22 @@ def _summarize_real_data(cases: list[dict[str, Any]], ks: Sequence[int]) -> dict
     def rates(subset: list[dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {"cases": len(subset)}
         for name in ("archopt", "algorithm1"):
-            out[name] = {str(k): float(np.mean([c[f"{name}_rank"] <= k for c in subset]))
-                         if subset else None for k in ks}
-        out["chance"] = {str(k): float(np.mean([min(k, c["n_shapes"]) / c["n_shapes"]
-                                                for c in subset])) if subset else None
-                         for k in ks}
+            out[name] = {
+                str(k): float(np.mean([c[f"{name}_rank"] <= k for c in subset])) if subset else None
+                for k in ks
+            }
+        out["chance"] = {
+            str(k): float(np.mean([min(k, c["n_shapes"]) / c["n_shapes"] for c in subset]))
+            if subset
+            else None
+            for k in ks
+        }
         return out
 
     tables = sorted({c["table"] for c in cases})
-    return {"overall": rates(cases), "tables": {t: rates([c for c in cases if c["table"] == t])
-                                                 for t in tables},
-            "ks": list(ks), "cases": cases}
+    return {
+        "overall": rates(cases),
+        "tables": {t: rates([c for c in cases if c["table"] == t]) for t in tables},
+        "ks": list(ks),
+        "cases": cases,
+    }

@@ -15,8 +15,12 @@ from .run import HV_TARGET, BenchConfig, BenchResult, json_default
 
 __all__ = ["write_report", "summary_table"]
 
-_COLORS = {"archopt": "#1f77b4", "plain_qnehvi": "#ff7f0e", "algorithm1": "#2ca02c",
-           "random": "#7f7f7f"}
+_COLORS = {
+    "archopt": "#1f77b4",
+    "plain_qnehvi": "#ff7f0e",
+    "algorithm1": "#2ca02c",
+    "random": "#7f7f7f",
+}
 #: What each world kind is, in one line (the report and the summary table say it).
 KIND_LABELS: dict[str, str] = {
     "held_out_source": "held-out source (law fitted on a table the prior never saw)",
@@ -38,14 +42,18 @@ def _plot_hv(world: Mapping[str, Any], kind: str, budget: int, path: Path) -> No
         mean, half = np.asarray(m["hv_ratio_mean"]), np.asarray(m["hv_ratio_ci95_half"])
         color = _COLORS.get(name)
         ax.plot(t, mean, marker="o", ms=3, label=name, color=color)
-        ax.fill_between(t, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.2,
-                        color=color)
+        ax.fill_between(
+            t, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.2, color=color
+        )
     ax.axhline(HV_TARGET, color="k", ls="--", lw=0.8, label="95% of true HV")
     ax.axvline(budget, color="k", ls=":", lw=0.8)
     ax.set_xlabel("trainings (incl. the shared initial ones; log scale)")
     ax.set_ylabel("HV of trained archs / true HV")
-    ax.set_title(f"{KIND_LABELS.get(kind, kind)}\n(mean, 95% CI; a seed keeps its last value "
-                 "after it stops at 95%)", fontsize=9)
+    ax.set_title(
+        f"{KIND_LABELS.get(kind, kind)}\n(mean, 95% CI; a seed keeps its last value "
+        "after it stops at 95%)",
+        fontsize=9,
+    )
     ax.set_ylim(0, 1.02)
     ax.set_xscale("log")
     ax.legend(loc="lower right", fontsize=8)
@@ -68,9 +76,14 @@ def _plot_paired(result: BenchResult, path: Path) -> None:
     for j, kind in enumerate(kinds):
         p = result.worlds[kind]["paired_vs_plain_qnehvi"]
         lo, hi = p["hv_diff_ci95"]
-        ax.errorbar([j], [p["hv_diff_mean"]], yerr=[[p["hv_diff_mean"] - lo],
-                                                     [hi - p["hv_diff_mean"]]],
-                    fmt="o", capsize=5, color=_COLORS["archopt"])
+        ax.errorbar(
+            [j],
+            [p["hv_diff_mean"]],
+            yerr=[[p["hv_diff_mean"] - lo], [hi - p["hv_diff_mean"]]],
+            fmt="o",
+            capsize=5,
+            color=_COLORS["archopt"],
+        )
     ax.axhline(0.0, color="k", lw=0.8)
     ax.set_xticks(range(len(kinds)), kinds, fontsize=8)
     ax.set_ylabel(f"HV ratio at {result.config.budget} trainings,\narchopt - plain qNEHVI")
@@ -95,9 +108,14 @@ def _plot_t95(result: BenchResult, path: Path) -> None:
     for j, name in enumerate(names):
         for i, kind in enumerate(kinds):
             v = result.worlds[kind]["methods"][name]["trainings_to_95"]
-            ax.bar(i + j * width, v if v is not None else cap, width,
-                   color=_COLORS.get(name), hatch=None if v is not None else "//",
-                   label=name if i == 0 else None)
+            ax.bar(
+                i + j * width,
+                v if v is not None else cap,
+                width,
+                color=_COLORS.get(name),
+                hatch=None if v is not None else "//",
+                label=name if i == 0 else None,
+            )
     ax.set_xticks(np.arange(len(kinds)) + width * (len(names) - 1) / 2, kinds, fontsize=8)
     ax.set_ylabel("median trainings to 95% of true HV")
     ax.set_yscale("log")
@@ -119,8 +137,13 @@ def _plot_real_data(real: Mapping[str, Any], path: Path) -> None:
     width = 0.27
     for j, name in enumerate(("archopt", "algorithm1", "chance")):
         vals = [overall[name][k] or 0.0 for k in ks]
-        ax.bar(np.arange(len(ks)) + j * width, vals, width, label=name,
-               color=_COLORS.get(name, "#cccccc"))
+        ax.bar(
+            np.arange(len(ks)) + j * width,
+            vals,
+            width,
+            label=name,
+            color=_COLORS.get(name, "#cccccc"),
+        )
     ax.set_xticks(np.arange(len(ks)) + width, [f"top-{k}" for k in ks])
     ax.set_ylabel("held-out best shape found")
     ax.set_ylim(0, 1)
@@ -164,13 +187,19 @@ def summary_table(result: BenchResult) -> list[str]:
     """The headline table (one row per world): median trainings-to-95% per method, archopt /
     plain ratio, paired HV difference at the budget with its 95% CI, and whether archopt loses."""
     names = list(next(iter(result.worlds.values()))["methods"])
-    head = ("| world | " + " | ".join(f"{n} trainings to 95%" for n in names)
-            + " | archopt / plain | HV at budget, archopt - plain (95% CI) | archopt loses? |")
+    head = (
+        "| world | "
+        + " | ".join(f"{n} trainings to 95%" for n in names)
+        + " | archopt / plain | HV at budget, archopt - plain (95% CI) | archopt loses? |"
+    )
     lines = [head, "|---|" + "---|" * (len(names) + 3)]
     for kind, w in result.worlds.items():
         p = w.get("paired_vs_plain_qnehvi")
-        ratio = "-" if not p or p["trainings_to_95_ratio"] is None else \
-            f"{p['trainings_to_95_ratio']:.2f}"
+        ratio = (
+            "-"
+            if not p or p["trainings_to_95_ratio"] is None
+            else f"{p['trainings_to_95_ratio']:.2f}"
+        )
         diff = "-" if not p else f"{p['hv_diff_mean']:+.3f} {_ci(p['hv_diff_ci95'])}"
         loses = []
         if p:
@@ -178,9 +207,11 @@ def summary_table(result: BenchResult) -> list[str]:
                 loses.append("HV (CI below 0)")
             if p["trainings_to_95_ratio"] is not None and p["trainings_to_95_ratio"] > 1:
                 loses.append("trainings to 95%")
-        lines.append(f"| {KIND_LABELS.get(kind, kind)} | "
-                     + " | ".join(_t95(w["methods"][n]["trainings_to_95"]) for n in names)
-                     + f" | {ratio} | {diff} | {', '.join(loses) or 'no'} |")
+        lines.append(
+            f"| {KIND_LABELS.get(kind, kind)} | "
+            + " | ".join(_t95(w["methods"][n]["trainings_to_95"]) for n in names)
+            + f" | {ratio} | {diff} | {', '.join(loses) or 'no'} |"
+        )
     return lines
 
 
@@ -193,8 +224,11 @@ def _report_markdown(result: BenchResult) -> str:
         "",
         f"Preset: **{preset}** -- {cfg.seeds} seeds per world and method, "
         f"{setup.get('n_candidates')} candidates"
-        + (f" (a seeded random subset of the campaign's proposable set, max {cfg.max_candidates})"
-           if cfg.max_candidates else " (every proposable candidate of the campaign)")
+        + (
+            f" (a seeded random subset of the campaign's proposable set, max {cfg.max_candidates})"
+            if cfg.max_candidates
+            else " (every proposable candidate of the campaign)"
+        )
         + f", budget {cfg.n_init} shared initial random trainings + {cfg.batches} batches of "
         f"{cfg.batch_size} = {cfg.budget} trainings (the common budget). After it every method "
         f"continues until each seed reaches 95% of the true hypervolume (model-based methods "
@@ -202,7 +236,8 @@ def _report_markdown(result: BenchResult) -> str:
         f"Wall time {result.seconds / 60:.1f} min on 2 shared cores (1-minute load average "
         f"{load} at start -> end; the benchmark runs torch with one thread).",
         "",
-        "Reproduce: `" + ("archopt bench --quick" if cfg.quick else "archopt bench")
+        "Reproduce: `"
+        + ("archopt bench --quick" if cfg.quick else "archopt bench")
         + f" --seeds {cfg.seeds} --out results/bench` "
         "(or `python benchmarks/sample_efficiency.py`).",
         "",
@@ -245,31 +280,44 @@ def _report_markdown(result: BenchResult) -> str:
     for kind, ws in setup["worlds"].items():
         truth = ws["truth"]
         prior = truth["prior"]
-        prior_text = (f"archopt's prior refitted without `{prior['held_out_table']}`"
-                      if prior.get("held_out_table") else "archopt's default prior")
+        prior_text = (
+            f"archopt's prior refitted without `{prior['held_out_table']}`"
+            if prior.get("held_out_table")
+            else "archopt's default prior"
+        )
         if kind == "held_out_source":
-            what = (f"the truth is archopt's law family (`{truth['law']}`) fitted by least "
-                    f"squares on `{truth['table']}` alone (Laplace draws); {prior_text} never "
-                    "saw that table.")
+            what = (
+                f"the truth is archopt's law family (`{truth['law']}`) fitted by least "
+                f"squares on `{truth['table']}` alone (Laplace draws); {prior_text} never "
+                "saw that table."
+            )
         elif kind == "real_shapes":
             eff = truth.get("shape_effect", {})
             amp = np.ptp(eff.get("effect", [0.0]))
-            what = (f"no law: the real per-shape losses of `{truth['table']}` minus a "
-                    "shape-blind size trend (quadratic in ln N per token budget), averaged over "
-                    f"its budgets, smoothed by a GP over ln(d/sqrt N) (range {amp:.3f} in ln "
-                    "loss) and interpolated at the candidates; size slope "
-                    f"{eff.get('size_slope', float('nan')):+.3f} within the band; {prior_text}. "
-                    "Along the MLP ratio and GQA (never varied there) only the random residual.")
+            what = (
+                f"no law: the real per-shape losses of `{truth['table']}` minus a "
+                "shape-blind size trend (quadratic in ln N per token budget), averaged over "
+                f"its budgets, smoothed by a GP over ln(d/sqrt N) (range {amp:.3f} in ln "
+                "loss) and interpolated at the candidates; size slope "
+                f"{eff.get('size_slope', float('nan')):+.3f} within the band; {prior_text}. "
+                "Along the MLP ratio and GQA (never varied there) only the random residual."
+            )
         elif kind == "shifted":
-            what = (f"the truth is another law family (`{truth['law']}`: shape only through "
-                    f"d/L, monotonically) fitted on `{truth['table']}`; {prior_text}.")
+            what = (
+                f"the truth is another law family (`{truth['law']}`: shape only through "
+                f"d/L, monotonically) fitted on `{truth['table']}`; {prior_text}."
+            )
         else:
-            what = (f"the truth is a draw from {prior_text} itself. **An upper bound**: the "
-                    "prior is right by construction apart from the residual and the "
-                    "throughput error.")
-        lines.append(f"- **{kind}**: {what} Shape residual sd "
-                     f"{ws['shape_residual_rel_sigma']:.4f} relative (measured on "
-                     f"`{truth['residual_table']}`), `max_loss` {ws['max_loss']:.4f}.")
+            what = (
+                f"the truth is a draw from {prior_text} itself. **An upper bound**: the "
+                "prior is right by construction apart from the residual and the "
+                "throughput error."
+            )
+        lines.append(
+            f"- **{kind}**: {what} Shape residual sd "
+            f"{ws['shape_residual_rel_sigma']:.4f} relative (measured on "
+            f"`{truth['residual_table']}`), `max_loss` {ws['max_loss']:.4f}."
+        )
     lines += [""]
     for kind, world in result.worlds.items():
         lines += _world_section(kind, world, cfg)
@@ -299,34 +347,48 @@ def _world_section(kind: str, world: Mapping[str, Any], cfg: BenchConfig) -> lis
     front = [w.get("true_pareto_size", 0) for w in infos]
     lines = [f"## {KIND_LABELS.get(kind, kind)}", ""]
     if rho:
-        lines += [f"Before any run, archopt's prior mean ranks this world's candidates with "
-                  f"Spearman {np.mean(rho):+.2f} (seeds {np.min(rho):+.2f} to {np.max(rho):+.2f}) "
-                  f"against the true loss. Candidates under `max_loss`: {np.mean(under):.0f} of "
-                  f"{world['n_candidates']} on average; true Pareto front {np.mean(front):.1f} "
-                  "shapes on average.", ""]
-    lines += [f"![HV vs trainings](hv_{kind}.png)", "",
-              "| method | trainings to 95% (median) | seeds reaching 95% | HV ratio at "
-              f"{cfg.budget} (95% CI) | regret at {cfg.budget} | target missed | "
-              "mean prior weight | s / propose |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Before any run, archopt's prior mean ranks this world's candidates with "
+            f"Spearman {np.mean(rho):+.2f} (seeds {np.min(rho):+.2f} to {np.max(rho):+.2f}) "
+            f"against the true loss. Candidates under `max_loss`: {np.mean(under):.0f} of "
+            f"{world['n_candidates']} on average; true Pareto front {np.mean(front):.1f} "
+            "shapes on average.",
+            "",
+        ]
+    lines += [
+        f"![HV vs trainings](hv_{kind}.png)",
+        "",
+        "| method | trainings to 95% (median) | seeds reaching 95% | HV ratio at "
+        f"{cfg.budget} (95% CI) | regret at {cfg.budget} | target missed | "
+        "mean prior weight | s / propose |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, m in world["methods"].items():
         lo, hi = m["final_hv_ratio_ci95"]
         pw = "-" if m.get("prior_weight_mean") is None else f"{m['prior_weight_mean']:.2f}"
-        lines.append(f"| {name} | {_t95(m['trainings_to_95'])} | {m['seeds_reaching_95']}/"
-                     f"{cfg.seeds} | {m['final_hv_ratio']:.3f} [{lo:.3f}, {hi:.3f}] | "
-                     f"{m['regret']:.3f} | {m['target_miss_rate']:.0%} | {pw} | "
-                     f"{m['propose_seconds']:.2f} |")
+        lines.append(
+            f"| {name} | {_t95(m['trainings_to_95'])} | {m['seeds_reaching_95']}/"
+            f"{cfg.seeds} | {m['final_hv_ratio']:.3f} [{lo:.3f}, {hi:.3f}] | "
+            f"{m['regret']:.3f} | {m['target_miss_rate']:.0%} | {pw} | "
+            f"{m['propose_seconds']:.2f} |"
+        )
     p = world.get("paired_vs_plain_qnehvi")
     if p:
-        t95 = ("-" if p["trainings_to_95_diff_mean"] is None else
-               f"{p['trainings_to_95_diff_mean']:+.1f} {_ci(p['trainings_to_95_diff_ci95'], 1)} "
-               f"over the {p['n_both_reached']} seeds where both reached 95%")
-        lines += ["", f"Paired archopt - plain qNEHVI: HV at {cfg.budget} "
-                  f"{p['hv_diff_mean']:+.3f} {_ci(p['hv_diff_ci95'])}; trainings to 95% {t95} "
-                  f"(archopt alone reached it in {p['a_reached_only']} seeds, plain alone in "
-                  f"{p['b_reached_only']}); ratio of medians "
-                  + ("-" if p["trainings_to_95_ratio"] is None else
-                     f"{p['trainings_to_95_ratio']:.2f}") + "."]
+        t95 = (
+            "-"
+            if p["trainings_to_95_diff_mean"] is None
+            else f"{p['trainings_to_95_diff_mean']:+.1f} {_ci(p['trainings_to_95_diff_ci95'], 1)} "
+            f"over the {p['n_both_reached']} seeds where both reached 95%"
+        )
+        lines += [
+            "",
+            f"Paired archopt - plain qNEHVI: HV at {cfg.budget} "
+            f"{p['hv_diff_mean']:+.3f} {_ci(p['hv_diff_ci95'])}; trainings to 95% {t95} "
+            f"(archopt alone reached it in {p['a_reached_only']} seeds, plain alone in "
+            f"{p['b_reached_only']}); ratio of medians "
+            + ("-" if p["trainings_to_95_ratio"] is None else f"{p['trainings_to_95_ratio']:.2f}")
+            + ".",
+        ]
     lines += ["", "Targets:", ""]
     for key, val in world["targets"].items():
         met = {True: "met", False: "**missed**", None: "undecided"}[val["met"]]
@@ -337,20 +399,33 @@ def _world_section(kind: str, world: Mapping[str, Any], cfg: BenchConfig) -> lis
 
 def _real_data_section(real: Mapping[str, Any]) -> list[str]:
     ks = [str(k) for k in real["ks"]]
-    lines = ["## Real-data check: leave one size out", "", "![real data](real_data_check.png)", "",
-             "For each table and each size group (total params within ~10%), the conditional law "
-             "is fitted by least squares without that size; then at each token budget of the "
-             "held-out size its real shapes are ranked by predicted loss. Algorithm 1 ranks by "
-             "the law; archopt by the law plus its residual GP conditioned on the table's other "
-             "sizes. Shown: how often the truly best shape is in the top k.", "",
-             "| table | cases | " + " | ".join(f"archopt top-{k}" for k in ks) + " | "
-             + " | ".join(f"Alg. 1 top-{k}" for k in ks) + " | "
-             + " | ".join(f"chance top-{k}" for k in ks) + " |",
-             "|---|---|" + "---|" * (3 * len(ks))]
+    lines = [
+        "## Real-data check: leave one size out",
+        "",
+        "![real data](real_data_check.png)",
+        "",
+        "For each table and each size group (total params within ~10%), the conditional law "
+        "is fitted by least squares without that size; then at each token budget of the "
+        "held-out size its real shapes are ranked by predicted loss. Algorithm 1 ranks by "
+        "the law; archopt by the law plus its residual GP conditioned on the table's other "
+        "sizes. Shown: how often the truly best shape is in the top k.",
+        "",
+        "| table | cases | "
+        + " | ".join(f"archopt top-{k}" for k in ks)
+        + " | "
+        + " | ".join(f"Alg. 1 top-{k}" for k in ks)
+        + " | "
+        + " | ".join(f"chance top-{k}" for k in ks)
+        + " |",
+        "|---|---|" + "---|" * (3 * len(ks)),
+    ]
     rows = list(real["tables"].items()) + [("all", real["overall"])]
     for table, r in rows:
-        cells = [f"{r[n][k]:.2f}" if r[n][k] is not None else "-"
-                 for n in ("archopt", "algorithm1", "chance") for k in ks]
+        cells = [
+            f"{r[n][k]:.2f}" if r[n][k] is not None else "-"
+            for n in ("archopt", "algorithm1", "chance")
+            for k in ks
+        ]
         lines.append(f"| {table} | {r['cases']} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines

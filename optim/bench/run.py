@@ -128,11 +128,13 @@ class BenchConfig:
             if getattr(self, name) < 1:
                 raise BenchError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_candidates is not None and self.max_candidates < self.n_init + self.batch_size:
-            raise BenchError(f"max_candidates must be >= n_init + batch_size "
-                             f"({self.n_init + self.batch_size})")
+            raise BenchError(
+                f"max_candidates must be >= n_init + batch_size ({self.n_init + self.batch_size})"
+            )
         if self.max_trainings is not None and self.max_trainings < self.budget:
-            raise BenchError(f"max_trainings must be >= the budget ({self.budget}), got "
-                             f"{self.max_trainings}")
+            raise BenchError(
+                f"max_trainings must be >= the budget ({self.budget}), got {self.max_trainings}"
+            )
         if not self.methods:
             raise BenchError("give at least one method")
         unknown = set(self.worlds) - set(WORLD_KINDS)
@@ -197,8 +199,9 @@ class MethodTrace:
         return trainings_to(np.asarray(self.trainings), np.asarray(self.hv_ratio))
 
 
-def choose_final(world: World, trained: np.ndarray, observed_loss: np.ndarray,
-                 observed_tps: np.ndarray) -> int | None:
+def choose_final(
+    world: World, trained: np.ndarray, observed_loss: np.ndarray, observed_tps: np.ndarray
+) -> int | None:
     """The fastest (measured) trained architecture whose observed loss meets the target."""
     ok = observed_loss <= world.loss_target
     if not ok.any():
@@ -206,10 +209,19 @@ def choose_final(world: World, trained: np.ndarray, observed_loss: np.ndarray,
     return int(trained[ok][np.argmax(observed_tps[ok])])
 
 
-def run_campaign(world: World, problem: Any, strategy: Any, *, init_idx: np.ndarray,
-                 batch_sizes: Sequence[int], seed: int, choose_at: int | None = None,
-                 stop_at: float | None = None, min_trainings: int = 0,
-                 on_batch: Callable[[], None] | None = None) -> MethodTrace:
+def run_campaign(
+    world: World,
+    problem: Any,
+    strategy: Any,
+    *,
+    init_idx: np.ndarray,
+    batch_sizes: Sequence[int],
+    seed: int,
+    choose_at: int | None = None,
+    stop_at: float | None = None,
+    min_trainings: int = 0,
+    on_batch: Callable[[], None] | None = None,
+) -> MethodTrace:
     """Run one method on one world.
 
     Args:
@@ -241,22 +253,30 @@ def run_campaign(world: World, problem: Any, strategy: Any, *, init_idx: np.ndar
     trace.trainings.append(len(trained))
     trace.hv_ratio.append(world.hv_ratio(trained))
     for b, batch_size in enumerate(batch_sizes):
-        if stop_at is not None and trace.hv_ratio[-1] >= stop_at \
-                and trace.trainings[-1] >= min_trainings:
+        if (
+            stop_at is not None
+            and trace.hv_ratio[-1] >= stop_at
+            and trace.trainings[-1] >= min_trainings
+        ):
             break
         batch_size = min(int(batch_size), world.n - len(trained))
         if batch_size <= 0:
             break
         started = time.perf_counter()
-        batch = strategy.propose(problem, np.asarray(trained, dtype=np.int64),
-                                 np.asarray(losses, dtype=np.float64), batch_size,
-                                 seed=int(seed) * 1000 + b)
+        batch = strategy.propose(
+            problem,
+            np.asarray(trained, dtype=np.int64),
+            np.asarray(losses, dtype=np.float64),
+            batch_size,
+            seed=int(seed) * 1000 + b,
+        )
         trace.propose_seconds.append(time.perf_counter() - started)
         trace.prior_weight.append(float(getattr(batch, "prior_weight", math.nan)))
         new = [int(i) for i in np.asarray(batch.indices).reshape(-1)]
         if any(i < 0 or i >= world.n for i in new):
-            raise BenchError(f"{type(strategy).__name__} proposed an index outside the "
-                             f"{world.n} candidates")
+            raise BenchError(
+                f"{type(strategy).__name__} proposed an index outside the {world.n} candidates"
+            )
         # A short batch (e.g. Algorithm 1 finds nothing predicted under the target) wastes the
         # rest of its slots: the budget axis advances by batch_size regardless.
         trace.shortfall += batch_size - len(new)
@@ -268,16 +288,18 @@ def run_campaign(world: World, problem: Any, strategy: Any, *, init_idx: np.ndar
             on_batch()
     trace.trained = trained
     m = len(trained) if choose_at is None else min(int(choose_at), len(trained))
-    trace.chosen = choose_final(world, np.asarray(trained[:m]), np.asarray(losses[:m]),
-                                np.asarray(tps[:m]))
+    trace.chosen = choose_final(
+        world, np.asarray(trained[:m]), np.asarray(losses[:m]), np.asarray(tps[:m])
+    )
     trace.regret = world.regret(trace.chosen)
     trace.missed = trace.chosen is None or bool(world.true_loss[trace.chosen] > world.loss_target)
     return trace
 
 
 # ---- summaries ----------------------------------------------------------------------------
-def trainings_to(trainings: np.ndarray, hv_curve: np.ndarray, target: float = HV_TARGET
-                 ) -> int | None:
+def trainings_to(
+    trainings: np.ndarray, hv_curve: np.ndarray, target: float = HV_TARGET
+) -> int | None:
     """First number of trainings at which ``hv_curve`` reaches ``target`` (None if never)."""
     hit = np.flatnonzero(np.asarray(hv_curve) >= target - 1e-12)
     return int(np.asarray(trainings)[hit[0]]) if hit.size else None
@@ -334,8 +356,9 @@ def summarize_method(traces: Sequence[MethodTrace], budget: int) -> dict[str, An
     regrets = np.array([t.regret for t in traces])
     r_mean, r_lo, _ = _t_interval(regrets)
     curve_mean = hv.mean(0)
-    curve_half = np.array([(_t_interval(hv[:, j])[2] - _t_interval(hv[:, j])[1]) / 2
-                           for j in range(hv.shape[1])])
+    curve_half = np.array(
+        [(_t_interval(hv[:, j])[2] - _t_interval(hv[:, j])[1]) / 2 for j in range(hv.shape[1])]
+    )
     return {
         "trainings_to_95": _median_censored(per_seed),
         "trainings_to_95_per_seed": per_seed,
@@ -349,8 +372,11 @@ def summarize_method(traces: Sequence[MethodTrace], budget: int) -> dict[str, An
         "regret": float(r_mean),
         "regret_ci95_half": float(r_mean - r_lo),
         "target_miss_rate": float(np.mean([t.missed for t in traces])),
-        "regret_when_hit": (float(np.mean([t.regret for t in traces if not t.missed]))
-                            if any(not t.missed for t in traces) else None),
+        "regret_when_hit": (
+            float(np.mean([t.regret for t in traces if not t.missed]))
+            if any(not t.missed for t in traces)
+            else None
+        ),
         "empty_slots_per_seed": float(np.mean([t.shortfall for t in traces])),
         "trainings": trainings.tolist(),
         "hv_ratio_mean": curve_mean.tolist(),
@@ -361,8 +387,7 @@ def summarize_method(traces: Sequence[MethodTrace], budget: int) -> dict[str, An
     }
 
 
-def paired_vs(a: Sequence[MethodTrace], b: Sequence[MethodTrace], budget: int
-              ) -> dict[str, Any]:
+def paired_vs(a: Sequence[MethodTrace], b: Sequence[MethodTrace], budget: int) -> dict[str, Any]:
     """Paired differences ``a - b`` over seeds (same worlds, initial runs and noise).
 
     Returns:
@@ -379,8 +404,11 @@ def paired_vs(a: Sequence[MethodTrace], b: Sequence[MethodTrace], budget: int
     mean, lo, hi = _t_interval(hva[:, ia] - hvb[:, ib])
     ma = _median_censored([t.trainings_to_95 for t in a])
     mb = _median_censored([t.trainings_to_95 for t in b])
-    both = [(x.trainings_to_95, y.trainings_to_95) for x, y in zip(a, b)
-            if x.trainings_to_95 is not None and y.trainings_to_95 is not None]
+    both = [
+        (x.trainings_to_95, y.trainings_to_95)
+        for x, y in zip(a, b)
+        if x.trainings_to_95 is not None and y.trainings_to_95 is not None
+    ]
     d_mean: float | None = None  # stays None when no paired seed reached 95%
     d_lo: float | None = None
     d_hi: float | None = None
@@ -392,17 +420,21 @@ def paired_vs(a: Sequence[MethodTrace], b: Sequence[MethodTrace], budget: int
     return {
         "hv_diff_mean": float(mean),
         "hv_diff_ci95": [float(lo), float(hi)],
-        "trainings_to_95_ratio": (None if ma is None or mb is None or mb == 0
-                                  else float(ma / mb)),
+        "trainings_to_95_ratio": (None if ma is None or mb is None or mb == 0 else float(ma / mb)),
         "trainings_to_95_diff_mean": d_mean,
         "trainings_to_95_diff_ci95": None if d_mean is None else [d_lo, d_hi],
         "n_both_reached": len(both),
-        "a_reached_only": sum(x.trainings_to_95 is not None and y.trainings_to_95 is None
-                              for x, y in zip(a, b)),
-        "b_reached_only": sum(x.trainings_to_95 is None and y.trainings_to_95 is not None
-                              for x, y in zip(a, b)),
-        "hv_diff_curve": {"trainings": ta[:steps].tolist(), "mean": [c[0] for c in curve],
-                          "ci95": [[c[1], c[2]] for c in curve]},
+        "a_reached_only": sum(
+            x.trainings_to_95 is not None and y.trainings_to_95 is None for x, y in zip(a, b)
+        ),
+        "b_reached_only": sum(
+            x.trainings_to_95 is None and y.trainings_to_95 is not None for x, y in zip(a, b)
+        ),
+        "hv_diff_curve": {
+            "trainings": ta[:steps].tolist(),
+            "mean": [c[0] for c in curve],
+            "ci95": [[c[1], c[2]] for c in curve],
+        },
     }
 
 
@@ -416,8 +448,9 @@ TARGET_RATIOS: dict[str, tuple[tuple[str, float], ...]] = {
 }
 
 
-def evaluate_targets(kind: str, methods: Mapping[str, Mapping[str, Any]],
-                     paired: Mapping[str, Any] | None) -> dict[str, Any]:
+def evaluate_targets(
+    kind: str, methods: Mapping[str, Mapping[str, Any]], paired: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The issue's targets for world ``kind``, each ``{"met": bool | None, "detail": str}``
     (``None``: the data cannot decide, e.g. both medians censored)."""
     out: dict[str, Any] = {}
@@ -435,15 +468,18 @@ def evaluate_targets(kind: str, methods: Mapping[str, Mapping[str, Any]],
         elif theirs is None:
             out[key] = {"met": True, "detail": f"archopt {mine}; {other}'s median is censored"}
         else:
-            out[key] = {"met": mine <= factor * theirs + 1e-9,
-                        "detail": f"archopt {mine} vs {other} {theirs} (ratio "
-                                  f"{mine / theirs:.2f}, target <= {factor:.2f})"}
+            out[key] = {
+                "met": mine <= factor * theirs + 1e-9,
+                "detail": f"archopt {mine} vs {other} {theirs} (ratio "
+                f"{mine / theirs:.2f}, target <= {factor:.2f})",
+            }
     if paired is not None:
         lo, hi = paired["hv_diff_ci95"]
         out["hv_diff_ci_upper_ge_0"] = {
             "met": hi >= 0.0,
             "detail": f"archopt - plain qNEHVI HV at the budget: {paired['hv_diff_mean']:+.3f} "
-                      f"[{lo:+.3f}, {hi:+.3f}]"}
+            f"[{lo:+.3f}, {hi:+.3f}]",
+        }
     return out
 
 
@@ -475,9 +511,15 @@ class BenchResult:
         return self.config.worlds[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": dataclasses.asdict(self.config), "worlds_detail": self.worlds,
-                "real_data": self.real_data, "setup": self.setup, "seconds": self.seconds,
-                "load": self.load, **bench_json(self)}
+        return {
+            "config": dataclasses.asdict(self.config),
+            "worlds_detail": self.worlds,
+            "real_data": self.real_data,
+            "setup": self.setup,
+            "seconds": self.seconds,
+            "load": self.load,
+            **bench_json(self),
+        }
 
 
 #: Per-method keys of the ``--json`` contract's ``worlds`` entries, and of its headline block.
@@ -504,13 +546,17 @@ def bench_json(result: BenchResult) -> dict[str, Any]:
         worlds[name] = {
             "kind": w["kind"],
             "methods": {m: {k: s[k] for k in WORLD_METHOD_KEYS} for m, s in w["methods"].items()},
-            "paired_vs_plain_qnehvi": (None if paired is None
-                                       else {k: paired[k] for k in PAIRED_KEYS}),
+            "paired_vs_plain_qnehvi": (
+                None if paired is None else {k: paired[k] for k in PAIRED_KEYS}
+            ),
         }
-    return {"methods": {m: {k: s[k] for k in HEADLINE_METHOD_KEYS}
-                        for m, s in head["methods"].items()},
-            "seeds": result.config.seeds, "world": result.headline,
-            "targets": head.get("targets", {}), "worlds": worlds}
+    return {
+        "methods": {m: {k: s[k] for k in HEADLINE_METHOD_KEYS} for m, s in head["methods"].items()},
+        "seeds": result.config.seeds,
+        "world": result.headline,
+        "targets": head.get("targets", {}),
+        "worlds": worlds,
+    }
 
 
 def json_default(value: Any) -> Any:
@@ -552,7 +598,8 @@ def prior_without(table: str, *, progress: bool = True) -> Any:
     keep = [(s, r) not in held for s, r in zip(runs["source"].astype(str), runs["run"].astype(str))]
     rows = default_prior_runs(runs[keep].reset_index(drop=True))
     payload = rows.to_csv(index=False) + json.dumps(
-        {**DEFAULT_PRIOR_SETTINGS, "model_revision": MODEL_REVISION}, sort_keys=True)
+        {**DEFAULT_PRIOR_SETTINGS, "model_revision": MODEL_REVISION}, sort_keys=True
+    )
     key = hashlib.sha256(payload.encode()).hexdigest()[:16]
     path = archopt_home() / "posteriors" / f"bench-prior-without-{table.split('.')[0]}-{key}.nc"
     if path.is_file():
@@ -582,17 +629,24 @@ def _candidates(config: BenchConfig, prior: Any) -> tuple[list[Any], Any]:
     when ``max_candidates``), and the campaign spec."""
     from optim.core.problem import CampaignSpec, Problem
 
-    kwargs = dict(name="bench", params=config.params, tokens=config.tokens,
-                  hardware=config.hardware, band=config.band, source=config.source,
-                  law=prior.law)
+    kwargs = dict(
+        name="bench",
+        params=config.params,
+        tokens=config.tokens,
+        hardware=config.hardware,
+        band=config.band,
+        source=config.source,
+        law=prior.law,
+    )
     if config.workload:
         kwargs["workload"] = config.workload
     spec = CampaignSpec(**kwargs)
     full = Problem.build(spec, prior, measurement_cache=False)
     usable = np.flatnonzero(full.proposable)
     if config.max_candidates is not None and usable.size > config.max_candidates:
-        usable = np.sort(np.random.default_rng(12345).choice(usable, config.max_candidates,
-                                                             replace=False))
+        usable = np.sort(
+            np.random.default_rng(12345).choice(usable, config.max_candidates, replace=False)
+        )
     return [full.candidates[i] for i in usable], spec
 
 
@@ -618,9 +672,15 @@ class _WorldSetup:
     max_loss: float
 
 
-def _world_setups(config: BenchConfig, prior: Any, candidates: list[Any], spec: Any,
-                  reference: Any, progress: bool,
-                  truths: Mapping[str, Any] | None) -> dict[str, _WorldSetup]:
+def _world_setups(
+    config: BenchConfig,
+    prior: Any,
+    candidates: list[Any],
+    spec: Any,
+    reference: Any,
+    progress: bool,
+    truths: Mapping[str, Any] | None,
+) -> dict[str, _WorldSetup]:
     from optim.core.problem import N_LAW_DRAWS, Problem
     from surrogate.laws import law_features
     from surrogate.runs import bundled_path, load_runs
@@ -640,56 +700,97 @@ def _world_setups(config: BenchConfig, prior: Any, candidates: list[Any], spec: 
     for kind in config.worlds:
         if kind in ("held_out_source", "real_shapes"):
             if held is None:
-                held = truths.get("prior_without") or prior_without(config.held_out_table,
-                                                                    progress=progress)
+                held = truths.get("prior_without") or prior_without(
+                    config.held_out_table, progress=progress
+                )
             kind_prior, source = held, None
         else:
             kind_prior, source = prior, config.source
         kind_spec = dataclasses.replace(spec, source=source)
         ref_feats = law_features([reference], config.tokens)
-        max_loss = float(np.mean(kind_prior.law_draws(ref_feats, source=source,
-                                                      n_draws=N_LAW_DRAWS)))
-        problem = Problem.build(dataclasses.replace(kind_spec, max_loss=max_loss), kind_prior,
-                                measurement_cache=False, candidates=candidates)
+        max_loss = float(
+            np.mean(kind_prior.law_draws(ref_feats, source=source, n_draws=N_LAW_DRAWS))
+        )
+        problem = Problem.build(
+            dataclasses.replace(kind_spec, max_loss=max_loss),
+            kind_prior,
+            measurement_cache=False,
+            candidates=candidates,
+        )
         cols: tuple[int, ...]
         if kind == "matched":
             law = truths.get("matched", prior)
-            truth, info = law_truth(law, source), {"law": law.law, "fit": law.method,
-                                                   "table": "every bundled table (the prior)"}
+            truth, info = (
+                law_truth(law, source),
+                {"law": law.law, "fit": law.method, "table": "every bundled table (the prior)"},
+            )
             table, cols = config.truth_table, (0, 1, 2, 3)
         elif kind == "shifted":
             law = truths.get("shifted") or shifted_truth(config)
-            truth, info = law_truth(law, source), {"law": law.law, "fit": law.method,
-                                                   "table": config.truth_table}
+            truth, info = (
+                law_truth(law, source),
+                {"law": law.law, "fit": law.method, "table": config.truth_table},
+            )
             table, cols = config.truth_table, (0, 1, 2, 3)
         elif kind == "held_out_source":
             law = truths.get("held_out_source") or shifted_truth(
-                config, law=prior.law, table=config.held_out_table)
-            truth, info = law_truth(law, law.reference_source), {
-                "law": law.law, "fit": law.method, "table": config.held_out_table}
+                config, law=prior.law, table=config.held_out_table
+            )
+            truth, info = (
+                law_truth(law, law.reference_source),
+                {"law": law.law, "fit": law.method, "table": config.held_out_table},
+            )
             table, cols = config.held_out_table, (0, 1, 2, 3)
         else:  # real_shapes
             effect = fit_shape_effect(config.held_out_table)
             law = prior
-            truth, info = shape_effect_truth(effect), {
-                "law": None, "fit": "GP smoother of real per-shape losses",
-                "table": config.held_out_table,
-                "shape_effect": {"u": effect.u.tolist(), "effect": effect.effect.tolist(),
-                                 "size_slope": effect.size_slope}}
+            truth, info = (
+                shape_effect_truth(effect),
+                {
+                    "law": None,
+                    "fit": "GP smoother of real per-shape losses",
+                    "table": config.held_out_table,
+                    "shape_effect": {
+                        "u": effect.u.tolist(),
+                        "effect": effect.effect.tolist(),
+                        "size_slope": effect.size_slope,
+                    },
+                },
+            )
             table, cols = config.truth_table, (1, 3)  # ln r, ln GQA: what Gemstones never varies
         residual_runs = load_runs(bundled_path(table))
         residual = estimate_shape_residual(law, residual_runs, noise.rel_sigma)
-        out[kind] = _WorldSetup(kind, kind_prior, problem, truth, {
-            **info, "residual_table": table, "prior": {
-                "law": kind_prior.law, "method": kind_prior.method,
-                "sources": list(kind_prior.sources),
-                "held_out_table": kind_prior.info.get("held_out_table")},
-            "campaign_source": source}, residual, cols, max_loss)
+        out[kind] = _WorldSetup(
+            kind,
+            kind_prior,
+            problem,
+            truth,
+            {
+                **info,
+                "residual_table": table,
+                "prior": {
+                    "law": kind_prior.law,
+                    "method": kind_prior.method,
+                    "sources": list(kind_prior.sources),
+                    "held_out_table": kind_prior.info.get("held_out_table"),
+                },
+                "campaign_source": source,
+            },
+            residual,
+            cols,
+            max_loss,
+        )
     return out
 
 
-def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, Any] | None = None,
-              progress: bool = True, real_data: bool = True) -> BenchResult:
+def run_bench(
+    config: BenchConfig,
+    *,
+    prior: Any = None,
+    truths: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    real_data: bool = True,
+) -> BenchResult:
     """Run every method on every world kind and seed (see the module docstring).
 
     Args:
@@ -704,7 +805,6 @@ def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, An
 
     import torch
 
-
     started = time.perf_counter()
     load = [os.getloadavg()[0]]
     # One intra-op thread: the models are tiny, and on a shared 2-core machine torch's thread
@@ -718,8 +818,15 @@ def run_bench(config: BenchConfig, *, prior: Any = None, truths: Mapping[str, An
         torch.set_num_threads(threads)
 
 
-def _run(config: BenchConfig, prior: Any, truths: Mapping[str, Any] | None, progress: bool,
-         real_data: bool, started: float, load: list[float]) -> BenchResult:
+def _run(
+    config: BenchConfig,
+    prior: Any,
+    truths: Mapping[str, Any] | None,
+    progress: bool,
+    real_data: bool,
+    started: float,
+    load: list[float],
+) -> BenchResult:
     import os
 
     from rich.console import Console
@@ -733,8 +840,12 @@ def _run(config: BenchConfig, prior: Any, truths: Mapping[str, Any] | None, prog
 
         prior = default_prior(progress=progress)
     candidates, spec = _candidates(config, prior)
-    reference = reference_shape(config.params, band=config.band, vocab_size=spec.vocab_size,
-                                tie_embeddings=spec.tie_embeddings)
+    reference = reference_shape(
+        config.params,
+        band=config.band,
+        vocab_size=spec.vocab_size,
+        tie_embeddings=spec.tie_embeddings,
+    )
     setups = _world_setups(config, prior, candidates, spec, reference, progress, truths)
     noise = estimate_run_noise()
     first = next(iter(setups.values())).problem
@@ -743,56 +854,103 @@ def _run(config: BenchConfig, prior: Any, truths: Mapping[str, Any] | None, prog
         "n_candidates": len(candidates),
         "reference_shape": reference.label(),
         "noise": dataclasses.asdict(noise),
-        "worlds": {k: {"truth": s.truth_info, "shape_residual_rel_sigma": s.residual,
-                       "residual_columns": list(s.residual_columns), "max_loss": s.max_loss}
-                   for k, s in setups.items()},
-        "spec": {"params": spec.params, "tokens": spec.tokens, "hardware": spec.hardware,
-                 "workload": str(spec.workload), "band": spec.band},
+        "worlds": {
+            k: {
+                "truth": s.truth_info,
+                "shape_residual_rel_sigma": s.residual,
+                "residual_columns": list(s.residual_columns),
+                "max_loss": s.max_loss,
+            }
+            for k, s in setups.items()
+        },
+        "spec": {
+            "params": spec.params,
+            "tokens": spec.tokens,
+            "hardware": spec.hardware,
+            "workload": str(spec.workload),
+            "band": spec.band,
+        },
         "max_trainings": cap,
     }
     worlds_out: dict[str, dict[str, Any]] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     # Progress goes to stderr so ``--json`` output on stdout stays machine-readable.
-    with Progress(*columns, disable=not progress, transient=False,
-                  console=Console(stderr=True)) as bar:
+    with Progress(
+        *columns, disable=not progress, transient=False, console=Console(stderr=True)
+    ) as bar:
         task = bar.add_task("bench", total=len(setups) * config.seeds * len(strategies))
         for kind, ws in setups.items():
             traces: dict[str, list[MethodTrace]] = {m: [] for m in config.methods}
             infos = []
             for seed in range(config.seeds):
-                world = make_world(candidates, config.tokens, truth=ws.truth,
-                                   reference=reference, max_loss=ws.max_loss,
-                                   throughput_model=first.throughput_mean, seed=seed,
-                                   noise=noise, residual_rel_sigma=ws.residual,
-                                   residual_columns=ws.residual_columns, kind=kind,
-                                   name=f"{kind}-{seed}")
+                world = make_world(
+                    candidates,
+                    config.tokens,
+                    truth=ws.truth,
+                    reference=reference,
+                    max_loss=ws.max_loss,
+                    throughput_model=first.throughput_mean,
+                    seed=seed,
+                    noise=noise,
+                    residual_rel_sigma=ws.residual,
+                    residual_columns=ws.residual_columns,
+                    kind=kind,
+                    name=f"{kind}-{seed}",
+                )
                 init_idx = np.random.default_rng([seed, 31337]).choice(
-                    world.n, config.n_init, replace=False)
-                infos.append({**{k: v for k, v in world.info.items()
-                                 if k not in ("noise_method",)},
-                              "true_pareto_size": int(world.pareto_indices.size),
-                              **prior_vs_truth(ws.problem.law_mean(), world.true_loss)})
+                    world.n, config.n_init, replace=False
+                )
+                infos.append(
+                    {
+                        **{k: v for k, v in world.info.items() if k not in ("noise_method",)},
+                        "true_pareto_size": int(world.pareto_indices.size),
+                        **prior_vs_truth(ws.problem.law_mean(), world.true_loss),
+                    }
+                )
                 for name, strategy in strategies.items():
                     bar.update(task, description=f"{kind} seed {seed} {name}")
                     limit = len(candidates) if name == "random" else cap
                     steps = math.ceil(max(limit - config.n_init, 0) / config.batch_size)
-                    traces[name].append(run_campaign(
-                        world, ws.problem, strategy, init_idx=init_idx,
-                        batch_sizes=[config.batch_size] * steps, seed=seed,
-                        choose_at=config.budget, stop_at=HV_TARGET,
-                        min_trainings=config.budget))
+                    traces[name].append(
+                        run_campaign(
+                            world,
+                            ws.problem,
+                            strategy,
+                            init_idx=init_idx,
+                            batch_sizes=[config.batch_size] * steps,
+                            seed=seed,
+                            choose_at=config.budget,
+                            stop_at=HV_TARGET,
+                            min_trainings=config.budget,
+                        )
+                    )
                     bar.advance(task)
             methods = {m: summarize_method(t, config.budget) for m, t in traces.items()}
-            paired = (paired_vs(traces["archopt"], traces["plain_qnehvi"], config.budget)
-                      if {"archopt", "plain_qnehvi"} <= set(traces) else None)
-            vs_alg1 = (paired_vs(traces["archopt"], traces["algorithm1"], config.budget)
-                       if {"archopt", "algorithm1"} <= set(traces) else None)
-            worlds_out[kind] = {"kind": kind, "methods": methods,
-                                "paired_vs_plain_qnehvi": paired, "vs_algorithm1": vs_alg1,
-                                "targets": evaluate_targets(kind, methods, paired),
-                                "world_info": infos, "n_candidates": len(candidates),
-                                "max_loss": ws.max_loss}
+            paired = (
+                paired_vs(traces["archopt"], traces["plain_qnehvi"], config.budget)
+                if {"archopt", "plain_qnehvi"} <= set(traces)
+                else None
+            )
+            vs_alg1 = (
+                paired_vs(traces["archopt"], traces["algorithm1"], config.budget)
+                if {"archopt", "algorithm1"} <= set(traces)
+                else None
+            )
+            worlds_out[kind] = {
+                "kind": kind,
+                "methods": methods,
+                "paired_vs_plain_qnehvi": paired,
+                "vs_algorithm1": vs_alg1,
+                "targets": evaluate_targets(kind, methods, paired),
+                "world_info": infos,
+                "n_candidates": len(candidates),
+                "max_loss": ws.max_loss,
+            }
     result = BenchResult(config=config, worlds=worlds_out, setup=setup)
     if real_data:
         from .real_data import real_data_check

@@ -101,8 +101,13 @@ class WorldError(ArchoptError):
 class TruthLaw(Protocol):
     """What a world needs from a fitted law: draws of the loss for given features."""
 
-    def law_draws(self, features: Mapping[str, np.ndarray], source: str | None = None,
-                  n_draws: int | None = None, xp: Any = np) -> np.ndarray: ...
+    def law_draws(
+        self,
+        features: Mapping[str, np.ndarray],
+        source: str | None = None,
+        n_draws: int | None = None,
+        xp: Any = np,
+    ) -> np.ndarray: ...
 
 
 # ---- estimates from the real tables -------------------------------------------------------
@@ -121,8 +126,9 @@ class NoiseEstimate:
     method: str
 
 
-def estimate_run_noise(grid: pd.DataFrame | None = None,
-                       warmups: tuple[int, int] = NOISE_WARMUPS) -> NoiseEstimate:
+def estimate_run_noise(
+    grid: pd.DataFrame | None = None, warmups: tuple[int, int] = NOISE_WARMUPS
+) -> NoiseEstimate:
     """Run-to-run noise from openlm_grid.csv: the same shape trained twice.
 
     For every ``(d_model, n_layers, n_heads)`` trained at batch 64 and lr 3e-3 with both
@@ -143,8 +149,9 @@ def estimate_run_noise(grid: pd.DataFrame | None = None,
         raise WorldError(f"noise estimate needs columns {sorted(need)}")
     sub = grid[(grid["batch"] == 64) & np.isclose(grid["lr"], 3e-3)]
     sub = sub.assign(y=np.log(sub["loss"].to_numpy(float)))
-    wide = sub.pivot_table(index=["d_model", "n_layers", "n_heads"], columns="warmup",
-                           values="y", aggfunc="mean")
+    wide = sub.pivot_table(
+        index=["d_model", "n_layers", "n_heads"], columns="warmup", values="y", aggfunc="mean"
+    )
     w1, w2 = warmups
     if w1 not in wide.columns or w2 not in wide.columns:
         raise WorldError(f"no runs with warmups {warmups} in the grid table")
@@ -154,9 +161,13 @@ def estimate_run_noise(grid: pd.DataFrame | None = None,
     mad = float(np.median(np.abs(diff - np.median(diff))))
     sigma = 1.4826 * mad / math.sqrt(2.0)
     return NoiseEstimate(
-        rel_sigma=sigma, n_pairs=int(diff.size),
-        method=(f"openlm_grid.csv, {diff.size} shapes trained at batch 64, lr 3e-3 with warmup "
-                f"{w1} and {w2}: 1.4826 MAD of the paired ln-loss difference / sqrt(2)"))
+        rel_sigma=sigma,
+        n_pairs=int(diff.size),
+        method=(
+            f"openlm_grid.csv, {diff.size} shapes trained at batch 64, lr 3e-3 with warmup "
+            f"{w1} and {w2}: 1.4826 MAD of the paired ln-loss difference / sqrt(2)"
+        ),
+    )
 
 
 def size_groups(runs: pd.DataFrame, *, by_tokens: bool = True) -> np.ndarray:
@@ -191,8 +202,9 @@ def size_groups(runs: pd.DataFrame, *, by_tokens: bool = True) -> np.ndarray:
     return labels
 
 
-def estimate_shape_residual(truth: TruthLaw, runs: pd.DataFrame, noise_rel_sigma: float,
-                            n_draws: int | None = 64) -> float:
+def estimate_shape_residual(
+    truth: TruthLaw, runs: pd.DataFrame, noise_rel_sigma: float, n_draws: int | None = 64
+) -> float:
     """Relative size of what the law misses about *shape*, from real runs.
 
     The law's posterior-mean prediction for every run is compared with its real loss
@@ -221,8 +233,8 @@ def estimate_shape_residual(truth: TruthLaw, runs: pd.DataFrame, noise_rel_sigma
     centred = frame["e"] - frame.groupby("g")["e"].transform("mean")
     counts = frame.groupby("g").size()
     dof = int((counts - 1).sum())
-    var = float((centred ** 2).sum() / max(dof, 1))
-    return math.sqrt(max(var - noise_rel_sigma ** 2, 0.0))
+    var = float((centred**2).sum() / max(dof, 1))
+    return math.sqrt(max(var - noise_rel_sigma**2, 0.0))
 
 
 # ---- the smooth residual ------------------------------------------------------------------
@@ -231,8 +243,18 @@ def shape_feature_matrix(archs: Sequence[Arch]) -> np.ndarray:
 
     Columns that do not vary over ``archs`` are left at zero.
     """
-    raw = np.array([[math.log(a.d_over_sqrt_n), math.log(a.mlp_attn_ratio),
-                     math.log(a.aspect_ratio), math.log(a.gqa_group)] for a in archs], float)
+    raw = np.array(
+        [
+            [
+                math.log(a.d_over_sqrt_n),
+                math.log(a.mlp_attn_ratio),
+                math.log(a.aspect_ratio),
+                math.log(a.gqa_group),
+            ]
+            for a in archs
+        ],
+        float,
+    )
     raw = raw.reshape(len(archs), 4)
     sd = raw.std(axis=0)
     z = np.zeros_like(raw)
@@ -241,8 +263,9 @@ def shape_feature_matrix(archs: Sequence[Arch]) -> np.ndarray:
     return z
 
 
-def smooth_residual(z: np.ndarray, rng: np.random.Generator, *, lengthscale: float = 1.0,
-                    n_features: int = 512) -> np.ndarray:
+def smooth_residual(
+    z: np.ndarray, rng: np.random.Generator, *, lengthscale: float = 1.0, n_features: int = 512
+) -> np.ndarray:
     """One draw of a unit-variance squared-exponential GP at the rows of ``z`` (``n x p``).
 
     Random Fourier features (Rahimi & Recht 2007): ``sqrt(2/M) sum_m w_m cos(omega_m . z + b_m)``
@@ -258,15 +281,24 @@ def smooth_residual(z: np.ndarray, rng: np.random.Generator, *, lengthscale: flo
 
 
 # ---- reference shape, truths and throughput -----------------------------------------------
-def reference_shape(params: float, *, band: float = 0.05, vocab_size: int = 128256,
-                    tie_embeddings: bool = True) -> Arch:
+def reference_shape(
+    params: float, *, band: float = 0.05, vocab_size: int = 128256, tie_embeddings: bool = True
+) -> Arch:
     """The shape a user measures candidates against: LLaMA-3 proportions (``d/L = 128``,
     ``r = 4.8``, GQA 4, head size 64) at ``params`` non-embedding parameters
     (:func:`models.parametrize.build_arch`); at 1B it is LLaMA-3.2-1B's block shape."""
     from models.parametrize import build_arch
 
-    return build_arch(params, aspect_ratio=128.0, r=4.8, gqa_group=4, head_dim=64, band=band,
-                      vocab_size=vocab_size, tie_embeddings=tie_embeddings)
+    return build_arch(
+        params,
+        aspect_ratio=128.0,
+        r=4.8,
+        gqa_group=4,
+        head_dim=64,
+        band=band,
+        vocab_size=vocab_size,
+        tie_embeddings=tie_embeddings,
+    )
 
 
 #: ``(archs, tokens, rng) -> (base loss (n,), info)``: a world's truth before residual and level.
@@ -278,10 +310,13 @@ def law_truth(truth: TruthLaw, source: str | None, n_law_draws: int | None = Non
     ``source``'s scale."""
     from surrogate.laws import law_features
 
-    def fn(archs: Sequence[Arch], tokens: float, rng: np.random.Generator
-           ) -> tuple[np.ndarray, dict]:
-        draws = np.asarray(truth.law_draws(law_features(list(archs), tokens), source=source,
-                                           n_draws=n_law_draws), float)
+    def fn(
+        archs: Sequence[Arch], tokens: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, dict]:
+        draws = np.asarray(
+            truth.law_draws(law_features(list(archs), tokens), source=source, n_draws=n_law_draws),
+            float,
+        )
         d = int(rng.integers(draws.shape[0]))
         return draws[d], {"law_draw": d, "n_law_draws": int(draws.shape[0]), "source": source}
 
@@ -335,7 +370,7 @@ def fit_shape_effect(table: str = "gemstones_runs.csv") -> ShapeEffect:
             continue
         y = np.log(runs["loss"].to_numpy(float)[rows])
         x = ln_n[rows] - ln_n[rows].mean()
-        quad = np.c_[np.ones(rows.size), x, x ** 2]
+        quad = np.c_[np.ones(rows.size), x, x**2]
         resid = y - quad @ np.linalg.lstsq(quad, y, rcond=None)[0]
         effects.append(pd.Series(resid, index=keys[rows].to_numpy()))
         slopes.append(np.polyfit(x, y, 1)[0])
@@ -354,22 +389,26 @@ def fit_shape_effect(table: str = "gemstones_runs.csv") -> ShapeEffect:
         with torch.no_grad():
             return gp.posterior(torch.as_tensor(x, dtype=torch.float64)).mean[:, 0].numpy()
 
-    return ShapeEffect(u=u, effect=eff, size_slope=float(np.mean(slopes)), table=table,
-                       predict=predict)
+    return ShapeEffect(
+        u=u, effect=eff, size_slope=float(np.mean(slopes)), table=table, predict=predict
+    )
 
 
 def shape_effect_truth(effect: ShapeEffect) -> TruthFn:
     """A truth from a real shape effect: ``exp(effect(u) + size_slope ln(N / N_mean))`` (its
     level is set by :func:`make_world`)."""
 
-    def fn(archs: Sequence[Arch], tokens: float, rng: np.random.Generator
-           ) -> tuple[np.ndarray, dict]:
+    def fn(
+        archs: Sequence[Arch], tokens: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, dict]:
         del tokens, rng
         u = np.log([a.d_over_sqrt_n for a in archs])
         ln_n = np.log([a.non_embedding_params for a in archs])
         ln_loss = effect.predict(u) + effect.size_slope * (ln_n - ln_n.mean())
-        return np.exp(ln_loss), {"shape_effect_table": effect.table,
-                                 "size_slope": effect.size_slope}
+        return np.exp(ln_loss), {
+            "shape_effect_table": effect.table,
+            "size_slope": effect.size_slope,
+        }
 
     return fn
 
@@ -398,16 +437,32 @@ class ThroughputError:
     lengthscale: float = 1.0
 
 
-def true_throughput(candidates: Sequence[Arch], model_tps: np.ndarray, error: ThroughputError,
-                    rng: np.random.Generator) -> np.ndarray:
+def true_throughput(
+    candidates: Sequence[Arch],
+    model_tps: np.ndarray,
+    error: ThroughputError,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """``(n,)`` true tokens/s: the model's ``(n,)`` tokens/s times the error's factors."""
-    raw = np.array([[math.log(a.n_layers), math.log(a.d_model), math.log(a.kv_bytes_per_token()),
-                     math.log(a.ffn_dim)] for a in candidates], float).reshape(len(candidates), 4)
+    raw = np.array(
+        [
+            [
+                math.log(a.n_layers),
+                math.log(a.d_model),
+                math.log(a.kv_bytes_per_token()),
+                math.log(a.ffn_dim),
+            ]
+            for a in candidates
+        ],
+        float,
+    ).reshape(len(candidates), 4)
     sd = raw.std(axis=0)
     z = np.where(sd > 1e-12, (raw - raw.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0), 0.0)
-    log_err = (error.common_sd * rng.normal()
-               + error.shape_sd * smooth_residual(z, rng, lengthscale=error.lengthscale)
-               + error.iid_sd * rng.normal(size=len(candidates)))
+    log_err = (
+        error.common_sd * rng.normal()
+        + error.shape_sd * smooth_residual(z, rng, lengthscale=error.lengthscale)
+        + error.iid_sd * rng.normal(size=len(candidates))
+    )
     return np.asarray(model_tps, float) * np.exp(log_err)
 
 
@@ -477,8 +532,11 @@ class World:
         n = len(self.candidates)
         for name in ("true_loss", "true_tokens_per_s"):
             arr = np.asarray(getattr(self, name), float)
-            if arr.shape != (n,) or not np.all(np.isfinite(arr)) or (
-                    name == "true_tokens_per_s" and np.any(arr <= 0)):
+            if (
+                arr.shape != (n,)
+                or not np.all(np.isfinite(arr))
+                or (name == "true_tokens_per_s" and np.any(arr <= 0))
+            ):
                 raise WorldError(f"{name} must be finite with shape ({n},), got {arr.shape}")
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "ref_point", np.asarray(self.ref_point, float).reshape(2))
@@ -493,15 +551,17 @@ class World:
         idx = np.arange(self.n) if indices is None else np.asarray(indices, dtype=np.int64)
         return np.stack([-self.true_loss[idx], np.log(self.true_tokens_per_s[idx])], axis=-1)
 
-    def observe(self, indices: Sequence[int] | np.ndarray, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def observe(
+        self, indices: Sequence[int] | np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Train and measure ``indices``: noisy ``(loss, tokens_per_s)``, each shape ``(k,)``."""
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise WorldError(f"candidate index out of range [0, {self.n})")
         loss = self.true_loss[idx] * np.exp(rng.normal(0.0, self.loss_noise_rel, idx.size))
         tps = self.true_tokens_per_s[idx] * np.exp(
-            rng.normal(0.0, self.throughput_noise_rel, idx.size))
+            rng.normal(0.0, self.throughput_noise_rel, idx.size)
+        )
         return loss, tps
 
     @property
@@ -550,13 +610,24 @@ class World:
 MIN_UNDER_TARGET: int = 3
 
 
-def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthFn,
-               reference: Arch, max_loss: float, throughput_model: np.ndarray,
-               seed: int, noise: NoiseEstimate, residual_rel_sigma: float,
-               throughput_error: ThroughputError | None = None,
-               residual_columns: Sequence[int] = (0, 1, 2, 3),
-               residual_lengthscale: float = 1.0, kind: str = "world", name: str = "world",
-               info: Mapping[str, Any] | None = None) -> World:
+def make_world(
+    candidates: Sequence[Arch],
+    tokens: float,
+    *,
+    truth: TruthFn,
+    reference: Arch,
+    max_loss: float,
+    throughput_model: np.ndarray,
+    seed: int,
+    noise: NoiseEstimate,
+    residual_rel_sigma: float,
+    throughput_error: ThroughputError | None = None,
+    residual_columns: Sequence[int] = (0, 1, 2, 3),
+    residual_lengthscale: float = 1.0,
+    kind: str = "world",
+    name: str = "world",
+    info: Mapping[str, Any] | None = None,
+) -> World:
     """Build one ground-truth world (see the module docstring).
 
     Args:
@@ -599,8 +670,10 @@ def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthFn,
         if int(np.sum(true_loss < max_loss)) >= MIN_UNDER_TARGET:
             break
     else:
-        raise WorldError(f"no draw of this world leaves {MIN_UNDER_TARGET} candidates under "
-                         f"max_loss {max_loss:.4f} in 50 attempts")
+        raise WorldError(
+            f"no draw of this world leaves {MIN_UNDER_TARGET} candidates under "
+            f"max_loss {max_loss:.4f} in 50 attempts"
+        )
     true_tps = true_throughput(candidates, tput, error, rng)
     ref = _reference_point(true_loss, true_tps, max_loss)
     meta = {
@@ -612,26 +685,36 @@ def make_world(candidates: Sequence[Arch], tokens: float, *, truth: TruthFn,
         "residual_lengthscale": float(residual_lengthscale),
         "loss_noise_rel": float(noise.rel_sigma),
         "noise_method": noise.method,
-        "throughput_error": {"common_sd": error.common_sd, "shape_sd": error.shape_sd,
-                             "iid_sd": error.iid_sd},
+        "throughput_error": {
+            "common_sd": error.common_sd,
+            "shape_sd": error.shape_sd,
+            "iid_sd": error.iid_sd,
+        },
         "max_loss": float(max_loss),
         "n_under_target": int(np.sum(true_loss <= max_loss)),
         "loss_range": [float(true_loss.min()), float(true_loss.max())],
         **dict(info or {}),
     }
-    return World(name=name, candidates=tuple(candidates), tokens=float(tokens),
-                 true_loss=true_loss, true_tokens_per_s=true_tps,
-                 loss_noise_rel=float(noise.rel_sigma),
-                 throughput_noise_rel=_MEASUREMENT_NOISE_REL, loss_target=float(max_loss),
-                 ref_point=ref, kind=kind, info=meta)
+    return World(
+        name=name,
+        candidates=tuple(candidates),
+        tokens=float(tokens),
+        true_loss=true_loss,
+        true_tokens_per_s=true_tps,
+        loss_noise_rel=float(noise.rel_sigma),
+        throughput_noise_rel=_MEASUREMENT_NOISE_REL,
+        loss_target=float(max_loss),
+        ref_point=ref,
+        kind=kind,
+        info=meta,
+    )
 
 
 #: Relative noise of one throughput measurement (the campaign's default for a measured value).
 _MEASUREMENT_NOISE_REL: float = 0.03
 
 
-def _reference_point(true_loss: np.ndarray, true_tps: np.ndarray, loss_target: float
-                     ) -> np.ndarray:
+def _reference_point(true_loss: np.ndarray, true_tps: np.ndarray, loss_target: float) -> np.ndarray:
     """HV reference: the loss target, and 10% below the slowest Pareto point that meets it.
 
     The loss side is the user's target (worse losses are not worth training); the throughput

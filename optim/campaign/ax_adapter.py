@@ -23,16 +23,37 @@ from typing import Any, Iterator, Mapping, Sequence
 from models.arch import Arch
 from optim.core.problem import CampaignSpec
 
-__all__ = ["AX_PARAMETERS", "AX_BOUNDS", "LOSS_METRIC", "THROUGHPUT_METRIC", "AxCampaign",
-           "AxError", "TrialRecord", "ax_session", "create_ax_tables", "sqlite_url"]
+__all__ = [
+    "AX_PARAMETERS",
+    "AX_BOUNDS",
+    "LOSS_METRIC",
+    "THROUGHPUT_METRIC",
+    "AxCampaign",
+    "AxError",
+    "TrialRecord",
+    "ax_session",
+    "create_ax_tables",
+    "sqlite_url",
+]
 
 #: Arch fields that are Ax parameters (vocab size and tying are fixed per campaign).
-AX_PARAMETERS: tuple[str, ...] = ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                                  "ffn_dim")
+AX_PARAMETERS: tuple[str, ...] = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "ffn_dim",
+)
 #: Integer bounds of the Ax parameters.
-AX_BOUNDS: dict[str, tuple[int, int]] = {"d_model": (32, 65536), "n_layers": (1, 512),
-                                         "n_heads": (1, 1024), "n_kv_heads": (1, 1024),
-                                         "head_dim": (8, 1024), "ffn_dim": (32, 262144)}
+AX_BOUNDS: dict[str, tuple[int, int]] = {
+    "d_model": (32, 65536),
+    "n_layers": (1, 512),
+    "n_heads": (1, 1024),
+    "n_kv_heads": (1, 1024),
+    "head_dim": (8, 1024),
+    "ffn_dim": (32, 262144),
+}
 LOSS_METRIC = "loss"
 THROUGHPUT_METRIC = "tokens_per_s"
 
@@ -152,16 +173,24 @@ class AxCampaign:
         # Float-typed on purpose: Ax enumerates every value of an integer range whenever it
         # builds an adapter (its observed Pareto frontier does), seconds for these ranges;
         # archopt never lets Ax generate, and values are checked exact integers both ways.
-        parameters = [RangeParameterConfig(name=name, parameter_type="float",
-                                           bounds=(float(AX_BOUNDS[name][0]),
-                                                   float(AX_BOUNDS[name][1])))
-                      for name in AX_PARAMETERS]
+        parameters = [
+            RangeParameterConfig(
+                name=name,
+                parameter_type="float",
+                bounds=(float(AX_BOUNDS[name][0]), float(AX_BOUNDS[name][1])),
+            )
+            for name in AX_PARAMETERS
+        ]
         client.configure_experiment(
-            parameters=parameters, name=spec.name,
+            parameters=parameters,
+            name=spec.name,
             description=f"archopt campaign: {spec.params:.4g} non-embedding params, "
-                        f"{spec.tokens:.4g} tokens, {spec.hardware}")
-        client.configure_optimization(objective=f"-{LOSS_METRIC}, {THROUGHPUT_METRIC}",
-                                      outcome_constraints=_objective_thresholds(spec))
+            f"{spec.tokens:.4g} tokens, {spec.hardware}",
+        )
+        client.configure_optimization(
+            objective=f"-{LOSS_METRIC}, {THROUGHPUT_METRIC}",
+            outcome_constraints=_objective_thresholds(spec),
+        )
         client.configure_generation_strategy()
         return cls(client, spec)
 
@@ -173,8 +202,10 @@ class AxCampaign:
         try:
             client = Client.load_from_database(spec.name, storage_config=StorageConfig(url=url))
         except Exception as exc:  # noqa: BLE001 - Ax raises ObjectNotFoundError/ValueError/SQL errors
-            raise AxError(f"Ax cannot load experiment {spec.name!r}: {type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())[:200]}") from None
+            raise AxError(
+                f"Ax cannot load experiment {spec.name!r}: {type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}"
+            ) from None
         return cls(client, spec)
 
     # ---- reading -------------------------------------------------------------------------
@@ -195,8 +226,9 @@ class AxCampaign:
                 shape = {k: _exact_int(row[k], k) for k in AX_PARAMETERS}
             except KeyError as exc:
                 raise AxError(f"trial {index} has no parameter {exc}") from None
-            arch = Arch(**shape, vocab_size=self.spec.vocab_size,
-                        tie_embeddings=self.spec.tie_embeddings)
+            arch = Arch(
+                **shape, vocab_size=self.spec.vocab_size, tie_embeddings=self.spec.tie_embeddings
+            )
             status = str(row["trial_status"]).upper()
             loss = row.get(LOSS_METRIC) if LOSS_METRIC in df.columns else None
             loss = float(loss) if loss is not None and math.isfinite(float(loss)) else None
@@ -208,8 +240,15 @@ class AxCampaign:
                 state = "abandoned"
             else:
                 state = "pending"
-            out.append(TrialRecord(index, arch, state, loss if state == "observed" else None,
-                                   dict(meta.get(index, {}))))
+            out.append(
+                TrialRecord(
+                    index,
+                    arch,
+                    state,
+                    loss if state == "observed" else None,
+                    dict(meta.get(index, {})),
+                )
+            )
         return out
 
     def stored_means(self, metric: str) -> dict[int, float]:
@@ -232,11 +271,13 @@ class AxCampaign:
         """Attach ``arch`` as a new (pending) trial; returns its index."""
         return int(self.client.attach_trial(parameters=ax_parameters(arch)))
 
-    def complete(self, trial: int, loss: tuple[float, float], tokens_per_s: tuple[float, float]
-                 ) -> None:
+    def complete(
+        self, trial: int, loss: tuple[float, float], tokens_per_s: tuple[float, float]
+    ) -> None:
         """Complete ``trial`` with ``(mean, sem)`` of the loss and of tokens/s."""
-        self.client.complete_trial(trial, raw_data={LOSS_METRIC: loss,
-                                                    THROUGHPUT_METRIC: tokens_per_s})
+        self.client.complete_trial(
+            trial, raw_data={LOSS_METRIC: loss, THROUGHPUT_METRIC: tokens_per_s}
+        )
 
     def fail(self, trial: int, reason: str) -> None:
         """Mark ``trial`` failed in Ax (its job failed; it may be proposed again)."""

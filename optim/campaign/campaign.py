@@ -50,9 +50,20 @@ from .store import CampaignStore, Snapshot, StoreError
 if TYPE_CHECKING:
     from surrogate.posterior import LawPosterior
 
-__all__ = ["Campaign", "CampaignSpec", "CampaignError", "list_campaigns", "delete_campaign",
-           "PROPOSAL_FIELDS", "TrialRecord", "AX_PARAMETERS", "MAX_PROPOSALS",
-           "LOSS_METRIC", "THROUGHPUT_METRIC", "as_store"]
+__all__ = [
+    "Campaign",
+    "CampaignSpec",
+    "CampaignError",
+    "list_campaigns",
+    "delete_campaign",
+    "PROPOSAL_FIELDS",
+    "TrialRecord",
+    "AX_PARAMETERS",
+    "MAX_PROPOSALS",
+    "LOSS_METRIC",
+    "THROUGHPUT_METRIC",
+    "as_store",
+]
 
 #: Most proposals one call may make (acquisition cost grows faster than linearly in k; the
 #: pending trials of one call are counted by the next, so larger batches are several calls).
@@ -83,8 +94,14 @@ class Campaign:
     """A loaded campaign (a snapshot; every mutating method re-reads and writes the store under
     its lock). Create with :meth:`create`, open with :meth:`load`."""
 
-    def __init__(self, spec: CampaignSpec, store: CampaignStore, prior: LawPosterior,
-                 records: list[TrialRecord], info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: CampaignSpec,
+        store: CampaignStore,
+        prior: LawPosterior,
+        records: list[TrialRecord],
+        info: dict[str, Any],
+    ) -> None:
         self.spec = spec
         self.store = store
         self._prior = prior
@@ -95,10 +112,15 @@ class Campaign:
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def create(cls, spec: CampaignSpec, runs: str | Path | pd.DataFrame | Sequence | None = None,
-               store: CampaignStore | str | Path | None = None, *,
-               prior: LawPosterior | None = None,
-               progress: bool = True) -> "Campaign":
+    def create(
+        cls,
+        spec: CampaignSpec,
+        runs: str | Path | pd.DataFrame | Sequence | None = None,
+        store: CampaignStore | str | Path | None = None,
+        *,
+        prior: LawPosterior | None = None,
+        progress: bool = True,
+    ) -> "Campaign":
         """Create a campaign and save it (refused when the name exists).
 
         Args:
@@ -182,8 +204,9 @@ class Campaign:
         return self._problem
 
     @staticmethod
-    def _observations(problem: Problem, records: Sequence[TrialRecord]
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _observations(
+        problem: Problem, records: Sequence[TrialRecord]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(observed_idx, observed_loss, pending_idx)`` over ``problem``'s candidates."""
         obs = [(problem.index_of(r.arch), r.loss) for r in records if r.status == "observed"]
         pend = [problem.index_of(r.arch) for r in records if r.status == "pending"]
@@ -191,8 +214,9 @@ class Campaign:
         loss = np.array([v for _, v in obs], dtype=np.float64)
         return idx, loss, np.array(pend, dtype=np.int64)
 
-    def _loss_at_candidates(self, problem: Problem, records: Sequence[TrialRecord]
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _loss_at_candidates(
+        self, problem: Problem, records: Sequence[TrialRecord]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The campaign model's ``(mean, q05, q95)`` at every candidate (fitted once per set of
         observations, then cached)."""
         from optim.core.strategies import candidate_loss
@@ -213,8 +237,14 @@ class Campaign:
         return self._loss_at_candidates(self.problem, self._records)
 
     # ---- the loop ------------------------------------------------------------------------
-    def propose(self, k: int = 4, *, strategy: str = "archopt", seed: int | None = None,
-                **strategy_options: Any) -> list[dict[str, Any]]:
+    def propose(
+        self,
+        k: int = 4,
+        *,
+        strategy: str = "archopt",
+        seed: int | None = None,
+        **strategy_options: Any,
+    ) -> list[dict[str, Any]]:
         """Propose ``k`` architectures to train next and record them as (pending) Ax trials.
 
         The acquisition runs on a snapshot without holding the store's lock; the proposals are
@@ -232,9 +262,11 @@ class Campaign:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise CampaignError(f"k must be a positive integer, got {k!r}")
         if k > MAX_PROPOSALS:
-            raise CampaignError(f"k={k} is more than {MAX_PROPOSALS} proposals in one call; "
-                                f"propose in batches of at most {MAX_PROPOSALS} (pending "
-                                "trials are counted by the next call)")
+            raise CampaignError(
+                f"k={k} is more than {MAX_PROPOSALS} proposals in one call; "
+                f"propose in batches of at most {MAX_PROPOSALS} (pending "
+                "trials are counted by the next call)"
+            )
         if strategy not in STRATEGIES:
             raise CampaignError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
         records = self._reload_records()
@@ -242,16 +274,25 @@ class Campaign:
             problem = self._problem_for(records)
             idx, loss, pending = self._observations(problem, records)
             batch = STRATEGIES[strategy](**strategy_options).propose(
-                problem, idx, loss, int(k), pending_idx=pending,
-                seed=len(records) if seed is None else int(seed))
+                problem,
+                idx,
+                loss,
+                int(k),
+                pending_idx=pending,
+                seed=len(records) if seed is None else int(seed),
+            )
             # Rows show the campaign's model (law prior + GP) for every strategy, so proposals
             # of different methods are comparable; the strategy's own numbers are in the batch.
             values = self._loss_at_candidates(problem, records)
             if problem.law_samples is None:
-                values = (np.full(problem.n, np.nan), np.full(problem.n, np.nan),
-                          np.full(problem.n, np.nan))
-                for arr, own in zip(values, (batch.pred_loss_mean, batch.pred_loss_q05,
-                                             batch.pred_loss_q95)):
+                values = (
+                    np.full(problem.n, np.nan),
+                    np.full(problem.n, np.nan),
+                    np.full(problem.n, np.nan),
+                )
+                for arr, own in zip(
+                    values, (batch.pred_loss_mean, batch.pred_loss_q05, batch.pred_loss_q95)
+                ):
                     arr[batch.indices] = own
             prior = prior_status(problem, idx, loss)
             with self._session() as s:
@@ -262,19 +303,23 @@ class Campaign:
                 rows = []
                 for j, i in enumerate(batch.indices):
                     trial = s.ax.attach(problem.candidates[int(i)])
-                    row = candidate_row(problem, int(i), values, trial=trial,
-                                        ehvi=float(batch.ehvi[j]))
+                    row = candidate_row(
+                        problem, int(i), values, trial=trial, ehvi=float(batch.ehvi[j])
+                    )
                     row["strategy"] = strategy
                     row.update({f: jsonable(prior[f]) for f in PRIOR_FIELDS})
                     rows.append(row)
                 now = time.time()
-                payloads = {r["trial"]: {"kind": "proposed", "created_at": now, "proposal": r}
-                            for r in rows}
+                payloads = {
+                    r["trial"]: {"kind": "proposed", "created_at": now, "proposal": r} for r in rows
+                }
                 s.snapshot.put_trial_meta(self.name, payloads)
                 self._records = s.ax.records({**s.meta, **payloads})
             return rows
-        raise CampaignError(f"campaign {self.name!r} changed under {_PROPOSE_ATTEMPTS} proposal "
-                            "attempts in a row (other processes are writing); try again")
+        raise CampaignError(
+            f"campaign {self.name!r} changed under {_PROPOSE_ATTEMPTS} proposal "
+            "attempts in a row (other processes are writing); try again"
+        )
 
     def _reload_records(self) -> list[TrialRecord]:
         with self.store.read() as path:
@@ -284,8 +329,9 @@ class Campaign:
                 self._records = _ax_load(url, self.spec, self.store).records(meta)
         return self._records
 
-    def observe(self, trial: int, loss: float, *, force: bool = False, run: str | None = None
-                ) -> dict[str, Any]:
+    def observe(
+        self, trial: int, loss: float, *, force: bool = False, run: str | None = None
+    ) -> dict[str, Any]:
         """Record the final loss of a trained trial.
 
         A second result for the same trial is refused unless ``force`` (which replaces it); a
@@ -303,12 +349,15 @@ class Campaign:
             records = {r.trial: r for r in s.records}
             if trial not in records:
                 known = ", ".join(str(t) for t in sorted(records)) or "none"
-                raise CampaignError(f"campaign {self.name!r} has no trial {trial} "
-                                    f"(trials: {known})")
+                raise CampaignError(
+                    f"campaign {self.name!r} has no trial {trial} (trials: {known})"
+                )
             rec = records[trial]
             if rec.status == "observed" and not force:
-                raise CampaignError(f"trial {trial} of campaign {self.name!r} already has loss "
-                                    f"{rec.loss:.6g}; pass --force to replace it")
+                raise CampaignError(
+                    f"trial {trial} of campaign {self.name!r} already has loss "
+                    f"{rec.loss:.6g}; pass --force to replace it"
+                )
             problem = self._problem_for(s.records)
             s.ax.sync_throughput(self._throughput_of_observed(problem, s.records))
             s.ax.complete(trial, (value, LOSS_NOISE_SD), self._throughput_datum(problem, rec.arch))
@@ -321,8 +370,9 @@ class Campaign:
         warn_if_outside_band(problem, idx, losses, order.index(trial), f"trial {trial}")
         return self._trial_dict(next(r for r in self._records if r.trial == trial))
 
-    def observe_runs(self, runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False
-                     ) -> list[dict[str, Any]]:
+    def observe_runs(
+        self, runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False
+    ) -> list[dict[str, Any]]:
         """Ingest finished runs from a run table (``load_runs`` format).
 
         A run whose shape matches a pending trial completes it; one matching an observed trial
@@ -335,17 +385,23 @@ class Campaign:
 
         table = load_table(runs, force=force)
         archs = table_archs(table)
-        names = table["run"].astype(str).tolist() if "run" in table.columns else [
-            f"row {i}" for i in range(len(table))]
-        losses = [checked_loss(v, force=force, where=f"run {n!r}") for v, n in
-                  zip(table["loss"], names)]
+        names = (
+            table["run"].astype(str).tolist()
+            if "run" in table.columns
+            else [f"row {i}" for i in range(len(table))]
+        )
+        losses = [
+            checked_loss(v, force=force, where=f"run {n!r}") for v, n in zip(table["loss"], names)
+        ]
         tokens = table["tokens"].to_numpy(np.float64) if "tokens" in table.columns else None
         if not force:
             check_runs_belong(self.spec, archs, names, tokens)
         # Campaign-level archs carry the campaign's vocab/tying (the Ax trial stores the block
         # shape only); the run's own non-embedding params are what the band checks.
-        archs = [a.replace(vocab_size=self.spec.vocab_size, tie_embeddings=self.spec.tie_embeddings)
-                 for a in archs]
+        archs = [
+            a.replace(vocab_size=self.spec.vocab_size, tie_embeddings=self.spec.tie_embeddings)
+            for a in archs
+        ]
         with self._session() as s:
             plan = plan_runs(s.records, archs, losses, names, force)
             problem = self._problem_for(s.records, [a for _, a, _, _ in plan])
@@ -369,10 +425,14 @@ class Campaign:
         tps = float(problem.throughput_mean[i])
         return tps, tps * float(problem.throughput_rel_sigma[i])
 
-    def _throughput_of_observed(self, problem: Problem, records: Sequence[TrialRecord]
-                                ) -> dict[int, tuple[float, float]]:
-        return {r.trial: self._throughput_datum(problem, r.arch) for r in records
-                if r.status == "observed"}
+    def _throughput_of_observed(
+        self, problem: Problem, records: Sequence[TrialRecord]
+    ) -> dict[int, tuple[float, float]]:
+        return {
+            r.trial: self._throughput_datum(problem, r.arch)
+            for r in records
+            if r.status == "observed"
+        }
 
     # ---- training jobs -------------------------------------------------------------------
     def record_job(self, trial: int, job: dict[str, Any]) -> None:
@@ -409,10 +469,16 @@ class Campaign:
         row = trial_row(rec, self.spec.in_band(rec.arch))
         job = rec.meta.get("job") or {}
         state = {"observed": "completed", "failed": "failed"}.get(rec.status)
-        row.update({"job_backend": job.get("backend"), "job_id": job.get("id"),
-                    "job_state": state or job.get("state") or (
-                        "pending" if rec.status == "pending" else rec.status),
-                    "failure_reason": job.get("reason") if rec.status == "failed" else None})
+        row.update(
+            {
+                "job_backend": job.get("backend"),
+                "job_id": job.get("id"),
+                "job_state": state
+                or job.get("state")
+                or ("pending" if rec.status == "pending" else rec.status),
+                "failure_reason": job.get("reason") if rec.status == "failed" else None,
+            }
+        )
         return row
 
     def trials(self, *, now: bool = False) -> list[dict[str, Any]]:
@@ -429,10 +495,14 @@ class Campaign:
             mean, q05, q95 = self.candidate_loss()
             for row, rec in zip(rows, self._records):
                 i = problem.index_of(rec.arch)
-                row.update({"pred_loss_mean_now": jsonable(mean[i]),
-                            "pred_loss_q05_now": jsonable(q05[i]),
-                            "pred_loss_q95_now": jsonable(q95[i]),
-                            "pred_tokens_per_s_now": jsonable(problem.throughput_mean[i])})
+                row.update(
+                    {
+                        "pred_loss_mean_now": jsonable(mean[i]),
+                        "pred_loss_q05_now": jsonable(q05[i]),
+                        "pred_loss_q95_now": jsonable(q95[i]),
+                        "pred_tokens_per_s_now": jsonable(problem.throughput_mean[i]),
+                    }
+                )
         return rows
 
     def candidates_table(self) -> pd.DataFrame:
@@ -444,11 +514,18 @@ class Campaign:
         rows = []
         for i in np.flatnonzero(problem.proposable):
             arch = problem.candidates[i]
-            rows.append({"candidate": int(i), "label": arch.label(), **arch.features(),
-                         "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
-                         "pred_loss_q95": float(q95[i]),
-                         "pred_tokens_per_s": float(problem.throughput_mean[i]),
-                         "throughput_source": str(problem.throughput_source[i])})
+            rows.append(
+                {
+                    "candidate": int(i),
+                    "label": arch.label(),
+                    **arch.features(),
+                    "pred_loss_mean": float(mean[i]),
+                    "pred_loss_q05": float(q05[i]),
+                    "pred_loss_q95": float(q95[i]),
+                    "pred_tokens_per_s": float(problem.throughput_mean[i]),
+                    "throughput_source": str(problem.throughput_source[i]),
+                }
+            )
         return pd.DataFrame(rows)
 
     def status(self) -> dict[str, Any]:
@@ -464,26 +541,39 @@ class Campaign:
         ref_loss, ref_tps = problem.reference_point(self.candidate_loss()[0])
         prior = self._prior
         return {
-            "name": self.name, "store": str(self.store.path), "spec": self.spec.to_dict(),
-            "hardware": self.spec.hardware, "workload": str(self.spec.workload),
-            "tokens": self.spec.tokens, "params": self.spec.params, "band": self.spec.band,
+            "name": self.name,
+            "store": str(self.store.path),
+            "spec": self.spec.to_dict(),
+            "hardware": self.spec.hardware,
+            "workload": str(self.spec.workload),
+            "tokens": self.spec.tokens,
+            "params": self.spec.params,
+            "band": self.spec.band,
             "budget_bounds": list(self.spec.budget_bounds()),
-            "n_candidates": int(problem.n_grid), "n_proposable": int(problem.proposable.sum()),
+            "n_candidates": int(problem.n_grid),
+            "n_proposable": int(problem.proposable.sum()),
             "n_measured_throughput": int((problem.throughput_source == "measured").sum()),
-            "n_trials": len(recs), "n_pending": sum(r.status == "pending" for r in recs),
+            "n_trials": len(recs),
+            "n_pending": sum(r.status == "pending" for r in recs),
             "n_observed": len(observed),
             "best_observed_loss": best.loss if best else None,
             "best_observed_trial": best.trial if best else None,
             "observed_pareto_trials": self.observed_pareto_trials() if observed else [],
             "ref_point": {"loss": ref_loss, "tokens_per_s": ref_tps},
-            "prior": {"law": prior.law, "reference_source": prior.reference_source,
-                      "num_samples": prior.num_samples,
-                      "noise_sigma": jsonable(prior.noise_sigma_for(self.spec.source))},
+            "prior": {
+                "law": prior.law,
+                "reference_source": prior.reference_source,
+                "num_samples": prior.num_samples,
+                "noise_sigma": jsonable(prior.noise_sigma_for(self.spec.source)),
+            },
             "source": self.spec.source,
             "throughput_backend": self.spec.workload.backend,
             "throughput_warnings": list(problem.throughput_warnings),
-            **prior_status(problem, *self._observations(problem, recs)[:2],
-                           [f"trial {r.trial}" for r in observed]),
+            **prior_status(
+                problem,
+                *self._observations(problem, recs)[:2],
+                [f"trial {r.trial}" for r in observed],
+            ),
             "trials": self.trials(now=True),
         }
 
@@ -494,9 +584,11 @@ class Campaign:
             try:
                 return ax.observed_pareto_trials()
             except Exception as exc:  # noqa: BLE001 - shown, never hidden as an empty front
-                raise CampaignError(f"Ax could not compute the observed Pareto frontier of "
-                                    f"{self.name!r}: {type(exc).__name__}: "
-                                    f"{' '.join(str(exc).split())[:200]}") from None
+                raise CampaignError(
+                    f"Ax could not compute the observed Pareto frontier of "
+                    f"{self.name!r}: {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:200]}"
+                ) from None
 
     def pareto(self) -> list[dict[str, Any]]:
         """Current Pareto set over the budget: observed trials (observed loss) and unobserved
@@ -514,8 +606,11 @@ class Campaign:
         observed_loss: dict[int, list[float]] = {}
         for i, v in zip(idx, loss):
             observed_loss.setdefault(int(i), []).append(float(v))
-        trial_of = {problem.index_of(r.arch): r.trial for r in self._records
-                    if r.status in ("pending", "observed")}
+        trial_of = {
+            problem.index_of(r.arch): r.trial
+            for r in self._records
+            if r.status in ("pending", "observed")
+        }
         value = pred[0].copy()
         for i, vs in observed_loss.items():
             value[i] = float(np.mean(vs))
@@ -541,8 +636,13 @@ class Campaign:
         return export_pareto(rows, directory, campaign=self.status_brief())
 
     def status_brief(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.spec.params, "tokens": self.spec.tokens,
-                "hardware": self.spec.hardware, "workload": str(self.spec.workload)}
+        return {
+            "name": self.name,
+            "params": self.spec.params,
+            "tokens": self.spec.tokens,
+            "hardware": self.spec.hardware,
+            "workload": str(self.spec.workload),
+        }
 
     def shape_table(self, archs: Iterable[Arch]) -> pd.DataFrame:
         """Predicted loss (mean, 90% band) and throughput of any shapes under this campaign's
@@ -551,8 +651,9 @@ class Campaign:
         if not all(isinstance(a, Arch) for a in archs):
             raise CampaignError("shape_table takes Arch objects")
         # A problem of its own: the campaign's candidate set (and its cached model) stays as is.
-        problem = Problem.build(self.spec, self._prior,
-                                extra_archs=[r.arch for r in self._records] + archs)
+        problem = Problem.build(
+            self.spec, self._prior, extra_archs=[r.arch for r in self._records] + archs
+        )
         pred = self._loss_at_candidates(problem, self._records)
         rows = [candidate_row(problem, _index(problem, a), pred) for a in archs]
         return pd.DataFrame(rows).drop(columns=["trial", "ehvi"])
@@ -581,8 +682,10 @@ def _campaign_row(snapshot: Snapshot, name: str) -> Any:
     row = snapshot.campaign(name)
     if row is None:
         names = snapshot.names()
-        raise CampaignError(f"unknown campaign {name!r} in {snapshot.store.path} "
-                            f"(known: {', '.join(names) or 'none'})")
+        raise CampaignError(
+            f"unknown campaign {name!r} in {snapshot.store.path} "
+            f"(known: {', '.join(names) or 'none'})"
+        )
     return row
 
 
@@ -590,8 +693,10 @@ def _spec_of(data: dict[str, Any], name: str, store: CampaignStore) -> CampaignS
     try:
         return CampaignSpec.from_dict(data)
     except (ArchoptError, TypeError, ValueError, KeyError) as exc:
-        raise StoreError(f"campaign {name!r} in {store.path} has an unreadable spec: "
-                         f"{' '.join(str(exc).split())[:200]}") from None
+        raise StoreError(
+            f"campaign {name!r} in {store.path} has an unreadable spec: "
+            f"{' '.join(str(exc).split())[:200]}"
+        ) from None
 
 
 def _ax_load(url: str, spec: CampaignSpec, store: CampaignStore) -> AxCampaign:
@@ -601,8 +706,7 @@ def _ax_load(url: str, spec: CampaignSpec, store: CampaignStore) -> AxCampaign:
         raise StoreError(f"campaign {spec.name!r} in {store.path}: {exc}") from None
 
 
-def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: bool
-                    ) -> LawPosterior:
+def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: bool) -> LawPosterior:
     """The default prior, or the law refitted on the bundled tables plus ``runs``."""
     from surrogate.prior import DEFAULT_PRIOR_SETTINGS, default_prior, default_prior_runs
 
@@ -634,8 +738,9 @@ def _prior_from_bytes(blob: bytes | None, name: str, store: CampaignStore) -> La
         try:
             return LawPosterior.load(path)
         except ArchoptError as exc:
-            raise StoreError(f"campaign {name!r} in {store.path}: its stored prior is "
-                             f"unreadable ({exc})") from None
+            raise StoreError(
+                f"campaign {name!r} in {store.path}: its stored prior is unreadable ({exc})"
+            ) from None
 
 
 def list_campaigns(store: CampaignStore | str | Path | None = None) -> list[str]:
@@ -652,4 +757,3 @@ def delete_campaign(name: str, store: CampaignStore | str | Path | None = None) 
         with ax_session(path):
             delete_ax_experiment(name)
         Snapshot(path, store).delete_campaign(name)
-

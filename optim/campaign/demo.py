@@ -26,8 +26,15 @@ from .export import ExportError, export_pareto
 from .rows import jsonable
 from .store import CampaignStore
 
-__all__ = ["DEMO_NAME", "DEMO_REFERENCES", "HEADLINE_REFERENCE", "SUMMARY_FILE", "demo_spec",
-           "demo_summary", "run_demo"]
+__all__ = [
+    "DEMO_NAME",
+    "DEMO_REFERENCES",
+    "HEADLINE_REFERENCE",
+    "SUMMARY_FILE",
+    "demo_spec",
+    "demo_summary",
+    "run_demo",
+]
 
 DEMO_NAME = "demo-1b"
 #: Reference models the demo compares against (rows of ``reference_architectures()``).
@@ -37,8 +44,17 @@ HEADLINE_REFERENCE = "Llama-3.2-1B"
 #: Name of the machine-readable summary written beside the exported configs.
 SUMMARY_FILE = "summary.json"
 #: Fields of each proposal kept in the summary.
-_PROPOSAL_KEYS = ("trial", "label", "params", "non_embedding_params", "pred_loss_mean",
-                  "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi")
+_PROPOSAL_KEYS = (
+    "trial",
+    "label",
+    "params",
+    "non_embedding_params",
+    "pred_loss_mean",
+    "pred_loss_q05",
+    "pred_loss_q95",
+    "pred_tokens_per_s",
+    "ehvi",
+)
 
 
 def demo_spec() -> CampaignSpec:
@@ -48,8 +64,13 @@ def demo_spec() -> CampaignSpec:
     return CampaignSpec(DEMO_NAME, 1e9, 1e11, "a100-40gb", workload=Workload(64, 4096, 1024))
 
 
-def run_demo(store: CampaignStore | str | Path | None = None, out: str | Path = "archopt-demo",
-             *, k: int = 4, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    store: CampaignStore | str | Path | None = None,
+    out: str | Path = "archopt-demo",
+    *,
+    k: int = 4,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Create (or reuse) the demo campaign on the default prior, propose a batch, compare the
     predicted Pareto set with the LLaMA-3.2 shapes and export the Pareto configs.
 
@@ -90,13 +111,20 @@ def run_demo(store: CampaignStore | str | Path | None = None, out: str | Path = 
     references = []
     for name, (_, p) in zip(refs["name"], pred.iterrows()):
         row = {"name": name, **{k_: jsonable(v) for k_, v in p.items()}}
-        better = [r for r in pareto if (r["observed_loss"] if r["observed_loss"] is not None
-                                        else r["pred_loss_mean"]) <= row["pred_loss_mean"]]
+        better = [
+            r
+            for r in pareto
+            if (r["observed_loss"] if r["observed_loss"] is not None else r["pred_loss_mean"])
+            <= row["pred_loss_mean"]
+        ]
         if better:
             best = max(better, key=lambda r: r["pred_tokens_per_s"])
-            row.update(match_label=best["label"], match_pred_loss_mean=best["pred_loss_mean"],
-                       match_pred_tokens_per_s=best["pred_tokens_per_s"],
-                       speedup=best["pred_tokens_per_s"] / row["pred_tokens_per_s"])
+            row.update(
+                match_label=best["label"],
+                match_pred_loss_mean=best["pred_loss_mean"],
+                match_pred_tokens_per_s=best["pred_tokens_per_s"],
+                speedup=best["pred_tokens_per_s"] / row["pred_tokens_per_s"],
+            )
         references.append(row)
     # The rows shown above, not a second pareto() call: one set in the table, files and summary.
     written = export_pareto(pareto, out, campaign=camp.status_brief())
@@ -111,13 +139,24 @@ def run_demo(store: CampaignStore | str | Path | None = None, out: str | Path = 
         f"'{cal.source}' (rel. sigma {cal.rel_sigma:.2f}).",
         "Llama-3.2-3B is outside the 1B budget: its row shows how much larger shapes cost.",
     ]
-    result = {"campaign": camp.status_brief(), "proposals": proposals, "pareto": pareto,
-              "references": references, "export_dir": str(Path(out)), "notes": notes}
-    result["summary"] = demo_summary(result, prior_info={
-        "law": getattr(prior, "law", None), "method": getattr(prior, "method", None),
-        "reference_source": getattr(prior, "reference_source", None),
-        "cache_key": getattr(prior, "info", {}).get("cache_key")},
-        calibration={"source": cal.source, "rel_sigma": cal.rel_sigma})
+    result = {
+        "campaign": camp.status_brief(),
+        "proposals": proposals,
+        "pareto": pareto,
+        "references": references,
+        "export_dir": str(Path(out)),
+        "notes": notes,
+    }
+    result["summary"] = demo_summary(
+        result,
+        prior_info={
+            "law": getattr(prior, "law", None),
+            "method": getattr(prior, "method", None),
+            "reference_source": getattr(prior, "reference_source", None),
+            "cache_key": getattr(prior, "info", {}).get("cache_key"),
+        },
+        calibration={"source": cal.source, "rel_sigma": cal.rel_sigma},
+    )
     summary_path = Path(out).expanduser() / SUMMARY_FILE
     _write_json(summary_path, result["summary"])
     result["files"] = [str(p) for p in written] + [str(summary_path)]
@@ -129,8 +168,12 @@ def _range(values: list[Any]) -> list[float] | None:
     return [min(finite), max(finite)] if finite else None
 
 
-def demo_summary(result: Mapping[str, Any], *, prior_info: Mapping[str, Any] | None = None,
-                 calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def demo_summary(
+    result: Mapping[str, Any],
+    *,
+    prior_info: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The demo's numbers as plain JSON (pure; :func:`run_demo` writes it to summary.json).
 
     Args:
@@ -151,16 +194,39 @@ def demo_summary(result: Mapping[str, Any], *, prior_info: Mapping[str, Any] | N
     pareto = list(result["pareto"])
     references = []
     for ref in result["references"]:
-        references.append({key: jsonable(ref.get(key)) for key in (
-            "name", "label", "params", "non_embedding_params", "pred_loss_mean", "pred_loss_q05",
-            "pred_loss_q95", "pred_tokens_per_s", "match_label", "match_pred_loss_mean",
-            "match_pred_tokens_per_s", "speedup")})
+        references.append(
+            {
+                key: jsonable(ref.get(key))
+                for key in (
+                    "name",
+                    "label",
+                    "params",
+                    "non_embedding_params",
+                    "pred_loss_mean",
+                    "pred_loss_q05",
+                    "pred_loss_q95",
+                    "pred_tokens_per_s",
+                    "match_label",
+                    "match_pred_loss_mean",
+                    "match_pred_tokens_per_s",
+                    "speedup",
+                )
+            }
+        )
     head = next((r for r in references if r["name"] == HEADLINE_REFERENCE), None)
-    headline = None if head is None else {
-        "reference": head["name"], "chosen": head["match_label"], "speedup": head["speedup"],
-        "reference_pred_loss": head["pred_loss_mean"], "chosen_pred_loss": head["match_pred_loss_mean"],
-        "reference_tokens_per_s": head["pred_tokens_per_s"],
-        "chosen_tokens_per_s": head["match_pred_tokens_per_s"]}
+    headline = (
+        None
+        if head is None
+        else {
+            "reference": head["name"],
+            "chosen": head["match_label"],
+            "speedup": head["speedup"],
+            "reference_pred_loss": head["pred_loss_mean"],
+            "chosen_pred_loss": head["match_pred_loss_mean"],
+            "reference_tokens_per_s": head["pred_tokens_per_s"],
+            "chosen_tokens_per_s": head["match_pred_tokens_per_s"],
+        }
+    )
     return {
         "campaign": {k: jsonable(v) for k, v in dict(result["campaign"]).items()},
         "prior": {k: jsonable(v) for k, v in dict(prior_info or {}).items()},

@@ -75,12 +75,18 @@ def _prepare(out: Path, names: Sequence[str]) -> None:
     wanted = set(names)
     for entry in out.iterdir():
         if entry.is_symlink() and (entry.name in wanted or _CONFIG_DIR.match(entry.name)):
-            raise ExportError(f"{entry} is a symbolic link; archopt never writes through links "
-                              f"in an export folder (remove the link or export elsewhere)")
+            raise ExportError(
+                f"{entry} is a symbolic link; archopt never writes through links "
+                f"in an export folder (remove the link or export elsewhere)"
+            )
 
 
-def export_pareto(rows: Sequence[Mapping[str, Any]], directory: str | Path, *,
-                  campaign: Mapping[str, Any] | None = None) -> list[Path]:
+def export_pareto(
+    rows: Sequence[Mapping[str, Any]],
+    directory: str | Path,
+    *,
+    campaign: Mapping[str, Any] | None = None,
+) -> list[Path]:
     """Write configs and tables for ``rows``; returns the written paths (configs first).
 
     Raises:
@@ -99,12 +105,21 @@ def export_pareto(rows: Sequence[Mapping[str, Any]], directory: str | Path, *,
         raise ExportError(f"export to {out} failed at{where}: {exc.strerror or exc}") from None
 
 
-def _write_all(out: Path, rows: Sequence[Mapping[str, Any]], archs: Sequence[Arch],
-               names: Sequence[str], campaign: Mapping[str, Any] | None) -> list[Path]:
+def _write_all(
+    out: Path,
+    rows: Sequence[Mapping[str, Any]],
+    archs: Sequence[Arch],
+    names: Sequence[str],
+    campaign: Mapping[str, Any] | None,
+) -> list[Path]:
     # A re-export replaces the previous one: stale config folders would look like members.
     for old in out.iterdir():
-        if (not old.is_symlink() and old.is_dir() and _CONFIG_DIR.match(old.name)
-                and {p.name for p in old.iterdir()} <= {"config.json"}):
+        if (
+            not old.is_symlink()
+            and old.is_dir()
+            and _CONFIG_DIR.match(old.name)
+            and {p.name for p in old.iterdir()} <= {"config.json"}
+        ):
             shutil.rmtree(old)
     written: list[Path] = []
     table = []
@@ -118,6 +133,7 @@ def _write_all(out: Path, rows: Sequence[Mapping[str, Any]], archs: Sequence[Arc
     csv_path = out / "pareto.csv"
     _write_atomic(csv_path, pd.DataFrame(table).to_csv(index=False))
     json_path = out / "pareto.json"
-    _write_atomic(json_path, json.dumps({"campaign": dict(campaign or {}), "pareto": table},
-                                        indent=2) + "\n")
+    _write_atomic(
+        json_path, json.dumps({"campaign": dict(campaign or {}), "pareto": table}, indent=2) + "\n"
+    )
     return written + [csv_path, json_path]

@@ -45,20 +45,44 @@ if TYPE_CHECKING:
     from .campaign import Campaign
 
 __all__ = [
-    "InsightError", "KNOBS", "Observations", "observations", "loss_model", "joint_loss_draws",
-    "ModelDraws", "model_draws", "relative_table", "reference_index", "default_reference",
-    "non_dominated", "learned_offset",
-    "why_proposal", "hypervolume", "batch_hypervolume", "hypervolume_history", "loo_check", "sensitivity",
+    "InsightError",
+    "KNOBS",
+    "Observations",
+    "observations",
+    "loss_model",
+    "joint_loss_draws",
+    "ModelDraws",
+    "model_draws",
+    "relative_table",
+    "reference_index",
+    "default_reference",
+    "non_dominated",
+    "learned_offset",
+    "why_proposal",
+    "hypervolume",
+    "batch_hypervolume",
+    "hypervolume_history",
+    "loo_check",
+    "sensitivity",
     "correlation_ratio",
-    "model_slices", "parallel_coordinates", "throughput_domain", "calibration_verdict",
-    "prior_coverage", "DEFAULT_POOL", "DEFAULT_DRAWS",
+    "model_slices",
+    "parallel_coordinates",
+    "throughput_domain",
+    "calibration_verdict",
+    "prior_coverage",
+    "DEFAULT_POOL",
+    "DEFAULT_DRAWS",
 ]
 
 #: The knobs of the sensitivity, slice and parallel-coordinates views: ``(column, title)``;
 #: ``mlp_attn_ratio`` is ``r`` (MLP / attention parameters per block).
-KNOBS: tuple[tuple[str, str], ...] = (("d_model", "d_model"), ("n_layers", "n_layers"),
-                                      ("n_heads", "heads"), ("gqa_group", "GQA group"),
-                                      ("mlp_attn_ratio", "r"))
+KNOBS: tuple[tuple[str, str], ...] = (
+    ("d_model", "d_model"),
+    ("n_layers", "n_layers"),
+    ("n_heads", "heads"),
+    ("gqa_group", "GQA group"),
+    ("mlp_attn_ratio", "r"),
+)
 #: Front-eligible candidates kept in the pool of joint draws (:func:`model_draws`).
 DEFAULT_POOL = 600
 #: Joint draws (a multiple of the problem's 64 throughput draws).
@@ -111,11 +135,13 @@ def observations(campaign: Campaign, problem: Problem | None = None) -> Observat
             obs.append((i, float(rec.loss), rec.trial))
         elif rec.status == "pending":
             pend.append((i, rec.trial))
-    return Observations(idx=np.array([o[0] for o in obs], dtype=np.int64),
-                        loss=np.array([o[1] for o in obs], dtype=np.float64),
-                        trials=np.array([o[2] for o in obs], dtype=np.int64),
-                        pending_idx=np.array([p[0] for p in pend], dtype=np.int64),
-                        pending_trials=np.array([p[1] for p in pend], dtype=np.int64))
+    return Observations(
+        idx=np.array([o[0] for o in obs], dtype=np.int64),
+        loss=np.array([o[1] for o in obs], dtype=np.float64),
+        trials=np.array([o[2] for o in obs], dtype=np.int64),
+        pending_idx=np.array([p[0] for p in pend], dtype=np.int64),
+        pending_trials=np.array([p[1] for p in pend], dtype=np.int64),
+    )
 
 
 def loss_model(campaign: Campaign, problem: Problem | None = None) -> Any:
@@ -140,8 +166,10 @@ def _components(model: Any) -> list[tuple[float, Any, float]]:
 
     if isinstance(model, LawPriorGP):
         return [(1.0, model, float(model.hyper.noise_var))]
-    return [(float(w), member, float(nv)) for (_, member), w, nv
-            in zip(model.members, model.weights, model.noise_vars)]
+    return [
+        (float(w), member, float(nv))
+        for (_, member), w, nv in zip(model.members, model.weights, model.noise_vars)
+    ]
 
 
 def _law_member(model: Any) -> Any:
@@ -161,8 +189,14 @@ def _cholesky(cov: torch.Tensor) -> torch.Tensor:
     raise InsightError("the loss model's covariance is not positive definite at these shapes")
 
 
-def joint_loss_draws(model: Any, idx: Sequence[int] | np.ndarray, n_draws: int = DEFAULT_DRAWS,
-                     *, seed: int = 0, noise: bool = False) -> np.ndarray:
+def joint_loss_draws(
+    model: Any,
+    idx: Sequence[int] | np.ndarray,
+    n_draws: int = DEFAULT_DRAWS,
+    *,
+    seed: int = 0,
+    noise: bool = False,
+) -> np.ndarray:
     """Draws of the loss at candidates ``idx`` (``(m,)``), joint across them.
 
     Each mixture member gets ``round(n_draws * weight)`` draws (largest remainders); within a
@@ -257,8 +291,9 @@ def non_dominated(loss: np.ndarray, tps: np.ndarray) -> np.ndarray:
     are never optimal. ``loss``, ``tps``: ``S x m``; returns ``S x m`` bool."""
     order = np.argsort(-tps, axis=1, kind="stable")
     ls = np.take_along_axis(loss, order, axis=1)
-    prev = np.concatenate([np.full((ls.shape[0], 1), np.inf),
-                           np.minimum.accumulate(ls, axis=1)[:, :-1]], axis=1)
+    prev = np.concatenate(
+        [np.full((ls.shape[0], 1), np.inf), np.minimum.accumulate(ls, axis=1)[:, :-1]], axis=1
+    )
     nd_sorted = (ls < prev) & np.isfinite(ls)
     out = np.empty_like(nd_sorted)
     np.put_along_axis(out, order, nd_sorted, axis=1)
@@ -268,13 +303,21 @@ def non_dominated(loss: np.ndarray, tps: np.ndarray) -> np.ndarray:
 def _extended_problem(campaign: Campaign, extra_archs: Sequence[Arch]) -> Problem:
     from optim.core.problem import Problem
 
-    return Problem.build(campaign.spec, campaign.prior,
-                         extra_archs=[r.arch for r in campaign.trial_records()] + list(extra_archs))
+    return Problem.build(
+        campaign.spec,
+        campaign.prior,
+        extra_archs=[r.arch for r in campaign.trial_records()] + list(extra_archs),
+    )
 
 
-def model_draws(campaign: Campaign, *, extra_archs: Sequence[Arch] = (),
-                pool_size: int = DEFAULT_POOL, n_draws: int = DEFAULT_DRAWS, seed: int = 0
-                ) -> ModelDraws:
+def model_draws(
+    campaign: Campaign,
+    *,
+    extra_archs: Sequence[Arch] = (),
+    pool_size: int = DEFAULT_POOL,
+    n_draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+) -> ModelDraws:
     """Joint draws of the campaign's model over a pool (module docstring).
 
     Args:
@@ -295,8 +338,9 @@ def model_draws(campaign: Campaign, *, extra_archs: Sequence[Arch] = (),
     keep = cand[np.argsort(gap, kind="stable")[:pool_size]]
     extra_idx = [_index(problem, a) for a in extra_archs]
     must = np.concatenate([obs.idx, obs.pending_idx, np.asarray(extra_idx, dtype=np.int64)])
-    pool = np.array(list(dict.fromkeys(np.concatenate([must, np.sort(keep)]).tolist())),
-                    dtype=np.int64)
+    pool = np.array(
+        list(dict.fromkeys(np.concatenate([must, np.sort(keep)]).tolist())), dtype=np.int64
+    )
     loss = joint_loss_draws(model, pool, n_draws, seed=seed)
     rng = np.random.default_rng([int(seed), 1])
     noise_sd = math.sqrt(sum(w * nv for w, _, nv in _components(model)))
@@ -310,14 +354,25 @@ def model_draws(campaign: Campaign, *, extra_archs: Sequence[Arch] = (),
     if problem.min_throughput is not None:
         masked = np.where(tps >= problem.min_throughput, masked, np.inf)
     ref = problem.reference_point(mean)
-    return ModelDraws(problem=problem, indices=pool, loss=loss, run_loss=run_loss, tps=tps,
-                      eligible=eligible, on_front=non_dominated(masked, tps),
-                      pred_mean=mean[pool], pred_q05=q[0][pool], pred_q95=q[1][pool],
-                      ref_point=(float(ref[0]), float(ref[1])), n_eligible=int(len(cand)))
+    return ModelDraws(
+        problem=problem,
+        indices=pool,
+        loss=loss,
+        run_loss=run_loss,
+        tps=tps,
+        eligible=eligible,
+        on_front=non_dominated(masked, tps),
+        pred_mean=mean[pool],
+        pred_q05=q[0][pool],
+        pred_q95=q[1][pool],
+        ref_point=(float(ref[0]), float(ref[1])),
+        n_eligible=int(len(cand)),
+    )
 
 
-def reference_index(campaign: Campaign, reference: str | int | Arch, problem: Problem | None = None
-                    ) -> int:
+def reference_index(
+    campaign: Campaign, reference: str | int | Arch, problem: Problem | None = None
+) -> int:
     """The candidate index of a reference: ``"best"`` (the best observed run's shape), a trial
     number given as ``"trial N"``, a candidate index (int) or a shape (:class:`Arch`, which
     must be among ``problem``'s candidates: see ``model_draws(extra_archs=...)``)."""
@@ -380,20 +435,35 @@ def relative_table(campaign: Campaign, draws: ModelDraws, reference: int) -> pd.
     d_q = np.quantile(delta, (Q05, Q95), axis=0)
     r_q = np.quantile(ratio, (Q05, Q95), axis=0)
     trial_of = _trial_of(campaign, problem)
-    status = [trial_of.get(int(i), (None, "candidate" if e else "reference shape"))
-              for i, e in zip(draws.indices, draws.eligible)]
-    table = pd.DataFrame({
-        "candidate": draws.indices, "label": [problem.candidates[i].label() for i in draws.indices],
-        "trial": pd.array([s[0] for s in status], dtype="Int64"), "status": [s[1] for s in status],
-        "eligible": draws.eligible, "pred_loss_mean": draws.pred_mean,
-        "pred_loss_q05": draws.pred_q05, "pred_loss_q95": draws.pred_q95,
-        "delta_mean": delta.mean(0), "delta_q05": d_q[0], "delta_q95": d_q[1],
-        "p_beats": (delta < 0).mean(0), "tps_ratio": np.median(ratio, axis=0),
-        "tps_ratio_q05": r_q[0], "tps_ratio_q95": r_q[1], "p_front": draws.p_front,
-        "pred_tokens_per_s": problem.throughput_mean[draws.indices],
-        "is_reference": np.arange(len(draws.indices)) == j})
-    return table.sort_values(["is_reference", "p_front", "delta_mean"],
-                             ascending=[False, False, True], kind="stable").reset_index(drop=True)
+    status = [
+        trial_of.get(int(i), (None, "candidate" if e else "reference shape"))
+        for i, e in zip(draws.indices, draws.eligible)
+    ]
+    table = pd.DataFrame(
+        {
+            "candidate": draws.indices,
+            "label": [problem.candidates[i].label() for i in draws.indices],
+            "trial": pd.array([s[0] for s in status], dtype="Int64"),
+            "status": [s[1] for s in status],
+            "eligible": draws.eligible,
+            "pred_loss_mean": draws.pred_mean,
+            "pred_loss_q05": draws.pred_q05,
+            "pred_loss_q95": draws.pred_q95,
+            "delta_mean": delta.mean(0),
+            "delta_q05": d_q[0],
+            "delta_q95": d_q[1],
+            "p_beats": (delta < 0).mean(0),
+            "tps_ratio": np.median(ratio, axis=0),
+            "tps_ratio_q05": r_q[0],
+            "tps_ratio_q95": r_q[1],
+            "p_front": draws.p_front,
+            "pred_tokens_per_s": problem.throughput_mean[draws.indices],
+            "is_reference": np.arange(len(draws.indices)) == j,
+        }
+    )
+    return table.sort_values(
+        ["is_reference", "p_front", "delta_mean"], ascending=[False, False, True], kind="stable"
+    ).reset_index(drop=True)
 
 
 def learned_offset(campaign: Campaign, draws: ModelDraws | None = None) -> dict[str, Any]:
@@ -424,11 +494,14 @@ def learned_offset(campaign: Campaign, draws: ModelDraws | None = None) -> dict[
     best = int(np.argmin(np.where(draws.eligible, draws.pred_mean, np.inf)))
     delta = draws.loss - draws.loss[:, [best]]
     rel = np.delete(np.quantile(delta, Q95, 0) - np.quantile(delta, Q05, 0), best)
-    return {"offset_mean": float(offset.mean()), "offset_sd": float(offset.std(ddof=1)),
-            "prior_offset_sd": float(prior.std(ddof=1)),
-            "marginal_band": float(np.median(draws.pred_q95 - draws.pred_q05)),
-            "relative_band": float(np.median(rel)) if len(rel) else float("nan"),
-            "n_runs": int(len(observations(campaign, problem).idx))}
+    return {
+        "offset_mean": float(offset.mean()),
+        "offset_sd": float(offset.std(ddof=1)),
+        "prior_offset_sd": float(prior.std(ddof=1)),
+        "marginal_band": float(np.median(draws.pred_q95 - draws.pred_q05)),
+        "relative_band": float(np.median(rel)) if len(rel) else float("nan"),
+        "n_runs": int(len(observations(campaign, problem).idx)),
+    }
 
 
 # ---- hypervolume -------------------------------------------------------------------------------
@@ -446,8 +519,9 @@ def hypervolume(loss: np.ndarray, tps: np.ndarray, ref_point: tuple[float, float
     return float(Hypervolume(ref).compute(Y[is_non_dominated(Y)]))
 
 
-def batch_hypervolume(loss: np.ndarray, tps: np.ndarray, ref_point: tuple[float, float]
-                      ) -> np.ndarray:
+def batch_hypervolume(
+    loss: np.ndarray, tps: np.ndarray, ref_point: tuple[float, float]
+) -> np.ndarray:
     """Hypervolume of ``S`` sets of ``k`` points at once (BoTorch's batched box decomposition):
     ``loss``, ``tps`` are ``S x k``; returns ``(S,)`` (zeros for ``k = 0``)."""
     from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
@@ -483,18 +557,47 @@ def hypervolume_history(campaign: Campaign) -> dict[str, Any]:
     for n in range(1, len(obs.idx) + 1):
         hv = hypervolume(obs.loss[:n], tps[obs.idx[:n]], ref)
         i = int(obs.idx[n - 1])
-        rows.append({"n_observed": n, "trial": int(obs.trials[n - 1]),
-                     "label": problem.candidates[i].label(), "observed_loss": float(obs.loss[n - 1]),
-                     "tokens_per_s": float(tps[i]), "hypervolume": hv, "improved": hv > last + 1e-12})
+        rows.append(
+            {
+                "n_observed": n,
+                "trial": int(obs.trials[n - 1]),
+                "label": problem.candidates[i].label(),
+                "observed_loss": float(obs.loss[n - 1]),
+                "tokens_per_s": float(tps[i]),
+                "hypervolume": hv,
+                "improved": hv > last + 1e-12,
+            }
+        )
         last = hv
     front = campaign.pareto()
-    pred_hv = hypervolume(np.array([r["observed_loss"] if r["observed_loss"] is not None
-                                    else r["pred_loss_mean"] for r in front]),
-                          np.array([r["pred_tokens_per_s"] for r in front]), ref) if front else 0.0
-    columns = ["n_observed", "trial", "label", "observed_loss", "tokens_per_s", "hypervolume",
-               "improved"]
-    return {"history": pd.DataFrame(rows, columns=columns), "ref_point": ref,
-            "predicted_front_hypervolume": pred_hv}
+    pred_hv = (
+        hypervolume(
+            np.array(
+                [
+                    r["observed_loss"] if r["observed_loss"] is not None else r["pred_loss_mean"]
+                    for r in front
+                ]
+            ),
+            np.array([r["pred_tokens_per_s"] for r in front]),
+            ref,
+        )
+        if front
+        else 0.0
+    )
+    columns = [
+        "n_observed",
+        "trial",
+        "label",
+        "observed_loss",
+        "tokens_per_s",
+        "hypervolume",
+        "improved",
+    ]
+    return {
+        "history": pd.DataFrame(rows, columns=columns),
+        "ref_point": ref,
+        "predicted_front_hypervolume": pred_hv,
+    }
 
 
 # ---- why this proposal --------------------------------------------------------------------------
@@ -502,8 +605,7 @@ def _band(values: np.ndarray) -> tuple[float, float, float]:
     return float(np.mean(values)), float(np.quantile(values, Q05)), float(np.quantile(values, Q95))
 
 
-def why_proposal(campaign: Campaign, trial: int, draws: ModelDraws | None = None
-                 ) -> dict[str, Any]:
+def why_proposal(campaign: Campaign, trial: int, draws: ModelDraws | None = None) -> dict[str, Any]:
     """Why trial ``trial`` was proposed, in numbers and in words.
 
     Args:
@@ -535,47 +637,73 @@ def why_proposal(campaign: Campaign, trial: int, draws: ModelDraws | None = None
     proposal = rec.meta.get("proposal") or {}
     ehvi = proposal.get("ehvi")
     created = rec.meta.get("created_at")
-    batch = sorted(t for t, r in records.items() if created is not None
-                   and r.meta.get("created_at") == created) or [trial]
+    batch = sorted(
+        t for t, r in records.items() if created is not None and r.meta.get("created_at") == created
+    ) or [trial]
     hist = hypervolume_history(campaign)
     ref = hist["ref_point"]
     others = obs.trials != trial  # an observed trial is compared with the other runs
     front_loss = np.broadcast_to(obs.loss[others], (draws.loss.shape[0], int(others.sum())))
     front_tps = draws.tps[:, [draws.column(k) for k in obs.idx[others]]]  # (S, k)
     if others.any():
-        dominated = ((front_loss <= draws.run_loss[:, j:j + 1]) &
-                     (front_tps >= draws.tps[:, j:j + 1])).any(1)
+        dominated = (
+            (front_loss <= draws.run_loss[:, j : j + 1]) & (front_tps >= draws.tps[:, j : j + 1])
+        ).any(1)
         p_improves = float(1.0 - dominated.mean())
     else:
         p_improves = None
     # EHVI now: the expected hypervolume a run of it adds to the observed runs' (joint draws).
     before = batch_hypervolume(front_loss, front_tps, ref)
-    after = batch_hypervolume(np.concatenate([front_loss, draws.run_loss[:, j:j + 1]], 1),
-                              np.concatenate([front_tps, draws.tps[:, j:j + 1]], 1), ref)
+    after = batch_hypervolume(
+        np.concatenate([front_loss, draws.run_loss[:, j : j + 1]], 1),
+        np.concatenate([front_tps, draws.tps[:, j : j + 1]], 1),
+        ref,
+    )
     observed_hv = float(hist["history"]["hypervolume"].iloc[-1]) if len(hist["history"]) else 0.0
     b = default_reference(campaign, draws)
     kb = draws.column(b)
     if len(obs.idx):
-        best = {"kind": "best observed run", "candidate": b, "label": problem.candidates[b].label(),
-                "trial": int(obs.trials[int(np.argmin(obs.loss))]), "loss": float(obs.loss.min())}
+        best = {
+            "kind": "best observed run",
+            "candidate": b,
+            "label": problem.candidates[b].label(),
+            "trial": int(obs.trials[int(np.argmin(obs.loss))]),
+            "loss": float(obs.loss.min()),
+        }
     else:
-        best = {"kind": "best predicted candidate", "candidate": b,
-                "label": problem.candidates[b].label(), "trial": None,
-                "loss": float(draws.pred_mean[kb])}
+        best = {
+            "kind": "best predicted candidate",
+            "candidate": b,
+            "label": problem.candidates[b].label(),
+            "trial": None,
+            "loss": float(draws.pred_mean[kb]),
+        }
     delta = draws.loss[:, j] - draws.loss[:, kb]
     ratio = draws.tps[:, j] / draws.tps[:, kb]
-    out = {"trial": int(trial), "label": rec.arch.label(), "status": rec.status,
-           "strategy": proposal.get("strategy"),
-           "ehvi": None if ehvi is None else float(ehvi), "ehvi_now": float(np.mean(after - before)),
-           "batch_position": batch.index(trial) + 1,
-           "batch_size": len(batch), "observed_hypervolume": observed_hv,
-           "predicted_front_hypervolume": float(hist["predicted_front_hypervolume"]),
-           "ref_point": hist["ref_point"], "p_improves_front": p_improves,
-           "p_on_front": float(draws.on_front[:, j].mean()), "best": best,
-           "same_as_best": b == i, "delta_loss": _band(delta),
-           "p_lower_loss": float((delta < 0).mean()),
-           "tps_ratio": (float(np.median(ratio)), float(np.quantile(ratio, Q05)),
-                         float(np.quantile(ratio, Q95)))}
+    out = {
+        "trial": int(trial),
+        "label": rec.arch.label(),
+        "status": rec.status,
+        "strategy": proposal.get("strategy"),
+        "ehvi": None if ehvi is None else float(ehvi),
+        "ehvi_now": float(np.mean(after - before)),
+        "batch_position": batch.index(trial) + 1,
+        "batch_size": len(batch),
+        "observed_hypervolume": observed_hv,
+        "predicted_front_hypervolume": float(hist["predicted_front_hypervolume"]),
+        "ref_point": hist["ref_point"],
+        "p_improves_front": p_improves,
+        "p_on_front": float(draws.on_front[:, j].mean()),
+        "best": best,
+        "same_as_best": b == i,
+        "delta_loss": _band(delta),
+        "p_lower_loss": float((delta < 0).mean()),
+        "tps_ratio": (
+            float(np.median(ratio)),
+            float(np.quantile(ratio, Q05)),
+            float(np.quantile(ratio, Q95)),
+        ),
+    }
     out["summary"] = _why_words(out)
     return out
 
@@ -585,15 +713,23 @@ def _why_words(w: dict[str, Any]) -> str:
     ref_loss, ref_tps = w["ref_point"]
     parts = []
     hv = w["observed_hypervolume"]
-    now = (f"expected to add **{w['ehvi_now']:.3g}** to the hypervolume the observed runs "
-           + (f"dominate ({hv:.3g}, so +{w['ehvi_now'] / hv:.0%})" if hv > 0 else
-              "dominate (nothing yet)")
-           + f" in (lower loss, higher log tokens/s) above the reference point (loss "
-           f"{ref_loss:.3f}, {ref_tps:,.0f} tokens/s); the predicted front dominates "
-           f"{w['predicted_front_hypervolume']:.3g}.")
+    now = (
+        f"expected to add **{w['ehvi_now']:.3g}** to the hypervolume the observed runs "
+        + (
+            f"dominate ({hv:.3g}, so +{w['ehvi_now'] / hv:.0%})"
+            if hv > 0
+            else "dominate (nothing yet)"
+        )
+        + f" in (lower loss, higher log tokens/s) above the reference point (loss "
+        f"{ref_loss:.3f}, {ref_tps:,.0f} tokens/s); the predicted front dominates "
+        f"{w['predicted_front_hypervolume']:.3g}."
+    )
     if w["ehvi"] is None:
-        how = (f"was proposed by the {w['strategy']} strategy, which computes no EHVI"
-               if w["strategy"] else "was attached, not proposed")
+        how = (
+            f"was proposed by the {w['strategy']} strategy, which computes no EHVI"
+            if w["strategy"]
+            else "was attached, not proposed"
+        )
         parts.append(f"**Trial {w['trial']}** ({w['label']}) {how}. A run of it is {now}")
     else:
         parts.append(
@@ -601,25 +737,35 @@ def _why_words(w: dict[str, Any]) -> str:
             f"{w['batch_size']} in its batch): it had the highest expected hypervolume "
             f"improvement (EHVI {w['ehvi']:.3g}) among the shapes left when it was proposed, "
             f"each proposal counting the ones before it as pending. Now, given every result "
-            f"since, a run of it is {now}")
+            f"since, a run of it is {now}"
+        )
     if w["p_improves_front"] is None:
-        parts.append(f"No run is observed yet, so any result starts the front; P(on the "
-                     f"predicted front) = **{w['p_on_front']:.0%}**.")
+        parts.append(
+            f"No run is observed yet, so any result starts the front; P(on the "
+            f"predicted front) = **{w['p_on_front']:.0%}**."
+        )
     else:
-        parts.append(f"P(a run of it improves the observed front) = **{w['p_improves_front']:.0%}**;"
-                     f" P(on the predicted front) = **{w['p_on_front']:.0%}**.")
+        parts.append(
+            f"P(a run of it improves the observed front) = **{w['p_improves_front']:.0%}**;"
+            f" P(on the predicted front) = **{w['p_on_front']:.0%}**."
+        )
     best = w["best"]
     if w["same_as_best"]:
         parts.append(f"It is the {best['kind']}.")
     else:
         m, lo, hi = w["delta_loss"]
         r, rlo, rhi = w["tps_ratio"]
-        name = (f"the best observed run (trial {best['trial']}, loss {best['loss']:.4f})"
-                if best["trial"] is not None else f"the best predicted candidate {best['label']}")
-        parts.append(f"Against {name}: expected loss **{m:+.4f}** [{lo:+.4f}, {hi:+.4f}] "
-                     f"(P(lower) = {w['p_lower_loss']:.0%}), tokens/s **{r - 1:+.1%}** "
-                     f"[{rlo - 1:+.1%}, {rhi - 1:+.1%}] (90% bands from joint draws: the "
-                     f"offset both share cancels).")
+        name = (
+            f"the best observed run (trial {best['trial']}, loss {best['loss']:.4f})"
+            if best["trial"] is not None
+            else f"the best predicted candidate {best['label']}"
+        )
+        parts.append(
+            f"Against {name}: expected loss **{m:+.4f}** [{lo:+.4f}, {hi:+.4f}] "
+            f"(P(lower) = {w['p_lower_loss']:.0%}), tokens/s **{r - 1:+.1%}** "
+            f"[{rlo - 1:+.1%}, {rhi - 1:+.1%}] (90% bands from joint draws: the "
+            f"offset both share cancels)."
+        )
     return " ".join(parts)
 
 
@@ -644,19 +790,30 @@ def loo_check(campaign: Campaign) -> pd.DataFrame:
     for j in range(len(obs.idx)):
         rest = np.arange(len(obs.idx)) != j
         model = fit_weighted_model(problem, obs.idx[rest], obs.loss[rest])
-        mean, q = model.predictive(obs.idx[j:j + 1], (Q05, Q95))
+        mean, q = model.predictive(obs.idx[j : j + 1], (Q05, Q95))
         y, lo, hi = float(obs.loss[j]), float(q[0][0]), float(q[1][0])
         half = max((hi - lo) / 2, 1e-12)
-        rows.append({"trial": int(obs.trials[j]), "label": problem.candidates[obs.idx[j]].label(),
-                     "observed": y, "pred_mean": float(mean[0]), "pred_q05": lo, "pred_q95": hi,
-                     "outside": bool(y < lo or y > hi),
-                     "z": float((y - float(mean[0])) / half * 1.6448536)})
-    return pd.DataFrame(rows, columns=["trial", "label", "observed", "pred_mean", "pred_q05",
-                                       "pred_q95", "outside", "z"])
+        rows.append(
+            {
+                "trial": int(obs.trials[j]),
+                "label": problem.candidates[obs.idx[j]].label(),
+                "observed": y,
+                "pred_mean": float(mean[0]),
+                "pred_q05": lo,
+                "pred_q95": hi,
+                "outside": bool(y < lo or y > hi),
+                "z": float((y - float(mean[0])) / half * 1.6448536),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["trial", "label", "observed", "pred_mean", "pred_q05", "pred_q95", "outside", "z"],
+    )
 
 
-def calibration_verdict(n: int, inside50: int, inside90: int, *, alpha: float = 0.01
-                        ) -> dict[str, Any]:
+def calibration_verdict(
+    n: int, inside50: int, inside90: int, *, alpha: float = 0.01
+) -> dict[str, Any]:
     """Whether 50% / 90% bands holding ``inside50`` / ``inside90`` of ``n`` results are off:
     a two-sided exact binomial test of each coverage against its nominal level at ``alpha``.
 
@@ -666,22 +823,43 @@ def calibration_verdict(n: int, inside50: int, inside90: int, *, alpha: float = 
     from scipy.stats import binomtest
 
     if n <= 0:
-        return {"n": 0, "cov50": None, "cov90": None, "p50": None, "p90": None, "off": False,
-                "message": "no results to check the bands against"}
+        return {
+            "n": 0,
+            "cov50": None,
+            "cov90": None,
+            "p50": None,
+            "p90": None,
+            "off": False,
+            "message": "no results to check the bands against",
+        }
     p50 = float(binomtest(int(inside50), int(n), 0.5).pvalue)
     p90 = float(binomtest(int(inside90), int(n), 0.9).pvalue)
     cov50, cov90 = inside50 / n, inside90 / n
     off = p50 < alpha or p90 < alpha
     if off:
-        message = (f"The bands are miscalibrated: the 90% band holds {cov90:.0%} and the 50% "
-                   f"band {cov50:.0%} of {n} results (binomial p = {p90:.2g} and {p50:.2g}); "
-                   + ("predictions are more uncertain than the bands say."
-                      if cov90 < 0.9 else "the bands are wider than the spread of the results."))
+        message = (
+            f"The bands are miscalibrated: the 90% band holds {cov90:.0%} and the 50% "
+            f"band {cov50:.0%} of {n} results (binomial p = {p90:.2g} and {p50:.2g}); "
+            + (
+                "predictions are more uncertain than the bands say."
+                if cov90 < 0.9
+                else "the bands are wider than the spread of the results."
+            )
+        )
     else:
-        message = (f"The 90% band holds {cov90:.0%} and the 50% band {cov50:.0%} of {n} "
-                   "results: consistent with their nominal levels.")
-    return {"n": int(n), "cov50": cov50, "cov90": cov90, "p50": p50, "p90": p90, "off": off,
-            "message": message}
+        message = (
+            f"The 90% band holds {cov90:.0%} and the 50% band {cov50:.0%} of {n} "
+            "results: consistent with their nominal levels."
+        )
+    return {
+        "n": int(n),
+        "cov50": cov50,
+        "cov90": cov90,
+        "p50": p50,
+        "p90": p90,
+        "off": off,
+        "message": message,
+    }
 
 
 def prior_coverage(campaign: Campaign) -> dict[str, Any]:
@@ -702,8 +880,10 @@ def prior_coverage(campaign: Campaign) -> dict[str, Any]:
     table = runs.reset_index(drop=True).join(pred.reset_index(drop=True))
     cov = band_coverage(table)
     n = len(table)
-    return {"source": source, **calibration_verdict(n, round(cov["cov50"] * n),
-                                                    round(cov["cov90"] * n))}
+    return {
+        "source": source,
+        **calibration_verdict(n, round(cov["cov50"] * n), round(cov["cov90"] * n)),
+    }
 
 
 def throughput_domain(campaign: Campaign) -> dict[str, Any]:
@@ -719,10 +899,16 @@ def throughput_domain(campaign: Campaign) -> dict[str, Any]:
     spec = campaign.spec
     cal = load_calibration(spec.hardware, spec.workload.backend)
     warnings = list(campaign.problem.throughput_warnings)
-    return {"pair": f"{cal.hardware_id}/{cal.backend}", "calibrated": cal.calibrated,
-            "n_points": cal.n_points, "source": cal.source,
-            "calibrated_workloads": list(cal.workloads), "campaign_workload": str(spec.workload),
-            "covers": not warnings, "warnings": warnings}
+    return {
+        "pair": f"{cal.hardware_id}/{cal.backend}",
+        "calibrated": cal.calibrated,
+        "n_points": cal.n_points,
+        "source": cal.source,
+        "calibrated_workloads": list(cal.workloads),
+        "campaign_workload": str(spec.workload),
+        "covers": not warnings,
+        "warnings": warnings,
+    }
 
 
 # ---- the model across the knobs -----------------------------------------------------------------
@@ -730,8 +916,15 @@ def _knob_table(problem: Problem, indices: np.ndarray) -> pd.DataFrame:
     rows = []
     for i in indices:
         a = problem.candidates[i]
-        rows.append({"d_model": a.d_model, "n_layers": a.n_layers, "n_heads": a.n_heads,
-                     "gqa_group": a.gqa_group, "mlp_attn_ratio": a.mlp_attn_ratio})
+        rows.append(
+            {
+                "d_model": a.d_model,
+                "n_layers": a.n_layers,
+                "n_heads": a.n_heads,
+                "gqa_group": a.gqa_group,
+                "mlp_attn_ratio": a.mlp_attn_ratio,
+            }
+        )
     return pd.DataFrame(rows, index=np.asarray(indices))
 
 
@@ -739,8 +932,9 @@ def _levels(values: pd.Series, max_levels: int = MAX_LEVELS) -> pd.Series:
     """Group labels of a knob: its values, or ``max_levels`` quantile bins when it has more."""
     if values.nunique() <= max_levels:
         return values
-    return pd.Series(pd.qcut(values, max_levels, labels=False, duplicates="drop"),
-                     index=values.index)
+    return pd.Series(
+        pd.qcut(values, max_levels, labels=False, duplicates="drop"), index=values.index
+    )
 
 
 def correlation_ratio(groups: np.ndarray, y: np.ndarray) -> float:
@@ -783,7 +977,9 @@ def sensitivity(campaign: Campaign) -> pd.DataFrame:
             per_level = pd.Series(y).groupby(levels.to_numpy()).mean()
             spread = float(per_level.max() - per_level.min())
             row[f"{prefix}_range"] = spread if prefix == "loss" else math.expm1(spread)
-            rho = spearmanr(knobs[name].to_numpy(), y).statistic if knobs[name].nunique() > 1 else 0.0
+            rho = (
+                spearmanr(knobs[name].to_numpy(), y).statistic if knobs[name].nunique() > 1 else 0.0
+            )
             row[f"{prefix}_rho"] = float(rho) if np.isfinite(rho) else 0.0
         rows.append(row)
     return pd.DataFrame(rows)
@@ -826,8 +1022,10 @@ def model_slices(campaign: Campaign, centre: int | None = None) -> pd.DataFrame:
     head_dim = pd.Series([problem.candidates[i].head_dim for i in pool], index=pool)
     # What a knob's slice holds exactly where it can (as build_arch does): the GQA group and,
     # except along heads, head_dim; a mismatch costs more than any distance in the knobs.
-    held = {"gqa_group": (knobs["gqa_group"] != knobs.loc[centre, "gqa_group"]).astype(float),
-            "head_dim": (head_dim != head_dim.loc[centre]).astype(float)}
+    held = {
+        "gqa_group": (knobs["gqa_group"] != knobs.loc[centre, "gqa_group"]).astype(float),
+        "head_dim": (head_dim != head_dim.loc[centre]).astype(float),
+    }
     rows = []
     for name, title in KNOBS:
         others = [n for n, _ in KNOBS if n != name]
@@ -842,14 +1040,22 @@ def model_slices(campaign: Campaign, centre: int | None = None) -> pd.DataFrame:
             if i in picked:
                 continue
             picked.append(i)
-            rows.append({"knob": name, "title": title, "x": float(knobs.loc[i, name]),
-                         "candidate": i, "label": problem.candidates[i].label(),
-                         "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
-                         "pred_loss_q95": float(q95[i]),
-                         "pred_tokens_per_s": float(problem.throughput_mean[i]),
-                         "tokens_per_s_q05": float(problem.throughput_q05[i]),
-                         "tokens_per_s_q95": float(problem.throughput_q95[i]),
-                         "is_centre": i == centre})
+            rows.append(
+                {
+                    "knob": name,
+                    "title": title,
+                    "x": float(knobs.loc[i, name]),
+                    "candidate": i,
+                    "label": problem.candidates[i].label(),
+                    "pred_loss_mean": float(mean[i]),
+                    "pred_loss_q05": float(q05[i]),
+                    "pred_loss_q95": float(q95[i]),
+                    "pred_tokens_per_s": float(problem.throughput_mean[i]),
+                    "tokens_per_s_q05": float(problem.throughput_q05[i]),
+                    "tokens_per_s_q95": float(problem.throughput_q95[i]),
+                    "is_centre": i == centre,
+                }
+            )
     out = pd.DataFrame(rows)
     return out.sort_values(["knob", "x"], kind="stable").reset_index(drop=True)
 
@@ -871,13 +1077,27 @@ def parallel_coordinates(campaign: Campaign) -> pd.DataFrame:
             continue
         i = _index(problem, rec.arch)
         loss = rec.loss if rec.status == "observed" and rec.loss is not None else mean[i]
-        rows.append({"group": rec.status, "label": rec.arch.label(), "trial": rec.trial,
-                     "index": i, "loss": float(loss)})
+        rows.append(
+            {
+                "group": rec.status,
+                "label": rec.arch.label(),
+                "trial": rec.trial,
+                "index": i,
+                "loss": float(loss),
+            }
+        )
     for r in campaign.pareto():
         arch = Arch.from_mapping(r)
         loss = r["observed_loss"] if r["observed_loss"] is not None else r["pred_loss_mean"]
-        rows.append({"group": "front", "label": arch.label(), "trial": r["trial"],
-                     "index": _index(problem, arch), "loss": float(loss)})
+        rows.append(
+            {
+                "group": "front",
+                "label": arch.label(),
+                "trial": r["trial"],
+                "index": _index(problem, arch),
+                "loss": float(loss),
+            }
+        )
     columns = ["group", "label", "trial", *[n for n, _ in KNOBS], "loss", "tokens_per_s"]
     if not rows:
         return pd.DataFrame(columns=columns)

@@ -37,8 +37,18 @@ from models.files import read_text
 from .campaign import Campaign
 from .errors import CampaignError
 
-__all__ = ["JobBackend", "LocalBackend", "SubmititBackend", "JobError", "JobResult",
-           "read_metrics", "run_jobs", "BACKENDS", "make_backend", "METRICS_FILE"]
+__all__ = [
+    "JobBackend",
+    "LocalBackend",
+    "SubmititBackend",
+    "JobError",
+    "JobResult",
+    "read_metrics",
+    "run_jobs",
+    "BACKENDS",
+    "make_backend",
+    "METRICS_FILE",
+]
 
 #: The file a training job writes into its run folder.
 METRICS_FILE = "metrics.jsonl"
@@ -115,9 +125,14 @@ class LocalBackend:
         exit_file = shlex.quote(str(out_dir / _EXIT_FILE))
         log = shlex.quote(str(out_dir / "job.log"))
         wrapped = f"( {command} ) > {log} 2>&1; echo $? > {exit_file}"
-        proc = subprocess.Popen(["/bin/sh", "-c", wrapped], cwd=out_dir,
-                                start_new_session=True, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", wrapped],
+            cwd=out_dir,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._children[proc.pid] = proc
         job = {"id": str(proc.pid), "start": _start_time(proc.pid)}
         (out_dir / _PID_FILE).write_text(json.dumps(job))
@@ -134,8 +149,9 @@ class LocalBackend:
             code = exit_file.read_text().strip()
             if code == "0":
                 return JobResult("completed")
-            return JobResult("failed", f"the train command exited with code {code} "
-                                       f"(log: {out / 'job.log'})")
+            return JobResult(
+                "failed", f"the train command exited with code {code} (log: {out / 'job.log'})"
+            )
         if _alive(pid, job.get("start")):
             return JobResult("running")
         if exit_file.exists():  # it finished between the two checks
@@ -177,8 +193,9 @@ class SubmititBackend:
         executor = submitit.AutoExecutor(folder=out_dir / "submitit", cluster=self.cluster)
         if self.parameters:
             executor.update_parameters(**self.parameters)
-        job = executor.submit(submitit.helpers.CommandFunction(["/bin/sh", "-c", command],
-                                                               cwd=str(out_dir)))
+        job = executor.submit(
+            submitit.helpers.CommandFunction(["/bin/sh", "-c", command], cwd=str(out_dir))
+        )
         self._jobs[str(job.job_id)] = job
         return {"id": str(job.job_id), "folder": str(out_dir / "submitit")}
 
@@ -195,14 +212,18 @@ class SubmititBackend:
     def poll(self, job: dict[str, Any]) -> JobResult:
         handle = self._job(job)
         if handle is None:
-            return JobResult("failed", "submitit local jobs cannot be re-attached after a "
-                                       "restart (use --backend local or slurm)")
+            return JobResult(
+                "failed",
+                "submitit local jobs cannot be re-attached after a "
+                "restart (use --backend local or slurm)",
+            )
         if not handle.done():
             return JobResult("running")
         error = handle.exception()
         if error is not None:
-            return JobResult("failed", f"job {job['id']} failed: "
-                                       f"{' '.join(str(error).split())[:300]}")
+            return JobResult(
+                "failed", f"job {job['id']} failed: {' '.join(str(error).split())[:300]}"
+            )
         return JobResult("completed")
 
     def cancel(self, job: dict[str, Any]) -> None:
@@ -251,8 +272,12 @@ def read_metrics(out_dir: Path) -> float:
         raise JobError(f"{path} is empty")
     number, row = last
     loss = row.get("loss")
-    if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not math.isfinite(loss) \
-            or loss <= 0:
+    if (
+        isinstance(loss, bool)
+        or not isinstance(loss, (int, float))
+        or not math.isfinite(loss)
+        or loss <= 0
+    ):
         raise JobError(f"{path} line {number} has no finite positive 'loss' (got {loss!r})")
     return float(loss)
 
@@ -264,23 +289,36 @@ def _no_constant(name: str) -> Any:
 # ---- the loop -----------------------------------------------------------------------------------
 def _command(template: str, config: Path, out: Path) -> str:
     return template.replace("{config}", shlex.quote(str(config))).replace(
-        "{out}", shlex.quote(str(out)))
+        "{out}", shlex.quote(str(out))
+    )
 
 
 def check_train_command(template: str) -> None:
     """Refuse a train command that could not train the proposed shape."""
     if not isinstance(template, str) or "{config}" not in template:
-        raise JobError("the train command must contain {config} (the path of the proposed "
-                       "shape's config.json)")
+        raise JobError(
+            "the train command must contain {config} (the path of the proposed shape's config.json)"
+        )
     if "{out}" not in template:
-        raise JobError("the train command must contain {out} (the run folder where the job "
-                       f"writes {METRICS_FILE})")
+        raise JobError(
+            "the train command must contain {out} (the run folder where the job "
+            f"writes {METRICS_FILE})"
+        )
 
 
-def run_jobs(campaign: Campaign, backend: JobBackend, train_cmd: str, *, runs_dir: Path,
-             max_trials: int, parallel: int = 1, poll_seconds: float = 30.0,
-             timeout_seconds: float | None = None, on_event: Callable[[str], None] | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def run_jobs(
+    campaign: Campaign,
+    backend: JobBackend,
+    train_cmd: str,
+    *,
+    runs_dir: Path,
+    max_trials: int,
+    parallel: int = 1,
+    poll_seconds: float = 30.0,
+    timeout_seconds: float | None = None,
+    on_event: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """Launch at most ``max_trials`` new trials (at most ``parallel`` at once), wait for them
     and ingest their results; jobs of earlier invocations still running are re-attached.
 
@@ -300,9 +338,13 @@ def run_jobs(campaign: Campaign, backend: JobBackend, train_cmd: str, *, runs_di
     attempts = 0  # proposals taken in this invocation (a failed launch counts)
 
     def active() -> dict[int, dict[str, Any]]:
-        return {r.trial: {**r.meta["job"]} for r in campaign.trial_records()
-                if r.status == "pending" and (r.meta.get("job") or {}).get("backend") == backend.name
-                and (r.meta["job"].get("state") in ("submitting", "running"))}
+        return {
+            r.trial: {**r.meta["job"]}
+            for r in campaign.trial_records()
+            if r.status == "pending"
+            and (r.meta.get("job") or {}).get("backend") == backend.name
+            and (r.meta["job"].get("state") in ("submitting", "running"))
+        }
 
     campaign.reload()
     for trial, job in active().items():
@@ -325,8 +367,11 @@ def run_jobs(campaign: Campaign, backend: JobBackend, train_cmd: str, *, runs_di
                 started = float(job.get("started_at") or time.time())
                 if timeout_seconds is not None and time.time() - started > timeout_seconds:
                     backend.cancel(job)
-                    result = JobResult("failed", f"the job ran longer than --timeout "
-                                                 f"{timeout_seconds:g} s and was cancelled")
+                    result = JobResult(
+                        "failed",
+                        f"the job ran longer than --timeout "
+                        f"{timeout_seconds:g} s and was cancelled",
+                    )
                 else:
                     continue
             if result.state == "completed":
@@ -357,8 +402,12 @@ def run_jobs(campaign: Campaign, backend: JobBackend, train_cmd: str, *, runs_di
                 out = runs_dir / campaign.name / f"trial-{trial:04d}"
                 config = out / "config.json"
                 _write_config(row, config)
-                base = {"backend": backend.name, "out": str(out), "config": str(config),
-                        "state": "submitting"}
+                base = {
+                    "backend": backend.name,
+                    "out": str(out),
+                    "config": str(config),
+                    "state": "submitting",
+                }
                 campaign.record_job(trial, base)  # before launching: never launched twice
                 try:
                     job = backend.submit(_command(train_cmd, config, out), out)
@@ -366,8 +415,7 @@ def run_jobs(campaign: Campaign, backend: JobBackend, train_cmd: str, *, runs_di
                     campaign.fail_trial(trial, f"could not launch the job: {exc}")
                     failed.append(trial)
                     continue
-                campaign.record_job(trial, {**job, "state": "running",
-                                            "started_at": time.time()})
+                campaign.record_job(trial, {**job, "state": "running", "started_at": time.time()})
                 launched.append(trial)
                 say(f"trial {trial}: launched {row['label']} as job {job['id']}")
             running = active()

@@ -13,23 +13,59 @@ from optim.core.problem import Problem
 
 from .ax_adapter import TrialRecord
 
-__all__ = ["PROPOSAL_FIELDS", "TRIAL_FIELDS", "PRIOR_FIELDS", "jsonable", "candidate_row",
-           "trial_row"]
+__all__ = [
+    "PROPOSAL_FIELDS",
+    "TRIAL_FIELDS",
+    "PRIOR_FIELDS",
+    "jsonable",
+    "candidate_row",
+    "trial_row",
+]
 
 #: Fields every proposal / Pareto / trial dict carries (the CLI JSON contract).
 PROPOSAL_FIELDS: tuple[str, ...] = (
-    "trial", *SHAPE_FIELDS, "params", "non_embedding_params", "pred_loss_mean", "pred_loss_q05",
-    "pred_loss_q95", "pred_tokens_per_s", "tokens_per_s_q05", "tokens_per_s_q95", "backend",
-    "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "ehvi")
+    "trial",
+    *SHAPE_FIELDS,
+    "params",
+    "non_embedding_params",
+    "pred_loss_mean",
+    "pred_loss_q05",
+    "pred_loss_q95",
+    "pred_tokens_per_s",
+    "tokens_per_s_q05",
+    "tokens_per_s_q95",
+    "backend",
+    "mlp_attn_ratio",
+    "d_over_sqrt_n",
+    "gqa_group",
+    "ehvi",
+)
 #: The scaling-law prior's weight in the loss model and the leave-one-out Spearman correlation
 #: of its predictions with the observed runs (:func:`optim.core.weighting.prior_status`), as of
 #: the proposal: every proposal row (``propose --json``) and trial dict carries them.
 PRIOR_FIELDS: tuple[str, ...] = ("prior_weight", "prior_loo_spearman")
 #: Fields of a trial dict (``status --json``'s ``trials``) besides the shape.
 TRIAL_FIELDS: tuple[str, ...] = (
-    "trial", "status", "kind", "params", "non_embedding_params", "observed_loss", "run",
-    "mlp_attn_ratio", "d_over_sqrt_n", "gqa_group", "label", "in_band", "pred_loss_mean",
-    "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi", "strategy", *PRIOR_FIELDS)
+    "trial",
+    "status",
+    "kind",
+    "params",
+    "non_embedding_params",
+    "observed_loss",
+    "run",
+    "mlp_attn_ratio",
+    "d_over_sqrt_n",
+    "gqa_group",
+    "label",
+    "in_band",
+    "pred_loss_mean",
+    "pred_loss_q05",
+    "pred_loss_q95",
+    "pred_tokens_per_s",
+    "ehvi",
+    "strategy",
+    *PRIOR_FIELDS,
+)
 
 
 def jsonable(value: Any) -> Any:
@@ -44,8 +80,14 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def candidate_row(problem: Problem, i: int, loss: tuple[np.ndarray, np.ndarray, np.ndarray], *,
-                  trial: int | None = None, ehvi: float | None = None) -> dict[str, Any]:
+def candidate_row(
+    problem: Problem,
+    i: int,
+    loss: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    trial: int | None = None,
+    ehvi: float | None = None,
+) -> dict[str, Any]:
     """Candidate ``i`` of ``problem`` with its predicted loss and throughput.
 
     Throughput fields: ``pred_tokens_per_s`` (median of the problem's draws, or the
@@ -66,22 +108,35 @@ def candidate_row(problem: Problem, i: int, loss: tuple[np.ndarray, np.ndarray, 
     tps_q05, tps_q95 = float(problem.throughput_q05[i]), float(problem.throughput_q95[i])
     measured = str(problem.throughput_source[i]) == "measured"
     row: dict[str, Any] = {
-        "trial": trial, **arch.shape(), "params": arch.params,
+        "trial": trial,
+        **arch.shape(),
+        "params": arch.params,
         "non_embedding_params": arch.non_embedding_params,
-        "pred_loss_mean": float(mean[i]), "pred_loss_q05": float(q05[i]),
-        "pred_loss_q95": float(q95[i]), "pred_tokens_per_s": tps,
-        "pred_tokens_per_s_q05": tps_q05, "pred_tokens_per_s_q95": tps_q95,
-        "tokens_per_s_q05": tps_q05, "tokens_per_s_q95": tps_q95,
+        "pred_loss_mean": float(mean[i]),
+        "pred_loss_q05": float(q05[i]),
+        "pred_loss_q95": float(q95[i]),
+        "pred_tokens_per_s": tps,
+        "pred_tokens_per_s_q05": tps_q05,
+        "pred_tokens_per_s_q95": tps_q95,
+        "tokens_per_s_q05": tps_q05,
+        "tokens_per_s_q95": tps_q95,
         "throughput_rel_sigma": float(problem.throughput_rel_sigma[i]),
         "throughput_common_sigma": 0.0 if measured else float(problem.throughput_common_sigma),
-        "throughput_source": str(problem.throughput_source[i]), "backend": problem.throughput_backend,
-        "servable": bool(problem.servable[i]), "unservable_reason": str(problem.unservable_reason[i]),
+        "throughput_source": str(problem.throughput_source[i]),
+        "backend": problem.throughput_backend,
+        "servable": bool(problem.servable[i]),
+        "unservable_reason": str(problem.unservable_reason[i]),
         "throughput_warning": "" if measured else "; ".join(problem.throughput_warnings),
-        "mlp_attn_ratio": feats["mlp_attn_ratio"], "d_over_sqrt_n": feats["d_over_sqrt_n"],
-        "gqa_group": feats["gqa_group"], "aspect_ratio": feats["aspect_ratio"], "ehvi": ehvi,
+        "mlp_attn_ratio": feats["mlp_attn_ratio"],
+        "d_over_sqrt_n": feats["d_over_sqrt_n"],
+        "gqa_group": feats["gqa_group"],
+        "aspect_ratio": feats["aspect_ratio"],
+        "ehvi": ehvi,
         "memory_bytes": float(problem.memory_bytes[i]),
-        "fits_in_memory": bool(problem.fits_in_memory[i]), "in_band": bool(problem.in_band[i]),
-        "label": arch.label()}
+        "fits_in_memory": bool(problem.fits_in_memory[i]),
+        "in_band": bool(problem.in_band[i]),
+        "label": arch.label(),
+    }
     return {k: jsonable(v) for k, v in row.items()}
 
 
@@ -90,13 +145,29 @@ def trial_row(rec: TrialRecord, in_band: bool) -> dict[str, Any]:
     proposal: Mapping[str, Any] = rec.meta.get("proposal") or {}
     arch = rec.arch
     feats = arch.features()
-    out = {"trial": rec.trial, "status": rec.status, "kind": rec.meta.get("kind", "attached"),
-           **arch.shape(), "params": arch.params,
-           "non_embedding_params": arch.non_embedding_params,
-           "observed_loss": rec.loss, "run": rec.meta.get("run"),
-           "mlp_attn_ratio": feats["mlp_attn_ratio"], "d_over_sqrt_n": feats["d_over_sqrt_n"],
-           "gqa_group": feats["gqa_group"], "label": arch.label(), "in_band": in_band}
-    for key in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s",
-                "ehvi", "strategy", *PRIOR_FIELDS):
+    out = {
+        "trial": rec.trial,
+        "status": rec.status,
+        "kind": rec.meta.get("kind", "attached"),
+        **arch.shape(),
+        "params": arch.params,
+        "non_embedding_params": arch.non_embedding_params,
+        "observed_loss": rec.loss,
+        "run": rec.meta.get("run"),
+        "mlp_attn_ratio": feats["mlp_attn_ratio"],
+        "d_over_sqrt_n": feats["d_over_sqrt_n"],
+        "gqa_group": feats["gqa_group"],
+        "label": arch.label(),
+        "in_band": in_band,
+    }
+    for key in (
+        "pred_loss_mean",
+        "pred_loss_q05",
+        "pred_loss_q95",
+        "pred_tokens_per_s",
+        "ehvi",
+        "strategy",
+        *PRIOR_FIELDS,
+    ):
         out[key] = proposal.get(key)
     return {k: jsonable(v) for k, v in out.items()}

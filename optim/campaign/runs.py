@@ -31,8 +31,7 @@ def checked_loss(loss: Any, *, force: bool, where: str = "--loss") -> float:
         raise RunError(f"{exc}{hint}") from None
 
 
-def load_table(runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False
-               ) -> pd.DataFrame:
+def load_table(runs: str | Path | pd.DataFrame | Sequence, *, force: bool = False) -> pd.DataFrame:
     """A validated run table (``force``: losses outside the plausible range are accepted)."""
     from surrogate.runs import PLAUSIBLE_LOSS_RANGE, load_runs, validate_runs
 
@@ -43,18 +42,25 @@ def load_table(runs: str | Path | pd.DataFrame | Sequence, *, force: bool = Fals
     return load_runs(*paths, loss_range=loss_range)
 
 
-def check_runs_belong(spec: CampaignSpec, archs: Sequence[Arch], names: Sequence[str],
-                      tokens: np.ndarray | None) -> None:
+def check_runs_belong(
+    spec: CampaignSpec, archs: Sequence[Arch], names: Sequence[str], tokens: np.ndarray | None
+) -> None:
     """Raise :class:`RunError` for the first run that does not belong to ``spec``'s budget."""
     for j, (arch, name) in enumerate(zip(archs, names)):
         problem = spec.run_mismatch(arch, None if tokens is None else float(tokens[j]))
         if problem:
-            raise RunError(f"run {name!r} (row {j + 1}) {problem}; pass --force to attach it "
-                           "anyway")
+            raise RunError(
+                f"run {name!r} (row {j + 1}) {problem}; pass --force to attach it anyway"
+            )
 
 
-def plan_runs(records: Sequence[TrialRecord], archs: Sequence[Arch], losses: Sequence[float],
-              names: Sequence[str], force: bool) -> list[tuple[int | None, Arch, float, str]]:
+def plan_runs(
+    records: Sequence[TrialRecord],
+    archs: Sequence[Arch],
+    losses: Sequence[float],
+    names: Sequence[str],
+    force: bool,
+) -> list[tuple[int | None, Arch, float, str]]:
     """``(trial to complete or None for a new one, arch, loss, run name)`` per run."""
     seen: set[Arch] = set()
     plan: list[tuple[int | None, Arch, float, str]] = []
@@ -63,13 +69,15 @@ def plan_runs(records: Sequence[TrialRecord], archs: Sequence[Arch], losses: Seq
         observed = [r for r in match if r.status == "observed"]
         pending = [r for r in match if r.status == "pending"]
         if arch in seen and not force:
-            raise RunError(f"run {name!r} repeats the shape of an earlier row; "
-                           "pass --force to attach both")
+            raise RunError(
+                f"run {name!r} repeats the shape of an earlier row; pass --force to attach both"
+            )
         seen.add(arch)
         if observed and not force:
             raise RunError(
                 f"run {name!r}: trial {observed[0].trial} with this shape already has "
-                f"loss {observed[0].loss:.6g}; pass --force to replace it")
+                f"loss {observed[0].loss:.6g}; pass --force to replace it"
+            )
         target = pending[0].trial if pending else (observed[0].trial if observed else None)
         plan.append((target, arch, value, name))
     return plan

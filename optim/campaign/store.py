@@ -43,8 +43,16 @@ from models.home import archopt_home
 
 from .ax_adapter import create_ax_tables, dispose_engine
 
-__all__ = ["default_store_path", "CampaignStore", "StoreError", "STORE_FILENAME", "Snapshot",
-           "CampaignRow", "lock_timeout", "LOCK_TIMEOUT_ENV"]
+__all__ = [
+    "default_store_path",
+    "CampaignStore",
+    "StoreError",
+    "STORE_FILENAME",
+    "Snapshot",
+    "CampaignRow",
+    "lock_timeout",
+    "LOCK_TIMEOUT_ENV",
+]
 
 STORE_FILENAME = "campaigns.sqlite"
 #: Environment variable: seconds a writer waits for the store lock (default 60).
@@ -140,8 +148,9 @@ class CampaignStore:
             con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
                 ok = con.execute("PRAGMA quick_check").fetchone()[0]
-                tables = {r[0] for r in con.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table'")}
+                tables = {
+                    r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
             finally:
                 con.close()
         except sqlite3.Error as exc:
@@ -163,8 +172,9 @@ class CampaignStore:
             try:
                 shutil.copyfile(self.target, copy)
             except OSError as exc:
-                raise StoreError(f"cannot read campaign store {self.path}: "
-                                 f"{_os_message(exc)}") from None
+                raise StoreError(
+                    f"cannot read campaign store {self.path}: {_os_message(exc)}"
+                ) from None
             self._check_copy(copy)
             yield copy
         finally:
@@ -188,11 +198,13 @@ class CampaignStore:
         try:
             self._remove_stale_copies(target)
             try:
-                fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                                suffix=".tmp")
+                fd, tmp_name = tempfile.mkstemp(
+                    dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+                )
             except OSError as exc:
-                raise StoreError(f"cannot write beside campaign store {self.path}: "
-                                 f"{_os_message(exc)}") from None
+                raise StoreError(
+                    f"cannot write beside campaign store {self.path}: {_os_message(exc)}"
+                ) from None
             os.close(fd)
             tmp = Path(tmp_name)
             if target.is_file():
@@ -210,8 +222,10 @@ class CampaignStore:
             try:
                 os.replace(tmp, target)
             except OSError as exc:
-                raise StoreError(f"cannot replace campaign store {self.path}: "
-                                 f"{_os_message(exc)}; nothing was written") from None
+                raise StoreError(
+                    f"cannot replace campaign store {self.path}: "
+                    f"{_os_message(exc)}; nothing was written"
+                ) from None
             _fsync_dir(target.parent)
         finally:
             dispose_engine()
@@ -234,11 +248,13 @@ class CampaignStore:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the folder of campaign store {self.path}: "
-                             f"{_os_message(exc)}") from None
+            raise StoreError(
+                f"cannot create the folder of campaign store {self.path}: {_os_message(exc)}"
+            ) from None
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise StoreError(f"cannot write campaign store {self.path}: its folder {folder} is "
-                             "not writable")
+            raise StoreError(
+                f"cannot write campaign store {self.path}: its folder {folder} is not writable"
+            )
 
     def _lock(self, target: Path) -> Any:
         from filelock import FileLock, Timeout
@@ -248,11 +264,15 @@ class CampaignStore:
         try:
             lock.acquire()
         except Timeout:
-            raise StoreError(f"campaign store {self.path} is busy: another archopt process has "
-                             f"held its lock for over {timeout:g} s (set {LOCK_TIMEOUT_ENV} to "
-                             "wait longer)") from None
+            raise StoreError(
+                f"campaign store {self.path} is busy: another archopt process has "
+                f"held its lock for over {timeout:g} s (set {LOCK_TIMEOUT_ENV} to "
+                "wait longer)"
+            ) from None
         except OSError as exc:
-            raise StoreError(f"cannot lock campaign store {self.path}: {_os_message(exc)}") from None
+            raise StoreError(
+                f"cannot lock campaign store {self.path}: {_os_message(exc)}"
+            ) from None
         return lock
 
     def _remove_stale_copies(self, target: Path) -> None:
@@ -335,8 +355,9 @@ class Snapshot:
         try:
             return json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
-            raise StoreError(f"campaign store {self.store.path}: {what} is corrupt "
-                             f"({type(exc).__name__})") from None
+            raise StoreError(
+                f"campaign store {self.store.path}: {what} is corrupt ({type(exc).__name__})"
+            ) from None
 
     def names(self) -> list[str]:
         with connect(self.path) as con:
@@ -344,55 +365,76 @@ class Snapshot:
 
     def has(self, name: str) -> bool:
         with connect(self.path) as con:
-            return con.execute("SELECT 1 FROM archopt_campaigns WHERE name = ?",
-                               (name,)).fetchone() is not None
+            return (
+                con.execute("SELECT 1 FROM archopt_campaigns WHERE name = ?", (name,)).fetchone()
+                is not None
+            )
 
     def campaign(self, name: str) -> CampaignRow | None:
         """The campaign's row, or ``None`` when there is no campaign ``name``."""
         with connect(self.path) as con:
-            row = con.execute("SELECT spec_json, prior_netcdf, info_json, created_at FROM "
-                              "archopt_campaigns WHERE name = ?", (name,)).fetchone()
+            row = con.execute(
+                "SELECT spec_json, prior_netcdf, info_json, created_at FROM "
+                "archopt_campaigns WHERE name = ?",
+                (name,),
+            ).fetchone()
         if row is None:
             return None
         spec = self._json(row[0], f"the spec of campaign {name!r}")
         info = self._json(row[2] or "{}", f"the info of campaign {name!r}")
         if not isinstance(spec, dict) or not isinstance(info, dict):
-            raise StoreError(f"campaign store {self.store.path}: the row of campaign {name!r} "
-                             "is corrupt (not a JSON object)")
+            raise StoreError(
+                f"campaign store {self.store.path}: the row of campaign {name!r} "
+                "is corrupt (not a JSON object)"
+            )
         blob = row[1]
         if blob is not None and not isinstance(blob, bytes):
-            raise StoreError(f"campaign store {self.store.path}: the prior of campaign {name!r} "
-                             "is corrupt")
+            raise StoreError(
+                f"campaign store {self.store.path}: the prior of campaign {name!r} is corrupt"
+            )
         return CampaignRow(name, spec, blob, info, float(row[3] or 0.0))
 
     def trial_meta(self, name: str) -> dict[int, dict[str, Any]]:
         """Trial index -> archopt's payload for campaign ``name``."""
         with connect(self.path) as con:
-            rows = con.execute("SELECT trial, payload_json FROM archopt_trials WHERE campaign = ?",
-                               (name,)).fetchall()
+            rows = con.execute(
+                "SELECT trial, payload_json FROM archopt_trials WHERE campaign = ?", (name,)
+            ).fetchall()
         out = {}
         for trial, text in rows:
             payload = self._json(text, f"trial {trial} of campaign {name!r}")
             if not isinstance(payload, dict):
-                raise StoreError(f"campaign store {self.store.path}: trial {trial} of campaign "
-                                 f"{name!r} is corrupt (not a JSON object)")
+                raise StoreError(
+                    f"campaign store {self.store.path}: trial {trial} of campaign "
+                    f"{name!r} is corrupt (not a JSON object)"
+                )
             out[int(trial)] = payload
         return out
 
-    def insert_campaign(self, name: str, spec: dict[str, Any], prior_blob: bytes,
-                        info: dict[str, Any]) -> None:
+    def insert_campaign(
+        self, name: str, spec: dict[str, Any], prior_blob: bytes, info: dict[str, Any]
+    ) -> None:
         with connect(self.path) as con:
-            con.execute("INSERT INTO archopt_campaigns VALUES (?,?,?,?,?)",
-                        (name, json.dumps(spec, allow_nan=False), prior_blob,
-                         json.dumps(info, allow_nan=False), time.time()))
+            con.execute(
+                "INSERT INTO archopt_campaigns VALUES (?,?,?,?,?)",
+                (
+                    name,
+                    json.dumps(spec, allow_nan=False),
+                    prior_blob,
+                    json.dumps(info, allow_nan=False),
+                    time.time(),
+                ),
+            )
             con.commit()
 
     def put_trial_meta(self, name: str, payloads: dict[int, dict[str, Any]]) -> None:
         """Insert or replace the payloads of trials of campaign ``name``."""
         with connect(self.path) as con:
             for trial, payload in payloads.items():
-                con.execute("INSERT OR REPLACE INTO archopt_trials VALUES (?,?,?)",
-                            (name, int(trial), json.dumps(payload, allow_nan=False)))
+                con.execute(
+                    "INSERT OR REPLACE INTO archopt_trials VALUES (?,?,?)",
+                    (name, int(trial), json.dumps(payload, allow_nan=False)),
+                )
             con.commit()
 
     def delete_campaign(self, name: str) -> None:

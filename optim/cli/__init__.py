@@ -13,8 +13,12 @@ import typer
 
 from models.errors import ArchoptError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Bayesian multi-objective optimization of LLM architectures.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Bayesian multi-objective optimization of LLM architectures.",
+)
 
 
 def _register_all() -> None:
@@ -27,8 +31,13 @@ def _register_all() -> None:
 _register_all()
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
-                      lineno: int, line: str | None = None) -> str:
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
     """Warnings as one ``warning: ...`` line on stderr (no source file, no code line)."""
     return f"warning: {' '.join(str(message).split())}\n"
 
@@ -40,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     import click
 
     # typer 0.29 vendors click; its exceptions derive from the public typer.TyperException.
-    click_errors: tuple[type[BaseException], ...] = (click.exceptions.ClickException,
-                                      getattr(typer, "TyperException", click.ClickException))
+    click_errors: tuple[type[BaseException], ...] = (
+        click.exceptions.ClickException,
+        getattr(typer, "TyperException", click.ClickException),
+    )
     warnings.formatwarning = _one_line_warning
     try:
         code = app(args=argv, standalone_mode=False)

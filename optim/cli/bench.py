@@ -25,34 +25,67 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bench")
     def bench(
-        quick: Annotated[bool, typer.Option(
-            "--quick", help="Under 15 minutes on 2 cores: 120-candidate subset, all four worlds, "
-                            "20 seeds, extension to 95% capped at 48 trainings.")] = False,
-        seeds: Annotated[Optional[int], typer.Option(
-            "--seeds", help="Seeds per world and method (default 20).")] = None,
-        out: Annotated[Path, typer.Option(
-            "--out", help="Folder for report.md, results.json and PNGs.")] = Path("results/bench"),
-        methods: Annotated[Optional[str], typer.Option(
-            "--methods", help="Comma-separated strategy names (default: all four).")] = None,
-        batches: Annotated[Optional[int], typer.Option(
-            "--batches", help="Proposal batches after the initial trainings.")] = None,
-        max_trainings: Annotated[Optional[int], typer.Option(
-            "--max-trainings", help="Cap on the trainings a model-based method may spend to "
-                                    "reach 95% of the true HV (default: every candidate; "
-                                    "--quick: 48).")] = None,
-        extra_batches: Annotated[Optional[int], typer.Option(
-            "--extra-batches", help="Another way to set --max-trainings: at most this many "
-                                    "batches after the common budget (0: stop at the budget, "
-                                    "trainings-to-95% censored there).")] = None,
-        max_candidates: Annotated[Optional[int], typer.Option(
-            "--max-candidates", help="Random subset of the candidate set.")] = None,
-        worlds: Annotated[Optional[str], typer.Option(
-            "--worlds", help="Comma-separated world kinds: held_out_source, real_shapes, "
-                             "shifted, matched (first = headline; default: all four).")
+        quick: Annotated[
+            bool,
+            typer.Option(
+                "--quick",
+                help="Under 15 minutes on 2 cores: 120-candidate subset, all four worlds, "
+                "20 seeds, extension to 95% capped at 48 trainings.",
+            ),
+        ] = False,
+        seeds: Annotated[
+            Optional[int], typer.Option("--seeds", help="Seeds per world and method (default 20).")
         ] = None,
-        real_data: Annotated[bool, typer.Option(
-            "--real-data/--no-real-data", help="Run the leave-one-size-out check too.")] = True,
-        json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        out: Annotated[
+            Path, typer.Option("--out", help="Folder for report.md, results.json and PNGs.")
+        ] = Path("results/bench"),
+        methods: Annotated[
+            Optional[str],
+            typer.Option("--methods", help="Comma-separated strategy names (default: all four)."),
+        ] = None,
+        batches: Annotated[
+            Optional[int],
+            typer.Option("--batches", help="Proposal batches after the initial trainings."),
+        ] = None,
+        max_trainings: Annotated[
+            Optional[int],
+            typer.Option(
+                "--max-trainings",
+                help="Cap on the trainings a model-based method may spend to "
+                "reach 95% of the true HV (default: every candidate; "
+                "--quick: 48).",
+            ),
+        ] = None,
+        extra_batches: Annotated[
+            Optional[int],
+            typer.Option(
+                "--extra-batches",
+                help="Another way to set --max-trainings: at most this many "
+                "batches after the common budget (0: stop at the budget, "
+                "trainings-to-95% censored there).",
+            ),
+        ] = None,
+        max_candidates: Annotated[
+            Optional[int],
+            typer.Option("--max-candidates", help="Random subset of the candidate set."),
+        ] = None,
+        worlds: Annotated[
+            Optional[str],
+            typer.Option(
+                "--worlds",
+                help="Comma-separated world kinds: held_out_source, real_shapes, "
+                "shifted, matched (first = headline; default: all four).",
+            ),
+        ] = None,
+        real_data: Annotated[
+            bool,
+            typer.Option(
+                "--real-data/--no-real-data", help="Run the leave-one-size-out check too."
+            ),
+        ] = True,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the summary as JSON.")
+        ] = False,
     ) -> None:
         """Benchmark archopt against plain qNEHVI, Algorithm 1 and random search."""
         from optim.bench import BenchConfig, BenchError, bench_json, run_bench, write_report
@@ -85,6 +118,8 @@ def register(app: typer.Typer) -> None:
         for name, m in bench_json(result)["methods"].items():
             t95 = m["trainings_to_95"]
             t95 = "censored" if t95 is None else t95
-            typer.echo(f"{name:>13}: trainings to 95% HV (median) {t95}, "
-                       f"HV ratio at budget {m['final_hv_ratio']:.3f}, regret {m['regret']:.3f}, "
-                       f"{m['propose_seconds']:.2f} s/propose")
+            typer.echo(
+                f"{name:>13}: trainings to 95% HV (median) {t95}, "
+                f"HV ratio at budget {m['final_hv_ratio']:.3f}, regret {m['regret']:.3f}, "
+                f"{m['propose_seconds']:.2f} s/propose"
+            )

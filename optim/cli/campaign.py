@@ -28,8 +28,10 @@ from models.arch import DEFAULT_VOCAB_SIZE
 
 __all__ = ["register"]
 
-StoreOpt = Annotated[Optional[Path], typer.Option(
-    "--store", help="Campaign store file (default $ARCHOPT_HOME/campaigns.sqlite).")]
+StoreOpt = Annotated[
+    Optional[Path],
+    typer.Option("--store", help="Campaign store file (default $ARCHOPT_HOME/campaigns.sqlite)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -56,14 +58,22 @@ def _arch_table(rows: list[dict[str, Any]], title: str, *, observed: bool = Fals
     if not observed:
         table.add_column("EHVI", justify="right")
     for r in rows:
-        band = (f"{_fmt(r['pred_loss_mean'], '.3f')} [{_fmt(r['pred_loss_q05'], '.3f')}, "
-                f"{_fmt(r['pred_loss_q95'], '.3f')}]")
+        band = (
+            f"{_fmt(r['pred_loss_mean'], '.3f')} [{_fmt(r['pred_loss_q05'], '.3f')}, "
+            f"{_fmt(r['pred_loss_q95'], '.3f')}]"
+        )
         cells = [_fmt(r.get("trial"), "d")]
         if observed:
             cells.append(r["source"])
-        cells += [r["label"], f"{r['params'] / 1e9:.3f}B", f"{r['non_embedding_params'] / 1e9:.3f}B",
-                  f"{r['mlp_attn_ratio']:.2f}", f"{r['d_over_sqrt_n']:.4f}", str(r["gqa_group"]),
-                  band]
+        cells += [
+            r["label"],
+            f"{r['params'] / 1e9:.3f}B",
+            f"{r['non_embedding_params'] / 1e9:.3f}B",
+            f"{r['mlp_attn_ratio']:.2f}",
+            f"{r['d_over_sqrt_n']:.4f}",
+            str(r["gqa_group"]),
+            band,
+        ]
         if observed:
             cells.append(_fmt(r.get("observed_loss"), ".4f"))
         tps = f"{r['pred_tokens_per_s']:,.0f}"
@@ -93,18 +103,29 @@ def register(app: typer.Typer) -> None:
         tokens: Annotated[float, typer.Option("--tokens", help="Training tokens D.")],
         hardware: Annotated[str, typer.Option("--hardware", help="Hardware profile id.")],
         band: Annotated[float, typer.Option("--band", help="Relative tolerance on N.")] = 0.05,
-        runs: Annotated[Optional[list[Path]], typer.Option(
-            "--runs", help="Extra prior run table(s) (CSV); the law is refitted with them.")] = None,
-        workload: Annotated[str, typer.Option(
-            "--workload", help="Serving workload.")] = "batch=64,input=4096,output=1024",
+        runs: Annotated[
+            Optional[list[Path]],
+            typer.Option(
+                "--runs", help="Extra prior run table(s) (CSV); the law is refitted with them."
+            ),
+        ] = None,
+        workload: Annotated[
+            str, typer.Option("--workload", help="Serving workload.")
+        ] = "batch=64,input=4096,output=1024",
         max_loss: Annotated[Optional[float], typer.Option("--max-loss")] = None,
         min_throughput: Annotated[Optional[float], typer.Option("--min-throughput")] = None,
-        allow_oom: Annotated[bool, typer.Option(
-            "--allow-oom", help="Keep candidates that do not fit the device memory.")] = False,
+        allow_oom: Annotated[
+            bool,
+            typer.Option("--allow-oom", help="Keep candidates that do not fit the device memory."),
+        ] = False,
         vocab_size: Annotated[int, typer.Option("--vocab-size")] = DEFAULT_VOCAB_SIZE,
         untied: Annotated[bool, typer.Option("--untied", help="Untied output head.")] = False,
-        source: Annotated[Optional[str], typer.Option(
-            "--source", help="Prior source whose loss units the campaign's runs share.")] = None,
+        source: Annotated[
+            Optional[str],
+            typer.Option(
+                "--source", help="Prior source whose loss units the campaign's runs share."
+            ),
+        ] = None,
         store: StoreOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -112,20 +133,33 @@ def register(app: typer.Typer) -> None:
         from models.throughput import Workload
         from optim.campaign import Campaign, CampaignSpec
 
-        spec = CampaignSpec(name=name, params=params, tokens=tokens, hardware=hardware, band=band,
-                            workload=Workload.parse(workload), max_loss=max_loss,
-                            min_throughput=min_throughput, must_fit=not allow_oom,
-                            vocab_size=vocab_size, tie_embeddings=not untied, source=source)
-        camp = Campaign.create(spec, runs=list(runs) if runs else None, store=store,
-                               progress=not json_out)
+        spec = CampaignSpec(
+            name=name,
+            params=params,
+            tokens=tokens,
+            hardware=hardware,
+            band=band,
+            workload=Workload.parse(workload),
+            max_loss=max_loss,
+            min_throughput=min_throughput,
+            must_fit=not allow_oom,
+            vocab_size=vocab_size,
+            tie_embeddings=not untied,
+            source=source,
+        )
+        camp = Campaign.create(
+            spec, runs=list(runs) if runs else None, store=store, progress=not json_out
+        )
         status = camp.status()
         if json_out:
             _echo_json(status)
         else:
-            typer.echo(f"created campaign {name!r} in {status['store']}: "
-                       f"{status['n_proposable']} proposable candidates of {status['n_candidates']} "
-                       f"in [{status['budget_bounds'][0]:,}, {status['budget_bounds'][1]:,}] "
-                       f"non-embedding params")
+            typer.echo(
+                f"created campaign {name!r} in {status['store']}: "
+                f"{status['n_proposable']} proposable candidates of {status['n_candidates']} "
+                f"in [{status['budget_bounds'][0]:,}, {status['budget_bounds'][1]:,}] "
+                f"non-embedding params"
+            )
 
     @campaign_app.command("list")
     def list_cmd(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
@@ -143,8 +177,9 @@ def register(app: typer.Typer) -> None:
     def propose(
         name: Annotated[str, typer.Argument(help="Campaign name.")],
         k: Annotated[int, typer.Option("-k", "--k", help="Architectures to propose.")] = 4,
-        strategy: Annotated[str, typer.Option(
-            "--strategy", help="archopt | plain_qnehvi | algorithm1 | random")] = "archopt",
+        strategy: Annotated[
+            str, typer.Option("--strategy", help="archopt | plain_qnehvi | algorithm1 | random")
+        ] = "archopt",
         seed: Annotated[Optional[int], typer.Option("--seed")] = None,
         store: StoreOpt = None,
         json_out: JsonOpt = False,
@@ -158,18 +193,28 @@ def register(app: typer.Typer) -> None:
         if json_out:
             _echo_json(rows)
         else:
-            _print(_arch_table(rows, f"{name}: {len(rows)} proposals ({strategy}); "
-                                     "loss and throughput are model predictions"))
+            _print(
+                _arch_table(
+                    rows,
+                    f"{name}: {len(rows)} proposals ({strategy}); "
+                    "loss and throughput are model predictions",
+                )
+            )
 
     @app.command("observe")
     def observe(
         name: Annotated[str, typer.Argument(help="Campaign name.")],
         trial: Annotated[Optional[int], typer.Argument(help="Trial index.")] = None,
-        loss: Annotated[Optional[float], typer.Option("--loss", help="Final loss of the run.")] = None,
-        runs: Annotated[Optional[Path], typer.Option(
-            "--runs", help="Run table CSV of finished runs.")] = None,
-        force: Annotated[bool, typer.Option(
-            "--force", help="Replace an existing result / accept out-of-budget runs.")] = False,
+        loss: Annotated[
+            Optional[float], typer.Option("--loss", help="Final loss of the run.")
+        ] = None,
+        runs: Annotated[
+            Optional[Path], typer.Option("--runs", help="Run table CSV of finished runs.")
+        ] = None,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Replace an existing result / accept out-of-budget runs."),
+        ] = False,
         store: StoreOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -194,8 +239,11 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"trial {t['trial']} ({t['label']}): loss {t['observed_loss']:.4f}")
 
     @app.command("status")
-    def status(name: Annotated[str, typer.Argument(help="Campaign name.")],
-               store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    def status(
+        name: Annotated[str, typer.Argument(help="Campaign name.")],
+        store: StoreOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
         """Campaign summary and trials."""
         from rich.table import Table
 
@@ -208,29 +256,53 @@ def register(app: typer.Typer) -> None:
             _echo_json(st)
             return
         typer.echo(f"campaign {st['name']} ({st['store']})")
-        typer.echo(f"  budget: {st['params']:.4g} non-embedding params +-{st['band']:.0%}, "
-                   f"{st['tokens']:.4g} tokens; {st['hardware']}, {st['workload']}")
-        typer.echo(f"  candidates: {st['n_proposable']} proposable of {st['n_candidates']}; "
-                   f"trials: {st['n_trials']} ({st['n_pending']} pending, {st['n_observed']} observed)")
+        typer.echo(
+            f"  budget: {st['params']:.4g} non-embedding params +-{st['band']:.0%}, "
+            f"{st['tokens']:.4g} tokens; {st['hardware']}, {st['workload']}"
+        )
+        typer.echo(
+            f"  candidates: {st['n_proposable']} proposable of {st['n_candidates']}; "
+            f"trials: {st['n_trials']} ({st['n_pending']} pending, {st['n_observed']} observed)"
+        )
         if st["best_observed_loss"] is not None:
-            typer.echo(f"  best observed loss: {st['best_observed_loss']:.4f} "
-                       f"(trial {st['best_observed_trial']})")
+            typer.echo(
+                f"  best observed loss: {st['best_observed_loss']:.4f} "
+                f"(trial {st['best_observed_trial']})"
+            )
         table = Table(title="trials", title_justify="left")
-        for c in ("trial", "status", "kind", "shape", "observed", "pred loss (90%)", "tokens/s (pred)"):
+        for c in (
+            "trial",
+            "status",
+            "kind",
+            "shape",
+            "observed",
+            "pred loss (90%)",
+            "tokens/s (pred)",
+        ):
             table.add_column(c)
         for t in st["trials"]:
-            table.add_row(str(t["trial"]), t["status"], t["kind"], t["label"],
-                          _fmt(t["observed_loss"], ".4f"),
-                          f"{_fmt(t['pred_loss_mean'], '.3f')} [{_fmt(t['pred_loss_q05'], '.3f')}, "
-                          f"{_fmt(t['pred_loss_q95'], '.3f')}]",
-                          _fmt(t["pred_tokens_per_s"], ",.0f"))
+            table.add_row(
+                str(t["trial"]),
+                t["status"],
+                t["kind"],
+                t["label"],
+                _fmt(t["observed_loss"], ".4f"),
+                f"{_fmt(t['pred_loss_mean'], '.3f')} [{_fmt(t['pred_loss_q05'], '.3f')}, "
+                f"{_fmt(t['pred_loss_q95'], '.3f')}]",
+                _fmt(t["pred_tokens_per_s"], ",.0f"),
+            )
         _print(table)
 
     @app.command("pareto")
-    def pareto(name: Annotated[str, typer.Argument(help="Campaign name.")],
-               export: Annotated[Optional[Path], typer.Option(
-                   "--export", help="Write config.json per architecture, pareto.csv/json.")] = None,
-               store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    def pareto(
+        name: Annotated[str, typer.Argument(help="Campaign name.")],
+        export: Annotated[
+            Optional[Path],
+            typer.Option("--export", help="Write config.json per architecture, pareto.csv/json."),
+        ] = None,
+        store: StoreOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
         """Current Pareto set (observed vs model-predicted)."""
         from optim.campaign import Campaign
 
@@ -241,8 +313,13 @@ def register(app: typer.Typer) -> None:
         if json_out:
             _echo_json(rows)
         else:
-            _print(_arch_table(rows, f"{name}: Pareto set (observed = measured loss; "
-                                     "predicted = model prediction)", observed=True))
+            _print(
+                _arch_table(
+                    rows,
+                    f"{name}: Pareto set (observed = measured loss; predicted = model prediction)",
+                    observed=True,
+                )
+            )
         if export is not None and not json_out:
             typer.echo(f"wrote {len(rows)} configs and pareto.csv/json to {export}")
         elif export is not None:
@@ -252,19 +329,35 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         name: Annotated[str, typer.Argument(help="Campaign name.")],
-        train_cmd: Annotated[str, typer.Option(
-            "--train-cmd", help="Shell command training one shape; {config} is its config.json, "
-                                "{out} the run folder where it writes metrics.jsonl.")],
-        max_trials: Annotated[int, typer.Option(
-            "--max-trials", help="New trials to launch in this invocation (then wait for them).")],
-        backend: Annotated[str, typer.Option(
-            "--backend", help="local | slurm | submitit-local")] = "local",
+        train_cmd: Annotated[
+            str,
+            typer.Option(
+                "--train-cmd",
+                help="Shell command training one shape; {config} is its config.json, "
+                "{out} the run folder where it writes metrics.jsonl.",
+            ),
+        ],
+        max_trials: Annotated[
+            int,
+            typer.Option(
+                "--max-trials", help="New trials to launch in this invocation (then wait for them)."
+            ),
+        ],
+        backend: Annotated[
+            str, typer.Option("--backend", help="local | slurm | submitit-local")
+        ] = "local",
         parallel: Annotated[int, typer.Option("--parallel", help="Jobs at once.")] = 1,
         poll: Annotated[float, typer.Option("--poll", help="Seconds between polls.")] = 30.0,
-        timeout: Annotated[Optional[float], typer.Option(
-            "--timeout", help="Cancel and fail a job running longer than this (seconds).")] = None,
-        runs_dir: Annotated[Path, typer.Option(
-            "--runs-dir", help="Where run folders go (RUNS_DIR/NAME/trial-NNNN).")] = Path("runs"),
+        timeout: Annotated[
+            Optional[float],
+            typer.Option(
+                "--timeout", help="Cancel and fail a job running longer than this (seconds)."
+            ),
+        ] = None,
+        runs_dir: Annotated[
+            Path,
+            typer.Option("--runs-dir", help="Where run folders go (RUNS_DIR/NAME/trial-NNNN)."),
+        ] = Path("runs"),
         store: StoreOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -276,26 +369,43 @@ def register(app: typer.Typer) -> None:
         check_train_command(train_cmd)
         job_backend = make_backend(backend)
         camp = Campaign.load(name, store)
-        out = run_jobs(camp, job_backend, train_cmd, runs_dir=runs_dir, max_trials=max_trials,
-                       parallel=parallel, poll_seconds=poll, timeout_seconds=timeout,
-                       on_event=None if json_out else lambda m: typer.echo(m, err=True))
+        out = run_jobs(
+            camp,
+            job_backend,
+            train_cmd,
+            runs_dir=runs_dir,
+            max_trials=max_trials,
+            parallel=parallel,
+            poll_seconds=poll,
+            timeout_seconds=timeout,
+            on_event=None if json_out else lambda m: typer.echo(m, err=True),
+        )
         if json_out:
             _echo_json(out)
         else:
-            typer.echo(f"launched {len(out['launched'])}, completed {len(out['completed'])}, "
-                       f"failed {len(out['failed'])}")
+            typer.echo(
+                f"launched {len(out['launched'])}, completed {len(out['completed'])}, "
+                f"failed {len(out['failed'])}"
+            )
 
     @app.command("demo")
-    def demo(store: StoreOpt = None,
-             out: Annotated[Optional[Path], typer.Option(
-                 "--out", help="Export directory (default ./archopt-demo).")] = None,
-             k: Annotated[int, typer.Option("-k", help="Proposals.")] = 4,
-             json_out: JsonOpt = False) -> None:
+    def demo(
+        store: StoreOpt = None,
+        out: Annotated[
+            Optional[Path], typer.Option("--out", help="Export directory (default ./archopt-demo).")
+        ] = None,
+        k: Annotated[int, typer.Option("-k", help="Proposals.")] = 4,
+        json_out: JsonOpt = False,
+    ) -> None:
         """1B non-embedding params, 100B tokens, A100-40GB, batch 64 / 4096 in / 1024 out."""
         from optim.campaign.demo import run_demo
 
-        result = run_demo(store=store, out=out if out is not None else Path("archopt-demo"), k=k,
-                          progress=not json_out)
+        result = run_demo(
+            store=store,
+            out=out if out is not None else Path("archopt-demo"),
+            k=k,
+            progress=not json_out,
+        )
         if json_out:
             _echo_json(result)
             return
@@ -303,17 +413,33 @@ def register(app: typer.Typer) -> None:
         _print(_arch_table(result["pareto"], "predicted Pareto set", observed=True))
         from rich.table import Table
 
-        table = Table(title="reference shapes vs the fastest Pareto shape with predicted loss <= "
-                            "theirs (all numbers are model predictions)", title_justify="left")
-        for c in ("model", "N", "pred loss", "tokens/s", "best Pareto shape", "its pred loss",
-                  "its tokens/s", "speed-up"):
+        table = Table(
+            title="reference shapes vs the fastest Pareto shape with predicted loss <= "
+            "theirs (all numbers are model predictions)",
+            title_justify="left",
+        )
+        for c in (
+            "model",
+            "N",
+            "pred loss",
+            "tokens/s",
+            "best Pareto shape",
+            "its pred loss",
+            "its tokens/s",
+            "speed-up",
+        ):
             table.add_column(c)
         for r in result["references"]:
-            table.add_row(r["name"], f"{r['non_embedding_params'] / 1e9:.3f}B",
-                          f"{r['pred_loss_mean']:.3f}", f"{r['pred_tokens_per_s']:,.0f}",
-                          r.get("match_label") or "-", _fmt(r.get("match_pred_loss_mean"), ".3f"),
-                          _fmt(r.get("match_pred_tokens_per_s"), ",.0f"),
-                          _fmt(r.get("speedup"), ".2f") + ("x" if r.get("speedup") else ""))
+            table.add_row(
+                r["name"],
+                f"{r['non_embedding_params'] / 1e9:.3f}B",
+                f"{r['pred_loss_mean']:.3f}",
+                f"{r['pred_tokens_per_s']:,.0f}",
+                r.get("match_label") or "-",
+                _fmt(r.get("match_pred_loss_mean"), ".3f"),
+                _fmt(r.get("match_pred_tokens_per_s"), ",.0f"),
+                _fmt(r.get("speedup"), ".2f") + ("x" if r.get("speedup") else ""),
+            )
         _print(table)
         for note in result["notes"]:
             typer.echo(note)

@@ -45,81 +45,200 @@ from models.arch import Arch, ArchError
 __all__ = ["register", "shape_options", "arch_from_options", "SHAPE_OPTION_NAMES"]
 
 #: Parameter names :func:`shape_options` adds to a command.
-SHAPE_OPTION_NAMES: tuple[str, ...] = ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                                       "ffn_dim", "vocab_size", "tie_embeddings", "hf_config")
+SHAPE_OPTION_NAMES: tuple[str, ...] = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "ffn_dim",
+    "vocab_size",
+    "tie_embeddings",
+    "hf_config",
+)
 
 _SHAPE_PANEL = "Shape (flags or --hf-config)"
 
 _SHAPE_PARAMETERS: list[inspect.Parameter] = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
     for name, default, annotation in (
-        ("d_model", None, Annotated[Optional[int], typer.Option(
-            "--d-model", help="Hidden size.", rich_help_panel=_SHAPE_PANEL)]),
-        ("n_layers", None, Annotated[Optional[int], typer.Option(
-            "--n-layers", help="Decoder blocks.", rich_help_panel=_SHAPE_PANEL)]),
-        ("n_heads", None, Annotated[Optional[int], typer.Option(
-            "--n-heads", help="Query heads.", rich_help_panel=_SHAPE_PANEL)]),
-        ("n_kv_heads", None, Annotated[Optional[int], typer.Option(
-            "--n-kv-heads", help="Key/value heads (default: n_heads).", rich_help_panel=_SHAPE_PANEL)]),
-        ("head_dim", None, Annotated[Optional[int], typer.Option(
-            "--head-dim", help="Per-head dim (default: d_model / n_heads).", rich_help_panel=_SHAPE_PANEL)]),
-        ("ffn_dim", None, Annotated[Optional[int], typer.Option(
-            "--ffn-dim", help="SwiGLU intermediate size.", rich_help_panel=_SHAPE_PANEL)]),
-        ("vocab_size", None, Annotated[Optional[int], typer.Option(
-            "--vocab-size", help="Vocabulary size.", rich_help_panel=_SHAPE_PANEL)]),
-        ("tie_embeddings", None, Annotated[Optional[bool], typer.Option(
-            "--tie-embeddings/--no-tie-embeddings", help="Share input and output embeddings (default: no).",
-            rich_help_panel=_SHAPE_PANEL)]),
-        ("hf_config", None, Annotated[Optional[Path], typer.Option(
-            "--hf-config", help="Read the shape from a LLaMA config.json instead of the flags.",
-            rich_help_panel=_SHAPE_PANEL)]),
+        (
+            "d_model",
+            None,
+            Annotated[
+                Optional[int],
+                typer.Option("--d-model", help="Hidden size.", rich_help_panel=_SHAPE_PANEL),
+            ],
+        ),
+        (
+            "n_layers",
+            None,
+            Annotated[
+                Optional[int],
+                typer.Option("--n-layers", help="Decoder blocks.", rich_help_panel=_SHAPE_PANEL),
+            ],
+        ),
+        (
+            "n_heads",
+            None,
+            Annotated[
+                Optional[int],
+                typer.Option("--n-heads", help="Query heads.", rich_help_panel=_SHAPE_PANEL),
+            ],
+        ),
+        (
+            "n_kv_heads",
+            None,
+            Annotated[
+                Optional[int],
+                typer.Option(
+                    "--n-kv-heads",
+                    help="Key/value heads (default: n_heads).",
+                    rich_help_panel=_SHAPE_PANEL,
+                ),
+            ],
+        ),
+        (
+            "head_dim",
+            None,
+            Annotated[
+                Optional[int],
+                typer.Option(
+                    "--head-dim",
+                    help="Per-head dim (default: d_model / n_heads).",
+                    rich_help_panel=_SHAPE_PANEL,
+                ),
+            ],
+        ),
+        (
+            "ffn_dim",
+            None,
+            Annotated[
+                Optional[int],
+                typer.Option(
+                    "--ffn-dim", help="SwiGLU intermediate size.", rich_help_panel=_SHAPE_PANEL
+                ),
+            ],
+        ),
+        (
+            "vocab_size",
+            None,
+            Annotated[
+                Optional[int],
+                typer.Option("--vocab-size", help="Vocabulary size.", rich_help_panel=_SHAPE_PANEL),
+            ],
+        ),
+        (
+            "tie_embeddings",
+            None,
+            Annotated[
+                Optional[bool],
+                typer.Option(
+                    "--tie-embeddings/--no-tie-embeddings",
+                    help="Share input and output embeddings (default: no).",
+                    rich_help_panel=_SHAPE_PANEL,
+                ),
+            ],
+        ),
+        (
+            "hf_config",
+            None,
+            Annotated[
+                Optional[Path],
+                typer.Option(
+                    "--hf-config",
+                    help="Read the shape from a LLaMA config.json instead of the flags.",
+                    rich_help_panel=_SHAPE_PANEL,
+                ),
+            ],
+        ),
     )
 ]
 
 
-def arch_from_options(*, d_model: int | None = None, n_layers: int | None = None,
-                      n_heads: int | None = None, n_kv_heads: int | None = None,
-                      head_dim: int | None = None, ffn_dim: int | None = None,
-                      vocab_size: int | None = None, tie_embeddings: bool | None = None,
-                      hf_config: Path | str | None = None) -> Arch:
+def arch_from_options(
+    *,
+    d_model: int | None = None,
+    n_layers: int | None = None,
+    n_heads: int | None = None,
+    n_kv_heads: int | None = None,
+    head_dim: int | None = None,
+    ffn_dim: int | None = None,
+    vocab_size: int | None = None,
+    tie_embeddings: bool | None = None,
+    hf_config: Path | str | None = None,
+) -> Arch:
     """The Arch the shape flags describe, or the one in ``hf_config`` (not both).
 
     Raises:
         ArchError: missing or conflicting flags, invalid sizes, unreadable config.
     """
-    flags = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
-             "n_kv_heads": n_kv_heads, "head_dim": head_dim, "ffn_dim": ffn_dim,
-             "vocab_size": vocab_size, "tie_embeddings": tie_embeddings}
+    flags = {
+        "d_model": d_model,
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "n_kv_heads": n_kv_heads,
+        "head_dim": head_dim,
+        "ffn_dim": ffn_dim,
+        "vocab_size": vocab_size,
+        "tie_embeddings": tie_embeddings,
+    }
     given = [name for name, value in flags.items() if value is not None]
     if hf_config is not None:
         if given:
-            raise ArchError(f"give either --hf-config or shape flags, not both "
-                            f"(got --{given[0].replace('_', '-')})")
+            raise ArchError(
+                f"give either --hf-config or shape flags, not both "
+                f"(got --{given[0].replace('_', '-')})"
+            )
         return Arch.from_hf_config(Path(hf_config))
-    missing = [name for name in ("d_model", "n_layers", "n_heads", "ffn_dim", "vocab_size")
-               if flags[name] is None]
-    if (missing or d_model is None or n_layers is None or n_heads is None or ffn_dim is None
-            or vocab_size is None):
-        raise ArchError("missing shape flag(s) " + ", ".join("--" + m.replace("_", "-") for m in missing)
-                        + " (or give --hf-config)")
+    missing = [
+        name
+        for name in ("d_model", "n_layers", "n_heads", "ffn_dim", "vocab_size")
+        if flags[name] is None
+    ]
+    if (
+        missing
+        or d_model is None
+        or n_layers is None
+        or n_heads is None
+        or ffn_dim is None
+        or vocab_size is None
+    ):
+        raise ArchError(
+            "missing shape flag(s) "
+            + ", ".join("--" + m.replace("_", "-") for m in missing)
+            + " (or give --hf-config)"
+        )
     for name, size in (("d_model", d_model), ("n_heads", n_heads)):
         if size <= 0:
             raise ArchError(f"{name} must be positive, got {size}")
     if head_dim is None:
         if d_model % n_heads:
-            raise ArchError(f"d_model ({d_model}) is not divisible by n_heads ({n_heads}); give --head-dim")
+            raise ArchError(
+                f"d_model ({d_model}) is not divisible by n_heads ({n_heads}); give --head-dim"
+            )
         head_dim = d_model // n_heads
-    return Arch(d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                n_kv_heads=n_heads if n_kv_heads is None else n_kv_heads, head_dim=head_dim,
-                ffn_dim=ffn_dim, vocab_size=vocab_size, tie_embeddings=bool(tie_embeddings))
+    return Arch(
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=n_heads if n_kv_heads is None else n_kv_heads,
+        head_dim=head_dim,
+        ffn_dim=ffn_dim,
+        vocab_size=vocab_size,
+        tie_embeddings=bool(tie_embeddings),
+    )
 
 
 def shape_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator for a Typer command taking ``arch: Arch``: replaces that parameter by the shape
     flags and ``--hf-config``, and passes the parsed :class:`Arch` (bad input -> ArchError)."""
     hints = typing.get_type_hints(func, include_extras=True)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation))
-           for p in inspect.signature(func).parameters.values() if p.name != "arch"]
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in inspect.signature(func).parameters.values()
+        if p.name != "arch"
+    ]
     params = own + _SHAPE_PARAMETERS
 
     @functools.wraps(func)
@@ -129,7 +248,8 @@ def shape_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     del wrapper.__wrapped__  # Typer must see the new signature, not the wrapped one
     wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        sorted(params, key=lambda p: p.kind))
+        sorted(params, key=lambda p: p.kind)
+    )
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
 
@@ -179,21 +299,40 @@ def _table(title: str, rows: list[tuple[str, Any]]) -> None:
     Console().print(table)
 
 
-def _workload(batch_size: int, input_len: int, output_len: int, dtype: str, backend: str,
-              workload: str | None, requests: int | None = None, tp: int = 1):
+def _workload(
+    batch_size: int,
+    input_len: int,
+    output_len: int,
+    dtype: str,
+    backend: str,
+    workload: str | None,
+    requests: int | None = None,
+    tp: int = 1,
+):
     from models.throughput import Workload
 
     if workload is not None:
-        return Workload.parse(workload if "backend=" in workload else f"{workload},backend={backend}")
-    return Workload(batch_size=batch_size, input_len=input_len, output_len=output_len,
-                    dtype=dtype, backend=backend, num_requests=requests, tp=tp)
+        return Workload.parse(
+            workload if "backend=" in workload else f"{workload},backend={backend}"
+        )
+    return Workload(
+        batch_size=batch_size,
+        input_len=input_len,
+        output_len=output_len,
+        dtype=dtype,
+        backend=backend,
+        num_requests=requests,
+        tp=tp,
+    )
 
 
 def _requests_given(workload: str | None, requests: int | None) -> bool:
     """Whether the request count was stated (``--requests`` or ``requests=`` in ``--workload``)."""
     if workload is None:
         return requests is not None
-    keys = {part.partition("=")[0].strip().lower().replace("-", "_") for part in workload.split(",")}
+    keys = {
+        part.partition("=")[0].strip().lower().replace("-", "_") for part in workload.split(",")
+    }
     return bool(keys & {"requests", "num_requests", "prompts", "num_prompts"})
 
 
@@ -202,14 +341,27 @@ _BatchOpt = Annotated[int, typer.Option("--batch-size", help="Sequences generate
 _InputOpt = Annotated[int, typer.Option("--input-len", help="Prompt tokens per sequence.")]
 _OutputOpt = Annotated[int, typer.Option("--output-len", help="New tokens per sequence.")]
 _DtypeOpt = Annotated[str, typer.Option("--dtype", help="Weights and KV-cache dtype.")]
-_BackendOpt = Annotated[str, typer.Option("--backend", help="vllm (serving, default) or hf (HF generate).")]
-_WorkloadOpt = Annotated[Optional[str], typer.Option(
-    "--workload", help='Instead of the size flags: "batch=64,input=4096,output=1024[,requests=N][,tp=N]".')]
-_RequestsOpt = Annotated[Optional[int], typer.Option(
-    "--requests", help="Requests in the run (default: one batch).")]
+_BackendOpt = Annotated[
+    str, typer.Option("--backend", help="vllm (serving, default) or hf (HF generate).")
+]
+_WorkloadOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--workload",
+        help='Instead of the size flags: "batch=64,input=4096,output=1024[,requests=N][,tp=N]".',
+    ),
+]
+_RequestsOpt = Annotated[
+    Optional[int], typer.Option("--requests", help="Requests in the run (default: one batch).")
+]
 _TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel GPUs (vllm).")]
-_HwFileOpt = Annotated[Optional[Path], typer.Option(
-    "--hardware-file", help="Extra hardware profiles (JSON) (default: $ARCHOPT_HOME/hardware.json).")]
+_HwFileOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--hardware-file",
+        help="Extra hardware profiles (JSON) (default: $ARCHOPT_HOME/hardware.json).",
+    ),
+]
 
 
 # ---- commands ---------------------------------------------------------------------------------
@@ -226,7 +378,9 @@ def arch_command(arch: Arch, json_out: _JsonOpt = False) -> None:
 @shape_options
 def throughput_command(
     arch: Arch,
-    hardware: Annotated[str, typer.Option("--hardware", help="Hardware id (see `archopt hardware`).")] = "a100-40gb",
+    hardware: Annotated[
+        str, typer.Option("--hardware", help="Hardware id (see `archopt hardware`).")
+    ] = "a100-40gb",
     batch_size: _BatchOpt = 1,
     input_len: _InputOpt = 128,
     output_len: _OutputOpt = 256,
@@ -258,8 +412,14 @@ def throughput_command(
             prediction, origin, notes = hit.to_prediction(), hit.origin, []
     for note in notes:
         warnings.warn(note, stacklevel=1)
-    out = {**prediction.to_dict(), "label": arch.label(), "hardware": hw.id, **wl.to_dict(),
-           "calibration": cal.to_dict(), "warnings": notes}
+    out = {
+        **prediction.to_dict(),
+        "label": arch.label(),
+        "hardware": hw.id,
+        **wl.to_dict(),
+        "calibration": cal.to_dict(),
+        "warnings": notes,
+    }
     if origin is not None:
         out["origin"] = origin
     if json_out:
@@ -273,8 +433,12 @@ def throughput_command(
 @shape_options
 def measure_command(
     arch: Arch,
-    backend: Annotated[Optional[str], typer.Option(
-        "--backend", help="hf or vllm (default: hf for a run here, vllm for --import).")] = None,
+    backend: Annotated[
+        Optional[str],
+        typer.Option(
+            "--backend", help="hf or vllm (default: hf for a run here, vllm for --import)."
+        ),
+    ] = None,
     batch_size: _BatchOpt = 1,
     input_len: _InputOpt = 128,
     output_len: _OutputOpt = 256,
@@ -282,16 +446,32 @@ def measure_command(
     requests: _RequestsOpt = None,
     tp: _TpOpt = 1,
     workload: _WorkloadOpt = None,
-    repeats: Annotated[int, typer.Option("--repeats", help="Timed repetitions (median reported).")] = 3,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda[:i] (default: cuda if present).")] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="Timed repetitions (median reported).")
+    ] = 3,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="cpu or cuda[:i] (default: cuda if present).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Measure again even if cached.")] = False,
-    threads: Annotated[Optional[int], typer.Option(
-        "--threads", help="CPU threads for torch (default: torch's; 1 is steadier on a shared machine).")] = None,
-    import_file: Annotated[Optional[Path], typer.Option(
-        "--import", help="Cache a `vllm bench throughput --output-json` or `vllm bench serve "
-                         "--save-result` file instead of running (needs --hardware).")] = None,
-    hardware: Annotated[Optional[str], typer.Option(
-        "--hardware", help="With --import: the hardware id the file was measured on.")] = None,
+    threads: Annotated[
+        Optional[int],
+        typer.Option(
+            "--threads",
+            help="CPU threads for torch (default: torch's; 1 is steadier on a shared machine).",
+        ),
+    ] = None,
+    import_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--import",
+            help="Cache a `vllm bench throughput --output-json` or `vllm bench serve "
+            "--save-result` file instead of running (needs --hardware).",
+        ),
+    ] = None,
+    hardware: Annotated[
+        Optional[str],
+        typer.Option("--hardware", help="With --import: the hardware id the file was measured on."),
+    ] = None,
     json_out: _JsonOpt = False,
 ) -> None:
     """Run the model on this machine's device (random weights), time it and cache the result;
@@ -299,14 +479,28 @@ def measure_command(
     from models.errors import ArchoptError
 
     if import_file is not None:
-        _import_result(arch, import_file, hardware, backend or "vllm", batch_size, input_len,
-                       output_len, dtype, requests, tp, workload, json_out)
+        _import_result(
+            arch,
+            import_file,
+            hardware,
+            backend or "vllm",
+            batch_size,
+            input_len,
+            output_len,
+            dtype,
+            requests,
+            tp,
+            workload,
+            json_out,
+        )
         return
     if hardware is not None:
         raise ArchoptError("--hardware is for --import; a run here measures this machine's device")
     from models.measure import measure
 
-    wl = _workload(batch_size, input_len, output_len, dtype, backend or "hf", workload, requests, tp)
+    wl = _workload(
+        batch_size, input_len, output_len, dtype, backend or "hf", workload, requests, tp
+    )
     if repeats < 1:
         raise ArchoptError(f"--repeats must be >= 1, got {repeats}")
     if device is not None and not (device == "cpu" or device.startswith("cuda")):
@@ -325,9 +519,20 @@ def measure_command(
         raise typer.Exit(code=1)
 
 
-def _import_result(arch: Arch, path: Path, hardware: str | None, backend: str, batch_size: int,
-                   input_len: int, output_len: int, dtype: str, requests: int | None, tp: int,
-                   workload: str | None, json_out: bool) -> None:
+def _import_result(
+    arch: Arch,
+    path: Path,
+    hardware: str | None,
+    backend: str,
+    batch_size: int,
+    input_len: int,
+    output_len: int,
+    dtype: str,
+    requests: int | None,
+    tp: int,
+    workload: str | None,
+    json_out: bool,
+) -> None:
     """``measure --import``: validate the file against the workload, then cache it."""
     from models.errors import ArchoptError
     from models.hardware import get_hardware
@@ -338,12 +543,18 @@ def _import_result(arch: Arch, path: Path, hardware: str | None, backend: str, b
         raise ArchoptError("--import needs --hardware (the profile id the file was measured on)")
     wl = _workload(batch_size, input_len, output_len, dtype, backend, workload, requests, tp)
     hw = get_hardware(hardware)
-    result = read_vllm_result(path, arch, hw.id, wl, requests_given=_requests_given(workload, requests))
+    result = read_vllm_result(
+        path, arch, hw.id, wl, requests_given=_requests_given(workload, requests)
+    )
     MeasurementCache().put(result)
     if json_out:
         _print_json(result.to_dict())
     else:
-        rows = [(k, v) for k, v in result.to_dict().items() if k not in ("arch", "times_s", "cpu_times_s")]
+        rows = [
+            (k, v)
+            for k, v in result.to_dict().items()
+            if k not in ("arch", "times_s", "cpu_times_s")
+        ]
         _table(f"{arch.label()} imported ({result.origin})", rows)
 
 
@@ -362,17 +573,35 @@ def hardware_command(hardware_file: _HwFileOpt = None, json_out: _JsonOpt = Fals
     for col in ("id", "name", "TFLOP/s (bf16)", "GB/s", "GB", "link GB/s", "source"):
         table.add_column(col)
     for hw in profiles:
-        link = "-" if hw.interconnect_bandwidth is None else f"{hw.interconnect_bandwidth / 1e9:.4g}"
-        table.add_row(hw.id, hw.name, f"{hw.peak_flops / 1e12:.4g}", f"{hw.mem_bandwidth / 1e9:.4g}",
-                      f"{hw.mem_bytes / 1e9:.4g}", link, hw.source)
+        link = (
+            "-" if hw.interconnect_bandwidth is None else f"{hw.interconnect_bandwidth / 1e9:.4g}"
+        )
+        table.add_row(
+            hw.id,
+            hw.name,
+            f"{hw.peak_flops / 1e12:.4g}",
+            f"{hw.mem_bandwidth / 1e9:.4g}",
+            f"{hw.mem_bytes / 1e9:.4g}",
+            link,
+            hw.source,
+        )
     Console().print(table)
 
 
 def calibrate_command(
-    hardware: Annotated[str, typer.Option("--hardware", help="Hardware id whose cached measurements to fit.")] = "cpu",
-    backend: Annotated[Optional[str], typer.Option(
-        "--backend", help="hf or vllm (default: the one backend with measurements on that hardware).")] = None,
-    save: Annotated[bool, typer.Option("--save/--no-save", help="Write to $ARCHOPT_HOME/calibrations.json.")] = True,
+    hardware: Annotated[
+        str, typer.Option("--hardware", help="Hardware id whose cached measurements to fit.")
+    ] = "cpu",
+    backend: Annotated[
+        Optional[str],
+        typer.Option(
+            "--backend",
+            help="hf or vllm (default: the one backend with measurements on that hardware).",
+        ),
+    ] = None,
+    save: Annotated[
+        bool, typer.Option("--save/--no-save", help="Write to $ARCHOPT_HOME/calibrations.json.")
+    ] = True,
     json_out: _JsonOpt = False,
 ) -> None:
     """Fit the throughput model's constants (and their posterior) to the cached measurements of
@@ -386,28 +615,39 @@ def calibrate_command(
     if backend is not None and backend not in BACKENDS:
         raise ArchoptError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if not default_cache_path().exists():
-        raise ArchoptError("no measurements cached yet (run `archopt measure` or `archopt measure --import` first)")
+        raise ArchoptError(
+            "no measurements cached yet (run `archopt measure` or `archopt measure --import` first)"
+        )
     cache = MeasurementCache()
     by_backend = {b: cache.records(hw.id, b, status="ok") for b in BACKENDS}
     if backend is None:
         found = [b for b, recs in by_backend.items() if recs]
         if len(found) != 1:
-            raise ArchoptError(f"no successful cached measurements for {hw.id}" if not found else
-                               f"{hw.id} has both {' and '.join(found)} measurements; pass --backend")
+            raise ArchoptError(
+                f"no successful cached measurements for {hw.id}"
+                if not found
+                else f"{hw.id} has both {' and '.join(found)} measurements; pass --backend"
+            )
         backend = found[0]
     records = by_backend[backend]
     if not records:
         raise ArchoptError(f"no successful cached measurements for {hw.id}/{backend}")
     origins = sorted({m.origin for m in records})
-    cal = calibrate(records, hw, backend, source=f"archopt calibrate: {len(records)} cached "
-                                                 f"measurements ({', '.join(origins)})")
+    cal = calibrate(
+        records,
+        hw,
+        backend,
+        source=f"archopt calibrate: {len(records)} cached measurements ({', '.join(origins)})",
+    )
     path = save_calibration(cal) if save else None
     out = {**cal.to_dict(), "saved_to": str(path) if path else None}
     if json_out:
         _print_json(out)
     else:
-        _table(f"calibration {hw.id}/{backend}",
-               [(k, v) for k, v in out.items() if k != "posterior_cov"])
+        _table(
+            f"calibration {hw.id}/{backend}",
+            [(k, v) for k, v in out.items() if k != "posterior_cov"],
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -36,11 +36,25 @@ __all__ = ["register", "FIT_METHODS", "PREDICT_FIELDS", "RELATIVE_FIELDS"]
 
 FIT_METHODS: tuple[str, ...] = ("lsq", "huber", "bayes")
 #: Fields of every ``predict --json`` object (``loss`` is added when the table has it).
-PREDICT_FIELDS: tuple[str, ...] = ("run", "tokens", "pred_mean", "pred_sd", "pred_q05",
-                                   "pred_q50", "pred_q95", "pred_source")
+PREDICT_FIELDS: tuple[str, ...] = (
+    "run",
+    "tokens",
+    "pred_mean",
+    "pred_sd",
+    "pred_q05",
+    "pred_q50",
+    "pred_q95",
+    "pred_source",
+)
 #: Fields added to every ``predict --json`` object by ``--relative-to``.
-RELATIVE_FIELDS: tuple[str, ...] = ("relative_to", "rel_mean", "rel_q05", "rel_q50", "rel_q95",
-                                    "p_better")
+RELATIVE_FIELDS: tuple[str, ...] = (
+    "relative_to",
+    "rel_mean",
+    "rel_q05",
+    "rel_q50",
+    "rel_q95",
+    "p_better",
+)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -52,21 +66,26 @@ def _finite_or_none(value: Any) -> Any:
 def fit_command(
     runs: Annotated[List[Path], typer.Option("--runs", help="Run table CSV (repeatable).")],
     out: Annotated[Path, typer.Option("--out", help="Where to save the posterior (netCDF).")],
-    law: Annotated[str, typer.Option("--law", help="chinchilla | aspect | conditional | ...")]
-    = "conditional",
+    law: Annotated[
+        str, typer.Option("--law", help="chinchilla | aspect | conditional | ...")
+    ] = "conditional",
     method: Annotated[str, typer.Option("--method", help="lsq | huber | bayes")] = "bayes",
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-    = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
     num_chains: Annotated[int, typer.Option("--num-chains")] = 2,
     num_warmup: Annotated[int, typer.Option("--num-warmup")] = 500,
     num_samples: Annotated[int, typer.Option("--num-samples")] = 500,
     n_starts: Annotated[int, typer.Option("--n-starts", help="Starts for lsq/huber.")] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    source_terms: Annotated[str, typer.Option("--source-terms",
-                                              help="none | offset | scale | affine | chinchilla")] = "affine",
+    source_terms: Annotated[
+        str, typer.Option("--source-terms", help="none | offset | scale | affine | chinchilla")
+    ] = "affine",
     reference_source: Annotated[Optional[str], typer.Option("--reference-source")] = None,
-    discrepancy: Annotated[str, typer.Option(
-        "--discrepancy", help="bayes only: gp | gp_shared | group | shared | none")] = "gp",
+    discrepancy: Annotated[
+        str,
+        typer.Option("--discrepancy", help="bayes only: gp | gp_shared | group | shared | none"),
+    ] = "gp",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Fit a law to run tables, save the posterior, print coefficients and diagnostics."""
@@ -79,28 +98,44 @@ def fit_command(
     if method not in FIT_METHODS:
         raise ArchoptError(f"unknown method {method!r}; known: {', '.join(FIT_METHODS)}")
     if source_terms not in SOURCE_TERMS:
-        raise ArchoptError(f"unknown --source-terms {source_terms!r}; known: "
-                           f"{', '.join(SOURCE_TERMS)}")
+        raise ArchoptError(
+            f"unknown --source-terms {source_terms!r}; known: {', '.join(SOURCE_TERMS)}"
+        )
     from surrogate.bayes import DISCREPANCY
 
     if discrepancy not in (*DISCREPANCY, "none"):
-        raise ArchoptError(f"unknown --discrepancy {discrepancy!r}; known: "
-                           f"{', '.join((*DISCREPANCY, 'none'))}")
+        raise ArchoptError(
+            f"unknown --discrepancy {discrepancy!r}; known: {', '.join((*DISCREPANCY, 'none'))}"
+        )
     table = load_runs(*runs)
     out = prepare_output_file(out, what="--out")  # before the fit, not after it
     if method == "bayes":
         from surrogate.bayes import fit_bayes
 
-        posterior = fit_bayes(table, law, num_chains=num_chains, num_warmup=num_warmup,
-                              num_samples=num_samples, seed=seed, progress=progress,
-                              reference_source=reference_source, source_terms=source_terms,
-                              discrepancy=False if discrepancy == "none" else discrepancy)
+        posterior = fit_bayes(
+            table,
+            law,
+            num_chains=num_chains,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            seed=seed,
+            progress=progress,
+            reference_source=reference_source,
+            source_terms=source_terms,
+            discrepancy=False if discrepancy == "none" else discrepancy,
+        )
     else:
         from surrogate.lsq import fit_lsq
 
-        posterior = fit_lsq(table, law, method=method, n_starts=n_starts, seed=seed,
-                            source_terms=source_terms,
-                            reference_source=reference_source).to_posterior(seed=seed)
+        posterior = fit_lsq(
+            table,
+            law,
+            method=method,
+            n_starts=n_starts,
+            seed=seed,
+            source_terms=source_terms,
+            reference_source=reference_source,
+        ).to_posterior(seed=seed)
     with write_errors(out, what="posterior"):
         posterior.save(out)
     report = posterior.to_json()
@@ -117,19 +152,28 @@ def _print_fit(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{report['law']} law, {report['method']} fit "
-                        f"(reference source: {report['reference_source']})")
+    table = Table(
+        title=f"{report['law']} law, {report['method']} fit "
+        f"(reference source: {report['reference_source']})"
+    )
     for col in ("term", "mean", "q05", "q95", "r_hat", "ess_bulk", "dominated_by"):
         table.add_column(col, justify="left" if col in ("term", "dominated_by") else "right")
     for name, c in report["coefficients"].items():
-        table.add_row(escape(name), *(_fmt(c[k]) for k in ("mean", "q05", "q95", "r_hat", "ess_bulk")),
-                      str(c["dominated_by"]))
+        table.add_row(
+            escape(name),
+            *(_fmt(c[k]) for k in ("mean", "q05", "q95", "r_hat", "ess_bulk")),
+            str(c["dominated_by"]),
+        )
     console.print(table)
     diag = report["diagnostics"]
-    console.print(f"sources: {', '.join(report['sources'])}; per-source terms: "
-                  f"{report['source_terms']}; fixed: {', '.join(report['fixed']) or 'none'}")
-    console.print(f"diagnostics: max r_hat {_fmt(diag.get('max_r_hat'))}, min ESS "
-                  f"{_fmt(diag.get('min_ess_bulk'))}, divergences {diag.get('divergences')}")
+    console.print(
+        f"sources: {', '.join(report['sources'])}; per-source terms: "
+        f"{report['source_terms']}; fixed: {', '.join(report['fixed']) or 'none'}"
+    )
+    console.print(
+        f"diagnostics: max r_hat {_fmt(diag.get('max_r_hat'))}, min ESS "
+        f"{_fmt(diag.get('min_ess_bulk'))}, divergences {diag.get('divergences')}"
+    )
     for w in diag.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(f"saved {report['out']}")
@@ -147,15 +191,25 @@ def predict_command(
     posterior: Annotated[Path, typer.Option("--posterior", help="A file saved by `fit`.")],
     runs: Annotated[Path, typer.Option("--runs", help="CSV with shape columns (loss optional).")],
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
-    tokens: Annotated[Optional[float], typer.Option("--tokens",
-                                                    help="Training tokens for every row.")]
-    = None,
-    source: Annotated[Optional[str], typer.Option(
-        "--source", help="Apply this source's terms to every row (default: the row's own "
-                         "source if fitted, else the reference).")] = None,
-    relative_to: Annotated[Optional[str], typer.Option(
-        "--relative-to", help="Also print every row's loss minus this run's (a run name of "
-                              "--runs), with 5/50/95% quantiles and P(row beats it).")] = None,
+    tokens: Annotated[
+        Optional[float], typer.Option("--tokens", help="Training tokens for every row.")
+    ] = None,
+    source: Annotated[
+        Optional[str],
+        typer.Option(
+            "--source",
+            help="Apply this source's terms to every row (default: the row's own "
+            "source if fitted, else the reference).",
+        ),
+    ] = None,
+    relative_to: Annotated[
+        Optional[str],
+        typer.Option(
+            "--relative-to",
+            help="Also print every row's loss minus this run's (a run name of "
+            "--runs), with 5/50/95% quantiles and P(row beats it).",
+        ),
+    ] = None,
 ) -> None:
     """Posterior-predictive loss (mean, sd, 5/50/95% quantiles) for every row of a CSV."""
     from surrogate.posterior import LawPosterior
@@ -169,9 +223,11 @@ def predict_command(
     if relative_to is not None:
         matches = [i for i, name in enumerate(table["run"].astype(str)) if name == relative_to]
         if len(matches) != 1:
-            raise ArchoptError(f"--relative-to {relative_to!r}: "
-                               + ("no such run in " if not matches else
-                                  f"{len(matches)} rows share that name in ") + f"{runs}")
+            raise ArchoptError(
+                f"--relative-to {relative_to!r}: "
+                + ("no such run in " if not matches else f"{len(matches)} rows share that name in ")
+                + f"{runs}"
+            )
         reference = matches[0]
     pred = post.predict(table, tokens, source=source)
     rel = None if reference is None else post.relative(table, reference, tokens, source=source)

@@ -28,8 +28,13 @@ from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.models.model import Model
 from torch import Tensor
 
-__all__ = ["CandidateSetModel", "LossPosteriorFn", "optimize_nehvi", "AcquisitionResult",
-           "MixtureAcquisition"]
+__all__ = [
+    "CandidateSetModel",
+    "LossPosteriorFn",
+    "optimize_nehvi",
+    "AcquisitionResult",
+    "MixtureAcquisition",
+]
 
 DTYPE = torch.float64
 #: Fewest quasi-MC samples a mixture member's qLogNEHVI gets (:func:`optimize_nehvi`).
@@ -54,8 +59,9 @@ class CandidateSetModel(Model):
     _is_ensemble = True
     _is_fully_bayesian = False
 
-    def __init__(self, loss_posterior: LossPosteriorFn, log_tps: Tensor, log_tps_sd: Tensor,
-                 n_members: int) -> None:
+    def __init__(
+        self, loss_posterior: LossPosteriorFn, log_tps: Tensor, log_tps_sd: Tensor, n_members: int
+    ) -> None:
         super().__init__()
         self._loss_posterior = loss_posterior
         self._log_tps = torch.as_tensor(log_tps, dtype=DTYPE)
@@ -70,9 +76,14 @@ class CandidateSetModel(Model):
     def batch_shape(self) -> torch.Size:
         return torch.Size([self._S])
 
-    def posterior(self, X: Tensor, output_indices: list[int] | None = None,
-                  observation_noise: bool | Tensor = False, posterior_transform=None,
-                  **kwargs):
+    def posterior(
+        self,
+        X: Tensor,
+        output_indices: list[int] | None = None,
+        observation_noise: bool | Tensor = False,
+        posterior_transform=None,
+        **kwargs,
+    ):
         """Joint posterior at candidate indices.
 
         Args:
@@ -151,11 +162,19 @@ class AcquisitionResult:
     seconds: float
 
 
-def optimize_nehvi(model: CandidateSetModel | list[CandidateSetModel], *, choices: np.ndarray,
-                   k: int, ref_point: tuple[float, float], observed_idx: np.ndarray,
-                   pending_idx: np.ndarray | None = None, mc_samples: int = 32, seed: int = 0,
-                   max_batch_size: int = 1024, weights: list[float] | None = None
-                   ) -> AcquisitionResult:
+def optimize_nehvi(
+    model: CandidateSetModel | list[CandidateSetModel],
+    *,
+    choices: np.ndarray,
+    k: int,
+    ref_point: tuple[float, float],
+    observed_idx: np.ndarray,
+    pending_idx: np.ndarray | None = None,
+    mc_samples: int = 32,
+    seed: int = 0,
+    max_batch_size: int = 1024,
+    weights: list[float] | None = None,
+) -> AcquisitionResult:
     """Batch qLogNEHVI, optimized exactly and greedily over ``choices`` with
     ``optimize_acqf_discrete``.
 
@@ -208,8 +227,14 @@ def optimize_nehvi(model: CandidateSetModel | list[CandidateSetModel], *, choice
     def nehvi(member: CandidateSetModel, samples: int):
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([samples]), seed=seed)
         return qLogNoisyExpectedHypervolumeImprovement(
-            model=member, ref_point=ref, X_baseline=X_baseline, sampler=sampler,
-            objective=objective, prune_baseline=len(X_baseline) > 0, cache_root=False)
+            model=member,
+            ref_point=ref,
+            X_baseline=X_baseline,
+            sampler=sampler,
+            objective=objective,
+            prune_baseline=len(X_baseline) > 0,
+            cache_root=False,
+        )
 
     if len(models) == 1:
         acqf = nehvi(models[0], mc_samples)
@@ -219,8 +244,9 @@ def optimize_nehvi(model: CandidateSetModel | list[CandidateSetModel], *, choice
         acqf = MixtureAcquisition([nehvi(m, int(c)) for m, c in zip(models, counts)], list(w))
     choice_X = torch.as_tensor(np.asarray(choices, dtype=np.float64)).reshape(-1, 1)
     with torch.no_grad():
-        X, values = optimize_acqf_discrete(acqf, q=k, choices=choice_X,
-                                           max_batch_size=max_batch_size, unique=True)
+        X, values = optimize_acqf_discrete(
+            acqf, q=k, choices=choice_X, max_batch_size=max_batch_size, unique=True
+        )
     indices = X[:, 0].round().long().numpy()
     ehvi = np.exp(values.detach().numpy().astype(np.float64)).reshape(-1)
     return AcquisitionResult(indices, ehvi, time.perf_counter() - start)

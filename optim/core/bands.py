@@ -13,8 +13,9 @@ Q05, Q95 = 0.05, 0.95
 Z90: float = float(norm.ppf(Q95))
 
 
-def lognormal_band(median: np.ndarray | float, rel_sigma: np.ndarray | float
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def lognormal_band(
+    median: np.ndarray | float, rel_sigma: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(q05, q95)`` of a lognormal with the given median and sd of its log (same shapes)."""
     median = np.asarray(median, dtype=np.float64)
     spread = np.exp(Z90 * np.asarray(rel_sigma, dtype=np.float64))

@@ -32,8 +32,9 @@ def fit_plain_gp(X: Tensor, idx: np.ndarray, loss: np.ndarray):
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
     y = torch.tensor(np.asarray(loss, dtype=np.float64), dtype=DTYPE).unsqueeze(-1)  # (n, 1)
-    model = SingleTaskGP(X[torch.as_tensor(idx, dtype=torch.long)], y,
-                         outcome_transform=Standardize(m=1))
+    model = SingleTaskGP(
+        X[torch.as_tensor(idx, dtype=torch.long)], y, outcome_transform=Standardize(m=1)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
@@ -76,15 +77,19 @@ class PlainGP:
         resid = (y_std - self._const).unsqueeze(-1)
         self._alpha = torch.cholesky_solve(resid, self._chol)[:, 0]  # (n,)
         self._y_std = y_std
-        K_all = torch.cat([m.covar_module(self.features[s:s + 4096], x_train).to_dense()
-                           for s in range(0, self.features.shape[0], 4096)])  # (n_all, n)
+        K_all = torch.cat(
+            [
+                m.covar_module(self.features[s : s + 4096], x_train).to_dense()
+                for s in range(0, self.features.shape[0], 4096)
+            ]
+        )  # (n_all, n)
         self._mean_all = self._const + K_all @ self._alpha  # (n_all,), standardized
         self._v_all = torch.linalg.solve_triangular(self._chol, K_all.T, upper=False)  # (n, n_all)
 
     @property
     def noise_var(self) -> float:
         """Fitted variance of one run's loss around its expectation (loss^2)."""
-        return self._noise_std * self._scale ** 2
+        return self._noise_std * self._scale**2
 
     @torch.no_grad()
     def posterior(self, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,7 +104,7 @@ class PlainGP:
         idx = torch.as_tensor(idx, dtype=torch.long)
         prior = self.model.covar_module(self.features[idx]).to_dense()  # (..., q, q)
         v = self._v_all[:, idx].movedim(0, -2)  # (..., n, q)
-        cov = (prior - v.transpose(-1, -2) @ v) * self._scale ** 2
+        cov = (prior - v.transpose(-1, -2) @ v) * self._scale**2
         mean = (self._mean_all[idx] * self._scale + self._shift).unsqueeze(-2)  # (..., 1, q)
         return mean, cov
 
@@ -111,7 +116,7 @@ class PlainGP:
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long).reshape(-1)
         prior = self.model.covar_module(self.features[idx], diag=True)  # (m,)
         v = self._v_all[:, idx]
-        var = (prior - (v ** 2).sum(0)).clamp_min(0.0) * self._scale ** 2
+        var = (prior - (v**2).sum(0)).clamp_min(0.0) * self._scale**2
         mean = self._mean_all[idx] * self._scale + self._shift
         return mean.unsqueeze(0).numpy(), var.numpy()
 
@@ -122,5 +127,7 @@ class PlainGP:
         k_inv = torch.cholesky_inverse(self._chol)
         diag = torch.diagonal(k_inv)
         mean_std = self._y_std - self._alpha / diag
-        return ((mean_std * self._scale + self._shift).unsqueeze(0).numpy(),
-                (self._scale ** 2 / diag).numpy())
+        return (
+            (mean_std * self._scale + self._shift).unsqueeze(0).numpy(),
+            (self._scale**2 / diag).numpy(),
+        )

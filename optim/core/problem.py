@@ -60,11 +60,25 @@ from models.throughput import Workload
 from surrogate.gp import ResidualHyper
 from surrogate.protocols import LawPrior
 
-__all__ = ["CampaignSpec", "Problem", "FEATURE_NAMES", "N_LAW_DRAWS", "DEFAULT_REL_SIGMA_MEASURED",
-           "N_THROUGHPUT_DRAWS", "ThroughputCalibrationWarning", "features_of", "ProblemError"]
+__all__ = [
+    "CampaignSpec",
+    "Problem",
+    "FEATURE_NAMES",
+    "N_LAW_DRAWS",
+    "DEFAULT_REL_SIGMA_MEASURED",
+    "N_THROUGHPUT_DRAWS",
+    "ThroughputCalibrationWarning",
+    "features_of",
+    "ProblemError",
+]
 
-FEATURE_NAMES: tuple[str, ...] = ("log_d_over_sqrt_n", "log_r", "log2_gqa_group",
-                                  "log2_head_dim", "log_n")
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_d_over_sqrt_n",
+    "log_r",
+    "log2_gqa_group",
+    "log2_head_dim",
+    "log_n",
+)
 #: Law-posterior draws kept per candidate (predictions; acquisition uses a subset).
 N_LAW_DRAWS = 64
 #: Relative spread assumed for a measured throughput when the cache gives none.
@@ -94,8 +108,9 @@ def _space_from(value: Any) -> SearchSpace:
     if isinstance(value, SearchSpace):
         return value
     if isinstance(value, Mapping):
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in value.items()}
+        kwargs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in value.items()
+        }
         return SearchSpace(**kwargs)
     raise ProblemError(f"space must be a SearchSpace or a mapping, got {type(value).__name__}")
 
@@ -107,7 +122,9 @@ def _workload_from(value: Any) -> Workload:
         return Workload.parse(value)
     if isinstance(value, Mapping):
         return Workload(**value)
-    raise ProblemError(f"workload must be a Workload, a mapping or 'batch=..,input=..', got {value!r}")
+    raise ProblemError(
+        f"workload must be a Workload, a mapping or 'batch=..,input=..', got {value!r}"
+    )
 
 
 def _positive(name: str, value: Any) -> float:
@@ -164,8 +181,12 @@ class CampaignSpec:
     def __post_init__(self) -> None:
         import re
 
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
-            raise ProblemError(f"campaign name must be letters, digits, '-', '_' or '.', got {self.name!r}")
+        if not isinstance(self.name, str) or not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name
+        ):
+            raise ProblemError(
+                f"campaign name must be letters, digits, '-', '_' or '.', got {self.name!r}"
+            )
         object.__setattr__(self, "params", _positive("params", self.params))
         object.__setattr__(self, "tokens", _positive("tokens", self.tokens))
         budget_bounds(self.params, float(self.band))
@@ -180,8 +201,9 @@ class CampaignSpec:
             try:
                 hw = Hardware(**dict(self.hardware_profile))
             except TypeError as exc:
-                raise HardwareError(f"stored hardware profile of {self.hardware!r} is invalid: "
-                                    f"{exc}") from None
+                raise HardwareError(
+                    f"stored hardware profile of {self.hardware!r} is invalid: {exc}"
+                ) from None
         object.__setattr__(self, "hardware", hw.id)
         object.__setattr__(self, "hardware_profile", dataclasses.asdict(hw))
         for name in ("max_loss", "min_throughput"):
@@ -209,11 +231,12 @@ class CampaignSpec:
         lo, hi = self.budget_bounds()
         n = arch.non_embedding_params
         if not lo <= n <= hi:
-            return (f"has {n:,} non-embedding params, outside the campaign's budget "
-                    f"[{lo:,}, {hi:,}]")
+            return f"has {n:,} non-embedding params, outside the campaign's budget [{lo:,}, {hi:,}]"
         if (arch.vocab_size, arch.tie_embeddings) != (self.vocab_size, self.tie_embeddings):
-            return (f"has vocab_size={arch.vocab_size}, tie_embeddings={arch.tie_embeddings}; "
-                    f"the campaign uses {self.vocab_size}, {self.tie_embeddings}")
+            return (
+                f"has vocab_size={arch.vocab_size}, tie_embeddings={arch.tie_embeddings}; "
+                f"the campaign uses {self.vocab_size}, {self.tie_embeddings}"
+            )
         if tokens is not None and abs(tokens / self.tokens - 1) > TOKENS_RTOL:
             return f"was trained on {tokens:.4g} tokens, the campaign on {self.tokens:.4g}"
         return None
@@ -237,9 +260,19 @@ class CampaignSpec:
 
 def features_of(archs: Sequence[Arch]) -> np.ndarray:
     """Raw (unscaled) GP features of :data:`FEATURE_NAMES`, ``n x 5``."""
-    return np.array([[math.log(a.d_over_sqrt_n), math.log(a.mlp_attn_ratio), math.log2(a.gqa_group),
-                      math.log2(a.head_dim), math.log(a.non_embedding_params)] for a in archs],
-                    dtype=np.float64).reshape(len(archs), len(FEATURE_NAMES))
+    return np.array(
+        [
+            [
+                math.log(a.d_over_sqrt_n),
+                math.log(a.mlp_attn_ratio),
+                math.log2(a.gqa_group),
+                math.log2(a.head_dim),
+                math.log(a.non_embedding_params),
+            ]
+            for a in archs
+        ],
+        dtype=np.float64,
+    ).reshape(len(archs), len(FEATURE_NAMES))
 
 
 @dataclass
@@ -304,9 +337,15 @@ class Problem:
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def build(cls, spec: CampaignSpec, prior: LawPrior | None, measurement_cache: Any | None = None, *,
-              extra_archs: Sequence[Arch] = (), candidates: Sequence[Arch] | None = None
-              ) -> "Problem":
+    def build(
+        cls,
+        spec: CampaignSpec,
+        prior: LawPrior | None,
+        measurement_cache: Any | None = None,
+        *,
+        extra_archs: Sequence[Arch] = (),
+        candidates: Sequence[Arch] | None = None,
+    ) -> "Problem":
         """Enumerate candidates and evaluate throughput, memory and the law at all of them.
 
         Args:
@@ -317,12 +356,22 @@ class Problem:
             extra_archs: observed shapes to add when they are not on the grid.
             candidates: override the enumeration (tests, benchmarks with small sets).
         """
-        grid = list(candidates) if candidates is not None else enumerate_archs(
-            spec.params, spec.band, space=spec.space, vocab_size=spec.vocab_size,
-            tie_embeddings=spec.tie_embeddings)
+        grid = (
+            list(candidates)
+            if candidates is not None
+            else enumerate_archs(
+                spec.params,
+                spec.band,
+                space=spec.space,
+                vocab_size=spec.vocab_size,
+                tie_embeddings=spec.tie_embeddings,
+            )
+        )
         if not grid:
-            raise ProblemError(f"no candidate architecture has {spec.params:.4g} non-embedding "
-                               f"params +-{spec.band:.1%} on the search grid")
+            raise ProblemError(
+                f"no candidate architecture has {spec.params:.4g} non-embedding "
+                f"params +-{spec.band:.1%} on the search grid"
+            )
         seen = set(grid)
         extras = []
         for a in extra_archs:
@@ -341,12 +390,15 @@ class Problem:
         in_band = (nonemb >= lo_n) & (nonemb <= hi_n)
         tp = _throughput(spec, archs, measurement_cache, common_over=in_band)
         proposable = in_band & tp.shape_ok & (tp.fits if spec.must_fit else True)
-        proposable[len(grid):] = False
+        proposable[len(grid) :] = False
         if not proposable.any():
             reasons = sorted({str(r) for r in tp.reason[: len(grid)] if r})
-            raise ProblemError("no candidate can be served for this workload ("
-                               + ("; ".join(reasons[:2]) or "none fits") + "); use a smaller "
-                               "batch/context, another tp, or must_fit=False")
+            raise ProblemError(
+                "no candidate can be served for this workload ("
+                + ("; ".join(reasons[:2]) or "none fits")
+                + "); use a smaller "
+                "batch/context, another tp, or must_fit=False"
+            )
 
         law_samples = None
         sigma = None
@@ -356,21 +408,37 @@ class Problem:
             from surrogate.laws import law_features
 
             feats = law_features(archs, spec.tokens)
-            law_samples = np.asarray(prior.law_draws(feats, source=source, n_draws=N_LAW_DRAWS),
-                                     dtype=np.float64)
+            law_samples = np.asarray(
+                prior.law_draws(feats, source=source, n_draws=N_LAW_DRAWS), dtype=np.float64
+            )
             sigma = float(prior.noise_sigma_for(source))
             tau = float(prior.discrepancy_sigma_for(source))
         # The law misfit scale: the fitted residual sd of the law (includes run noise).
         misfit = max(sigma if sigma is not None and math.isfinite(sigma) else 0.03, 0.01)
         # The law's discrepancy at an unseen size group is shared by every candidate (they all
         # have ~N parameters): it is part of the campaign's constant offset.
-        offset_var = OFFSET_SD ** 2 + (tau ** 2 if math.isfinite(tau) else 0.0)
-        hyper = ResidualHyper(outputscale=misfit ** 2, offset_var=offset_var,
-                              noise_var=LOSS_NOISE_SD ** 2, lengthscale=PRIOR_LENGTHSCALES)
-        problem = cls(spec=spec, candidates=archs, tokens=spec.tokens, X=X, in_band=in_band,
-                      proposable=proposable, prior=prior, source=source, law_samples=law_samples,
-                      residual_hyper=hyper, n_grid=len(grid), feature_bounds=np.stack([lo, span]),
-                      **tp.problem_fields())
+        offset_var = OFFSET_SD**2 + (tau**2 if math.isfinite(tau) else 0.0)
+        hyper = ResidualHyper(
+            outputscale=misfit**2,
+            offset_var=offset_var,
+            noise_var=LOSS_NOISE_SD**2,
+            lengthscale=PRIOR_LENGTHSCALES,
+        )
+        problem = cls(
+            spec=spec,
+            candidates=archs,
+            tokens=spec.tokens,
+            X=X,
+            in_band=in_band,
+            proposable=proposable,
+            prior=prior,
+            source=source,
+            law_samples=law_samples,
+            residual_hyper=hyper,
+            n_grid=len(grid),
+            feature_bounds=np.stack([lo, span]),
+            **tp.problem_fields(),
+        )
         problem._index = {a: i for i, a in enumerate(archs)}
         return problem
 
@@ -425,7 +493,9 @@ class Problem:
         ref_loss = -float(ref[0]) if self.max_loss is None else float(self.max_loss)
         if ref_loss == 0.0:
             ref_loss = 1e-6
-        ref_tps = math.exp(float(ref[1])) if self.min_throughput is None else float(self.min_throughput)
+        ref_tps = (
+            math.exp(float(ref[1])) if self.min_throughput is None else float(self.min_throughput)
+        )
         return ref_loss, ref_tps
 
     @property
@@ -470,19 +540,31 @@ class _Throughput:
     warnings: tuple[str, ...]
 
     def problem_fields(self) -> dict[str, Any]:
-        return {"throughput_mean": np.median(self.draws, axis=0), "throughput_rel_sigma": self.rel,
-                "throughput_source": self.source, "fits_in_memory": self.fits,
-                "memory_bytes": self.memory, "throughput_draws": self.draws,
-                "throughput_q05": np.quantile(self.draws, 0.05, axis=0),
-                "throughput_q95": np.quantile(self.draws, 0.95, axis=0),
-                "throughput_log_common": self.log_common,
-                "throughput_common_sigma": float(np.std(self.log_common, ddof=1)),
-                "throughput_backend": self.backend, "throughput_warnings": self.warnings,
-                "servable": self.shape_ok & self.fits, "unservable_reason": self.reason}
+        return {
+            "throughput_mean": np.median(self.draws, axis=0),
+            "throughput_rel_sigma": self.rel,
+            "throughput_source": self.source,
+            "fits_in_memory": self.fits,
+            "memory_bytes": self.memory,
+            "throughput_draws": self.draws,
+            "throughput_q05": np.quantile(self.draws, 0.05, axis=0),
+            "throughput_q95": np.quantile(self.draws, 0.95, axis=0),
+            "throughput_log_common": self.log_common,
+            "throughput_common_sigma": float(np.std(self.log_common, ddof=1)),
+            "throughput_backend": self.backend,
+            "throughput_warnings": self.warnings,
+            "servable": self.shape_ok & self.fits,
+            "unservable_reason": self.reason,
+        }
 
 
-def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None, *,
-                common_over: np.ndarray | None = None) -> _Throughput:
+def _throughput(
+    spec: CampaignSpec,
+    archs: Sequence[Arch],
+    cache: Any | None,
+    *,
+    common_over: np.ndarray | None = None,
+) -> _Throughput:
     """Model draws for all archs, replaced by cached measurements where present.
 
     A measured candidate's draws are ``value * exp(N(0, rel))`` with ``rel`` half its
@@ -494,17 +576,25 @@ def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None, *,
 
     wl = spec.workload
     point = predict_throughput_many(archs, spec.device, wl, n_draws=0)
-    d = throughput_draws(archs, spec.device, wl, n_draws=N_THROUGHPUT_DRAWS, seed=0,
-                         common_over=common_over)
+    d = throughput_draws(
+        archs, spec.device, wl, n_draws=N_THROUGHPUT_DRAWS, seed=0, common_over=common_over
+    )
     draws = d.tokens_per_s.copy()
     rel = d.shape_sigma.copy()
     src = np.full(len(archs), "model", dtype=object)
     reason = np.asarray(point["unservable_reason"], dtype=object)
-    out: dict[str, Any] = dict(draws=draws, rel=rel, log_common=d.log_common, source=src,
-               fits=np.asarray(point["fits_in_memory"], dtype=bool),
-               shape_ok=np.asarray(point["shardable"], dtype=bool),
-               memory=np.asarray(point["memory_bytes"], dtype=np.float64), reason=reason,
-               backend=wl.backend, warnings=d.warnings)
+    out: dict[str, Any] = dict(
+        draws=draws,
+        rel=rel,
+        log_common=d.log_common,
+        source=src,
+        fits=np.asarray(point["fits_in_memory"], dtype=bool),
+        shape_ok=np.asarray(point["shardable"], dtype=bool),
+        memory=np.asarray(point["memory_bytes"], dtype=np.float64),
+        reason=reason,
+        backend=wl.backend,
+        warnings=d.warnings,
+    )
     if cache is None:
         cache = _default_cache()
     if cache is False or cache is None:
@@ -522,8 +612,9 @@ def _throughput(spec: CampaignSpec, archs: Sequence[Arch], cache: Any | None, *,
             continue
         spread = float(m.tokens_per_s_spread or 0.0)
         # max-min over repeats ~ 2 sd for a handful of repeats
-        rel[i] = max(0.5 * spread / value if math.isfinite(spread) else 0.0,
-                     DEFAULT_REL_SIGMA_MEASURED)
+        rel[i] = max(
+            0.5 * spread / value if math.isfinite(spread) else 0.0, DEFAULT_REL_SIGMA_MEASURED
+        )
         draws[:, i] = value * np.exp(rel[i] * rng.standard_normal(draws.shape[0]))
         draws[:, i] *= value / np.median(draws[:, i])  # the median is the measurement
         src[i] = "measured"

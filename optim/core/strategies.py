@@ -38,9 +38,20 @@ from .plain_model import fit_plain_gp
 from .problem import Problem
 from .weighting import WeightedLossModel, WeightingConfig, fit_weighted_model
 
-__all__ = ["ProposalBatch", "Strategy", "ArchoptStrategy", "PlainQNEHVIStrategy",
-           "Algorithm1Strategy", "RandomStrategy", "STRATEGIES", "candidate_loss", "fit_loss_model",
-           "available_indices", "StrategyError", "validate_observations"]
+__all__ = [
+    "ProposalBatch",
+    "Strategy",
+    "ArchoptStrategy",
+    "PlainQNEHVIStrategy",
+    "Algorithm1Strategy",
+    "RandomStrategy",
+    "STRATEGIES",
+    "candidate_loss",
+    "fit_loss_model",
+    "available_indices",
+    "StrategyError",
+    "validate_observations",
+]
 
 DTYPE = torch.float64
 
@@ -76,12 +87,15 @@ class ProposalBatch:
 
 
 # ---- shared helpers ---------------------------------------------------------------------------
-def validate_observations(problem: Problem, observed_idx: Any, observed_loss: Any
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def validate_observations(
+    problem: Problem, observed_idx: Any, observed_loss: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """``(idx, loss)`` as int64 / float64 ``(n,)`` arrays; StrategyError for mismatched lengths,
     indices outside the candidates or non-finite losses."""
     idx = np.asarray(observed_idx if observed_idx is not None else [], dtype=np.int64).reshape(-1)
-    loss = np.asarray(observed_loss if observed_loss is not None else [], dtype=np.float64).reshape(-1)
+    loss = np.asarray(observed_loss if observed_loss is not None else [], dtype=np.float64).reshape(
+        -1
+    )
     if idx.shape != loss.shape:
         raise StrategyError(f"{len(idx)} observed indices but {len(loss)} losses")
     if len(idx) and (idx.min() < 0 or idx.max() >= problem.n):
@@ -91,8 +105,9 @@ def validate_observations(problem: Problem, observed_idx: Any, observed_loss: An
     return idx, loss
 
 
-def available_indices(problem: Problem, observed_idx: np.ndarray,
-                      pending_idx: np.ndarray | None) -> np.ndarray:
+def available_indices(
+    problem: Problem, observed_idx: np.ndarray, pending_idx: np.ndarray | None
+) -> np.ndarray:
     """Proposable candidates that are neither observed nor pending."""
     mask = problem.proposable.copy()
     mask[np.asarray(observed_idx, dtype=np.int64)] = False
@@ -105,8 +120,14 @@ def _tps_sd(problem: Problem) -> np.ndarray:
     return np.maximum(problem.throughput_rel_sigma, 1e-3)
 
 
-def fit_loss_model(problem: Problem, observed_idx: Any = (), observed_loss: Any = (), *,
-                   mode: str = "gaussian", n_members: int = 8) -> LawPriorGP:
+def fit_loss_model(
+    problem: Problem,
+    observed_idx: Any = (),
+    observed_loss: Any = (),
+    *,
+    mode: str = "gaussian",
+    n_members: int = 8,
+) -> LawPriorGP:
     """The archopt loss model (:class:`surrogate.gp.LawPriorGP`) conditioned on observed runs.
 
     Args:
@@ -117,15 +138,23 @@ def fit_loss_model(problem: Problem, observed_idx: Any = (), observed_loss: Any 
         raise StrategyError("this method needs a scaling-law prior (problem.prior is None)")
     idx, loss = validate_observations(problem, observed_idx, observed_loss)
     members = _subset_rows(problem.law_samples.shape[0], n_members) if mode == "ensemble" else None
-    gp = LawPriorGP(problem.X, torch.as_tensor(problem.law_samples), problem.residual_hyper,
-                    mode=mode,
-                    members=members)
+    gp = LawPriorGP(
+        problem.X,
+        torch.as_tensor(problem.law_samples),
+        problem.residual_hyper,
+        mode=mode,
+        members=members,
+    )
     return gp.fit(idx, loss)
 
 
-def candidate_loss(problem: Problem, observed_idx: Any = (), observed_loss: Any = (), *,
-                   gp: LawPriorGP | WeightedLossModel | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidate_loss(
+    problem: Problem,
+    observed_idx: Any = (),
+    observed_loss: Any = (),
+    *,
+    gp: LawPriorGP | WeightedLossModel | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted loss of a new run at every candidate under the archopt model (the law GP and
     the prior-free GP weighted by :func:`optim.core.weighting.fit_weighted_model`, unless a
     fitted ``gp`` is given).
@@ -151,13 +180,28 @@ class Strategy:
 
     name = "base"
 
-    def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
-                pending_idx: Any = None, seed: int = 0) -> ProposalBatch:  # pragma: no cover
+    def propose(
+        self,
+        problem: Problem,
+        observed_idx: Any,
+        observed_loss: Any,
+        k: int,
+        *,
+        pending_idx: Any = None,
+        seed: int = 0,
+    ) -> ProposalBatch:  # pragma: no cover
         raise NotImplementedError
 
-    def _batch(self, problem: Problem, chosen: np.ndarray, mean: np.ndarray | None,
-               q05: np.ndarray | None, q95: np.ndarray | None, ehvi: np.ndarray | None,
-               start: float) -> ProposalBatch:
+    def _batch(
+        self,
+        problem: Problem,
+        chosen: np.ndarray,
+        mean: np.ndarray | None,
+        q05: np.ndarray | None,
+        q95: np.ndarray | None,
+        ehvi: np.ndarray | None,
+        start: float,
+    ) -> ProposalBatch:
         chosen = np.asarray(chosen, dtype=np.int64)
         nan = np.full(len(chosen), np.nan)
 
@@ -165,10 +209,15 @@ class Strategy:
             return nan.copy() if a is None else np.asarray(a, dtype=np.float64)[chosen]
 
         return ProposalBatch(
-            indices=chosen, pred_loss_mean=pick(mean), pred_loss_q05=pick(q05),
-            pred_loss_q95=pick(q95), pred_tokens_per_s=problem.throughput_mean[chosen].copy(),
+            indices=chosen,
+            pred_loss_mean=pick(mean),
+            pred_loss_q05=pick(q05),
+            pred_loss_q95=pick(q95),
+            pred_tokens_per_s=problem.throughput_mean[chosen].copy(),
             ehvi=nan.copy() if ehvi is None else np.asarray(ehvi, dtype=np.float64),
-            seconds=time.perf_counter() - start, strategy=self.name)
+            seconds=time.perf_counter() - start,
+            strategy=self.name,
+        )
 
 
 def _pending(pending_idx: Any) -> np.ndarray:
@@ -199,42 +248,68 @@ class ArchoptStrategy(Strategy):
 
     name = "archopt"
 
-    def __init__(self, mode: str = "gaussian", n_members: int = 8, mc_samples: int = 32,
-                 weighting: WeightingConfig | None = None) -> None:
+    def __init__(
+        self,
+        mode: str = "gaussian",
+        n_members: int = 8,
+        mc_samples: int = 32,
+        weighting: WeightingConfig | None = None,
+    ) -> None:
         self.mode = mode
         self.n_members = int(n_members)
         self.mc_samples = int(mc_samples)
         self.weighting = weighting or WeightingConfig()
 
-    def models(self, problem: Problem, model: WeightedLossModel
-               ) -> tuple[list[CandidateSetModel], list[float]]:
+    def models(
+        self, problem: Problem, model: WeightedLossModel
+    ) -> tuple[list[CandidateSetModel], list[float]]:
         """The two-output acquisition models of the mixture's members and their weights."""
         tps = torch.as_tensor(problem.log_throughput)
         sd = torch.as_tensor(_tps_sd(problem))
         members = model.acquisition_members()
-        return ([CandidateSetModel(fn, tps, sd, s) for fn, s, _ in members],
-                [w for _, _, w in members])
+        return (
+            [CandidateSetModel(fn, tps, sd, s) for fn, s, _ in members],
+            [w for _, _, w in members],
+        )
 
-    def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
-                pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
+    def propose(
+        self,
+        problem: Problem,
+        observed_idx: Any,
+        observed_loss: Any,
+        k: int,
+        *,
+        pending_idx: Any = None,
+        seed: int = 0,
+    ) -> ProposalBatch:
         start = time.perf_counter()
         idx, loss = validate_observations(problem, observed_idx, observed_loss)
         if problem.law_samples is None:
             raise StrategyError("this method needs a scaling-law prior (problem.prior is None)")
         pending = _pending(pending_idx)
-        model = fit_weighted_model(problem, idx, loss, config=self.weighting, mode=self.mode,
-                                   n_members=self.n_members)
+        model = fit_weighted_model(
+            problem, idx, loss, config=self.weighting, mode=self.mode, n_members=self.n_members
+        )
         mean, q05, q95 = candidate_loss(problem, gp=model)
         choices = available_indices(problem, idx, pending)
         ref = problem.reference_point(mean)
         models, weights = self.models(problem, model)
-        result = optimize_nehvi(models, weights=weights, choices=choices, k=k, ref_point=ref,
-                                observed_idx=idx, pending_idx=pending,
-                                mc_samples=self.mc_samples, seed=seed)
+        result = optimize_nehvi(
+            models,
+            weights=weights,
+            choices=choices,
+            k=k,
+            ref_point=ref,
+            observed_idx=idx,
+            pending_idx=pending,
+            mc_samples=self.mc_samples,
+            seed=seed,
+        )
         batch = self._batch(problem, result.indices, mean, q05, q95, result.ehvi, start)
         batch.prior_weight = float(model.prior_weight)
-        batch.prior_loo_spearman = (math.nan if model.prior_loo_spearman is None
-                                    else float(model.prior_loo_spearman))
+        batch.prior_loo_spearman = (
+            math.nan if model.prior_loo_spearman is None else float(model.prior_loo_spearman)
+        )
         return batch
 
 
@@ -271,16 +346,25 @@ class PlainQNEHVIStrategy(Strategy):
         (:func:`optim.core.plain_model.fit_plain_gp`)."""
         return fit_plain_gp(problem.X, idx, loss)
 
-    def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
-                pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
+    def propose(
+        self,
+        problem: Problem,
+        observed_idx: Any,
+        observed_loss: Any,
+        k: int,
+        *,
+        pending_idx: Any = None,
+        seed: int = 0,
+    ) -> ProposalBatch:
         start = time.perf_counter()
         idx, loss = validate_observations(problem, observed_idx, observed_loss)
         pending = _pending(pending_idx)
         choices = available_indices(problem, idx, pending)
         k = min(int(k), len(choices))
         if len(idx) < self.n_init:
-            return self._batch(problem, self._sobol(problem, choices, k, seed), None, None, None,
-                               None, start)
+            return self._batch(
+                problem, self._sobol(problem, choices, k, seed), None, None, None, None, start
+            )
         gp = self.fit(problem, idx, loss)
         X = problem.X
 
@@ -289,17 +373,30 @@ class PlainQNEHVIStrategy(Strategy):
             mvn = post.distribution
             return mvn.mean.unsqueeze(-2), mvn.covariance_matrix
 
-        model = CandidateSetModel(loss_posterior, torch.as_tensor(problem.log_throughput),
-                                  torch.as_tensor(_tps_sd(problem)), 1)
+        model = CandidateSetModel(
+            loss_posterior,
+            torch.as_tensor(problem.log_throughput),
+            torch.as_tensor(_tps_sd(problem)),
+            1,
+        )
         with torch.no_grad():
             post = gp.posterior(X, observation_noise=True)
             mean = post.mean.squeeze(-1).numpy()
             sd = post.variance.squeeze(-1).clamp_min(0).sqrt().numpy()
         ref = problem.reference_point(mean)
-        result = optimize_nehvi(model, choices=choices, k=k, ref_point=ref, observed_idx=idx,
-                                pending_idx=pending, mc_samples=self.mc_samples, seed=seed)
-        return self._batch(problem, result.indices, mean, mean - Z90 * sd, mean + Z90 * sd,
-                           result.ehvi, start)
+        result = optimize_nehvi(
+            model,
+            choices=choices,
+            k=k,
+            ref_point=ref,
+            observed_idx=idx,
+            pending_idx=pending,
+            mc_samples=self.mc_samples,
+            seed=seed,
+        )
+        return self._batch(
+            problem, result.indices, mean, mean - Z90 * sd, mean + Z90 * sd, result.ehvi, start
+        )
 
 
 # ---- Algorithm 1 ------------------------------------------------------------------------------
@@ -319,14 +416,16 @@ class Algorithm1Strategy(Strategy):
 
     name = "algorithm1"
 
-    def __init__(self, loss_target: float | None = None, tolerance: float = 0.01,
-                 base_gqa_group: int = 4) -> None:
+    def __init__(
+        self, loss_target: float | None = None, tolerance: float = 0.01, base_gqa_group: int = 4
+    ) -> None:
         self.loss_target = loss_target
         self.tolerance = float(tolerance)
         self.base_gqa_group = int(base_gqa_group)
 
-    def predicted_loss(self, problem: Problem, idx: np.ndarray, loss: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predicted_loss(
+        self, problem: Problem, idx: np.ndarray, loss: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(mean, q05, q95)`` of the recalibrated law (law draws + observed mean offset)."""
         if problem.law_samples is None:
             raise StrategyError("Algorithm 1 needs a scaling-law prior (problem.prior is None)")
@@ -335,8 +434,16 @@ class Algorithm1Strategy(Strategy):
         draws = draws + offset
         return draws.mean(0), np.quantile(draws, Q05, 0), np.quantile(draws, Q95, 0)
 
-    def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
-                pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
+    def propose(
+        self,
+        problem: Problem,
+        observed_idx: Any,
+        observed_loss: Any,
+        k: int,
+        *,
+        pending_idx: Any = None,
+        seed: int = 0,
+    ) -> ProposalBatch:
         start = time.perf_counter()
         idx, loss = validate_observations(problem, observed_idx, observed_loss)
         choices = available_indices(problem, idx, _pending(pending_idx))
@@ -353,8 +460,11 @@ class Algorithm1Strategy(Strategy):
         if not len(feasible) and len(choices):  # target unreachable: the best-predicted shapes
             feasible = choices[mean[choices] <= float(mean[choices].min()) * (1 + self.tolerance)]
         groups = np.array([cands[i].gqa_group for i in feasible])
-        base = self.base_gqa_group if np.any(groups == self.base_gqa_group) else (
-            int(np.bincount(groups).argmax()) if len(groups) else self.base_gqa_group)
+        base = (
+            self.base_gqa_group
+            if np.any(groups == self.base_gqa_group)
+            else (int(np.bincount(groups).argmax()) if len(groups) else self.base_gqa_group)
+        )
         order = feasible[np.argsort(-tps[feasible], kind="stable")]
         by_shape: dict[tuple[int, int, int], list[int]] = {}
         for i in feasible:
@@ -373,8 +483,9 @@ class Algorithm1Strategy(Strategy):
                 used.add(key)
                 variants = by_shape[key]  # step 2: GQA local search on this shape
                 chosen.append(max(variants, key=lambda j: (tps[j], -j)))
-        return self._batch(problem, np.asarray(chosen[:k], dtype=np.int64), mean, q05, q95, None,
-                           start)
+        return self._batch(
+            problem, np.asarray(chosen[:k], dtype=np.int64), mean, q05, q95, None, start
+        )
 
 
 # ---- random -----------------------------------------------------------------------------------
@@ -384,8 +495,16 @@ class RandomStrategy(Strategy):
 
     name = "random"
 
-    def propose(self, problem: Problem, observed_idx: Any, observed_loss: Any, k: int, *,
-                pending_idx: Any = None, seed: int = 0) -> ProposalBatch:
+    def propose(
+        self,
+        problem: Problem,
+        observed_idx: Any,
+        observed_loss: Any,
+        k: int,
+        *,
+        pending_idx: Any = None,
+        seed: int = 0,
+    ) -> ProposalBatch:
         start = time.perf_counter()
         idx, _ = validate_observations(problem, observed_idx, observed_loss)
         choices = available_indices(problem, idx, _pending(pending_idx))

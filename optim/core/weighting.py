@@ -53,9 +53,20 @@ from surrogate.gp import LawPriorGP, mixture_quantiles
 from .bands import Q05, Q95
 from .plain_model import PlainGP
 
-__all__ = ["WeightingConfig", "WeightedLossModel", "LossMember", "fit_weighted_model",
-           "ranking_losses", "rank_weights", "combine_prior_weight", "loo_spearman",
-           "prior_status", "band_check", "PriorBandWarning", "warn_if_outside_band"]
+__all__ = [
+    "WeightingConfig",
+    "WeightedLossModel",
+    "LossMember",
+    "fit_weighted_model",
+    "ranking_losses",
+    "rank_weights",
+    "combine_prior_weight",
+    "loo_spearman",
+    "prior_status",
+    "band_check",
+    "PriorBandWarning",
+    "warn_if_outside_band",
+]
 
 
 class PriorBandWarning(UserWarning):
@@ -109,8 +120,9 @@ class WeightingConfig:
 
 
 # ---- the statistics -------------------------------------------------------------------------
-def ranking_losses(loo_means: Sequence[np.ndarray], y: np.ndarray, n_samples: int,
-                   rng: np.random.Generator) -> np.ndarray:
+def ranking_losses(
+    loo_means: Sequence[np.ndarray], y: np.ndarray, n_samples: int, rng: np.random.Generator
+) -> np.ndarray:
     """RGPE's ranking loss of every model on ``n_samples`` bootstrap resamples of the runs.
 
     For each resample (``n`` runs drawn with replacement) and each model: the number of pairs
@@ -152,8 +164,9 @@ def rank_weights(losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.bincount(best, minlength=L.shape[0]) / L.shape[1]
 
 
-def combine_prior_weight(n_runs: int, w_loo: float | None, *, beta: float, prior_prob: float
-                         ) -> float:
+def combine_prior_weight(
+    n_runs: int, w_loo: float | None, *, beta: float, prior_prob: float
+) -> float:
     """``sigmoid(min(1, beta / n) logit(p0) + logit(w_loo))`` (module docstring); ``w_loo``
     is clipped to ``[0.01, 0.99]`` (a finite sample never proves a model certain), None = 1/2."""
     exponent = 1.0 if n_runs <= 0 else min(1.0, beta / n_runs)
@@ -206,8 +219,9 @@ class WeightedLossModel:
     def law(self) -> LawPriorGP:
         return self.members[0][1]
 
-    def _mixture(self, means: list[np.ndarray], variances: list[np.ndarray],
-                 probs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def _mixture(
+        self, means: list[np.ndarray], variances: list[np.ndarray], probs: tuple[float, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Mean ``(m,)`` and quantiles ``len(probs) x m`` of the mixture whose member ``j`` has
         equal-weight components with means ``means[j]`` (``S_j x m``) and variance
         ``variances[j]`` (``(m,)``)."""
@@ -218,19 +232,23 @@ class WeightedLossModel:
             sd.append(np.broadcast_to(np.sqrt(np.maximum(vv, 0.0)), mm.shape))
             w.append(np.full(mm.shape[0], wm / mm.shape[0]))
         mu_all, sd_all, w_all = np.concatenate(mu), np.concatenate(sd), np.concatenate(w)
-        return (w_all[:, None] * mu_all).sum(0), mixture_quantiles(mu_all, sd_all, probs,
-                                                                   weights=w_all)
+        return (w_all[:, None] * mu_all).sum(0), mixture_quantiles(
+            mu_all, sd_all, probs, weights=w_all
+        )
 
-    def predictive(self, idx: Any = None, probs: tuple[float, ...] = (Q05, Q95)
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    def predictive(
+        self, idx: Any = None, probs: tuple[float, ...] = (Q05, Q95)
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predictive loss of a new run (noise included) at table points: ``mean (m,)`` and
         mixture quantiles ``len(probs) x m``."""
         parts = [model.marginals(idx) for _, model in self.members]
-        return self._mixture([p[0] for p in parts],
-                             [p[1] + nv for p, nv in zip(parts, self.noise_vars)], probs)
+        return self._mixture(
+            [p[0] for p in parts], [p[1] + nv for p, nv in zip(parts, self.noise_vars)], probs
+        )
 
-    def loo_predictive(self, probs: tuple[float, ...] = (Q05, Q95)
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def loo_predictive(
+        self, probs: tuple[float, ...] = (Q05, Q95)
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Each run's predictive given the others (LOO of every member, mixed with the current
         weights): ``mean (n,)`` and quantiles ``len(probs) x n``."""
         parts = [model.loo() for _, model in self.members]  # variances include the noise
@@ -239,14 +257,24 @@ class WeightedLossModel:
     def acquisition_members(self) -> list[tuple[Any, int, float]]:
         """``(posterior_fn, n_members, weight)`` of the members acquisition uses: weights below
         ``min_acquisition_weight`` dropped, the rest renormalised."""
-        keep = [(m, w) for (_, m), w in zip(self.members, self.weights)
-                if w >= self.min_acquisition_weight]
+        keep = [
+            (m, w)
+            for (_, m), w in zip(self.members, self.weights)
+            if w >= self.min_acquisition_weight
+        ]
         total = sum(w for _, w in keep)
         return [(m.posterior, m.n_members, w / total) for m, w in keep]
 
 
-def _fit(problem: Any, idx: np.ndarray, loss: np.ndarray, config: WeightingConfig, mode: str,
-         n_members: int, seed: int) -> WeightedLossModel:
+def _fit(
+    problem: Any,
+    idx: np.ndarray,
+    loss: np.ndarray,
+    config: WeightingConfig,
+    mode: str,
+    n_members: int,
+    seed: int,
+) -> WeightedLossModel:
     from .strategies import fit_loss_model
 
     law = fit_loss_model(problem, idx, loss, mode=mode, n_members=n_members)
@@ -271,10 +299,17 @@ def _fit(problem: Any, idx: np.ndarray, loss: np.ndarray, config: WeightingConfi
     else:
         w = combine_prior_weight(n, w_loo, beta=config.beta, prior_prob=config.prior_prob)
     weights = np.array([w, 1.0 - w][: len(members)])
-    return WeightedLossModel(members=members, weights=weights, noise_vars=np.array(noise),
-                             prior_weight=w, prior_loo_spearman=rho, loo_weight=w_loo, n_runs=n,
-                             train_y=np.asarray(loss, dtype=np.float64),
-                             min_acquisition_weight=config.min_acquisition_weight)
+    return WeightedLossModel(
+        members=members,
+        weights=weights,
+        noise_vars=np.array(noise),
+        prior_weight=w,
+        prior_loo_spearman=rho,
+        loo_weight=w_loo,
+        n_runs=n,
+        train_y=np.asarray(loss, dtype=np.float64),
+        min_acquisition_weight=config.min_acquisition_weight,
+    )
 
 
 #: Recently fitted models, keyed by the problem's identity and the observations, so a
@@ -284,9 +319,16 @@ _RECENT: list[tuple[tuple, Any, WeightedLossModel]] = []
 _RECENT_MAX = 4
 
 
-def fit_weighted_model(problem: Any, observed_idx: Any = (), observed_loss: Any = (), *,
-                       config: WeightingConfig | None = None, mode: str = "gaussian",
-                       n_members: int = 8, seed: int = 0) -> WeightedLossModel:
+def fit_weighted_model(
+    problem: Any,
+    observed_idx: Any = (),
+    observed_loss: Any = (),
+    *,
+    config: WeightingConfig | None = None,
+    mode: str = "gaussian",
+    n_members: int = 8,
+    seed: int = 0,
+) -> WeightedLossModel:
     """archopt's loss model conditioned on the observed runs (module docstring).
 
     Args:
@@ -301,8 +343,16 @@ def fit_weighted_model(problem: Any, observed_idx: Any = (), observed_loss: Any 
 
     config = config or WeightingConfig()
     idx, loss = validate_observations(problem, observed_idx, observed_loss)
-    key = (id(problem), problem.n, idx.tobytes(), loss.tobytes(), config, mode, int(n_members),
-           int(seed))
+    key = (
+        id(problem),
+        problem.n,
+        idx.tobytes(),
+        loss.tobytes(),
+        config,
+        mode,
+        int(n_members),
+        int(seed),
+    )
     for k, ref, model in _RECENT:
         if k == key and ref() is problem:
             return model
@@ -331,19 +381,29 @@ def band_check(model: WeightedLossModel) -> list[dict[str, Any]]:
     q = mixture_quantiles(np.atleast_2d(means), np.sqrt(np.maximum(var, 0.0)), (Q05, Q95))
     out = []
     for j, (lo, hi, y) in enumerate(zip(q[0], q[1], model.train_y)):
-        out.append({"position": j, "observed": float(y), "q05": float(lo), "q95": float(hi),
-                    "outside": bool(y < lo or y > hi)})
+        out.append(
+            {
+                "position": j,
+                "observed": float(y),
+                "q05": float(lo),
+                "q95": float(hi),
+                "outside": bool(y < lo or y > hi),
+            }
+        )
     return out
 
 
 def _band_message(label: str, row: dict[str, Any]) -> str:
     side = "below" if row["observed"] < row["q05"] else "above"
-    return (f"{label}: observed loss {row['observed']:.4f} is {side} the prior's 90% band "
-            f"[{row['q05']:.4f}, {row['q95']:.4f}] for it given the other runs")
+    return (
+        f"{label}: observed loss {row['observed']:.4f} is {side} the prior's 90% band "
+        f"[{row['q05']:.4f}, {row['q95']:.4f}] for it given the other runs"
+    )
 
 
-def prior_status(problem: Any, observed_idx: Any, observed_loss: Any,
-                 labels: Sequence[str] | None = None) -> dict[str, Any]:
+def prior_status(
+    problem: Any, observed_idx: Any, observed_loss: Any, labels: Sequence[str] | None = None
+) -> dict[str, Any]:
     """What a campaign reports about its prior: ``prior_weight`` (the law's weight in the
     model), ``prior_loo_spearman`` (None below 3 runs) and ``warnings`` (one line per observed
     run outside the prior's 90% band for it given the others, :func:`band_check`).
@@ -354,12 +414,16 @@ def prior_status(problem: Any, observed_idx: Any, observed_loss: Any,
     model = fit_weighted_model(problem, observed_idx, observed_loss)
     names = list(labels) if labels is not None else [f"run {j}" for j in range(model.n_runs)]
     warnings = [_band_message(names[r["position"]], r) for r in band_check(model) if r["outside"]]
-    return {"prior_weight": float(model.prior_weight),
-            "prior_loo_spearman": model.prior_loo_spearman, "warnings": warnings}
+    return {
+        "prior_weight": float(model.prior_weight),
+        "prior_loo_spearman": model.prior_loo_spearman,
+        "warnings": warnings,
+    }
 
 
-def warn_if_outside_band(problem: Any, observed_idx: Any, observed_loss: Any, position: int,
-                         label: str) -> bool:
+def warn_if_outside_band(
+    problem: Any, observed_idx: Any, observed_loss: Any, position: int, label: str
+) -> bool:
     """``warnings.warn`` a :class:`PriorBandWarning` when run ``position`` (of the observed
     runs) is outside the prior's 90% band for it given the other runs (:func:`band_check`);
     returns whether it was."""
@@ -370,7 +434,10 @@ def warn_if_outside_band(problem: Any, observed_idx: Any, observed_loss: Any, po
     model = fit_weighted_model(problem, observed_idx, observed_loss)
     rows = band_check(model)
     if position < len(rows) and rows[position]["outside"]:
-        warnings.warn(_band_message(label, rows[position]) + f" (prior weight "
-                      f"{model.prior_weight:.2f})", PriorBandWarning, stacklevel=2)
+        warnings.warn(
+            _band_message(label, rows[position]) + f" (prior weight {model.prior_weight:.2f})",
+            PriorBandWarning,
+            stacklevel=2,
+        )
         return True
     return False

@@ -18,11 +18,29 @@ import pandas as pd
 import streamlit as st
 
 __all__ = [
-    "file_version", "store_version", "campaign_names", "load_campaign", "hardware_ids",
-    "calibration_table", "throughput_measurements", "reference_table", "validation_report",
-    "campaign_draws", "relative", "learned_offset", "why_proposal", "hypervolume_history",
-    "loo_check", "sensitivity", "model_slices", "parallel_coordinates", "throughput_domain",
-    "prior_coverage", "default_prior_cached", "default_prior_file", "REFERENCE_DEFAULT",
+    "file_version",
+    "store_version",
+    "campaign_names",
+    "load_campaign",
+    "hardware_ids",
+    "calibration_table",
+    "throughput_measurements",
+    "reference_table",
+    "validation_report",
+    "campaign_draws",
+    "relative",
+    "learned_offset",
+    "why_proposal",
+    "hypervolume_history",
+    "loo_check",
+    "sensitivity",
+    "model_slices",
+    "parallel_coordinates",
+    "throughput_domain",
+    "prior_coverage",
+    "default_prior_cached",
+    "default_prior_file",
+    "REFERENCE_DEFAULT",
 ]
 
 
@@ -50,8 +68,11 @@ def campaign_names(store: str, version: float) -> list[str]:
         return []
     out = []
     for item in list_campaigns(store=store):
-        out.append(item if isinstance(item, str) else (item.get("name") if isinstance(item, dict)
-                                                       else getattr(item, "name", str(item))))
+        out.append(
+            item
+            if isinstance(item, str)
+            else (item.get("name") if isinstance(item, dict) else getattr(item, "name", str(item)))
+        )
     return [str(n) for n in out]
 
 
@@ -91,21 +112,37 @@ def _measured_rows(hardware_id: str, backend: str) -> list[dict[str, Any]]:
     for rec in MeasurementCache().records(hardware_id=hardware_id, backend=backend, status="ok"):
         if rec.total_s is None:
             continue
-        rows.append({**rec.arch.shape(), "label": rec.arch.label(),
-                     "origin": f"measured ({rec.device or hardware_id})",
-                     "batch_size": rec.batch_size, "input_len": rec.input_len,
-                     "output_len": rec.output_len, "dtype": rec.dtype,
-                     "total_s": float(rec.total_s), "ttft_s": rec.ttft_s})
+        rows.append(
+            {
+                **rec.arch.shape(),
+                "label": rec.arch.label(),
+                "origin": f"measured ({rec.device or hardware_id})",
+                "batch_size": rec.batch_size,
+                "input_len": rec.input_len,
+                "output_len": rec.output_len,
+                "dtype": rec.dtype,
+                "total_s": float(rec.total_s),
+                "ttft_s": rec.ttft_s,
+            }
+        )
     if backend == "hf":
         ref = pd.read_csv(bundled_path("reference_latency.csv"))
         for _, r in ref.iterrows():
             if hardware_for_device(str(r["gpu"])) != hardware_id or r["backend"] != "hf-generate":
                 continue
-            rows.append({**{f: r[f] for f in SHAPE_FIELDS}, "label": r["name"],
-                         "origin": "published (" + str(r["source"]) + ")",
-                         "batch_size": int(r["batch_size"]), "input_len": int(r["input_tokens"]),
-                         "output_len": int(r["output_tokens"]), "dtype": "bfloat16",
-                         "total_s": float(r["latency_s"]), "ttft_s": None})
+            rows.append(
+                {
+                    **{f: r[f] for f in SHAPE_FIELDS},
+                    "label": r["name"],
+                    "origin": "published (" + str(r["source"]) + ")",
+                    "batch_size": int(r["batch_size"]),
+                    "input_len": int(r["input_tokens"]),
+                    "output_len": int(r["output_tokens"]),
+                    "dtype": "bfloat16",
+                    "total_s": float(r["latency_s"]),
+                    "ttft_s": None,
+                }
+            )
     return rows
 
 
@@ -126,19 +163,31 @@ def throughput_measurements(hardware_id: str, backend: str, version: float) -> p
         wl = Workload(row["batch_size"], row["input_len"], row["output_len"], row["dtype"], backend)
         pred = predict_throughput(arch, hardware_id, wl)
         measured = wl.batch_size * wl.output_len / row["total_s"]
-        out.append({**arch.shape(), "label": row["label"], "origin": row["origin"],
-                    "workload": str(wl), "batch_size": wl.batch_size, "input_len": wl.input_len,
-                    "output_len": wl.output_len, "params": arch.params,
-                    "non_embedding_params": arch.non_embedding_params,
-                    "measured_s": row["total_s"], "predicted_s": pred.total_s,
-                    "measured": measured, "predicted": pred.tokens_per_s,
-                    "residual": math.log(measured / pred.tokens_per_s)})
+        out.append(
+            {
+                **arch.shape(),
+                "label": row["label"],
+                "origin": row["origin"],
+                "workload": str(wl),
+                "batch_size": wl.batch_size,
+                "input_len": wl.input_len,
+                "output_len": wl.output_len,
+                "params": arch.params,
+                "non_embedding_params": arch.non_embedding_params,
+                "measured_s": row["total_s"],
+                "predicted_s": pred.total_s,
+                "measured": measured,
+                "predicted": pred.tokens_per_s,
+                "residual": math.log(measured / pred.tokens_per_s),
+            }
+        )
     return pd.DataFrame(out)
 
 
 @st.cache_data(show_spinner="Predicting throughput on every hardware...", max_entries=16)
-def hardware_comparison(shapes: tuple[tuple[str, tuple], ...], workload: str,
-                        version: float) -> pd.DataFrame:
+def hardware_comparison(
+    shapes: tuple[tuple[str, tuple], ...], workload: str, version: float
+) -> pd.DataFrame:
     """Model tokens/s of each ``(label, shape fields)`` on every hardware profile.
 
     Returns one row per (architecture, hardware): ``label``, ``hardware``, ``tokens_per_s``,
@@ -154,12 +203,17 @@ def hardware_comparison(shapes: tuple[tuple[str, tuple], ...], workload: str,
     for hw in list_hardware():
         out = predict_throughput_many(archs, hw, wl)
         for j, (label, _) in enumerate(shapes):
-            rows.append({"label": label, "hardware": hw.id,
-                         "tokens_per_s": float(out["tokens_per_s"][j]),
-                         "ttft_s": float(out["ttft_s"][j]),
-                         "memory_gb": float(out["memory_bytes"][j]) / 1e9,
-                         "fits_in_memory": bool(out["fits_in_memory"][j]),
-                         "rel_sigma": float(out["rel_sigma"][j])})
+            rows.append(
+                {
+                    "label": label,
+                    "hardware": hw.id,
+                    "tokens_per_s": float(out["tokens_per_s"][j]),
+                    "ttft_s": float(out["ttft_s"][j]),
+                    "memory_gb": float(out["memory_bytes"][j]) / 1e9,
+                    "fits_in_memory": bool(out["fits_in_memory"][j]),
+                    "rel_sigma": float(out["rel_sigma"][j]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -221,15 +275,36 @@ def prior_draws(law: str, names: list[str], n: int = 2000) -> dict[str, np.ndarr
 
 
 @st.cache_data(show_spinner="Sweeping the law...", max_entries=64)
-def law_sweep(_posterior: Any, posterior_key: str, knob: str, n_params: float, tokens: float,
-              source: str, d_over_sqrt_n: float, r: float, gqa_group: int, head_dim: int,
-              vocab_size: int, tie_embeddings: bool) -> pd.DataFrame:
+def law_sweep(
+    _posterior: Any,
+    posterior_key: str,
+    knob: str,
+    n_params: float,
+    tokens: float,
+    source: str,
+    d_over_sqrt_n: float,
+    r: float,
+    gqa_group: int,
+    head_dim: int,
+    vocab_size: int,
+    tie_embeddings: bool,
+) -> pd.DataFrame:
     """:func:`surrogate.slices.law_sweep`, cached by ``posterior_key`` and the slice."""
     from surrogate.slices import law_sweep as sweep
 
-    return sweep(_posterior, knob, n_params=n_params, tokens=tokens, d_over_sqrt_n=d_over_sqrt_n,
-                 r=r, gqa_group=gqa_group, head_dim=head_dim, vocab_size=vocab_size,
-                 tie_embeddings=tie_embeddings, source=source)
+    return sweep(
+        _posterior,
+        knob,
+        n_params=n_params,
+        tokens=tokens,
+        d_over_sqrt_n=d_over_sqrt_n,
+        r=r,
+        gqa_group=gqa_group,
+        head_dim=head_dim,
+        vocab_size=vocab_size,
+        tie_embeddings=tie_embeddings,
+        source=source,
+    )
 
 
 @st.cache_data(show_spinner="Predicting the observed runs...", max_entries=16)
@@ -252,7 +327,9 @@ def run_predictions(_posterior: Any, posterior_key: str, source: str) -> pd.Data
 
 
 # ---- campaign tables ---------------------------------------------------------------------------
-def _with_keys(rows: list[dict[str, Any]] | pd.DataFrame, prefix: str, by: str | None) -> pd.DataFrame:
+def _with_keys(
+    rows: list[dict[str, Any]] | pd.DataFrame, prefix: str, by: str | None
+) -> pd.DataFrame:
     df = pd.DataFrame(rows).reset_index(drop=True)
     if df.empty:
         return df
@@ -281,8 +358,14 @@ def campaign_tables(name: str, store: str, version: float) -> dict[str, pd.DataF
     campaign = load_campaign(name, store, version)
     candidates = _with_keys(campaign.candidates_table(), "candidate", "candidate")
     trials = _with_keys(campaign.trials(now=True), "trial", "trial")
-    for column in ("pred_loss_mean", "pred_loss_q05", "pred_loss_q95", "pred_tokens_per_s", "ehvi",
-                   "observed_loss"):
+    for column in (
+        "pred_loss_mean",
+        "pred_loss_q05",
+        "pred_loss_q95",
+        "pred_tokens_per_s",
+        "ehvi",
+        "observed_loss",
+    ):
         if column in trials:  # attached trials have no proposal-time value: NaN, not None
             trials[column] = pd.to_numeric(trials[column], errors="coerce")
     front = _with_keys(campaign.pareto(), "front", None)
@@ -302,8 +385,9 @@ def campaign_status(name: str, store: str, version: float) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner="Writing the export files...", max_entries=8)
-def export_files(name: str, store: str, version: float, ranks: tuple[int, ...] | None = None
-                 ) -> dict[str, bytes]:
+def export_files(
+    name: str, store: str, version: float, ranks: tuple[int, ...] | None = None
+) -> dict[str, bytes]:
     """What ``archopt pareto NAME --export DIR`` writes, as ``relative path -> bytes``.
 
     ``ranks`` (0-based positions in :meth:`Campaign.pareto`) restricts the export to those
@@ -330,8 +414,9 @@ def _reference_archs() -> list[Any]:
     return [Arch.from_mapping(r) for r in reference_table().to_dict("records")]
 
 
-@st.cache_resource(show_spinner="Drawing the campaign's model jointly over its candidates...",
-                   max_entries=4)
+@st.cache_resource(
+    show_spinner="Drawing the campaign's model jointly over its candidates...", max_entries=4
+)
 def campaign_draws(name: str, store: str, version: float, with_references: bool = False) -> Any:
     """:func:`optim.campaign.insights.model_draws` (the published reference shapes added to the
     pool with ``with_references``)."""
@@ -372,8 +457,9 @@ def learned_offset(name: str, store: str, version: float) -> dict[str, Any]:
     """:func:`optim.campaign.insights.learned_offset`."""
     from optim.campaign import insights
 
-    return insights.learned_offset(load_campaign(name, store, version),
-                                   campaign_draws(name, store, version))
+    return insights.learned_offset(
+        load_campaign(name, store, version), campaign_draws(name, store, version)
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -381,8 +467,9 @@ def why_proposal(name: str, store: str, version: float, trial: int) -> dict[str,
     """:func:`optim.campaign.insights.why_proposal`."""
     from optim.campaign import insights
 
-    return insights.why_proposal(load_campaign(name, store, version), trial,
-                                 campaign_draws(name, store, version))
+    return insights.why_proposal(
+        load_campaign(name, store, version), trial, campaign_draws(name, store, version)
+    )
 
 
 @st.cache_data(show_spinner="Computing the hypervolume over trials...", max_entries=8)
@@ -393,8 +480,9 @@ def hypervolume_history(name: str, store: str, version: float) -> dict[str, Any]
     return insights.hypervolume_history(load_campaign(name, store, version))
 
 
-@st.cache_data(show_spinner="Refitting the model without each run (leave-one-out)...",
-               max_entries=8)
+@st.cache_data(
+    show_spinner="Refitting the model without each run (leave-one-out)...", max_entries=8
+)
 def loo_check(name: str, store: str, version: float) -> pd.DataFrame:
     """:func:`optim.campaign.insights.loo_check`."""
     from optim.campaign import insights

@@ -14,8 +14,17 @@ import streamlit as st
 
 from optim.ui import cache
 
-__all__ = ["CAMPAIGN_KEY", "SELECT_NEXT_KEY", "campaign_picker", "current_campaign", "store_path", "show_error",
-           "fmt_params", "results_dir", "RESULTS_ENV"]
+__all__ = [
+    "CAMPAIGN_KEY",
+    "SELECT_NEXT_KEY",
+    "campaign_picker",
+    "current_campaign",
+    "store_path",
+    "show_error",
+    "fmt_params",
+    "results_dir",
+    "RESULTS_ENV",
+]
 
 #: Environment variable: the folder of benchmark results the app shows (default ./results,
 #: the repository's, since the README starts the app from the repository root).

@@ -26,8 +26,10 @@ def trust_values(status: dict[str, Any]) -> tuple[str, str]:
     """``(prior weight, LOO Spearman)`` as shown: the campaign's numbers when its status has
     them, ``"n/a"`` otherwise (before three runs the rank correlation is undefined)."""
     weight, rho = status.get("prior_weight"), status.get("prior_loo_spearman")
-    return ("n/a" if weight is None else f"{float(weight):.2f}",
-            "n/a" if rho is None else f"{float(rho):+.2f}")
+    return (
+        "n/a" if weight is None else f"{float(weight):.2f}",
+        "n/a" if rho is None else f"{float(rho):+.2f}",
+    )
 
 
 def _trust(name: str, store: str, version: float) -> None:
@@ -35,10 +37,18 @@ def _trust(name: str, store: str, version: float) -> None:
     status = cache.campaign_status(name, store, version)
     weight, rho = trust_values(status)
     c = st.columns(3)
-    c[0].metric("Prior weight", weight, help="the law prior's weight in the loss model, learned "
-                "from how well it ranks the campaign's runs out of sample")
-    c[1].metric("LOO rank correlation", rho, help="Spearman correlation of the law-prior "
-                "model's leave-one-out predictions with the observed losses (3+ runs)")
+    c[0].metric(
+        "Prior weight",
+        weight,
+        help="the law prior's weight in the loss model, learned "
+        "from how well it ranks the campaign's runs out of sample",
+    )
+    c[1].metric(
+        "LOO rank correlation",
+        rho,
+        help="Spearman correlation of the law-prior "
+        "model's leave-one-out predictions with the observed losses (3+ runs)",
+    )
     c[2].metric("Observed runs", status.get("n_observed", 0))
 
 
@@ -46,32 +56,47 @@ def _loo(name: str, store: str, version: float) -> None:
     st.subheader("Leave-one-out: modelled vs observed")
     table = cache.loo_check(name, store, version)
     if table.empty:
-        st.info("No observed run yet: each result will be checked against the band the model "
-                "predicts for it from the other runs.")
+        st.info(
+            "No observed run yet: each result will be checked against the band the model "
+            "predicts for it from the other runs."
+        )
         return
     for row in table[table["outside"]].to_dict("records"):
         side = "below" if row["observed"] < row["pred_q05"] else "above"
-        st.warning(f"Trial {row['trial']} ({row['label']}): observed loss {row['observed']:.4f} "
-                   f"is {side} its 90% band [{row['pred_q05']:.4f}, {row['pred_q95']:.4f}] "
-                   "predicted from the other runs.", icon=":material/warning:")
+        st.warning(
+            f"Trial {row['trial']} ({row['label']}): observed loss {row['observed']:.4f} "
+            f"is {side} its 90% band [{row['pred_q05']:.4f}, {row['pred_q95']:.4f}] "
+            "predicted from the other runs.",
+            icon=":material/warning:",
+        )
     left, right = st.columns([3, 2])
     left.plotly_chart(figures.loo_figure(table), key="model_loo")
     inside = int((~table["outside"]).sum())
-    right.caption(f"Each run predicted by the model refitted without it (hyper-parameters and "
-                  f"the prior's weight included), as Ax's cross-validation plot. {inside} of "
-                  f"{len(table)} inside their 90% band.")
-    right.dataframe(table, hide_index=True, width="stretch", column_config={
-        c: st.column_config.NumberColumn(format="%.4f")
-        for c in ("observed", "pred_mean", "pred_q05", "pred_q95")})
+    right.caption(
+        f"Each run predicted by the model refitted without it (hyper-parameters and "
+        f"the prior's weight included), as Ax's cross-validation plot. {inside} of "
+        f"{len(table)} inside their 90% band."
+    )
+    right.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f")
+            for c in ("observed", "pred_mean", "pred_q05", "pred_q95")
+        },
+    )
 
 
 def _throughput(name: str, store: str, version: float) -> None:
     st.subheader("Throughput calibration against the workload")
     dom = cache.throughput_domain(name, store, version)
     fitted = "; ".join(dom["calibrated_workloads"]) or "none recorded"
-    st.markdown(f"Campaign workload: `{dom['campaign_workload']}`  \n"
-                f"Calibration {dom['pair']}: {dom['n_points']} measurement(s), fitted at: "
-                f"{fitted} ({dom['source']})")
+    st.markdown(
+        f"Campaign workload: `{dom['campaign_workload']}`  \n"
+        f"Calibration {dom['pair']}: {dom['n_points']} measurement(s), fitted at: "
+        f"{fitted} ({dom['source']})"
+    )
     for message in dom["warnings"]:
         st.warning(message, icon=":material/speed:")
     if dom["covers"]:
@@ -82,8 +107,10 @@ def _prior(name: str, store: str, version: float) -> None:
     st.subheader("The law prior's calibration")
     cov = cache.prior_coverage(name, store, version)
     if cov["n"] == 0:
-        st.info(f"The bundled tables have no run of source {cov['source']!r} to check the "
-                "prior's bands against.")
+        st.info(
+            f"The bundled tables have no run of source {cov['source']!r} to check the "
+            "prior's bands against."
+        )
         return
     text = f"Source {cov['source']}: {cov['message']}"
     if cov["off"]:
@@ -114,10 +141,12 @@ def _explore(name: str, store: str, version: float, trials: pd.DataFrame) -> Non
     st.subheader("Sensitivity of predicted loss and tokens/s to each knob")
     sens = cache.sensitivity(name, store, version)
     st.plotly_chart(figures.sensitivity_figure(sens), key="model_sensitivity")
-    st.caption("Share of the variance over the proposable candidates that each knob explains "
-               "alone (the correlation ratio, a first-order Sobol index on the candidate set: "
-               "knobs are tied by the budget), signed by direction; the number in brackets is "
-               "the range of the per-level means (loss units, or the tokens/s factor).")
+    st.caption(
+        "Share of the variance over the proposable candidates that each knob explains "
+        "alone (the correlation ratio, a first-order Sobol index on the candidate set: "
+        "knobs are tied by the budget), signed by direction; the number in brackets is "
+        "the range of the per-level means (loss units, or the tokens/s factor)."
+    )
     _slices(name, store, version, trials)
 
 
@@ -130,23 +159,27 @@ def _slices(name: str, store: str, version: float, trials: pd.DataFrame) -> None
     centres = {"": "best observed run (else best predicted shape)"}
     for row in trials.to_dict("records"):
         centres[f"trial {int(row['trial'])}"] = f"trial {int(row['trial'])}: {row['label']}"
-    pick = st.selectbox("Through", list(centres), key="model_centre",
-                        format_func=lambda k: centres[k])
+    pick = st.selectbox(
+        "Through", list(centres), key="model_centre", format_func=lambda k: centres[k]
+    )
     centre = None
     if pick:
         centre = _candidate_of_trial(name, store, version, int(pick.split()[1]))
     slices = cache.model_slices(name, store, version, centre)
     here = slices[slices["is_centre"]]
     if len(here):
-        st.caption(f"Through {here.iloc[0]['label']}: along each knob, the candidate nearest "
-                   "it in the other knobs (the budget ties them, so others move a little).")
+        st.caption(
+            f"Through {here.iloc[0]['label']}: along each knob, the candidate nearest "
+            "it in the other knobs (the budget ties them, so others move a little)."
+        )
     grid = st.columns(2)
     for i, (knob, title) in enumerate(KNOBS):
         part = slices[slices["knob"] == knob]
         with grid[i % 2]:
-            st.plotly_chart(figures.slice_figure(part, knob_title=title, trials=trials, knob=knob,
-                                                 log_x=False),
-                            key=f"model_slice_{knob}")
+            st.plotly_chart(
+                figures.slice_figure(part, knob_title=title, trials=trials, knob=knob, log_x=False),
+                key=f"model_slice_{knob}",
+            )
 
 
 def _candidate_of_trial(name: str, store: str, version: float, trial: int) -> int:
@@ -158,8 +191,10 @@ def _candidate_of_trial(name: str, store: str, version: float, trial: int) -> in
 
 def render() -> None:
     st.title("Model")
-    st.caption("The campaign's own loss model (law prior + GP, conditioned on its runs): how well "
-               "it predicted the runs so far, and what it says across the knobs.")
+    st.caption(
+        "The campaign's own loss model (law prior + GP, conditioned on its runs): how well "
+        "it predicted the runs so far, and what it says across the knobs."
+    )
     selected = selected_campaign_tables()
     if selected is None:
         return

@@ -59,35 +59,64 @@ def _details(row: dict[str, Any]) -> None:
     st.subheader(row.get("label") or row["key"])
     cols = st.columns(4)
     now = "pred_loss_mean_at_proposal" in row
-    cols[0].metric("Predicted loss now" if now else "Predicted loss", f"{row['pred_loss_mean']:.4f}",
-                   help="posterior-predictive mean of a new run given every result so far; the "
-                        "range is its 5-95% interval")
-    cols[0].caption(f"5-95%: {row.get('pred_loss_q05', float('nan')):.4f} - "
-                    f"{row.get('pred_loss_q95', float('nan')):.4f}")
+    cols[0].metric(
+        "Predicted loss now" if now else "Predicted loss",
+        f"{row['pred_loss_mean']:.4f}",
+        help="posterior-predictive mean of a new run given every result so far; the "
+        "range is its 5-95% interval",
+    )
+    cols[0].caption(
+        f"5-95%: {row.get('pred_loss_q05', float('nan')):.4f} - "
+        f"{row.get('pred_loss_q95', float('nan')):.4f}"
+    )
     if now and pd.notna(row.get("pred_loss_mean_at_proposal")):
-        cols[0].caption(f"at proposal: {row['pred_loss_mean_at_proposal']:.4f} "
-                        f"[{row['pred_loss_q05_at_proposal']:.4f}, "
-                        f"{row['pred_loss_q95_at_proposal']:.4f}]")
+        cols[0].caption(
+            f"at proposal: {row['pred_loss_mean_at_proposal']:.4f} "
+            f"[{row['pred_loss_q05_at_proposal']:.4f}, "
+            f"{row['pred_loss_q95_at_proposal']:.4f}]"
+        )
     cols[1].metric("Throughput", f"{row['pred_tokens_per_s']:,.0f} tok/s")
-    cols[2].metric("Params", fmt_params(row.get("params", float("nan"))),
-                   help="total, with embeddings")
+    cols[2].metric(
+        "Params", fmt_params(row.get("params", float("nan"))), help="total, with embeddings"
+    )
     cols[2].caption(f"non-embedding: {fmt_params(row.get('non_embedding_params', float('nan')))}")
     observed = row.get("observed_loss")
     if observed is not None and pd.notna(observed):
         cols[3].metric("Observed loss", f"{observed:.4f}")
     elif pd.notna(row.get("reported_loss", float("nan"))):
-        cols[3].metric("Reported loss", f"{row['reported_loss']:.4f}",
-                       help="published loss (different data/tokenizer than the campaign)")
+        cols[3].metric(
+            "Reported loss",
+            f"{row['reported_loss']:.4f}",
+            help="published loss (different data/tokenizer than the campaign)",
+        )
     else:
         cols[3].metric("Status", str(row.get("status", row.get("source", "candidate"))))
-    shape: dict[str, Any] = {k: row[k] for k in ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                                 "ffn_dim", "vocab_size", "tie_embeddings") if k in row}
-    derived = {k: row[k] for k in ("mlp_attn_ratio", "d_over_sqrt_n", "aspect_ratio", "gqa_group",
-                                   "ehvi") if k in row and pd.notna(row[k])}
+    shape: dict[str, Any] = {
+        k: row[k]
+        for k in (
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "head_dim",
+            "ffn_dim",
+            "vocab_size",
+            "tie_embeddings",
+        )
+        if k in row
+    }
+    derived = {
+        k: row[k]
+        for k in ("mlp_attn_ratio", "d_over_sqrt_n", "aspect_ratio", "gqa_group", "ehvi")
+        if k in row and pd.notna(row[k])
+    }
     left, right = st.columns(2)
     values: dict[str, Any] = {**shape, **{k: f"{v:.4g}" for k, v in derived.items()}}
-    left.dataframe(pd.DataFrame({"value": values}).astype(str), width="stretch",
-                   height=35 * (len(values) + 1) + 3)
+    left.dataframe(
+        pd.DataFrame({"value": values}).astype(str),
+        width="stretch",
+        height=35 * (len(values) + 1) + 3,
+    )
     if all(k in row for k in SHAPE_FIELDS):
         right.code(json.dumps(Arch.from_mapping(row).to_hf_config(), indent=2), language="json")
 
@@ -104,37 +133,72 @@ def render() -> None:
     c = st.columns(4)
     show_cands = c[0].checkbox("Candidates", value=True, key="pareto_show_candidates")
     refs = tables["references"]
-    near = refs["non_embedding_params"].between(budget / 3, budget * 3).any() if len(refs) else False
-    show_refs = c[1].checkbox("Reference models", value=bool(near), key="pareto_show_refs",
-                              help="published shapes predicted by this campaign's models "
-                                   "(other parameter counts: their loss is far off the band)")
+    near = (
+        refs["non_embedding_params"].between(budget / 3, budget * 3).any() if len(refs) else False
+    )
+    show_refs = c[1].checkbox(
+        "Reference models",
+        value=bool(near),
+        key="pareto_show_refs",
+        help="published shapes predicted by this campaign's models "
+        "(other parameter counts: their loss is far off the band)",
+    )
     log_x = c[2].checkbox("Log throughput axis", value=False, key="pareto_log_x")
-    cand_bars = c[3].checkbox("Candidate error bars", value=len(tables["candidates"]) <= 400,
-                              key="pareto_cand_bars")
+    cand_bars = c[3].checkbox(
+        "Candidate error bars", value=len(tables["candidates"]) <= 400, key="pareto_cand_bars"
+    )
 
-    _chart_and_details(name, tables, lookup, show_cands=show_cands, show_refs=show_refs,
-                       cand_bars=cand_bars, log_x=log_x)
+    _chart_and_details(
+        name,
+        tables,
+        lookup,
+        show_cands=show_cands,
+        show_refs=show_refs,
+        cand_bars=cand_bars,
+        log_x=log_x,
+    )
     with st.expander(f"Predicted Pareto front ({len(tables['front'])} architectures)"):
         st.dataframe(tables["front"], hide_index=True, width="stretch")
 
 
 @st.fragment
-def _chart_and_details(name: str, tables: dict[str, pd.DataFrame], lookup: dict[str, dict[str, Any]],
-                       *, show_cands: bool, show_refs: bool, cand_bars: bool, log_x: bool) -> None:
+def _chart_and_details(
+    name: str,
+    tables: dict[str, pd.DataFrame],
+    lookup: dict[str, dict[str, Any]],
+    *,
+    show_cands: bool,
+    show_refs: bool,
+    cand_bars: bool,
+    log_x: bool,
+) -> None:
     """The chart and the picked point's details (a fragment: a click reruns only this part)."""
     _sync_pick_with_chart()
     options = list(lookup)
     if st.session_state.get(PICK_KEY) not in lookup:
         st.session_state[PICK_KEY] = options[0]
     fig = figures.pareto_figure(
-        tables["candidates"] if show_cands else None, tables["trials"], tables["front"],
-        tables["references"] if show_refs else None, selected=st.session_state[PICK_KEY],
-        candidate_error_bars=cand_bars, log_x=log_x,
-        title=f"{name}: {len(tables['candidates'])} candidates, {len(tables['trials'])} trials")
-    st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"))
-    st.caption("Every point is the campaign model's current prediction (trials too: their "
-               "proposal-time predictions are on the Campaigns page); observed losses are red "
-               "crosses. Click a point (or drag a box) to inspect it; the legend toggles layers.")
-    pick = st.selectbox("Architecture", options, key=PICK_KEY,
-                        format_func=lambda k: f"{k}: {lookup[k].get('label', '')}")
+        tables["candidates"] if show_cands else None,
+        tables["trials"],
+        tables["front"],
+        tables["references"] if show_refs else None,
+        selected=st.session_state[PICK_KEY],
+        candidate_error_bars=cand_bars,
+        log_x=log_x,
+        title=f"{name}: {len(tables['candidates'])} candidates, {len(tables['trials'])} trials",
+    )
+    st.plotly_chart(
+        fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso")
+    )
+    st.caption(
+        "Every point is the campaign model's current prediction (trials too: their "
+        "proposal-time predictions are on the Campaigns page); observed losses are red "
+        "crosses. Click a point (or drag a box) to inspect it; the legend toggles layers."
+    )
+    pick = st.selectbox(
+        "Architecture",
+        options,
+        key=PICK_KEY,
+        format_func=lambda k: f"{k}: {lookup[k].get('label', '')}",
+    )
     _details(lookup[pick])

@@ -36,18 +36,27 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
     """The posterior to show, its cache key and the campaign context (N, D, shape defaults)."""
     name = current_campaign()
     options = (["campaign prior"] if name else []) + ["default prior", "saved posterior file"]
-    kind = st.radio("Posterior", options, horizontal=True, key="sl_kind",
-                    help="The campaign's law posterior (its GP prior mean), the package default "
-                         "fitted on the bundled runs, or a file from `archopt fit --out`.")
+    kind = st.radio(
+        "Posterior",
+        options,
+        horizontal=True,
+        key="sl_kind",
+        help="The campaign's law posterior (its GP prior mean), the package default "
+        "fitted on the bundled runs, or a file from `archopt fit --out`.",
+    )
     context: dict[str, Any] = {}
     try:
         if kind == "campaign prior" and name is not None:
             version = cache.store_version(store_path())
             campaign = cache.load_campaign(name, str(store_path()), version)
             spec = campaign.spec
-            context = {"params": float(spec.params), "tokens": float(spec.tokens),
-                       "vocab_size": int(spec.vocab_size), "tie_embeddings": bool(spec.tie_embeddings),
-                       "source": spec.source}
+            context = {
+                "params": float(spec.params),
+                "tokens": float(spec.tokens),
+                "vocab_size": int(spec.vocab_size),
+                "tie_embeddings": bool(spec.tie_embeddings),
+                "source": spec.source,
+            }
             return campaign.prior, f"campaign:{name}:{version}", context
         if kind == "default prior":
             post = _default_prior()
@@ -56,8 +65,11 @@ def _choose_posterior() -> tuple[Any, str, dict[str, Any]] | None:
         if not path:
             st.info("Enter the path of a posterior saved by `archopt fit --out`.")
             return None
-        return cache.posterior_file(path, cache.file_version(path)), f"file:{path}:" \
-            f"{cache.file_version(path)}", context
+        return (
+            cache.posterior_file(path, cache.file_version(path)),
+            f"file:{path}:{cache.file_version(path)}",
+            context,
+        )
     except Exception as exc:  # noqa: BLE001 - shown to the user
         show_error(exc, f"Loading the {kind}")
         return None
@@ -68,13 +80,17 @@ def _default_prior() -> Any:
     after the user asks for the fit (a minute of NUTS), with its progress shown."""
     if cache.default_prior_cached() or st.session_state.get("sl_default_ready"):
         return cache.default_posterior()
-    st.info("The default prior is not fitted in this ARCHOPT_HOME yet: NUTS on the bundled run "
-            "tables, about a minute on 2 cores, once (then cached for every page and campaign).")
+    st.info(
+        "The default prior is not fitted in this ARCHOPT_HOME yet: NUTS on the bundled run "
+        "tables, about a minute on 2 cores, once (then cached for every page and campaign)."
+    )
     if not st.button("Fit the default prior now", key="sl_fit_default", type="primary"):
         return None
     with st.status("Fitting the default scaling-law prior...", expanded=True) as status:
-        st.write("NUTS, 2 chains x (500 warm-up + 250 draws) on the bundled runs; the result "
-                 "is saved under ARCHOPT_HOME/posteriors/.")
+        st.write(
+            "NUTS, 2 chains x (500 warm-up + 250 draws) on the bundled runs; the result "
+            "is saved under ARCHOPT_HOME/posteriors/."
+        )
         post = cache.default_posterior()
         status.update(label="Default prior fitted and cached", state="complete")
     st.session_state["sl_default_ready"] = True
@@ -108,10 +124,14 @@ def _diagnostics(post: Any) -> None:
     cols[1].metric("Method", str(diag.get("method", post.method)))
     cols[2].metric("Draws", f"{post.num_samples:,}", help=f"{post.num_chains} chain(s)")
     r_hat, ess = diag.get("max_r_hat"), diag.get("min_ess_bulk")
-    cols[3].metric("max r_hat", "n/a" if r_hat is None or not np.isfinite(r_hat) else f"{r_hat:.3f}")
+    cols[3].metric(
+        "max r_hat", "n/a" if r_hat is None or not np.isfinite(r_hat) else f"{r_hat:.3f}"
+    )
     cols[4].metric("min bulk ESS", "n/a" if ess is None or not np.isfinite(ess) else f"{ess:.0f}")
-    st.caption(f"Sources: {', '.join(post.sources)} (reference: {post.reference_source}); "
-               f"divergences: {diag.get('divergences', 0)}; per-source terms: {post.source_terms}.")
+    st.caption(
+        f"Sources: {', '.join(post.sources)} (reference: {post.reference_source}); "
+        f"divergences: {diag.get('divergences', 0)}; per-source terms: {post.source_terms}."
+    )
     for warning in diag.get("warnings") or []:
         st.warning(warning)
 
@@ -124,11 +144,17 @@ def _coefficients(post: Any, key: str) -> None:
     kind = c1.radio("Draw as", ["histogram", "violin"], horizontal=True, key="sl_plot_kind")
     with_prior = c2.checkbox("Overlay the prior", value=True, key="sl_prior")
     prior = cache.prior_draws(post.law, names) if with_prior else None
-    st.plotly_chart(figures.posterior_figure({n: post.samples[n] for n in names}, kind=kind,
-                                             prior_samples=prior), key="sl_posterior")
+    st.plotly_chart(
+        figures.posterior_figure(
+            {n: post.samples[n] for n in names}, kind=kind, prior_samples=prior
+        ),
+        key="sl_posterior",
+    )
     if fixed:
-        st.caption(f"Held fixed in this fit (the data barely vary what identifies them): "
-                   f"{', '.join(fixed)}.")
+        st.caption(
+            f"Held fixed in this fit (the data barely vary what identifies them): "
+            f"{', '.join(fixed)}."
+        )
     table = post.summary()
     dominated = table["dominated_by"]
     coefs = [t for t in post.law_obj.param_names if t in dominated.index]
@@ -137,18 +163,28 @@ def _coefficients(post: Any, key: str) -> None:
     prior_terms = [t for t in coefs if dominated[t] in ("prior", "fixed")]
     if dominated.isin(["data", "prior"]).any():
         src_data = sum(dominated[t] == "data" for t in per_source)
-        st.markdown(f"**Data-dominated coefficients** (posterior sd < half the prior sd): "
-                    f"{', '.join(data_terms) or 'none'}  \n"
-                    f"**Prior-dominated or fixed coefficients**: {', '.join(prior_terms) or 'none'}"
-                    f"  \nPer-source scale/offset/noise terms: {src_data} of {len(per_source)} "
-                    "data-dominated (table below).")
+        st.markdown(
+            f"**Data-dominated coefficients** (posterior sd < half the prior sd): "
+            f"{', '.join(data_terms) or 'none'}  \n"
+            f"**Prior-dominated or fixed coefficients**: {', '.join(prior_terms) or 'none'}"
+            f"  \nPer-source scale/offset/noise terms: {src_data} of {len(per_source)} "
+            "data-dominated (table below)."
+        )
     else:
-        st.caption("This fit has no prior (least squares): free terms are determined by the data "
-                   "alone, their spread is the Laplace approximation; compare with the documented "
-                   "prior drawn in grey.")
+        st.caption(
+            "This fit has no prior (least squares): free terms are determined by the data "
+            "alone, their spread is the Laplace approximation; compare with the documented "
+            "prior drawn in grey."
+        )
     number = st.column_config.NumberColumn(format="%.4g")
-    st.dataframe(table, width="stretch", column_config={
-        c: number for c in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "prior_sd", "sd_ratio")})
+    st.dataframe(
+        table,
+        width="stretch",
+        column_config={
+            c: number
+            for c in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "prior_sd", "sd_ratio")
+        },
+    )
 
 
 def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
@@ -156,27 +192,43 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
     runs = cache.bundled_run_table()
     sources = list(post.sources)
     default = context.get("source") if context.get("source") in sources else post.reference_source
-    src = st.selectbox("Loss source (per-source scale/offset applied)", sources,
-                       index=sources.index(default), key="sl_source")
+    src = st.selectbox(
+        "Loss source (per-source scale/offset applied)",
+        sources,
+        index=sources.index(default),
+        key="sl_source",
+    )
     from surrogate.slices import band_coverage, runs_near_slice, typical_slice
 
     here = runs[runs["source_key"] == src].drop(columns=["source_key"])
     n0, d0 = (context["params"], context["tokens"]) if context else typical_slice(here)
     cols = st.columns(6)
-    n_params = 1e6 * cols[0].number_input("N, non-embedding (M)", min_value=1.0,
-                                          value=round(n0 / 1e6, 1), step=10.0, key="sl_n_m")
-    tokens = 1e9 * cols[1].number_input("D, tokens (B)", min_value=0.01, value=round(d0 / 1e9, 2),
-                                        step=1.0, key="sl_d_b")
-    x0 = cols[2].number_input("d/sqrt(N)", min_value=0.01, max_value=0.5, value=0.08,
-                              step=0.005, format="%.3f", key="sl_x")
+    n_params = 1e6 * cols[0].number_input(
+        "N, non-embedding (M)", min_value=1.0, value=round(n0 / 1e6, 1), step=10.0, key="sl_n_m"
+    )
+    tokens = 1e9 * cols[1].number_input(
+        "D, tokens (B)", min_value=0.01, value=round(d0 / 1e9, 2), step=1.0, key="sl_d_b"
+    )
+    x0 = cols[2].number_input(
+        "d/sqrt(N)",
+        min_value=0.01,
+        max_value=0.5,
+        value=0.08,
+        step=0.005,
+        format="%.3f",
+        key="sl_x",
+    )
     r0 = cols[3].number_input("r", min_value=0.3, max_value=8.0, value=3.0, step=0.25, key="sl_r")
     gqa = cols[4].selectbox("GQA group", [1, 2, 4, 8], index=2, key="sl_gqa")
     head_dim = cols[5].selectbox("head_dim", [64, 128], key="sl_hd")
-    tol = st.slider("Overlay runs within this factor of N and D", 1.05, 3.0, 1.3, 0.05,
-                    key="sl_tol")
-    st.caption(f"Slice: N = {fmt_params(n_params)}, D = {fmt_params(tokens)} tokens; each point is the "
-               "nearest real architecture at that budget; bands are posterior-predictive "
-               "(coefficient uncertainty and run noise).")
+    tol = st.slider(
+        "Overlay runs within this factor of N and D", 1.05, 3.0, 1.3, 0.05, key="sl_tol"
+    )
+    st.caption(
+        f"Slice: N = {fmt_params(n_params)}, D = {fmt_params(tokens)} tokens; each point is the "
+        "nearest real architecture at that budget; bands are posterior-predictive "
+        "(coefficient uncertainty and run noise)."
+    )
     try:
         observed = cache.run_predictions(post, key, src)
     except Exception as exc:  # noqa: BLE001
@@ -187,22 +239,41 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
     grid = st.columns(2)
     for i, (knob, title, log_x) in enumerate(_SWEEPS):
         try:
-            sweep = cache.law_sweep(post, key, knob, float(n_params), float(tokens), src, float(x0),
-                                    float(r0), int(gqa), int(head_dim), vocab, tie)
+            sweep = cache.law_sweep(
+                post,
+                key,
+                knob,
+                float(n_params),
+                float(tokens),
+                src,
+                float(x0),
+                float(r0),
+                int(gqa),
+                int(head_dim),
+                vocab,
+                tie,
+            )
         except Exception as exc:  # noqa: BLE001
             with grid[i % 2]:
                 show_error(exc, f"Sweeping {knob}")
             continue
         near = runs_near_slice(observed, knob, n_params, tokens, tol)
-        marker = {"d_over_sqrt_n": x0, "mlp_attn_ratio": r0, "non_embedding_params": n_params,
-                  "tokens": tokens}.get(knob)
+        marker = {
+            "d_over_sqrt_n": x0,
+            "mlp_attn_ratio": r0,
+            "non_embedding_params": n_params,
+            "tokens": tokens,
+        }.get(knob)
         with grid[i % 2]:
             if sweep.empty:
                 st.info(f"No architecture on the grid for the {title} sweep at this slice.")
                 continue
-            st.plotly_chart(figures.band_figure(sweep["x"], sweep, x_title=title, observed=near,
-                                                log_x=log_x, marker_x=marker),
-                            key=f"sl_sweep_{knob}")
+            st.plotly_chart(
+                figures.band_figure(
+                    sweep["x"], sweep, x_title=title, observed=near, log_x=log_x, marker_x=marker
+                ),
+                key=f"sl_sweep_{knob}",
+            )
     if len(observed):
         st.subheader("Predictive calibration on the runs")
         table = observed.assign(group=src, label=observed["run"])
@@ -211,8 +282,10 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
 
         cov, n = band_coverage(table), len(table)
         verdict = calibration_verdict(n, round(cov["cov50"] * n), round(cov["cov90"] * n))
-        text = (f"{n} runs of {src}: {cov['cov50']:.0%} inside the 50% band, {cov['cov90']:.0%} "
-                f"inside the 90% band (in-sample when these runs were fitted).")
+        text = (
+            f"{n} runs of {src}: {cov['cov50']:.0%} inside the 50% band, {cov['cov90']:.0%} "
+            f"inside the 90% band (in-sample when these runs were fitted)."
+        )
         if verdict["off"]:
             st.warning(f"{text} {verdict['message']}", icon=":material/rule:")
         else:
@@ -223,26 +296,37 @@ def _validation() -> None:
     st.subheader("Held-out comparison of laws and fit methods")
     text = cache.validation_report(str(VALIDATION_REPORT), cache.file_version(VALIDATION_REPORT))
     if text is None:
-        st.info(f"No validation report yet ({VALIDATION_REPORT.relative_to(VALIDATION_REPORT.parents[1])}); "
-                "the surrogate validation script writes it.")
+        st.info(
+            f"No validation report yet ({VALIDATION_REPORT.relative_to(VALIDATION_REPORT.parents[1])}); "
+            "the surrogate validation script writes it."
+        )
         return
-    tables = [(title, t) for title, t in markdown_tables(text)
-              if {"law", "method"} <= set(t.columns)]
+    tables = [
+        (title, t) for title, t in markdown_tables(text) if {"law", "method"} <= set(t.columns)
+    ]
     if tables:
-        numeric = [c for c in tables[0][1].columns if c not in ("law", "method")
-                   and pd.api.types.is_numeric_dtype(tables[0][1][c])]
+        numeric = [
+            c
+            for c in tables[0][1].columns
+            if c not in ("law", "method") and pd.api.types.is_numeric_dtype(tables[0][1][c])
+        ]
         default = numeric.index("mape %") if "mape %" in numeric else 0
         metric = st.selectbox("Held-out metric", numeric, index=default, key="sl_val_metric")
-        st.caption("Lower is better for MAPE and MSE, higher for R^2 and Spearman; a calibrated "
-                   "model has cov50 near 0.5 and cov90 near 0.9.")
+        st.caption(
+            "Lower is better for MAPE and MSE, higher for R^2 and Spearman; a calibrated "
+            "model has cov50 near 0.5 and cov90 near 0.9."
+        )
         grid = st.columns(2)
         for i, (title, table) in enumerate(tables):
             if metric not in table.columns:
                 continue
             with grid[i % 2]:
-                st.plotly_chart(figures.law_comparison_figure(table, metric=metric, group="law",
-                                                              color="method", title=title),
-                                key=f"sl_val_{i}")
+                st.plotly_chart(
+                    figures.law_comparison_figure(
+                        table, metric=metric, group="law", color="method", title=title
+                    ),
+                    key=f"sl_val_{i}",
+                )
     with st.expander("Full report", expanded=not tables):
         st.markdown(text)
 
@@ -272,8 +356,10 @@ def markdown_tables(text: str) -> list[tuple[str, pd.DataFrame]]:
 
 def render() -> None:
     st.title("Scaling law")
-    st.caption("The law posterior behind the loss predictions: inspect its uncertainty before "
-               "spending GPU-months on what it recommends.")
+    st.caption(
+        "The law posterior behind the loss predictions: inspect its uncertainty before "
+        "spending GPU-months on what it recommends."
+    )
     chosen = _choose_posterior()
     if chosen is None:
         _validation()
