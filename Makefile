@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.archopt-installed
 
-.PHONY: setup demo test bench bench-full clean
+.PHONY: setup demo test lint bench bench-full clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# Lint, format check and type check (configured in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Every benchmark script in a quick mode (reports in results/quick/, a summary table at the end);
 # bench-full re-runs them as the README's reproduce lines do (reports in results/).
