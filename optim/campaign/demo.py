@@ -135,8 +135,9 @@ def run_demo(
         f"Loss: scaling-law posterior ({getattr(prior, 'law', '?')}, NUTS on the bundled real "
         f"runs) in the units of source {getattr(prior, 'reference_source', '?')!r} + GP residual "
         f"(no campaign runs observed yet unless listed as observed).",
-        f"Throughput: {spec.workload} on {spec.hardware}, roofline model calibration "
-        f"'{cal.source}' (rel. sigma {cal.rel_sigma:.2f}).",
+        f"Throughput: {spec.workload} on {spec.hardware}, the {spec.workload.backend} serving "
+        f"model, calibration '{cal.source}' (per-shape log sd {cal.rel_sigma:.2f}; absolute "
+        "tokens/s share a wider common-mode band, see `archopt throughput --json`).",
         "Llama-3.2-3B is outside the 1B budget: its row shows how much larger shapes cost.",
     ]
     result = {
