@@ -71,6 +71,8 @@ def home(archopt_home, tiny_prior, monkeypatch):
     # Both the package's lazy attribute and the module the campaign imports from.
     monkeypatch.setitem(vars(surrogate), "default_prior", fake)
     monkeypatch.setattr(surrogate.prior, "default_prior", fake)
+    # No shipped prior either: the pages must behave as on a home where nothing is fitted yet.
+    monkeypatch.setattr(surrogate.prior, "SHIPPED_PRIOR", archopt_home / "no-shipped-prior.nc")
     st.cache_data.clear()
     st.cache_resource.clear()
     yield archopt_home
