@@ -117,9 +117,9 @@ def _plot_t95(result: BenchResult, path: Path) -> None:
                 label=name if i == 0 else None,
             )
     ax.set_xticks(np.arange(len(kinds)) + width * (len(names) - 1) / 2, kinds, fontsize=8)
-    ax.set_ylabel("median trainings to 95% of true HV")
+    ax.set_ylabel("median trainings to 95% of true HV\n(hatched: censored at the cap)")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -215,6 +215,23 @@ def summary_table(result: BenchResult) -> list[str]:
     return lines
 
 
+def _command(cfg: BenchConfig) -> str:
+    """The ``archopt bench`` command line that reproduces ``cfg`` (options that differ from
+    the preset only)."""
+    base = BenchConfig.preset(cfg.quick)
+    parts = ["archopt bench"] + (["--quick"] if cfg.quick else [])
+    parts.append(f"--seeds {cfg.seeds}")
+    for name, flag in (("max_candidates", "--max-candidates"),
+                       ("max_trainings", "--max-trainings"), ("batches", "--batches")):
+        if getattr(cfg, name) != getattr(base, name):
+            parts.append(f"{flag} {getattr(cfg, name)}")
+    if tuple(cfg.worlds) != tuple(base.worlds):
+        parts.append("--worlds " + ",".join(cfg.worlds))
+    if tuple(cfg.methods) != tuple(base.methods):
+        parts.append("--methods " + ",".join(cfg.methods))
+    return " ".join(parts)
+
+
 def _report_markdown(result: BenchResult) -> str:
     cfg, setup = result.config, result.setup
     preset = "quick" if cfg.quick else "full"
@@ -236,10 +253,8 @@ def _report_markdown(result: BenchResult) -> str:
         f"Wall time {result.seconds / 60:.1f} min on 2 shared cores (1-minute load average "
         f"{load} at start -> end; the benchmark runs torch with one thread).",
         "",
-        "Reproduce: `"
-        + ("archopt bench --quick" if cfg.quick else "archopt bench")
-        + f" --seeds {cfg.seeds} --out results/bench` "
-        "(or `python benchmarks/sample_efficiency.py`).",
+        "Reproduce: `" + _command(cfg) + "` (or `python benchmarks/sample_efficiency.py` with "
+        "the same options).",
         "",
         "## Summary",
         "",
