@@ -15,13 +15,13 @@ min; the default prior and the CPU measurements are cached under ``$ARCHOPT_HOME
 * ``throughput_validation --quick``: 8 of the 16 CPU shapes, one run each;
 * ``serving_validation --quick``: the serving model's checks with 100 roofline cases (not 500);
 * ``surrogate_validation --quick``: fewer least-squares starts and NUTS samples;
-* ``sample_efficiency --quick --extra-batches 0``: ``archopt bench``'s quick preset (200
+* ``sample_efficiency --quick``: ``archopt bench``'s quick preset (200
   candidates, shifted world), trainings-to-95% censored at the budget.
 
 Quick reports go to ``results/quick/`` so the full reports in ``results/`` that the README
 quotes stay as they are. ``--full`` runs every script with its own defaults and writes where
 the README's reproduce lines say (``results/``; the sample-efficiency run to
-``results/bench/full``, ``--extra-batches 0``): about 15-20 minutes plus the CPU measurements.
+``results/bench/full``, 600 candidates, 20 seeds): about 15-20 minutes plus the CPU measurements.
 """
 
 from __future__ import annotations
@@ -110,9 +110,19 @@ STEPS: tuple[Step, ...] = (
     Step(
         "sample_efficiency",
         args=lambda out, quick: (
-            ["--quick", "--extra-batches", "0", "--out", str(out / "bench")]
+            ["--quick", "--out", str(out / "bench")]
             if quick
-            else ["--extra-batches", "0", "--out", str(RESULTS / "bench" / "full")]
+            else [
+                "--seeds",
+                "20",
+                "--max-candidates",
+                "600",
+                "--max-trainings",
+                "100",
+                "--no-real-data",
+                "--out",
+                str(RESULTS / "bench" / "full"),
+            ]
         ),
         report=lambda out, quick: (
             (out / "bench" if quick else RESULTS / "bench" / "full") / "report.md"
