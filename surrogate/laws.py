@@ -16,6 +16,10 @@ Registered laws (:data:`LAWS`):
 * ``conditional`` -- arXiv 2510.18245 Eq. 3:
   ``L_opt(N, D) (a0 + a1 ln x + a2 / x) (b0 + b1 ln r + b2 / r)`` with ``x = d_model/sqrt(N)``,
   ``r`` = MLP / attention parameters per block and ``L_opt`` the Chinchilla form, fitted jointly.
+* ``stacked`` -- ``conditional`` times ``(1 + eps R^gamma)``: the form that nests the three
+  families above. It is not fitted as such: its posterior is a mixture of the families'
+  posteriors, each a draw of ``stacked`` with the other families' shape terms switched off,
+  weighted by stacking on size-group cross-validation (:mod:`surrogate.stacking`).
 
 Identifiability of ``conditional``: the product has a free overall scale (multiplying ``L_opt``
 by c and both factors by ``c^-1/2`` changes nothing). We fix it by normalising each factor to
@@ -49,6 +53,9 @@ __all__ = [
     "Param",
     "Prior",
     "LAWS",
+    "STACKED",
+    "STACK_FAMILIES",
+    "NEUTRAL_SHAPE_TERMS",
     "LawError",
     "get_law",
     "law_features",
@@ -62,6 +69,21 @@ Array = Any  # numpy.ndarray | jax.Array | torch.Tensor
 #: Reference shape at which the two calibration factors of ``conditional`` equal 1.
 X0_D_OVER_SQRT_N: float = 0.08
 R0_MLP_ATTN: float = 1.0
+
+#: The law whose posterior mixes :data:`STACK_FAMILIES` (:mod:`surrogate.stacking`).
+STACKED: str = "stacked"
+#: The families a stacked posterior mixes; each is ``stacked`` with the others' shape terms
+#: neutral (:data:`NEUTRAL_SHAPE_TERMS`).
+STACK_FAMILIES: tuple[str, ...] = ("chinchilla", "aspect", "conditional")
+#: Values of ``stacked``'s shape coefficients that switch a family's shape term off.
+NEUTRAL_SHAPE_TERMS: dict[str, float] = {
+    "eps": 0.0,
+    "gamma": 0.0,
+    "a1": 0.0,
+    "a2": 0.0,
+    "b1": 0.0,
+    "b2": 0.0,
+}
 
 #: Keys of the dict :func:`law_features` returns.
 FEATURE_KEYS: tuple[str, ...] = ("N", "N_total", "D", "d_model", "n_layers", "r")
@@ -292,6 +314,15 @@ _B2 = Param(
 _CHIN = (_E, _LOG_A, _ALPHA, _LOG_B, _BETA)
 
 
+def _stacked_formula(features, theta, xp, *, size_key: str = "N"):
+    """``conditional`` times the aspect factor ``(1 + eps R^gamma)``: the form every family
+    of :data:`STACK_FAMILIES` is a special case of (``eps = 0``; ``a1 = a2 = b1 = b2 = 0``)."""
+    aspect = features["d_model"] / features["n_layers"]
+    return _conditional_formula(features, theta, xp, size_key=size_key) * (
+        1.0 + theta["eps"] * xp.exp(theta["gamma"] * xp.log(aspect))
+    )
+
+
 def _registry() -> dict[str, Law]:
     laws = [
         Law(
@@ -325,11 +356,18 @@ def _registry() -> dict[str, Law]:
             _conditional_formula,
             "L_opt(N,D)(a0 + a1 ln(d/sqrtN) + a2 sqrtN/d)(b0 + b1 ln r + b2/r) (2510.18245)",
         ),
+        Law(
+            STACKED,
+            _CHIN + (_EPS, _GAMMA, _A1, _A2, _B1, _B2),
+            _stacked_formula,
+            "chinchilla, aspect and conditional fitted by NUTS each and mixed by stacking "
+            "weights from size-group cross-validation (surrogate.stacking)",
+        ),
     ]
     return {law.name: law for law in laws}
 
 
-#: Every registered law by name.
+#: Every registered law by name (``stacked`` is fitted only as a mixture of its families).
 LAWS: dict[str, Law] = _registry()
 
 

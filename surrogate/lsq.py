@@ -34,13 +34,28 @@ from scipy import optimize
 from models.errors import ArchoptError
 
 from .groups import size_groups
-from .laws import Law, get_law, law_features
-from .posterior import CHINCHILLA_PART, SOURCE_TERMS, LawPosterior, apply_source_terms
+from .laws import STACK_FAMILIES, STACKED, Law, get_law, law_features
+from .posterior import (
+    CHINCHILLA_PART,
+    SOURCE_TERMS,
+    LawPosterior,
+    apply_source_terms,
+    candidate_features,
+)
 from .runs import source_keys, table_archs, validate_runs
 
-__all__ = ["LawFit", "fit_lsq", "FitError", "auto_fixed", "size_confounded", "FitData",
-           "prepare_fit_data", "WITHIN_SIZE_LOG_RANGE",
-           "IDENTIFIED_LOG_RANGE", "HUBER_DELTA"]
+__all__ = [
+    "LawFit",
+    "fit_lsq",
+    "FitError",
+    "auto_fixed",
+    "size_confounded",
+    "FitData",
+    "prepare_fit_data",
+    "WITHIN_SIZE_LOG_RANGE",
+    "IDENTIFIED_LOG_RANGE",
+    "HUBER_DELTA",
+]
 
 #: A term is identifiable when its feature spans more than this in natural-log units.
 IDENTIFIED_LOG_RANGE: float = 0.5
@@ -84,8 +99,9 @@ class FitData:
         return self.sources[0]
 
 
-def prepare_fit_data(runs: pd.DataFrame, reference_source: str | None = None,
-                     name: str = "runs") -> FitData:
+def prepare_fit_data(
+    runs: pd.DataFrame, reference_source: str | None = None, name: str = "runs"
+) -> FitData:
     """Validate a run table and order its sources with the reference first.
 
     The default reference is the source with the most rows (ties: alphabetical).
@@ -97,8 +113,10 @@ def prepare_fit_data(runs: pd.DataFrame, reference_source: str | None = None,
         top = counts.max()
         reference_source = sorted(k for k, c in counts.items() if c == top)[0]
     elif reference_source not in counts.index:
-        raise FitError(f"reference source {reference_source!r} not in the runs; sources: "
-                       f"{', '.join(sorted(counts.index))}")
+        raise FitError(
+            f"reference source {reference_source!r} not in the runs; sources: "
+            f"{', '.join(sorted(counts.index))}"
+        )
     sources = [reference_source] + sorted(k for k in counts.index if k != reference_source)
     pos = {s: i for i, s in enumerate(sources)}
     features = law_features(table_archs(df), df["tokens"].to_numpy(np.float64))
@@ -106,12 +124,19 @@ def prepare_fit_data(runs: pd.DataFrame, reference_source: str | None = None,
     group_idx = size_groups(features["N"], src_idx)
     group_src = np.zeros(group_idx.max() + 1, np.int64)
     group_src[group_idx] = src_idx
-    return FitData(features=features, loss=df["loss"].to_numpy(np.float64), src_idx=src_idx,
-                   sources=sources, group_idx=group_idx, group_src=group_src)
+    return FitData(
+        features=features,
+        loss=df["loss"].to_numpy(np.float64),
+        src_idx=src_idx,
+        sources=sources,
+        group_idx=group_idx,
+        group_src=group_src,
+    )
 
 
-def auto_fixed(law: Law, features: Mapping[str, np.ndarray],
-               src_idx: np.ndarray | None = None) -> dict[str, float]:
+def auto_fixed(
+    law: Law, features: Mapping[str, np.ndarray], src_idx: np.ndarray | None = None
+) -> dict[str, float]:
     """Coefficients whose identifying feature spans less than :data:`IDENTIFIED_LOG_RANGE`
     (natural-log units) within every source, mapped to their prior's centre.
 
@@ -144,8 +169,10 @@ def size_confounded(law: Law, data: FitData) -> list[str]:
         if p.identified_by is None:
             continue
         values = data.features[p.identified_by]
-        if (_max_log_spread(values, data.group_idx) < WITHIN_SIZE_LOG_RANGE
-                and _max_log_spread(values, data.src_idx) >= IDENTIFIED_LOG_RANGE):
+        if (
+            _max_log_spread(values, data.group_idx) < WITHIN_SIZE_LOG_RANGE
+            and _max_log_spread(values, data.src_idx) >= IDENTIFIED_LOG_RANGE
+        ):
             out.append(p.name)
     return out
 
@@ -162,16 +189,25 @@ class _Layout:
     non-reference source its free Chinchilla coefficients (``source_terms="chinchilla"``) or
     its log_scale / offset."""
 
-    def __init__(self, law: Law, fixed: Mapping[str, float], n_sources: int,
-                 source_terms: str, log_pivot: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        law: Law,
+        fixed: Mapping[str, float],
+        n_sources: int,
+        source_terms: str,
+        log_pivot: Mapping[str, float] | None = None,
+    ) -> None:
         self.law = law
         self.fixed = dict(fixed)
         self.free = [p for p in law.params if p.name not in self.fixed]
         self.n_sources = n_sources
         self.has_scale = n_sources > 1 and source_terms in ("scale", "affine")
         self.has_offset = n_sources > 1 and source_terms in ("offset", "affine")
-        self.per_source = [p for p in self.free if p.name in CHINCHILLA_PART] \
-            if n_sources > 1 and source_terms == "chinchilla" else []
+        self.per_source = (
+            [p for p in self.free if p.name in CHINCHILLA_PART]
+            if n_sources > 1 and source_terms == "chinchilla"
+            else []
+        )
         # log of the geometric-mean N and D of the data (random starts are drawn around them)
         self.log_pivot = dict(log_pivot or {})
         k = n_sources - 1
@@ -199,17 +235,18 @@ class _Layout:
         lead = x.shape[:-1]
         m = len(self.per_source)
         if m:
-            other = x[..., i:i + k * m].reshape(lead + (k, m))
+            other = x[..., i : i + k * m].reshape(lead + (k, m))
             for j, p in enumerate(self.per_source):
-                theta[p.name] = np.concatenate([x[..., [self.free.index(p)]], other[..., j]],
-                                               axis=-1)
+                theta[p.name] = np.concatenate(
+                    [x[..., [self.free.index(p)]], other[..., j]], axis=-1
+                )
             i += k * m
         scale = offset = None
         if self.has_scale:
-            scale = np.concatenate([np.ones(lead + (1,)), np.exp(x[..., i:i + k])], axis=-1)
+            scale = np.concatenate([np.ones(lead + (1,)), np.exp(x[..., i : i + k])], axis=-1)
             i += k
         if self.has_offset:
-            offset = np.concatenate([np.zeros(lead + (1,)), x[..., i:i + k]], axis=-1)
+            offset = np.concatenate([np.zeros(lead + (1,)), x[..., i : i + k]], axis=-1)
         return theta, scale, offset
 
     def rows(self, theta: Mapping[str, Any], src_idx: np.ndarray) -> dict[str, Any]:
@@ -222,10 +259,18 @@ class _Layout:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         k = self.n_sources - 1
-        lo = [p.bounds[0] for p in self.free] + [p.bounds[0] for p in self.per_source] * k \
-            + [-3.0] * k * self.has_scale + [-5.0] * k * self.has_offset
-        hi = [p.bounds[1] for p in self.free] + [p.bounds[1] for p in self.per_source] * k \
-            + [3.0] * k * self.has_scale + [5.0] * k * self.has_offset
+        lo = (
+            [p.bounds[0] for p in self.free]
+            + [p.bounds[0] for p in self.per_source] * k
+            + [-3.0] * k * self.has_scale
+            + [-5.0] * k * self.has_offset
+        )
+        hi = (
+            [p.bounds[1] for p in self.free]
+            + [p.bounds[1] for p in self.per_source] * k
+            + [3.0] * k * self.has_scale
+            + [5.0] * k * self.has_offset
+        )
         return np.array(lo), np.array(hi)
 
     def _start_values(self, rng: np.random.Generator, loss_min: float) -> dict[str, float]:
@@ -242,8 +287,9 @@ class _Layout:
                 v[log_name] = math.log(term) + v[exp_name] * self.log_pivot[key]
         return v
 
-    def random_start(self, rng: np.random.Generator, loss_min: Sequence[float] = (3.0,)
-                     ) -> np.ndarray:
+    def random_start(
+        self, rng: np.random.Generator, loss_min: Sequence[float] = (3.0,)
+    ) -> np.ndarray:
         """A start vector; ``loss_min``: smallest loss per source (reference first)."""
         k = self.n_sources - 1
         ref = self._start_values(rng, loss_min[0])
@@ -257,8 +303,11 @@ class _Layout:
 def _predict_vec(layout: _Layout, x: np.ndarray, data: FitData) -> np.ndarray:
     theta, scale, offset = layout.unpack(x)
     mu = layout.law(data.features, layout.rows(theta, data.src_idx), np)
-    return apply_source_terms(mu, None if scale is None else scale[data.src_idx],
-                              None if offset is None else offset[data.src_idx])
+    return apply_source_terms(
+        mu,
+        None if scale is None else scale[data.src_idx],
+        None if offset is None else offset[data.src_idx],
+    )
 
 
 def _jacobian(fun, x: np.ndarray) -> np.ndarray:
@@ -337,17 +386,33 @@ class LawFit:
             samples[f"sigma[{src}]"] = np.full(n_samples, self.sigma[src])
         warnings = [] if np.all(np.isfinite(self.cov)) else ["covariance not finite; no spread"]
         self._posterior = LawPosterior(
-            self.law, samples, sources=self.sources, reference_source=self.reference_source,
-            source_terms=self.source_terms, method=self.method, num_chains=1,
-            diagnostics={"method": self.method, "max_r_hat": None, "min_ess_bulk": None,
-                         "divergences": 0, "num_chains": 1, "num_samples": n_samples,
-                         "cost": self.cost, "n_starts_ok": self.n_starts_ok,
-                         "seconds": self.seconds, "warnings": warnings},
-            fixed=list(self.fixed), info={"n_obs": self.n_obs, "seconds": self.seconds})
+            self.law,
+            samples,
+            sources=self.sources,
+            reference_source=self.reference_source,
+            source_terms=self.source_terms,
+            method=self.method,
+            num_chains=1,
+            diagnostics={
+                "method": self.method,
+                "max_r_hat": None,
+                "min_ess_bulk": None,
+                "divergences": 0,
+                "num_chains": 1,
+                "num_samples": n_samples,
+                "cost": self.cost,
+                "n_starts_ok": self.n_starts_ok,
+                "seconds": self.seconds,
+                "warnings": warnings,
+            },
+            fixed=list(self.fixed),
+            info={"n_obs": self.n_obs, "seconds": self.seconds},
+        )
         return self._posterior
 
-    def _laplace_draws(self, layout: _Layout, n_samples: int, rng: np.random.Generator
-                       ) -> np.ndarray:
+    def _laplace_draws(
+        self, layout: _Layout, n_samples: int, rng: np.random.Generator
+    ) -> np.ndarray:
         """``(n_samples, p)`` draws: Gaussian proposals ``N(x_hat, cov)`` re-weighted by the
         Gaussian likelihood of the residuals (sampling-importance-resampling, flat prior,
         draws outside the coefficient bounds dropped), so weakly identified, curved directions
@@ -362,14 +427,17 @@ class LawFit:
         data = self._data
         theta, scale, offset = layout.unpack(prop)
         per_source = {p.name for p in layout.per_source}
-        theta = {k: (v[:, None] if np.ndim(v) and k not in per_source else v)
-                 for k, v in theta.items()}
+        theta = {
+            k: (v[:, None] if np.ndim(v) and k not in per_source else v) for k, v in theta.items()
+        }
         with np.errstate(all="ignore"):
-            mu = apply_source_terms(layout.law(data.features, layout.rows(theta, data.src_idx), np),
-                                    None if scale is None else scale[:, data.src_idx],
-                                    None if offset is None else offset[:, data.src_idx])
+            mu = apply_source_terms(
+                layout.law(data.features, layout.rows(theta, data.src_idx), np),
+                None if scale is None else scale[:, data.src_idx],
+                None if offset is None else offset[:, data.src_idx],
+            )
             ssr = np.sum((mu - data.loss) ** 2, axis=1)
-        s2 = max(self.sigma_pooled ** 2, 1e-12)
+        s2 = max(self.sigma_pooled**2, 1e-12)
         diff = prop - self.x
         sol = np.linalg.lstsq(cov, diff.T, rcond=None)[0].T
         log_q = -0.5 * np.sum(diff * sol, axis=1)
@@ -380,27 +448,70 @@ class LawFit:
         pick = rng.choice(n_prop, size=n_samples, replace=True, p=w / w.sum())
         return prop[pick]
 
-    def predict(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
-                quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+    def predict_point(
+        self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None
+    ) -> pd.DataFrame:
+        """The fit's point prediction without posterior draws: one row per candidate with
+        ``pred_point`` (the law at the optimum with the row's source terms), ``pred_sd`` (the
+        residual sd of that source) and ``pred_source``. Rows use their own fitted source
+        (tables) unless ``source`` is given, else the reference source."""
+        feats, keys, index = candidate_features(archs_or_runs, tokens)
+        n = len(feats["D"])
+        if source is not None:
+            if source not in self.sources:
+                raise FitError(f"unknown source {source!r}; fitted: {', '.join(self.sources)}")
+            srcs = np.full(n, source, dtype=object)
+        elif keys is None:
+            srcs = np.full(n, self.reference_source, dtype=object)
+        else:
+            srcs = np.array(
+                [k if k in self.sources else self.reference_source for k in keys], dtype=object
+            )
+        theta = {
+            k: np.array([self.source_theta.get(f"{k}[{s}]", v) for s in srcs])
+            for k, v in self.theta.items()
+        }
+        point = get_law(self.law)(feats, theta, np)
+        scale = np.array([self.source_theta.get(f"scale[{s}]", 1.0) for s in srcs])
+        offset = np.array([self.source_theta.get(f"offset[{s}]", 0.0) for s in srcs])
+        return pd.DataFrame(
+            {
+                "pred_point": point * scale + offset,
+                "pred_sd": [self.sigma[s] for s in srcs],
+                "pred_source": srcs,
+            },
+            index=index,
+        )
+
+    def predict(
+        self,
+        archs_or_runs: Any,
+        tokens: Any = None,
+        *,
+        source: str | None = None,
+        quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+    ) -> pd.DataFrame:
         """Posterior-predictive table via :meth:`to_posterior`, plus ``pred_point`` (the law
-        at the optimum with the row's source terms)."""
+        at the optimum with the row's source terms, :meth:`predict_point`)."""
         post = self.to_posterior()
         out = post.predict(archs_or_runs, tokens, source=source, quantiles=quantiles)
-        feats, _, _ = post.features_for(archs_or_runs, tokens)
-        srcs = out["pred_source"].to_numpy()
-        theta = {k: np.array([self.source_theta.get(f"{k}[{s}]", v) for s in srcs])
-                 for k, v in self.theta.items()}
-        point = get_law(self.law)(feats, theta, np)
-        scale = np.array([self.source_theta.get(f"scale[{s}]", 1.0) for s in out["pred_source"]])
-        offset = np.array([self.source_theta.get(f"offset[{s}]", 0.0) for s in out["pred_source"]])
-        out.insert(0, "pred_point", point * scale + offset)
+        point = self.predict_point(archs_or_runs, tokens, source=source)
+        out.insert(0, "pred_point", point["pred_point"].to_numpy())
         return out
 
 
-def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq",
-            n_starts: int = 16, seed: int = 0, source_terms: str = "affine",
-            reference_source: str | None = None, fixed: Mapping[str, float] | None = None,
-            huber_delta: float = HUBER_DELTA) -> LawFit:
+def fit_lsq(
+    runs: pd.DataFrame,
+    law: str = "conditional",
+    *,
+    method: str = "lsq",
+    n_starts: int = 16,
+    seed: int = 0,
+    source_terms: str = "affine",
+    reference_source: str | None = None,
+    fixed: Mapping[str, float] | None = None,
+    huber_delta: float = HUBER_DELTA,
+) -> LawFit:
     """Fit ``law`` to a run table by least squares (LM) or Huber-on-log-loss (L-BFGS).
 
     Args:
@@ -418,6 +529,11 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
         The best :class:`LawFit` over the starts.
     """
     t0 = time.perf_counter()
+    if law == STACKED:
+        raise FitError(
+            f"law {STACKED!r} is a mixture of Bayesian fits (method bayes); "
+            f"fit one of {', '.join(STACK_FAMILIES)} by {method}"
+        )
     law_obj = get_law(law)
     if method not in _METHODS:
         raise FitError(f"unknown fit method {method!r}; known: {', '.join(_METHODS)}")
@@ -426,13 +542,17 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
     if n_starts < 1:
         raise FitError(f"n_starts must be >= 1, got {n_starts}")
     data = prepare_fit_data(runs, reference_source)
-    fixed_values = auto_fixed(law_obj, data.features, data.src_idx) if fixed is None else dict(fixed)
+    fixed_values = (
+        auto_fixed(law_obj, data.features, data.src_idx) if fixed is None else dict(fixed)
+    )
     unknown = [k for k in fixed_values if k not in law_obj.param_names]
     if unknown:
         raise FitError(f"cannot fix {', '.join(unknown)}: not coefficients of law {law!r}")
     size_key = law_obj.options.get("size_key", "N")
-    log_pivot = {"N": float(np.mean(np.log(data.features[size_key]))),
-                 "D": float(np.mean(np.log(data.features["D"])))}
+    log_pivot = {
+        "N": float(np.mean(np.log(data.features[size_key]))),
+        "D": float(np.mean(np.log(data.features["D"]))),
+    }
     layout = _Layout(law_obj, fixed_values, len(data.sources), source_terms, log_pivot)
     n = data.loss.size
     if n <= layout.size:
@@ -455,8 +575,9 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
         if not np.all(np.isfinite(r)):
             return 1e12
         a = np.abs(r)
-        return float(np.sum(np.where(a <= huber_delta, 0.5 * r ** 2,
-                                     huber_delta * (a - 0.5 * huber_delta))))
+        return float(
+            np.sum(np.where(a <= huber_delta, 0.5 * r**2, huber_delta * (a - 0.5 * huber_delta)))
+        )
 
     def inside(x: np.ndarray) -> bool:
         return bool(np.all(x >= lo - 1e-9) and np.all(x <= hi + 1e-9) and np.all(np.isfinite(x)))
@@ -468,9 +589,16 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
         # The LM optimum is a good start for the (log-scale, robust) Huber objective; Huber
         # from uniform starts alone lands in poor local optima (flat directions of eps/E).
         try:
-            lm = fit_lsq(runs, law, method="lsq", n_starts=max(4, n_starts // 2), seed=seed,
-                         source_terms=source_terms, reference_source=data.reference_source,
-                         fixed=fixed_values)
+            lm = fit_lsq(
+                runs,
+                law,
+                method="lsq",
+                n_starts=max(4, n_starts // 2),
+                seed=seed,
+                source_terms=source_terms,
+                reference_source=data.reference_source,
+                fixed=fixed_values,
+            )
             starts.insert(0, np.clip(lm.x, lo, hi))
         except FitError:
             pass
@@ -479,12 +607,18 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
             if method == "lsq":
                 # LM is unbounded: starts that drift along a flat direction out of the
                 # bounds (E < 0, alpha -> 0) are cut short and discarded below.
-                res = optimize.least_squares(residuals, x0, method="lm", x_scale="jac",
-                                             max_nfev=LM_MAX_NFEV)
+                res = optimize.least_squares(
+                    residuals, x0, method="lm", x_scale="jac", max_nfev=LM_MAX_NFEV
+                )
                 cost = float(res.cost)
             else:
-                res = optimize.minimize(huber_objective, x0, method="L-BFGS-B",
-                                        bounds=list(zip(lo, hi)), options={"maxiter": 2000})
+                res = optimize.minimize(
+                    huber_objective,
+                    x0,
+                    method="L-BFGS-B",
+                    bounds=list(zip(lo, hi)),
+                    options={"maxiter": 2000},
+                )
                 cost = float(res.fun)
         except (ValueError, np.linalg.LinAlgError):
             continue
@@ -495,8 +629,9 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
             best_x, best_cost = res.x, cost
     if best_x is None and method == "lsq":  # every LM start left the bounds: bounded TRF
         for x0 in starts:
-            res = optimize.least_squares(residuals, x0, method="trf", bounds=(lo, hi),
-                                         x_scale="jac", max_nfev=4000)
+            res = optimize.least_squares(
+                residuals, x0, method="trf", bounds=(lo, hi), x_scale="jac", max_nfev=4000
+            )
             if np.isfinite(res.cost) and res.cost < best_cost:
                 best_x, best_cost = res.x, float(res.cost)
     if best_x is None:
@@ -525,11 +660,26 @@ def fit_lsq(runs: pd.DataFrame, law: str = "conditional", *, method: str = "lsq"
         if j and offset is not None:
             source_theta[f"offset[{src}]"] = float(offset[j])
         rs = resid[data.src_idx == j]
-        sigma[src] = float(np.sqrt(np.sum(rs ** 2) / max(rs.size - layout.size / len(data.sources),
-                                                         1.0)))
-    return LawFit(law=law, method=method, theta={k: float(v) for k, v in theta.items()},
-                  source_theta=source_theta, sigma=sigma, cov=cov, x=np.asarray(best_x),
-                  param_vector_names=layout.names(data.sources), fixed=fixed_values,
-                  sources=data.sources, reference_source=data.reference_source,
-                  source_terms=source_terms, cost=best_cost, n_obs=n, n_starts_ok=n_ok,
-                  seconds=time.perf_counter() - t0, sigma_pooled=math.sqrt(s2), _data=data)
+        sigma[src] = float(
+            np.sqrt(np.sum(rs**2) / max(rs.size - layout.size / len(data.sources), 1.0))
+        )
+    return LawFit(
+        law=law,
+        method=method,
+        theta={k: float(v) for k, v in theta.items()},
+        source_theta=source_theta,
+        sigma=sigma,
+        cov=cov,
+        x=np.asarray(best_x),
+        param_vector_names=layout.names(data.sources),
+        fixed=fixed_values,
+        sources=data.sources,
+        reference_source=data.reference_source,
+        source_terms=source_terms,
+        cost=best_cost,
+        n_obs=n,
+        n_starts_ok=n_ok,
+        seconds=time.perf_counter() - t0,
+        sigma_pooled=math.sqrt(s2),
+        _data=data,
+    )

@@ -27,6 +27,16 @@ size it has not seen. Its sd ``tau`` is learned from how much the fitted sizes d
 law; the predictive for a new candidate draws a fresh ``delta ~ N(0, tau)`` (every candidate is
 treated as a new size group), on top of the coefficient uncertainty and the noise ``sigma``.
 ``sigma`` and ``tau`` are in loss units (nats/token) and per source, because loss kinds differ.
+With the default trend-orthogonal discrepancy of :mod:`surrogate.bayes` both are scaled by the
+size-dependent misfit factor stored in ``info["misfit_scale"]`` (held at the edge value beyond
+the fitted sizes), and ``info["extrapolation"]`` adds a misfit *trend*: sd
+``sd_per_efold * (distance in ln N beyond the fitted sizes)``, one draw per posterior draw and
+source, so it is shared by every candidate of a draw (two shapes of one size do not differ by it).
+
+**Joint draws** (:meth:`LawPosterior.joint_draws`): one draw fixes the coefficients, per-source
+terms, the misfit trend and one discrepancy value per size group of the candidates, so the
+difference between two candidates of one size carries only what differs between their shapes
+(:meth:`LawPosterior.relative`: loss relative to a reference row, P(row beats it)).
 
 **Distance-aware discrepancy** (NUTS ``discrepancy="gp"`` / ``"gp_shared"``): instead of i.i.d.
 group effects, ``delta[s](u)`` is a Gaussian process in ``u = ln N`` (non-embedding params) per
@@ -70,9 +80,20 @@ from models.errors import ArchoptError
 from .laws import Law, get_law, law_features
 from .runs import source_keys, table_archs, validate_runs
 
-__all__ = ["LawPosterior", "PosteriorError", "SOURCE_TERMS", "CHINCHILLA_PART", "PREDICT_DRAWS",
-           "apply_source_terms", "quantile_column", "PRIOR_DOMINATED_RATIO", "split_source_key",
-           "gp_kernel", "GP_JITTER"]
+__all__ = [
+    "LawPosterior",
+    "PosteriorError",
+    "SOURCE_TERMS",
+    "CHINCHILLA_PART",
+    "PREDICT_DRAWS",
+    "apply_source_terms",
+    "quantile_column",
+    "PRIOR_DOMINATED_RATIO",
+    "split_source_key",
+    "gp_kernel",
+    "GP_JITTER",
+    "candidate_features",
+]
 
 #: The per-source term options (see the module docstring).
 SOURCE_TERMS: tuple[str, ...] = ("none", "offset", "scale", "affine", "chinchilla")
@@ -126,8 +147,17 @@ def split_source_key(key: str) -> tuple[str, str] | None:
     return None
 
 
-def gp_kernel(u1: Any, u2: Any, eta: Any, ell: Any, slope: Any, u0: Any, xp: Any = np,
-              kappa: Any = 0.0, u_range: tuple[float, float] | None = None) -> Any:
+def gp_kernel(
+    u1: Any,
+    u2: Any,
+    eta: Any,
+    ell: Any,
+    slope: Any,
+    u0: Any,
+    xp: Any = np,
+    kappa: Any = 0.0,
+    u_range: tuple[float, float] | None = None,
+) -> Any:
     """The discrepancy GP's covariance ``eta^2 m(u1) m(u2) Matern32(|u1 - u2| / ell) +
     slope^2 (u1 - u0) (u2 - u0)``, ``m(u) = exp(-kappa (clip(u, *u_range) - u0))``, between
     ``u1 (..., a)`` and ``u2 (..., b)`` (``u = ln N``); ``eta``, ``ell``, ``slope``, ``u0``,
@@ -136,8 +166,37 @@ def gp_kernel(u1: Any, u2: Any, eta: Any, ell: Any, slope: Any, u0: Any, xp: Any
     r = math.sqrt(3.0) * d / ell
     c1, c2 = (u1, u2) if u_range is None else (xp.clip(u1, *u_range), xp.clip(u2, *u_range))
     amp = xp.exp(-kappa * (c1[..., :, None] - u0)) * xp.exp(-kappa * (c2[..., None, :] - u0))
-    return (eta ** 2 * amp * (1.0 + r) * xp.exp(-r)
-            + slope ** 2 * (u1[..., :, None] - u0) * (u2[..., None, :] - u0))
+    return eta**2 * amp * (1.0 + r) * xp.exp(-r) + slope**2 * (u1[..., :, None] - u0) * (
+        u2[..., None, :] - u0
+    )
+
+
+def candidate_features(
+    archs_or_runs: Any, tokens: Any = None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, pd.Index | None]:
+    """Law features ``(n,)`` of candidates given as a run table, a sequence of :class:`Arch`
+    (with ``tokens``) or a feature mapping; returns ``(features, row source keys or None,
+    table index or None)``."""
+    if isinstance(archs_or_runs, pd.DataFrame):
+        df = validate_runs(
+            archs_or_runs, require_loss=False, require_tokens=tokens is None, name="runs"
+        )
+        toks = df["tokens"].to_numpy(np.float64) if tokens is None else tokens
+        feats = law_features(table_archs(df), toks)
+        keys = source_keys(df) if "source" in df.columns else None
+        return feats, keys, df.index
+    if isinstance(archs_or_runs, Mapping):
+        feats = {k: np.asarray(v, dtype=np.float64) for k, v in archs_or_runs.items()}
+        if tokens is not None:
+            n = len(next(iter(feats.values())))
+            feats["D"] = np.broadcast_to(np.asarray(tokens, np.float64), (n,)).copy()
+        return feats, None, None
+    archs = list(archs_or_runs)
+    if not all(isinstance(a, Arch) for a in archs):
+        raise PosteriorError("predict takes a run table, a sequence of Arch or features")
+    if tokens is None:
+        raise PosteriorError("tokens are required when predicting for Arch objects")
+    return law_features(archs, tokens), None, None
 
 
 def _even_indices(total: int, n_draws: int | None) -> np.ndarray:
@@ -166,18 +225,31 @@ class LawPosterior:
         sample_stats: optional per-draw arrays ``(S,)`` (e.g. ``diverging``) for ArviZ.
     """
 
-    def __init__(self, law: str, samples: Mapping[str, np.ndarray], *, sources: Sequence[str],
-                 reference_source: str, source_terms: str = "affine", method: str = "bayes",
-                 num_chains: int = 1, diagnostics: Mapping[str, Any] | None = None,
-                 prior_sd: Mapping[str, float] | None = None, fixed: Sequence[str] = (),
-                 info: Mapping[str, Any] | None = None,
-                 sample_stats: Mapping[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        law: str,
+        samples: Mapping[str, np.ndarray],
+        *,
+        sources: Sequence[str],
+        reference_source: str,
+        source_terms: str = "affine",
+        method: str = "bayes",
+        num_chains: int = 1,
+        diagnostics: Mapping[str, Any] | None = None,
+        prior_sd: Mapping[str, float] | None = None,
+        fixed: Sequence[str] = (),
+        info: Mapping[str, Any] | None = None,
+        sample_stats: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self._law: Law = get_law(law)
         if source_terms not in SOURCE_TERMS:
-            raise PosteriorError(f"source_terms must be one of {SOURCE_TERMS}, got {source_terms!r}")
+            raise PosteriorError(
+                f"source_terms must be one of {SOURCE_TERMS}, got {source_terms!r}"
+            )
         self.law: str = law
-        self.samples: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.float64).reshape(-1)
-                                               for k, v in samples.items()}
+        self.samples: dict[str, np.ndarray] = {
+            k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in samples.items()
+        }
         self.sources: list[str] = list(sources)
         if reference_source not in self.sources:
             raise PosteriorError(f"reference source {reference_source!r} not among {self.sources}")
@@ -188,15 +260,18 @@ class LawPosterior:
         self.prior_sd: dict[str, float] = dict(prior_sd or {})
         self.fixed: list[str] = list(fixed)
         self.info: dict[str, Any] = dict(info or {})
-        self.sample_stats: dict[str, np.ndarray] = {k: np.asarray(v).reshape(-1)
-                                                    for k, v in (sample_stats or {}).items()}
+        self.sample_stats: dict[str, np.ndarray] = {
+            k: np.asarray(v).reshape(-1) for k, v in (sample_stats or {}).items()
+        }
         missing = [p for p in self._law.param_names if p not in self.samples]
         missing += [f"sigma[{s}]" for s in self.sources if f"sigma[{s}]" not in self.samples]
         if missing:
             raise PosteriorError(f"posterior lacks samples for {', '.join(missing)}")
         sizes = {v.shape[0] for v in self.samples.values()}
         if len(sizes) != 1 or 0 in sizes:
-            raise PosteriorError(f"all sample arrays must have the same positive length, got {sizes}")
+            raise PosteriorError(
+                f"all sample arrays must have the same positive length, got {sizes}"
+            )
         self.num_samples: int = sizes.pop()
         if self.num_samples % self.num_chains:
             raise PosteriorError("sample count is not a multiple of num_chains")
@@ -208,8 +283,9 @@ class LawPosterior:
         """The :class:`~surrogate.laws.Law` instance."""
         return self._law
 
-    def theta(self, idx: np.ndarray | None = None, source: str | None = None
-              ) -> dict[str, np.ndarray]:
+    def theta(
+        self, idx: np.ndarray | None = None, source: str | None = None
+    ) -> dict[str, np.ndarray]:
         """Law coefficients ``name -> (S', 1)`` for draws ``idx`` (all when None).
 
         ``source``: whose coefficients (default: the reference source's). Only differs from
@@ -233,8 +309,9 @@ class LawPosterior:
         if source is None:
             return self.reference_source
         if source not in self.sources:
-            raise PosteriorError(f"unknown source {source!r}; fitted sources: "
-                                 f"{', '.join(self.sources)}")
+            raise PosteriorError(
+                f"unknown source {source!r}; fitted sources: {', '.join(self.sources)}"
+            )
         return source
 
     @property
@@ -254,16 +331,22 @@ class LawPosterior:
         distance from the fitted sizes through the linear term)."""
         src = self._resolve_source(source)
         tau = self.samples.get(f"tau[{src}]", self.samples.get(f"gp_eta[{src}]"))
-        return 0.0 if tau is None else float(np.sqrt(np.mean(tau ** 2)))
+        return 0.0 if tau is None else float(np.sqrt(np.mean(tau**2)))
 
     def misfit_sigma_for(self, source: str | None = None) -> float:
         """``sqrt(E[sigma^2] + E[tau^2])``: the sd of a new run around the law (loss units)."""
         sigma = self.samples[f"sigma[{self._resolve_source(source)}]"]
-        return float(np.sqrt(np.mean(sigma ** 2) + self.discrepancy_sigma_for(source) ** 2))
+        return float(np.sqrt(np.mean(sigma**2) + self.discrepancy_sigma_for(source) ** 2))
 
     # ---- evaluation -------------------------------------------------------------------
-    def law_draws(self, features: Mapping[str, Any], *, source: str | None = None,
-                  n_draws: int | None = None, xp: Any = np) -> Any:
+    def law_draws(
+        self,
+        features: Mapping[str, Any],
+        *,
+        source: str | None = None,
+        n_draws: int | None = None,
+        xp: Any = np,
+    ) -> Any:
         """Noise-free law values (with ``source``'s scale/offset) for every draw.
 
         Args:
@@ -287,38 +370,28 @@ class LawPosterior:
         convert = _converter(features, xp)
         theta_x = {k: convert(v) for k, v in theta.items()}
         mu = self._law(features, theta_x, xp)
-        return apply_source_terms(mu, None if scale is None else convert(scale),
-                                  None if offset is None else convert(offset))
+        return apply_source_terms(
+            mu,
+            None if scale is None else convert(scale),
+            None if offset is None else convert(offset),
+        )
 
-    def features_for(self, archs_or_runs: Any, tokens: Any = None
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, pd.Index | None]:
-        """Features from a run table, a sequence of :class:`Arch` or a feature mapping.
+    def features_for(
+        self, archs_or_runs: Any, tokens: Any = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, pd.Index | None]:
+        """:func:`candidate_features` (kept as a method for callers of the posterior)."""
+        return candidate_features(archs_or_runs, tokens)
 
-        Returns ``(features, row_source_keys or None, index or None)``.
-        """
-        if isinstance(archs_or_runs, pd.DataFrame):
-            df = validate_runs(archs_or_runs, require_loss=False,
-                               require_tokens=tokens is None, name="runs")
-            toks = df["tokens"].to_numpy(np.float64) if tokens is None else tokens
-            feats = law_features(table_archs(df), toks)
-            keys = source_keys(df) if "source" in df.columns else None
-            return feats, keys, df.index
-        if isinstance(archs_or_runs, Mapping):
-            feats = {k: np.asarray(v, dtype=np.float64) for k, v in archs_or_runs.items()}
-            if tokens is not None:
-                n = len(next(iter(feats.values())))
-                feats["D"] = np.broadcast_to(np.asarray(tokens, np.float64), (n,)).copy()
-            return feats, None, None
-        archs = list(archs_or_runs)
-        if not all(isinstance(a, Arch) for a in archs):
-            raise PosteriorError("predict takes a run table, a sequence of Arch or features")
-        if tokens is None:
-            raise PosteriorError("tokens are required when predicting for Arch objects")
-        return law_features(archs, tokens), None, None
-
-    def predict(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
-                quantiles: Sequence[float] = (0.05, 0.5, 0.95),
-                n_draws: int | None = PREDICT_DRAWS, seed: int = 0) -> pd.DataFrame:
+    def predict(
+        self,
+        archs_or_runs: Any,
+        tokens: Any = None,
+        *,
+        source: str | None = None,
+        quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+        n_draws: int | None = PREDICT_DRAWS,
+        seed: int = 0,
+    ) -> pd.DataFrame:
         """Posterior-predictive loss of ``n`` candidates: coefficient uncertainty, discrepancy
         (a fresh ``delta ~ N(0, tau)`` per candidate, see the module docstring) and noise.
 
@@ -367,12 +440,19 @@ class LawPosterior:
             if info is None:
                 tau = self.samples.get(f"tau[{src}]")
                 spread2 = noise2 if tau is None else noise2 + tau[idx] ** 2
+                scale = self._misfit_scale(src, idx, feats["N"][rows])
+                if scale is not None:  # misfit and noise scale with size (n_src, s)
+                    spread2 = spread2[None, :] * scale
             else:  # GP conditional given this draw's residuals; the noise scales with size
                 u_new = np.log(feats["N"][rows])
                 g_mean, g_var = self._gp_conditional(src, idx, u_new)
                 mu = mu + g_mean
-                spread2 = noise2[None, :] * self._noise_factor(idx, u_new, info, False) \
-                    + g_var  # (n_src, s)
+                spread2 = (
+                    noise2[None, :] * self._noise_factor(idx, u_new, info, False) + g_var
+                )  # (n_src, s)
+            trend = self._extrapolation_sd(src, feats["N"][rows])  # (n_src,)
+            if trend is not None:
+                spread2 = spread2 + (trend**2)[:, None]
             out["pred_mean"][rows] = mu.mean(axis=1)
             out["pred_law_sd"][rows] = law_sd
             out["pred_sd"][rows] = np.sqrt(mu.var(axis=1) + np.mean(spread2, axis=-1))
@@ -394,9 +474,16 @@ class LawPosterior:
         known = set(self.sources)
         return np.array([k if k in known else self.reference_source for k in keys], dtype=object)
 
-    def joint_draws(self, archs_or_runs: Any, tokens: Any = None, *, source: str | None = None,
-                    n_draws: int | None = PREDICT_DRAWS, seed: int = 0, noise: bool = True
-                    ) -> np.ndarray:
+    def joint_draws(
+        self,
+        archs_or_runs: Any,
+        tokens: Any = None,
+        *,
+        source: str | None = None,
+        n_draws: int | None = PREDICT_DRAWS,
+        seed: int = 0,
+        noise: bool = True,
+    ) -> np.ndarray:
         """Posterior-predictive draws of the loss at ``n`` rows, joint across rows.
 
         Each draw fixes the law coefficients and per-source terms for every row; rows of one
@@ -438,10 +525,17 @@ class LawPosterior:
                 sigma2 = sigma2 * self._noise_factor(idx, u_new, info, False)
             else:
                 tau = self.samples.get(f"tau[{src}]")
+                scale = self._misfit_scale(src, idx, feats["N"][rows])
+                if scale is None:
+                    scale = np.ones_like(draws)
+                sigma2 = sigma2 * scale
                 if tau is not None:
                     local = np.unique(groups[rows], return_inverse=True)[1].reshape(-1)
                     delta = rng.standard_normal((local.max() + 1, s)) * tau[idx]  # (g, s)
-                    draws = draws + delta[local]
+                    draws = draws + delta[local] * np.sqrt(scale)
+            trend = self._extrapolation_sd(src, feats["N"][rows])
+            if trend is not None:  # one misfit trend per draw, shared by the source's rows
+                draws = draws + trend[:, None] * rng.standard_normal(s)[None, :]
             if noise:
                 draws = draws + np.sqrt(sigma2) * rng.standard_normal(draws.shape)
             out[:, rows] = draws.T
@@ -449,10 +543,18 @@ class LawPosterior:
             raise PosteriorError("the law is not finite for some candidates (check the inputs)")
         return out
 
-    def relative(self, archs_or_runs: Any, reference: int, tokens: Any = None, *,
-                 source: str | None = None, quantiles: Sequence[float] = (0.05, 0.5, 0.95),
-                 n_draws: int | None = PREDICT_DRAWS, seed: int = 0, noise: bool = False
-                 ) -> pd.DataFrame:
+    def relative(
+        self,
+        archs_or_runs: Any,
+        reference: int,
+        tokens: Any = None,
+        *,
+        source: str | None = None,
+        quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+        n_draws: int | None = PREDICT_DRAWS,
+        seed: int = 0,
+        noise: bool = False,
+    ) -> pd.DataFrame:
         """Loss of every row relative to row ``reference`` (a position, 0-based), from
         :meth:`joint_draws`: what is shared by both rows cancels in each draw.
 
@@ -470,13 +572,16 @@ class LawPosterior:
         qs = [float(q) for q in quantiles]
         if any(not 0.0 < q < 1.0 for q in qs):
             raise PosteriorError(f"quantiles must lie in (0, 1), got {qs}")
-        draws = self.joint_draws(archs_or_runs, tokens, source=source, n_draws=n_draws,
-                                 seed=seed, noise=noise)
+        draws = self.joint_draws(
+            archs_or_runs, tokens, source=source, n_draws=n_draws, seed=seed, noise=noise
+        )
         n = draws.shape[1]
-        if isinstance(reference, bool) or not isinstance(reference, (int, np.integer)) \
-                or not 0 <= int(reference) < n:
-            raise PosteriorError(f"reference must be a row position in [0, {n}), got "
-                                 f"{reference!r}")
+        if (
+            isinstance(reference, bool)
+            or not isinstance(reference, (int, np.integer))
+            or not 0 <= int(reference) < n
+        ):
+            raise PosteriorError(f"reference must be a row position in [0, {n}), got {reference!r}")
         diff = draws - draws[:, [int(reference)]]  # (S', n)
         out = {"rel_mean": diff.mean(axis=0), "rel_sd": diff.std(axis=0)}
         for q, v in zip(qs, np.quantile(diff, qs, axis=0) if qs else []):
@@ -485,8 +590,9 @@ class LawPosterior:
         index = archs_or_runs.index if isinstance(archs_or_runs, pd.DataFrame) else None
         return pd.DataFrame(out, index=index)
 
-    def _law_draws_last(self, features: Mapping[str, np.ndarray], src: str, idx: np.ndarray
-                        ) -> np.ndarray:
+    def _law_draws_last(
+        self, features: Mapping[str, np.ndarray], src: str, idx: np.ndarray
+    ) -> np.ndarray:
         """Law values with ``src``'s scale/offset, draws on the last axis.
 
         ``features`` hold ``(n, 1)`` columns; returns ``(n, S')`` for the draws ``idx``
@@ -495,9 +601,11 @@ class LawPosterior:
         theta = {k: v[:, 0] for k, v in self.theta(idx, src).items()}
         scale = self._source_term("scale", src, idx)
         offset = self._source_term("offset", src, idx)
-        return apply_source_terms(self._law(features, theta, np),
-                                  None if scale is None else scale[:, 0],
-                                  None if offset is None else offset[:, 0])
+        return apply_source_terms(
+            self._law(features, theta, np),
+            None if scale is None else scale[:, 0],
+            None if offset is None else offset[:, 0],
+        )
 
     # ---- GP discrepancy ---------------------------------------------------------------
     def _gp_info(self, src: str) -> dict[str, Any] | None:
@@ -507,8 +615,30 @@ class LawPosterior:
             return None
         return gp["rows"][src]
 
-    def _noise_factor(self, idx: np.ndarray, u: np.ndarray, rows: Mapping[str, Any],
-                      draws_first: bool) -> np.ndarray:
+    def _extrapolation_sd(self, src: str, sizes: np.ndarray) -> np.ndarray | None:
+        """``(n,)`` sd of the law's misfit trend at non-embedding sizes ``(n,)``:
+        ``info["extrapolation"]["sd_per_efold"]`` times the distance in ``ln N`` beyond the
+        source's fitted sizes (0 inside them); None for fits without the term."""
+        info = self.info.get("extrapolation")
+        if not info or src not in info.get("sizes", {}):
+            return None
+        lo, hi = info["sizes"][src]
+        u = np.log(np.asarray(sizes, np.float64))
+        dist = np.maximum(u - hi, 0.0) + np.maximum(lo - u, 0.0)
+        return float(info["sd_per_efold"]) * dist
+
+    def _misfit_scale(self, src: str, idx: np.ndarray, sizes: np.ndarray) -> np.ndarray | None:
+        """Variance factor ``(n, S')`` of the size-dependent misfit scale of the
+        trend-orthogonal discrepancy (``info["misfit_scale"]``) at non-embedding sizes
+        ``(n,)``, or None for fits without it."""
+        info = self.info.get("misfit_scale", {}).get(src)
+        if info is None:
+            return None
+        return self._noise_factor(idx, np.log(np.asarray(sizes, np.float64)), info, False)
+
+    def _noise_factor(
+        self, idx: np.ndarray, u: np.ndarray, rows: Mapping[str, Any], draws_first: bool
+    ) -> np.ndarray:
         """``exp(-2 kappa (clip(u) - u0))``: the change of the noise variance with size for
         draws ``idx`` and sizes ``u`` ``(m,)``, held at the edge value beyond the fitted sizes
         of ``rows`` (the source's GP info). ``(s, m)`` if ``draws_first`` else ``(m, s)``;
@@ -519,8 +649,9 @@ class LawPosterior:
         f = np.exp(-2.0 * k[:, None] * c[None, :])
         return f if draws_first else f.T
 
-    def _gp_solve(self, src: str, idx: np.ndarray, grid: np.ndarray, joint: bool
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def _gp_solve(
+        self, src: str, idx: np.ndarray, grid: np.ndarray, joint: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The discrepancy GP of ``src`` at ``grid = ln N`` ``(q,)`` conditioned on each draw's
         residual group means at the training sizes: mean ``(s, q)`` and variance ``(s, q)``, or
         with ``joint`` the covariance ``(s, q, q)``."""
@@ -532,23 +663,26 @@ class LawPosterior:
         resid = loss[:, None] - mu
         m = int(group.max()) + 1
         count = np.bincount(group, minlength=m).astype(np.float64)
-        r_bar = np.stack([np.bincount(group, resid[:, j], m) for j in range(resid.shape[1])]
-                         ) / count  # (s, m)
+        r_bar = (
+            np.stack([np.bincount(group, resid[:, j], m) for j in range(resid.shape[1])]) / count
+        )  # (s, m)
         u_g = np.asarray(rows["u"], np.float64)  # (m,)
         eta = self.samples[f"gp_eta[{src}]"][idx][:, None, None]
         ell = self.samples["gp_ell"][idx][:, None, None]
         slope = self.samples["gp_slope"][idx][:, None, None]
         u0 = float(rows["u0"])
-        sigma2 = (self.samples[f"sigma[{src}]"][idx][:, None] ** 2
-                  * self._noise_factor(idx, u_g, rows, True))  # (s, m)
+        sigma2 = self.samples[f"sigma[{src}]"][idx][:, None] ** 2 * self._noise_factor(
+            idx, u_g, rows, True
+        )  # (s, m)
         kap = self.samples.get("noise_slope")
         kap = 0.0 if kap is None else kap[idx][:, None, None]
         cov = gp_kernel(u_g[None], u_g[None], eta, ell, slope, u0, kappa=kap)
         cov = cov + (sigma2 / count[None, :] + GP_JITTER)[:, :, None] * np.eye(m)
         chol = np.linalg.cholesky(cov)  # (s, m, m)
         span = (float(u_g.min()), float(u_g.max()))
-        k_star = gp_kernel(grid[None], u_g[None], eta, ell, slope, u0, kappa=kap,
-                           u_range=span)  # (s, q, m)
+        k_star = gp_kernel(
+            grid[None], u_g[None], eta, ell, slope, u0, kappa=kap, u_range=span
+        )  # (s, q, m)
         # Batched solves against the Cholesky factor (m is the number of distinct training
         # sizes, tens at most).
         rhs = np.concatenate([np.swapaxes(k_star, 1, 2), r_bar[:, :, None]], axis=2)
@@ -556,13 +690,15 @@ class LawPosterior:
         a, b = sol[:, :, :-1], sol[:, :, -1]  # (s, m, q), (s, m)
         mean = np.einsum("smq,sm->sq", a, b)
         if joint:
-            k_qq = gp_kernel(grid[None], grid[None], eta, ell, slope, u0, kappa=kap,
-                             u_range=span)  # (s, q, q)
+            k_qq = gp_kernel(
+                grid[None], grid[None], eta, ell, slope, u0, kappa=kap, u_range=span
+            )  # (s, q, q)
             return mean, k_qq - np.einsum("smq,smp->sqp", a, a)
-        amp2 = np.exp(-2.0 * (kap if np.ndim(kap) == 0 else kap[:, :, 0])
-                      * (np.clip(grid, *span)[None] - u0))
-        prior = (eta[:, :, 0] ** 2 * amp2 + slope[:, :, 0] ** 2 * (grid[None] - u0) ** 2)
-        return mean, np.maximum(prior - np.sum(a ** 2, axis=1), 0.0)  # (s, q)
+        amp2 = np.exp(
+            -2.0 * (kap if np.ndim(kap) == 0 else kap[:, :, 0]) * (np.clip(grid, *span)[None] - u0)
+        )
+        prior = eta[:, :, 0] ** 2 * amp2 + slope[:, :, 0] ** 2 * (grid[None] - u0) ** 2
+        return mean, np.maximum(prior - np.sum(a**2, axis=1), 0.0)  # (s, q)
 
     @staticmethod
     def _gp_grid(u_new: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -578,16 +714,18 @@ class LawPosterior:
         frac = pos - lo
         return grid, lambda v: (v[:, lo] * (1 - frac) + v[:, lo + 1] * frac).T
 
-    def _gp_conditional(self, src: str, idx: np.ndarray, u_new: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+    def _gp_conditional(
+        self, src: str, idx: np.ndarray, u_new: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Conditional mean and variance ``(n_new, S')`` of the discrepancy GP of ``src`` at
         ``u_new = ln N`` given each draw's residual group means at the training sizes."""
         grid, to_rows = self._gp_grid(u_new)
         mean, var = self._gp_solve(src, idx, grid, joint=False)
         return to_rows(mean), to_rows(var)
 
-    def _gp_joint(self, src: str, idx: np.ndarray, u_new: np.ndarray,
-                  rng: np.random.Generator) -> np.ndarray:
+    def _gp_joint(
+        self, src: str, idx: np.ndarray, u_new: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         """One draw ``(n_new, S')`` of the discrepancy GP path per posterior draw, joint over
         the sizes ``u_new`` (rows of equal size share the value)."""
         grid, to_rows = self._gp_grid(u_new)
@@ -646,8 +784,18 @@ class LawPosterior:
             dom = "prior" if ratio > PRIOR_DOMINATED_RATIO else "data"
         else:
             dom = "n/a"
-        return {"term": name, "mean": mean, "sd": sd, "q05": q05, "q95": q95, "r_hat": r_hat,
-                "ess_bulk": ess, "prior_sd": prior_sd, "sd_ratio": ratio, "dominated_by": dom}
+        return {
+            "term": name,
+            "mean": mean,
+            "sd": sd,
+            "q05": q05,
+            "q95": q95,
+            "r_hat": r_hat,
+            "ess_bulk": ess,
+            "prior_sd": prior_sd,
+            "sd_ratio": ratio,
+            "dominated_by": dom,
+        }
 
     @property
     def diagnostics(self) -> dict[str, Any]:
@@ -661,8 +809,9 @@ class LawPosterior:
         table = self.summary()
         free = table.loc[[n for n in self.samples if n not in self.fixed]]
         max_r_hat = float(np.nanmax(free["r_hat"])) if free["r_hat"].notna().any() else float("nan")
-        min_ess = float(np.nanmin(free["ess_bulk"])) if free["ess_bulk"].notna().any() \
-            else float("nan")
+        min_ess = (
+            float(np.nanmin(free["ess_bulk"])) if free["ess_bulk"].notna().any() else float("nan")
+        )
         divergences = int(np.sum(self.sample_stats.get("diverging", np.zeros(1))))
         warnings: list[str] = []
         if np.isfinite(max_r_hat) and max_r_hat > 1.01:
@@ -675,33 +824,57 @@ class LawPosterior:
             warnings.append(f"{divergences} divergent transitions")
         confounded = self.info.get("size_confounded") or []
         if confounded:
-            warnings.append(f"{', '.join(confounded)} held at the prior's centre: their feature "
-                            "never varies at fixed size in these runs, so the data cannot "
-                            "separate them from the size terms")
+            warnings.append(
+                f"{', '.join(confounded)} held at the prior's centre: their feature "
+                "never varies at fixed size in these runs, so the data cannot "
+                "separate them from the size terms"
+            )
         saturated = None
         depth = self.info.get("max_tree_depth")
         if depth is not None and "n_steps" in self.sample_stats:
             saturated = float(np.mean(self.sample_stats["n_steps"] >= 2 ** int(depth) - 1))
             if saturated > 0.05:
-                warnings.append(f"{100 * saturated:.0f}% of draws hit the maximum tree depth "
-                                f"{depth} (slow exploration)")
-        return {"method": self.method, "max_r_hat": max_r_hat, "min_ess_bulk": min_ess,
-                "divergences": divergences, "tree_depth_saturated": saturated, "num_chains": self.num_chains,
-                "num_samples": self.num_samples, "warnings": warnings}
+                warnings.append(
+                    f"{100 * saturated:.0f}% of draws hit the maximum tree depth "
+                    f"{depth} (slow exploration)"
+                )
+        return {
+            "method": self.method,
+            "max_r_hat": max_r_hat,
+            "min_ess_bulk": min_ess,
+            "divergences": divergences,
+            "tree_depth_saturated": saturated,
+            "num_chains": self.num_chains,
+            "num_samples": self.num_samples,
+            "warnings": warnings,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able description: law, method, sources, coefficients with intervals,
         diagnostics (the CLI prints this)."""
         table = self.summary()
-        coefs = {name: {k: _json_float(row[k]) if k != "dominated_by" else row[k]
-                        for k in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "dominated_by")}
-                 for name, row in table.iterrows()}
-        diag = {k: (_json_float(v) if isinstance(v, float) else v)
-                for k, v in self.diagnostics.items()}
-        return {"law": self.law, "method": self.method, "sources": self.sources,
-                "reference_source": self.reference_source, "source_terms": self.source_terms,
-                "fixed": self.fixed, "noise_sigma": self.noise_sigma, "coefficients": coefs,
-                "diagnostics": diag, "info": self.info}
+        coefs = {
+            name: {
+                k: _json_float(row[k]) if k != "dominated_by" else row[k]
+                for k in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "dominated_by")
+            }
+            for name, row in table.iterrows()
+        }
+        diag = {
+            k: (_json_float(v) if isinstance(v, float) else v) for k, v in self.diagnostics.items()
+        }
+        return {
+            "law": self.law,
+            "method": self.method,
+            "sources": self.sources,
+            "reference_source": self.reference_source,
+            "source_terms": self.source_terms,
+            "fixed": self.fixed,
+            "noise_sigma": self.noise_sigma,
+            "coefficients": coefs,
+            "diagnostics": diag,
+            "info": self.info,
+        }
 
     # ---- persistence ------------------------------------------------------------------
     def to_inference_data(self) -> Any:
@@ -719,14 +892,22 @@ class LawPosterior:
                 kinds.append(parts[0])
         for kind in kinds:
             # NaN where a source has no such term (the reference's scale/offset).
-            stacked = np.stack([self._chains(self.samples.get(f"{kind}[{s}]",
-                                                               np.full(self.num_samples, np.nan)))
-                                for s in self.sources], axis=-1)
+            stacked = np.stack(
+                [
+                    self._chains(
+                        self.samples.get(f"{kind}[{s}]", np.full(self.num_samples, np.nan))
+                    )
+                    for s in self.sources
+                ],
+                axis=-1,
+            )
             var = kind if kind in _PER_SOURCE else f"{kind}_by_source"
             posterior[var] = stacked
             dims[var] = ["source"]
-        stats = {k: self._chains(v.astype(np.int8) if v.dtype == bool else v)
-                 for k, v in self.sample_stats.items()}
+        stats = {
+            k: self._chains(v.astype(np.int8) if v.dtype == bool else v)
+            for k, v in self.sample_stats.items()
+        }
         attrs = {
             "archopt_format": _FORMAT_VERSION,
             "law": self.law,
@@ -738,10 +919,16 @@ class LawPosterior:
             "prior_sd": json.dumps(self.prior_sd),
             "info": json.dumps(self.info, default=str),
             "diagnostics": json.dumps(self._diagnostics, default=_json_default)
-            if self._diagnostics is not None else "",
+            if self._diagnostics is not None
+            else "",
         }
-        return az.from_dict(posterior=posterior, sample_stats=stats or None,
-                            coords={"source": self.sources}, dims=dims, attrs=attrs)
+        return az.from_dict(
+            posterior=posterior,
+            sample_stats=stats or None,
+            coords={"source": self.sources},
+            dims=dims,
+            attrs=attrs,
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the posterior as ArviZ InferenceData netCDF (atomically: temp file + rename)."""
@@ -780,7 +967,7 @@ class LawPosterior:
                 var = str(var)
                 arr = np.asarray(post[var].values, np.float64)
                 if "source" in post[var].dims:  # chain, draw, source
-                    kind = var[:-len("_by_source")] if var.endswith("_by_source") else var
+                    kind = var[: -len("_by_source")] if var.endswith("_by_source") else var
                     for j, src in enumerate(sources):
                         col = arr[..., j].reshape(-1)
                         if not np.all(np.isnan(col)):
@@ -792,25 +979,35 @@ class LawPosterior:
                 for k in idata.sample_stats.data_vars:
                     stats[str(k)] = np.asarray(idata.sample_stats[k].values).reshape(-1)
             diag_text = attrs.get("diagnostics", "")
-            return cls(str(attrs["law"]), samples, sources=sources,
-                       reference_source=str(attrs["reference_source"]),
-                       source_terms=str(attrs.get("source_terms", "affine")),
-                       method=str(attrs.get("method", "bayes")), num_chains=num_chains,
-                       diagnostics=json.loads(diag_text) if diag_text else None,
-                       prior_sd=json.loads(attrs.get("prior_sd", "{}")),
-                       fixed=json.loads(attrs.get("fixed", "[]")),
-                       info=json.loads(attrs.get("info", "{}")), sample_stats=stats)
+            return cls(
+                str(attrs["law"]),
+                samples,
+                sources=sources,
+                reference_source=str(attrs["reference_source"]),
+                source_terms=str(attrs.get("source_terms", "affine")),
+                method=str(attrs.get("method", "bayes")),
+                num_chains=num_chains,
+                diagnostics=json.loads(diag_text) if diag_text else None,
+                prior_sd=json.loads(attrs.get("prior_sd", "{}")),
+                fixed=json.loads(attrs.get("fixed", "[]")),
+                info=json.loads(attrs.get("info", "{}")),
+                sample_stats=stats,
+            )
         except ArchoptError as exc:
             if isinstance(exc, PosteriorError):
                 raise
             raise PosteriorError(f"cannot read posterior {path}: {exc}") from None
         except Exception as exc:  # netCDF/HDF5/JSON errors of any kind: the file is unusable
-            raise PosteriorError(f"cannot read posterior {path}: "
-                                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+            raise PosteriorError(
+                f"cannot read posterior {path}: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            ) from None
 
     def __repr__(self) -> str:
-        return (f"LawPosterior(law={self.law!r}, method={self.method!r}, S={self.num_samples}, "
-                f"sources={self.sources}, reference={self.reference_source!r})")
+        return (
+            f"LawPosterior(law={self.law!r}, method={self.method!r}, S={self.num_samples}, "
+            f"sources={self.sources}, reference={self.reference_source!r})"
+        )
 
 
 def _arviz() -> Any:

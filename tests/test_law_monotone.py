@@ -110,3 +110,19 @@ def test_bayes_posterior_mean_falls_with_n(fits, gemstones, law):
         archs = [Arch(1536, layers, 12, 6, 128, 4 * 1536, 50304) for layers in (16, 24, 32, 48)]
         pred = post.predict(archs, 1e11)["pred_mean"].to_numpy()
         assert np.all(np.diff(pred) < 0), pred
+
+
+@pytest.mark.slow
+def test_stacked_posterior_mean_falls_with_n(fits, gemstones):
+    """The stacked mixture of the three families (equal weights here) falls with N as well."""
+    from surrogate.stacking import stack_posteriors
+
+    parts = {law: _posterior(fits, gemstones, law, "bayes") for law in LAWS}
+    post = stack_posteriors(parts, dict.fromkeys(LAWS, 1.0 / 3))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(**_shapes)
+    def prop(x, aspect, r, tokens):
+        _check(post, x, aspect, r, tokens)
+
+    prop()

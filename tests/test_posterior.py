@@ -368,3 +368,31 @@ def test_gp_joint_draws_share_one_path_per_size():
     np.testing.assert_allclose(
         post.joint_draws(f, n_draws=None).std(axis=0), marginal["pred_sd"], rtol=0.15
     )
+
+
+def test_extrapolation_term_widens_beyond_the_fitted_sizes_only():
+    """``info["extrapolation"]``: sd grows by sd_per_efold per e-fold of N beyond the fitted
+    range, is zero inside it, and is one trend per draw (two rows at the same size share it)."""
+    post = _fixed_posterior(None, S=4000)
+    n = np.exp(np.array([18.0, 19.0, 20.0, 21.0, 21.0]))
+    f = {
+        "N": n,
+        "N_total": 1.2 * n,
+        "D": np.full(5, 2e10),
+        "d_model": np.full(5, 1024.0),
+        "n_layers": np.full(5, 16.0),
+        "r": np.full(5, 2.0),
+    }
+    base = post.predict(f, n_draws=None)["pred_sd"].to_numpy()
+    post.info["extrapolation"] = {"sd_per_efold": 0.04, "sizes": {"a": [17.0, 19.0]}}
+    pred = post.predict(f, n_draws=None)
+    np.testing.assert_allclose(pred["pred_sd"].to_numpy()[:2], base[:2], rtol=1e-9)
+    np.testing.assert_allclose(
+        pred["pred_sd"].to_numpy()[2:],
+        np.hypot(base[2:], 0.04 * np.array([1.0, 2.0, 2.0])),
+        rtol=1e-6,
+    )
+    draws = post.joint_draws(f, n_draws=None, noise=False)
+    np.testing.assert_allclose(draws.std(axis=0)[[1, 2, 3]], [0.0, 0.04, 0.08], atol=0.004)
+    np.testing.assert_allclose(draws[:, 4] - draws[:, 3], 0.0, atol=1e-12)
+    assert np.corrcoef(draws[:, 2], draws[:, 3])[0, 1] > 0.99  # one trend, not per row

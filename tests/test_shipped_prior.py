@@ -44,7 +44,9 @@ def test_a_stale_shipped_prior_is_ignored_and_the_prior_fitted(shipped, monkeypa
 
     monkeypatch.setattr(bayes, "fit_bayes", fake_fit)
     assert not prior.default_prior_is_cached()
-    assert prior.default_prior(progress=False) is fitted and calls == ["conditional"]
+    assert prior.default_prior(progress=False) is fitted and calls == [
+        prior.DEFAULT_PRIOR_SETTINGS["law"]
+    ]
     assert prior.default_prior_path().is_file()  # cached for next time
 
 
@@ -62,5 +64,8 @@ def test_the_shipped_prior_is_a_valid_default_posterior():
     if shipped.info["cache_key"] != prior.default_prior_path().stem:
         import warnings
 
-        warnings.warn("the shipped default prior is stale (its key differs): regenerate it "
-                      "with surrogate.prior.write_shipped_prior()", stacklevel=1)
+        warnings.warn(
+            "the shipped default prior is stale (its key differs): regenerate it "
+            "with surrogate.prior.write_shipped_prior()",
+            stacklevel=1,
+        )

@@ -67,8 +67,13 @@ def fit_command(
     runs: Annotated[List[Path], typer.Option("--runs", help="Run table CSV (repeatable).")],
     out: Annotated[Path, typer.Option("--out", help="Where to save the posterior (netCDF).")],
     law: Annotated[
-        str, typer.Option("--law", help="chinchilla | aspect | conditional | ...")
-    ] = "conditional",
+        Optional[str],
+        typer.Option(
+            "--law",
+            help="stacked (default for bayes: chinchilla, aspect and conditional mixed by "
+            "stacking weights) | chinchilla | aspect | conditional (default for lsq/huber) | ...",
+        ),
+    ] = None,
     method: Annotated[str, typer.Option("--method", help="lsq | huber | bayes")] = "bayes",
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
@@ -84,8 +89,12 @@ def fit_command(
     reference_source: Annotated[Optional[str], typer.Option("--reference-source")] = None,
     discrepancy: Annotated[
         str,
-        typer.Option("--discrepancy", help="bayes only: gp | gp_shared | group | shared | none"),
-    ] = "gp",
+        typer.Option(
+            "--discrepancy",
+            help="bayes only: orth (default, validated) | orth_shared | group | shared | gp "
+            "| gp_shared | none",
+        ),
+    ] = "orth",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Fit a law to run tables, save the posterior, print coefficients and diagnostics."""
@@ -94,9 +103,16 @@ def fit_command(
     from surrogate.posterior import SOURCE_TERMS
     from surrogate.runs import load_runs
 
+    if law is None:
+        law = "stacked" if method == "bayes" else "conditional"
     get_law(law)  # unknown law -> ArchoptError before any work
     if method not in FIT_METHODS:
         raise ArchoptError(f"unknown method {method!r}; known: {', '.join(FIT_METHODS)}")
+    if law == "stacked" and method != "bayes":
+        raise ArchoptError(
+            f"--law stacked mixes Bayesian fits: use --method bayes, or a "
+            f"single law (chinchilla, aspect, conditional) with --method {method}"
+        )
     if source_terms not in SOURCE_TERMS:
         raise ArchoptError(
             f"unknown --source-terms {source_terms!r}; known: {', '.join(SOURCE_TERMS)}"
