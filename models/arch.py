@@ -3,7 +3,7 @@
 Pure arithmetic: no torch, no I/O. The block is LLaMA's: RMSNorm (weight only), grouped-query
 attention with q/k/v/o projections and no biases, a SwiGLU MLP (gate, up, down) and a final
 RMSNorm. Parameter counts equal ``sum(p.numel())`` of ``transformers.LlamaForCausalLM`` built
-from :meth:`Arch.to_hf_config` (tested in ``tests/test_arch.py``).
+from :meth:`Arch.to_hf_config` (tested in ``tests/models/test_arch.py``).
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ class ArchoptStrategy(Strategy):
     offset every shape shares is one constant-kernel term, the law draws one low-rank
     covariance), so within each quasi-MC sample shapes differ only by what the law says differs
     between them and the first batch follows the law's front (measured in
-    ``tests/test_strategies.py``). Conditioning acquisition on the shared level instead (no
+    ``tests/optim/core/test_strategies.py``). Conditioning acquisition on the shared level instead (no
     common uncertainty at all) was tried and landed further from the front (HV of the first
     batch 0.66 vs 0.76 over 16 worlds drawn from the prior; 0.38 at random).
 

@@ -2,7 +2,7 @@
 
 No Streamlit here and no model evaluation: every function takes the numbers the Python API
 produced (DataFrames with the field names of ``Campaign.trials()`` / ``LawPosterior.predict``)
-and only draws them, so each is testable on its own (``tests/test_figures.py``).
+and only draws them, so each is testable on its own (``tests/optim/ui/test_figures.py``).
 
 Point identity for selection: every marker of the Pareto chart carries ``customdata = [key]``
 where ``key`` is the row's ``key`` column (``"trial 3"``, ``"candidate 17"``, ``"ref Llama-3.2-1B"``);

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_strategies import small_posterior, small_spec
+from support import small_posterior, small_spec
 
 from optim.core.plain_model import PlainGP
 from optim.core.problem import Problem

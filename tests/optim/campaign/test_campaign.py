@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from test_strategies import small_posterior, small_spec
+from support import small_posterior, small_spec
 
 from models.errors import ArchoptError
 from optim.campaign import PROPOSAL_FIELDS, Campaign, CampaignError, list_campaigns

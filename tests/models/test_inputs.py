@@ -392,7 +392,7 @@ def test_fit_out_oserror_while_saving_is_one_line(tmp_path, monkeypatch, capsys)
 # ---- campaign commands with a broken measurement cache or hardware.json (findings 3/6) ----------
 @pytest.fixture
 def campaign_store(tmp_path, archopt_home) -> Path:
-    from test_strategies import small_posterior, small_spec
+    from support import small_posterior, small_spec
 
     from optim.campaign import Campaign
 

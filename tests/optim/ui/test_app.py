@@ -17,13 +17,12 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
 PICKER = "from optim.ui.common import campaign_picker\ncampaign_picker()\n"
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_worlds import REFERENCE, fake_truth, max_loss_of
+from support import REFERENCE, fake_truth, max_loss_of
 
 from models.parametrize import enumerate_archs
 from optim.bench import (

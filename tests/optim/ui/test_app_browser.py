@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-REPO = Path(__file__).resolve().parents[1]
+
 #: Screenshots go here; ``ARCHOPT_SCREENSHOT_DIR`` overrides it (the README's set is made with
 #: ``ARCHOPT_SCREENSHOT_DIR=results/screenshots``).
 ARTIFACTS = Path(

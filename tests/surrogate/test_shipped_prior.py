@@ -4,7 +4,7 @@ ignored otherwise (the prior is fitted and cached)."""
 from __future__ import annotations
 
 import pytest
-from test_strategies import small_posterior
+from support import small_posterior
 
 import surrogate.bayes as bayes
 import surrogate.prior as prior

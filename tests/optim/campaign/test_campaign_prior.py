@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_strategies import small_posterior, small_spec
+from support import small_posterior, small_spec
 
 from optim.campaign import Campaign
 from optim.campaign.rows import PRIOR_FIELDS

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from support import REFERENCE, fake_truth, max_loss_of
 
 from models.parametrize import enumerate_archs
 from optim.bench.worlds import (
@@ -21,51 +22,18 @@ from optim.bench.worlds import (
     hypervolume,
     law_truth,
     make_world,
-    reference_shape,
     shape_effect_truth,
     shape_feature_matrix,
     size_groups,
     smooth_residual,
     true_throughput,
 )
-from surrogate.posterior import LawPosterior
 from surrogate.runs import bundled_path, load_runs
-
-
-def fake_truth(source: str = "s", n: int = 8) -> LawPosterior:
-    """A conditional-law posterior near published coefficients, without any fitting."""
-    rng = np.random.default_rng(0)
-    base = dict(
-        E=1.69,
-        log_A=math.log(406.4),
-        alpha=0.34,
-        log_B=math.log(410.7),
-        beta=0.28,
-        a1=0.038,
-        a2=0.0031,
-        b1=0.016,
-        b2=0.017,
-    )
-    samples = {k: v * (1 + 0.01 * rng.normal(size=n)) for k, v in base.items()}
-    samples[f"sigma[{source}]"] = np.full(n, 0.01)
-    return LawPosterior(
-        "conditional", samples, sources=[source], reference_source=source, method="lsq"
-    )
 
 
 @pytest.fixture(scope="module")
 def candidates():
     return enumerate_archs(1e8)[:120]
-
-
-REFERENCE = reference_shape(1e8)
-
-
-def max_loss_of(truth, tokens=2e9, source="s"):
-    """The user's target: the prior's (here the truth law's) mean loss at the reference shape."""
-    from surrogate.laws import law_features
-
-    return float(np.mean(truth.law_draws(law_features([REFERENCE], tokens), source=source)))
 
 
 def small_world(candidates, seed=0, residual=0.01, error=None):

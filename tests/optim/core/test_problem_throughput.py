@@ -139,7 +139,7 @@ def test_throughput_of_a_shape_does_not_depend_on_the_other_candidates():
     """Adding one off-grid shape (a forced run) must not move any candidate's tokens/s or draws."""
     import warnings
 
-    from test_strategies import small_posterior, small_spec
+    from support import small_posterior, small_spec
 
     from optim.core.problem import Problem
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_strategies import small_posterior, small_spec
+from support import small_posterior, small_spec
 
 from optim.campaign import Campaign
 from optim.campaign.jobs import JobError, LocalBackend, check_train_command, read_metrics, run_jobs

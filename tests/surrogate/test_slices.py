@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_strategies import small_posterior
+from support import small_posterior
 
 from surrogate.runs import bundled_runs
 from surrogate.slices import band_coverage, law_sweep, runs_near_slice, typical_slice

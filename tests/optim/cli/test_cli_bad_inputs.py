@@ -24,14 +24,15 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-from test_strategies import small_posterior, small_spec
+from support import REPO, small_posterior, small_spec
 
 from optim.campaign import Campaign
 from optim.cli import main
 
 pytestmark = pytest.mark.slow
 
-DATA = Path(__file__).resolve().parents[1] / "surrogate" / "data"
+
+DATA = REPO / "surrogate" / "data"
 MORPH = DATA / "morph_runs.csv"
 #: Size of the sparse "oversized" files: beyond every input cap, yet no disk or memory used.
 HUGE = 256 << 20

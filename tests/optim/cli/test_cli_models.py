@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import DATA
 
 from models.arch import Arch
 from models.measure import Measurement, MeasurementCache, library_versions
 from optim.cli import main
-
-DATA = Path(__file__).resolve().parent / "data"
 
 LLAMA_FLAGS = [
     "--d-model",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support import small_posterior, small_spec
 
 from models.throughput import Workload
-from optim.core.problem import CampaignSpec, Problem, ProblemError
+from optim.core.problem import Problem, ProblemError
 from optim.core.strategies import (
     STRATEGIES,
     Algorithm1Strategy,
@@ -18,41 +19,6 @@ from optim.core.strategies import (
     candidate_loss,
     fit_loss_model,
 )
-
-
-def small_posterior(S: int = 32, seed: int = 0):
-    """A conditional-law posterior near Chinchilla's coefficients, one source ``ref``."""
-    from surrogate.posterior import LawPosterior
-
-    rng = np.random.default_rng(seed)
-    n = rng.standard_normal
-    samples = {
-        "E": 1.69 + 0.02 * n(S),
-        "log_A": 6.0 + 0.05 * n(S),
-        "alpha": 0.34 + 0.005 * n(S),
-        "log_B": 6.02 + 0.05 * n(S),
-        "beta": 0.28 + 0.005 * n(S),
-        "a1": 0.08 + 0.02 * n(S),
-        "a2": 0.006 + 0.002 * n(S),
-        "b1": 0.013 + 0.003 * n(S),
-        "b2": 0.014 + 0.003 * n(S),
-        "sigma[ref]": 0.02 + 0.002 * np.abs(n(S)),
-    }
-    return LawPosterior("conditional", samples, sources=["ref"], reference_source="ref")
-
-
-def small_spec(name: str = "small", **overrides) -> CampaignSpec:
-    """5e7 non-embedding params +-5% (~280 candidates), 1e9 tokens, A100-40GB, small workload."""
-    kwargs = dict(
-        name=name,
-        params=5e7,
-        tokens=1e9,
-        hardware="a100-40gb",
-        vocab_size=32000,
-        workload=Workload(8, 512, 128),
-    )
-    kwargs.update(overrides)
-    return CampaignSpec(**kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_strategies import small_posterior, small_spec
+from support import small_posterior, small_spec
 
 from optim.campaign import PROPOSAL_FIELDS, Campaign
 from optim.cli import main

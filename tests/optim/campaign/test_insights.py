@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_strategies import small_posterior, small_spec
+from support import small_posterior, small_spec
 
 from models.arch import Arch
 from optim.campaign import Campaign
