@@ -1,24 +1,26 @@
-"""The sample-efficiency benchmark: simulated worlds (:mod:`.worlds`), the runner that drives
-every strategy through the same campaign loop (:mod:`.run`) and the report (:mod:`.report`)."""
+"""The sample-efficiency benchmark.
 
+* :mod:`.config`: what runs and how big (:class:`BenchConfig`, presets, ``HV_TARGET``).
+* :mod:`.worlds`: ground-truth worlds grounded in the real run tables (truths, noise and
+  residual estimates, hypervolume scoring).
+* :mod:`.setups`: per world kind, archopt's prior, the truth and the candidate problem.
+* :mod:`.loop`: one method on one world (the trial loop, :class:`MethodTrace`).
+* :mod:`.stats`: summaries over seeds, paired differences, the issue's targets.
+* :mod:`.result`: :class:`BenchResult` and the ``--json`` contract (:func:`bench_json`).
+* :mod:`.run`: :func:`run_bench`, the runner tying them together.
+* :mod:`.report`: the Markdown write-up and PNG plots; :mod:`.real_data`: the
+  leave-one-size-out ranking check on the bundled tables.
+"""
+
+from .config import HV_TARGET, BenchConfig, BenchError
+from .loop import MethodTrace, run_campaign, trainings_to
 from .real_data import REAL_DATA_TABLES, real_data_check
 from .report import write_report
-from .run import (
-    HV_TARGET,
-    WORLD_KINDS,
-    BenchConfig,
-    BenchError,
-    BenchResult,
-    MethodTrace,
-    bench_json,
-    evaluate_targets,
-    paired_vs,
-    prior_without,
-    run_bench,
-    run_campaign,
-    summarize_method,
-    trainings_to,
-)
+from .result import BenchResult, bench_json
+from .run import run_bench
+from .setups import prior_without
+from .stats import evaluate_targets, paired_vs, summarize_method
+from .worlds import WORLD_KINDS
 
 __all__ = [
     "BenchConfig",

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .run import HV_TARGET, BenchConfig, BenchResult, json_default
+from .config import HV_TARGET, BenchConfig
+from .result import BenchResult, json_default
 
 __all__ = ["write_report", "summary_table"]
 

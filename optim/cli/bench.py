@@ -1,6 +1,6 @@
 """``archopt bench``: the sample-efficiency benchmark (:mod:`optim.bench`).
 
-``--json`` prints :func:`optim.bench.run.bench_json`: ``{"methods": {NAME: {"trainings_to_95":
+``--json`` prints :func:`optim.bench.result.bench_json`: ``{"methods": {NAME: {"trainings_to_95":
 int | null, "final_hv_ratio": float, "propose_seconds": float, "regret": float}}, "seeds": n,
 "world": kind, "targets": {...}}`` for the headline world, plus ``"worlds": {name: {"kind":
 "held_out_source" | "real_shapes" | "shifted" | "matched", "methods": {NAME: {"trainings_to_95",
@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Benchmark archopt against plain qNEHVI, Algorithm 1 and random search."""
-        from optim.bench import BenchConfig, BenchError, bench_json, run_bench, write_report
+        from optim.bench import BenchConfig, bench_json, run_bench, write_report
 
         overrides: dict = {}
         if seeds is not None:
@@ -103,12 +103,7 @@ def register(app: typer.Typer) -> None:
             overrides["max_trainings"] = max_trainings
         if max_candidates is not None:
             overrides["max_candidates"] = max_candidates
-        if extra_batches is not None:
-            if max_trainings is not None:
-                raise BenchError("give --max-trainings or --extra-batches, not both")
-            probe = BenchConfig.preset(quick, **overrides)
-            overrides["max_trainings"] = probe.budget + extra_batches * probe.batch_size
-        config = BenchConfig.preset(quick, **overrides)
+        config = BenchConfig.preset(quick, extra_batches=extra_batches, **overrides)
         result = run_bench(config, progress=True, real_data=real_data)  # bars on stderr
         report = write_report(result, out)
         if json_out:

@@ -246,6 +246,16 @@ def test_archopt_beats_random_search_on_a_small_world():
     assert np.mean(diffs) > 0.1 and sum(d > 0 for d in diffs) >= 4
 
 
+def test_extra_batches_set_the_cap_after_the_common_budget():
+    quick = BenchConfig.preset(True, extra_batches=2)
+    assert quick.max_trainings == quick.budget + 2 * quick.batch_size
+    assert BenchConfig.preset(False, extra_batches=0, seeds=3).max_trainings == quick.budget
+    with pytest.raises(BenchError, match="not both"):
+        BenchConfig.preset(True, extra_batches=1, max_trainings=40)
+    with pytest.raises(BenchError, match="max_trainings must be >= the budget"):
+        BenchConfig.preset(True, extra_batches=-1)
+
+
 def test_cli_rejects_bad_input(capsys):
     from optim.cli import main
 
