@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from models.arch import Arch
-from optim.core.problem import CampaignSpec
+from optim.core.spec import DEFAULT_WORKLOAD, CampaignSpec
 
 from .campaign import Campaign, as_store, delete_campaign
-from .export import ExportError, export_pareto
+from .export import ExportError, export_pareto, write_atomic
 from .rows import jsonable
 from .store import CampaignStore
 
@@ -58,10 +56,9 @@ _PROPOSAL_KEYS = (
 
 
 def demo_spec() -> CampaignSpec:
-    """1B non-embedding params +-5%, 100B tokens, A100-40GB, batch 64 / 4096 in / 1024 out."""
-    from models.throughput import Workload
-
-    return CampaignSpec(DEMO_NAME, 1e9, 1e11, "a100-40gb", workload=Workload(64, 4096, 1024))
+    """1B non-embedding params +-5%, 100B tokens, A100-40GB, the default workload
+    (:data:`~optim.core.spec.DEFAULT_WORKLOAD`: vLLM, batch 64 / 4096 in / 1024 out)."""
+    return CampaignSpec(DEMO_NAME, 1e9, 1e11, "a100-40gb", workload=DEFAULT_WORKLOAD)
 
 
 def run_demo(
@@ -243,16 +240,9 @@ def demo_summary(
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+    """Write ``obj`` to ``path`` atomically (:func:`~.export.write_atomic`)."""
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -30,7 +30,7 @@ import pandas as pd
 from models.arch import Arch
 from models.errors import ArchoptError
 
-__all__ = ["export_pareto", "ExportError", "config_dirname"]
+__all__ = ["export_pareto", "ExportError", "config_dirname", "write_atomic"]
 
 _CONFIG_DIR = re.compile(r"^\d{2,}-d\d+-L\d+-h\d+_\d+x\d+-f\d+$")
 
@@ -44,7 +44,7 @@ def config_dirname(rank: int, arch: Arch) -> str:
     return f"{rank:02d}-{arch.label().replace('/', '_')}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path`` and rename it over ``path`` (a link at
     ``path`` is replaced, never followed)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -127,13 +127,13 @@ def _write_all(
         sub = out / name
         sub.mkdir(exist_ok=True)
         path = sub / "config.json"
-        _write_atomic(path, json.dumps(arch.to_hf_config(), indent=2) + "\n")
+        write_atomic(path, json.dumps(arch.to_hf_config(), indent=2) + "\n")
         written.append(path)
         table.append({"rank": rank, **dict(row), "config": str(path.relative_to(out))})
     csv_path = out / "pareto.csv"
-    _write_atomic(csv_path, pd.DataFrame(table).to_csv(index=False))
+    write_atomic(csv_path, pd.DataFrame(table).to_csv(index=False))
     json_path = out / "pareto.json"
-    _write_atomic(
+    write_atomic(
         json_path, json.dumps({"campaign": dict(campaign or {}), "pareto": table}, indent=2) + "\n"
     )
     return written + [csv_path, json_path]

@@ -45,7 +45,6 @@ col   feature                     why
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from models.parametrize import enumerate_archs
 from surrogate.gp import ResidualHyper
 from surrogate.protocols import LawPrior
 
+from .bands import Q05, Q95
 from .spec import CampaignSpec, ProblemError
 
 __all__ = [
@@ -349,14 +349,6 @@ class Problem:
         for message in self.throughput_warnings:
             warnings.warn(message, ThroughputCalibrationWarning, stacklevel=2)
 
-    def with_measurements(self, measurement_cache: Any) -> "Problem":
-        """A copy whose throughput uses measurements in ``measurement_cache`` where present."""
-        tp = _throughput(self.spec, self.candidates, measurement_cache, common_over=self.in_band)
-        fields_ = tp.problem_fields()
-        for name in ("fits_in_memory", "memory_bytes", "servable", "unservable_reason"):
-            fields_.pop(name)
-        return dataclasses.replace(self, **fields_)
-
 
 def _default_cache() -> Any:
     """The default measurement cache (errors such as an unusable ARCHOPT_HOME propagate)."""
@@ -388,8 +380,8 @@ class _Throughput:
             "fits_in_memory": self.fits,
             "memory_bytes": self.memory,
             "throughput_draws": self.draws,
-            "throughput_q05": np.quantile(self.draws, 0.05, axis=0),
-            "throughput_q95": np.quantile(self.draws, 0.95, axis=0),
+            "throughput_q05": np.quantile(self.draws, Q05, axis=0),
+            "throughput_q95": np.quantile(self.draws, Q95, axis=0),
             "throughput_log_common": self.log_common,
             "throughput_common_sigma": float(np.std(self.log_common, ddof=1)),
             "throughput_backend": self.backend,

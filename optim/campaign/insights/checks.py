@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from optim.core.bands import Q05, Q95
+from optim.core.bands import Q05, Q95, Z90
 
 from .model import InsightError, observations
 
@@ -31,7 +31,8 @@ def loo_check(campaign: Campaign) -> pd.DataFrame:
     Returns:
         One row per observed run (trial order): ``trial``, ``label``, ``observed``,
         ``pred_mean``, ``pred_q05``, ``pred_q95`` (a new run's 90% band), ``outside`` (the
-        result falls outside it), ``z`` (the error over the band's half-width times 1.645).
+        result falls outside it), ``z`` (the error over the band's half-width times
+        :data:`~optim.core.bands.Z90`, 1.645).
     """
     from optim.core.weighting import fit_weighted_model
 
@@ -55,7 +56,7 @@ def loo_check(campaign: Campaign) -> pd.DataFrame:
                 "pred_q05": lo,
                 "pred_q95": hi,
                 "outside": bool(y < lo or y > hi),
-                "z": float((y - float(mean[0])) / half * 1.6448536),
+                "z": float((y - float(mean[0])) / half * Z90),
             }
         )
     return pd.DataFrame(

@@ -9,13 +9,8 @@ import pytest
 from models.measure import Measurement, MeasurementCache
 from models.throughput import Workload
 from optim.campaign.rows import candidate_row
-from optim.core.problem import (
-    N_THROUGHPUT_DRAWS,
-    CampaignSpec,
-    Problem,
-    ProblemError,
-    ThroughputCalibrationWarning,
-)
+from optim.core.problem import N_THROUGHPUT_DRAWS, Problem, ThroughputCalibrationWarning
+from optim.core.spec import CampaignSpec, ProblemError
 
 
 def _spec(**overrides) -> CampaignSpec:
@@ -89,7 +84,7 @@ def test_a_measurement_replaces_its_column(problem, tmp_path) -> None:
             created_at=1.0,
         )
     )
-    p = problem.with_measurements(cache)
+    p = Problem.build(problem.spec, problem.prior, cache)
     i = p.index_of(arch)
     assert p.throughput_source[i] == "measured" and p.throughput_mean[i] == pytest.approx(1234.0)
     assert p.throughput_rel_sigma[i] == pytest.approx(50.0 / 1234.0)
