@@ -222,8 +222,11 @@ def _command(cfg: BenchConfig) -> str:
     base = BenchConfig.preset(cfg.quick)
     parts = ["archopt bench"] + (["--quick"] if cfg.quick else [])
     parts.append(f"--seeds {cfg.seeds}")
-    for name, flag in (("max_candidates", "--max-candidates"),
-                       ("max_trainings", "--max-trainings"), ("batches", "--batches")):
+    for name, flag in (
+        ("max_candidates", "--max-candidates"),
+        ("max_trainings", "--max-trainings"),
+        ("batches", "--batches"),
+    ):
         if getattr(cfg, name) != getattr(base, name):
             parts.append(f"{flag} {getattr(cfg, name)}")
     if tuple(cfg.worlds) != tuple(base.worlds):
