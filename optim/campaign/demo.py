@@ -87,16 +87,16 @@ def run_demo(
     from models.throughput import load_calibration
     from surrogate.runs import reference_architectures
 
-    store = as_store(store)
+    opened = as_store(store)
     spec = demo_spec()
     camp = None
-    if DEMO_NAME in store.list_names():
-        camp = Campaign.load(DEMO_NAME, store)
+    if DEMO_NAME in opened.list_names():
+        camp = Campaign.load(DEMO_NAME, opened)
         if camp.spec != spec:
-            delete_campaign(DEMO_NAME, store)
+            delete_campaign(DEMO_NAME, opened)
             camp = None
     if camp is None:
-        camp = Campaign.create(spec, store=store, progress=progress)
+        camp = Campaign.create(spec, store=opened, progress=progress)
     pending = [t for t in camp.trials() if t["status"] == "pending"]
     proposals = pending if pending else camp.propose(k)
     pareto = camp.pareto()
