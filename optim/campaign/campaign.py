@@ -2,14 +2,15 @@
 
 :class:`Campaign` is the facade the CLI, the app and the benchmarks call, in the manner of Ax's
 ``Client``: its methods are grouped in sections (construction, views, the loop, reporting) and
-it holds no SQL and no Ax code of its own. The store (:mod:`.store`) owns the file and
-archopt's tables, the Ax adapter (:mod:`.ax_adapter`) owns the experiment, the optimization core
-(:mod:`optim.core`) owns the candidate set, the loss model and the acquisition, and
-:mod:`.rows` formats the JSON rows (:data:`PROPOSAL_FIELDS`).
+it holds no SQL and no Ax code of its own. The store (:mod:`.storage`: a SQLite file or a
+PostgreSQL database) owns the transactions, :mod:`.snapshot` archopt's tables, the Ax adapter
+(:mod:`.ax_adapter`) the experiment, the optimization core (:mod:`optim.core`) the candidate set,
+the loss model and the acquisition, and :mod:`.rows` formats the JSON rows
+(:data:`PROPOSAL_FIELDS`).
 
-Every state change is one transaction (:meth:`Campaign._session`): lock, copy, load the Ax
-experiment, change, save, atomic replace. Concurrent processes serialise, a crash leaves the old
-store, and a refused input leaves the store byte-identical.
+Every state change is one store transaction (:meth:`Campaign._session`): load the Ax experiment,
+change, save, commit. Concurrent processes serialise, a crash leaves the store as it was, and a
+refused input changes nothing.
 
 A loaded :class:`Campaign` is a snapshot: the loss model conditioned on its observed runs is fitted
 once per snapshot and reused by :meth:`candidate_loss`, :meth:`status` and :meth:`pareto`.
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -29,23 +28,23 @@ import numpy as np
 import pandas as pd
 
 from models.arch import Arch
-from models.errors import ArchoptError
 from optim.core.problem import LOSS_NOISE_SD, CampaignSpec, Problem
 
-from .ax_adapter import (
-    AX_PARAMETERS,
-    LOSS_METRIC,
-    THROUGHPUT_METRIC,
-    AxCampaign,
-    AxError,
-    TrialRecord,
-    ax_session,
-    delete_ax_experiment,
-)
+from .ax_adapter import AX_PARAMETERS, LOSS_METRIC, THROUGHPUT_METRIC, TrialRecord
 from .errors import CampaignError
-from .rows import PRIOR_FIELDS, PROPOSAL_FIELDS, candidate_row, jsonable, trial_row
-from .runs import check_runs_belong, checked_loss, load_table, plan_runs
-from .store import CampaignStore, Snapshot, StoreError
+from .rows import (
+    PRIOR_FIELDS,
+    PROPOSAL_FIELDS,
+    candidate_row,
+    candidates_frame,
+    current_prediction,
+    jsonable,
+    pareto_rows,
+    trial_row,
+)
+from .runs import checked_loss, checked_runs, load_table, observations, plan_runs
+from .snapshot import CampaignState, prior_from_bytes, prior_to_bytes
+from .storage import Store, open_store
 
 if TYPE_CHECKING:
     from surrogate.posterior import LawPosterior
@@ -73,20 +72,9 @@ MAX_PROPOSALS = 32
 _PROPOSE_ATTEMPTS = 3
 
 
-def as_store(store: CampaignStore | str | Path | None) -> CampaignStore:
-    """A :class:`CampaignStore` from a store, a path or ``None`` (the default store)."""
-    return store if isinstance(store, CampaignStore) else CampaignStore(store)
-
-
-@dataclass
-class _Session:
-    """One open transaction: the snapshot's tables, the Ax experiment and the trials in it."""
-
-    snapshot: Snapshot
-    ax: AxCampaign
-    spec: CampaignSpec
-    meta: dict[int, dict[str, Any]]
-    records: list[TrialRecord]
+#: A store from a :class:`~optim.campaign.storage.Store`, a path, a URL or ``None`` (default).
+as_store = open_store
+StoreArg = Store | str | Path | None
 
 
 # ---- the campaign -----------------------------------------------------------------------------
@@ -97,7 +85,7 @@ class Campaign:
     def __init__(
         self,
         spec: CampaignSpec,
-        store: CampaignStore,
+        store: Store,
         prior: LawPosterior,
         records: list[TrialRecord],
         info: dict[str, Any],
@@ -116,7 +104,7 @@ class Campaign:
         cls,
         spec: CampaignSpec,
         runs: str | Path | pd.DataFrame | Sequence | None = None,
-        store: CampaignStore | str | Path | None = None,
+        store: StoreArg = None,
         *,
         prior: LawPosterior | None = None,
         progress: bool = True,
@@ -127,56 +115,46 @@ class Campaign:
             spec: what to optimize.
             runs: extra prior run tables (paths or a DataFrame): the law is refitted on the
                 bundled tables plus these. ``None``: the cached default prior.
-            store: the store (default ``$ARCHOPT_HOME/campaigns.sqlite``).
+            store: the store: a path, a ``postgresql://`` URL or a :class:`Store` (default
+                ``$ARCHOPT_HOME/campaigns.sqlite``).
             prior: use this ``LawPosterior`` instead of fitting one (tests, notebooks).
         """
-        store = as_store(store)
+        store = open_store(store)
         if spec.name in store.list_names():
-            raise CampaignError(f"campaign {spec.name!r} already exists in {store.path}")
+            raise CampaignError(f"campaign {spec.name!r} already exists in {store.location}")
         table = load_table(runs) if runs is not None and prior is None else None
         Problem.build(spec, None)  # validates the spec (candidates, memory) before a long fit
         if prior is None:
             prior = _campaign_prior(spec, table, progress)
-        blob = _prior_to_bytes(prior)
+        blob = prior_to_bytes(prior)
         problem = Problem.build(spec, prior)
         info = {"prior_runs": int(len(table)) if table is not None else 0, "prior": repr(prior)}
-        with store.write() as path:
-            snapshot = Snapshot(path, store)
+        with store.transaction(write=True) as snapshot:
             if snapshot.has(spec.name):
-                raise CampaignError(f"campaign {spec.name!r} already exists in {store.path}")
-            with ax_session(path) as url:
-                AxCampaign.create(url, spec)
+                raise CampaignError(f"campaign {spec.name!r} already exists in {store.location}")
+            snapshot.ax_create(spec)
             snapshot.insert_campaign(spec.name, spec.to_dict(), blob, info)
         campaign = cls(spec, store, prior, [], info)
         campaign._problem = problem
         return campaign
 
     @classmethod
-    def load(cls, name: str, store: CampaignStore | str | Path | None = None) -> "Campaign":
+    def load(cls, name: str, store: StoreArg = None) -> "Campaign":
         """Open a saved campaign (unknown name: :class:`CampaignError`)."""
-        store = as_store(store)
+        store = open_store(store)
         if not store.exists():
-            raise CampaignError(f"unknown campaign {name!r}: no campaign store at {store.path}")
-        with store.read() as path:
-            snapshot = Snapshot(path, store)
-            row = _campaign_row(snapshot, name)
-            spec = _spec_of(row.spec, name, store)
-            with ax_session(path) as url:
-                records = _ax_load(url, spec, store).records(snapshot.trial_meta(name))
-        return cls(spec, store, _prior_from_bytes(row.prior_blob, name, store), records, row.info)
+            raise CampaignError(f"unknown campaign {name!r}: no campaign store at {store.location}")
+        with store.transaction(write=False) as snapshot:
+            state = snapshot.open_campaign(name)
+        prior = prior_from_bytes(state.row, store.location)
+        return cls(state.spec, store, prior, state.records, state.row.info)
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[_Session]:
-        """The prologue of every change: lock and copy the store, re-read this campaign's row
+    def _session(self) -> Iterator[CampaignState]:
+        """The prologue of every change: open a write transaction, re-read this campaign's row
         and trials, load its Ax experiment; commit when the block succeeds."""
-        with self.store.write() as path:
-            snapshot = Snapshot(path, self.store)
-            row = _campaign_row(snapshot, self.name)
-            spec = _spec_of(row.spec, self.name, self.store)
-            meta = snapshot.trial_meta(self.name)
-            with ax_session(path) as url:
-                ax = _ax_load(url, spec, self.store)
-                yield _Session(snapshot, ax, spec, meta, ax.records(meta))
+        with self.store.transaction(write=True) as snapshot:
+            yield snapshot.open_campaign(self.name)
 
     # ---- views ---------------------------------------------------------------------------
     @property
@@ -203,17 +181,6 @@ class Campaign:
             self._loss_cache.clear()
         return self._problem
 
-    @staticmethod
-    def _observations(
-        problem: Problem, records: Sequence[TrialRecord]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(observed_idx, observed_loss, pending_idx)`` over ``problem``'s candidates."""
-        obs = [(problem.index_of(r.arch), r.loss) for r in records if r.status == "observed"]
-        pend = [problem.index_of(r.arch) for r in records if r.status == "pending"]
-        idx = np.array([i for i, _ in obs], dtype=np.int64)
-        loss = np.array([v for _, v in obs], dtype=np.float64)
-        return idx, loss, np.array(pend, dtype=np.int64)
-
     def _loss_at_candidates(
         self, problem: Problem, records: Sequence[TrialRecord]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,7 +188,7 @@ class Campaign:
         observations, then cached)."""
         from optim.core.strategies import candidate_loss
 
-        idx, loss, _ = self._observations(problem, records)
+        idx, loss, _ = observations(problem, records)
         key = (id(problem), problem.n, tuple(idx.tolist()), tuple(loss.tolist()))
         if key not in self._loss_cache:
             if problem.law_samples is None:
@@ -272,7 +239,7 @@ class Campaign:
         records = self._reload_records()
         for _ in range(_PROPOSE_ATTEMPTS):
             problem = self._problem_for(records)
-            idx, loss, pending = self._observations(problem, records)
+            idx, loss, pending = observations(problem, records)
             batch = STRATEGIES[strategy](**strategy_options).propose(
                 problem,
                 idx,
@@ -322,11 +289,8 @@ class Campaign:
         )
 
     def _reload_records(self) -> list[TrialRecord]:
-        with self.store.read() as path:
-            snapshot = Snapshot(path, self.store)
-            meta = snapshot.trial_meta(self.name)
-            with ax_session(path) as url:
-                self._records = _ax_load(url, self.spec, self.store).records(meta)
+        with self.store.transaction(write=False) as snapshot:
+            self._records = snapshot.open_campaign(self.name, self.spec).records
         return self._records
 
     def observe(
@@ -365,7 +329,7 @@ class Campaign:
             s.snapshot.put_trial_meta(self.name, {trial: payload})
             self._records = s.ax.records({**s.meta, trial: payload})
         problem = self._problem_for(self._records)
-        idx, losses, _ = self._observations(problem, self._records)
+        idx, losses, _ = observations(problem, self._records)
         order = [r.trial for r in self._records if r.status == "observed"]
         warn_if_outside_band(problem, idx, losses, order.index(trial), f"trial {trial}")
         return self._trial_dict(next(r for r in self._records if r.trial == trial))
@@ -381,27 +345,7 @@ class Campaign:
         size / tying, tokens off by more than 1%) are refused unless ``force``. Nothing is
         written unless every row is accepted.
         """
-        from surrogate.runs import table_archs
-
-        table = load_table(runs, force=force)
-        archs = table_archs(table)
-        names = (
-            table["run"].astype(str).tolist()
-            if "run" in table.columns
-            else [f"row {i}" for i in range(len(table))]
-        )
-        losses = [
-            checked_loss(v, force=force, where=f"run {n!r}") for v, n in zip(table["loss"], names)
-        ]
-        tokens = table["tokens"].to_numpy(np.float64) if "tokens" in table.columns else None
-        if not force:
-            check_runs_belong(self.spec, archs, names, tokens)
-        # Campaign-level archs carry the campaign's vocab/tying (the Ax trial stores the block
-        # shape only); the run's own non-embedding params are what the band checks.
-        archs = [
-            a.replace(vocab_size=self.spec.vocab_size, tie_embeddings=self.spec.tie_embeddings)
-            for a in archs
-        ]
+        archs, losses, names = checked_runs(self.spec, runs, force=force)
         with self._session() as s:
             plan = plan_runs(s.records, archs, losses, names, force)
             problem = self._problem_for(s.records, [a for _, a, _, _ in plan])
@@ -441,10 +385,7 @@ class Campaign:
         with self._session() as s:
             if trial not in {r.trial for r in s.records}:
                 raise CampaignError(f"campaign {self.name!r} has no trial {trial}")
-            payload = _updated(s.meta.get(trial), {})
-            payload["job"] = {**payload.get("job", {}), **job}
-            s.snapshot.put_trial_meta(self.name, {trial: payload})
-            self._records = s.ax.records({**s.meta, trial: payload})
+            self._put_job(s, trial, job)
 
     def fail_trial(self, trial: int, reason: str) -> None:
         """Mark a pending trial failed (its training job failed) with ``reason``; a failed
@@ -454,10 +395,13 @@ class Campaign:
             if rec is None or rec.status != "pending":
                 raise CampaignError(f"trial {trial} of campaign {self.name!r} is not pending")
             s.ax.fail(trial, reason)
-            payload = _updated(s.meta.get(trial), {})
-            payload["job"] = {**payload.get("job", {}), "state": "failed", "reason": reason}
-            s.snapshot.put_trial_meta(self.name, {trial: payload})
-            self._records = s.ax.records({**s.meta, trial: payload})
+            self._put_job(s, trial, {"state": "failed", "reason": reason})
+
+    def _put_job(self, s: CampaignState, trial: int, job: dict[str, Any]) -> None:
+        payload = _updated(s.meta.get(trial), {})
+        payload["job"] = {**payload.get("job", {}), **job}
+        s.snapshot.put_trial_meta(self.name, {trial: payload})
+        self._records = s.ax.records({**s.meta, trial: payload})
 
     def reload(self) -> "Campaign":
         """This campaign's current state from the store (another process may have changed it)."""
@@ -466,20 +410,7 @@ class Campaign:
 
     # ---- reporting -----------------------------------------------------------------------
     def _trial_dict(self, rec: TrialRecord) -> dict[str, Any]:
-        row = trial_row(rec, self.spec.in_band(rec.arch))
-        job = rec.meta.get("job") or {}
-        state = {"observed": "completed", "failed": "failed"}.get(rec.status)
-        row.update(
-            {
-                "job_backend": job.get("backend"),
-                "job_id": job.get("id"),
-                "job_state": state
-                or job.get("state")
-                or ("pending" if rec.status == "pending" else rec.status),
-                "failure_reason": job.get("reason") if rec.status == "failed" else None,
-            }
-        )
-        return row
+        return trial_row(rec, self.spec.in_band(rec.arch))
 
     def trials(self, *, now: bool = False) -> list[dict[str, Any]]:
         """Every trial (pending, observed, abandoned) with the prediction made at proposal.
@@ -491,42 +422,15 @@ class Campaign:
         """
         rows = [self._trial_dict(r) for r in self._records]
         if now and rows:
-            problem = self.problem
-            mean, q05, q95 = self.candidate_loss()
             for row, rec in zip(rows, self._records):
-                i = problem.index_of(rec.arch)
-                row.update(
-                    {
-                        "pred_loss_mean_now": jsonable(mean[i]),
-                        "pred_loss_q05_now": jsonable(q05[i]),
-                        "pred_loss_q95_now": jsonable(q95[i]),
-                        "pred_tokens_per_s_now": jsonable(problem.throughput_mean[i]),
-                    }
-                )
+                row.update(current_prediction(self.problem, self.candidate_loss(), rec.arch))
         return rows
 
     def candidates_table(self) -> pd.DataFrame:
         """The proposable candidates: ``candidate`` (index into :attr:`problem`), ``label``,
         shape features, ``pred_loss_mean/q05/q95`` (a new run given the observations),
         ``pred_tokens_per_s`` and ``throughput_source``."""
-        problem = self.problem
-        mean, q05, q95 = self.candidate_loss()
-        rows = []
-        for i in np.flatnonzero(problem.proposable):
-            arch = problem.candidates[i]
-            rows.append(
-                {
-                    "candidate": int(i),
-                    "label": arch.label(),
-                    **arch.features(),
-                    "pred_loss_mean": float(mean[i]),
-                    "pred_loss_q05": float(q05[i]),
-                    "pred_loss_q95": float(q95[i]),
-                    "pred_tokens_per_s": float(problem.throughput_mean[i]),
-                    "throughput_source": str(problem.throughput_source[i]),
-                }
-            )
-        return pd.DataFrame(rows)
+        return candidates_frame(self.problem, self.candidate_loss())
 
     def status(self) -> dict[str, Any]:
         """A JSON-able summary of the campaign (with :func:`optim.core.weighting.prior_status`:
@@ -542,7 +446,7 @@ class Campaign:
         prior = self._prior
         return {
             "name": self.name,
-            "store": str(self.store.path),
+            "store": self.store.location,
             "spec": self.spec.to_dict(),
             "hardware": self.spec.hardware,
             "workload": str(self.spec.workload),
@@ -571,7 +475,7 @@ class Campaign:
             "throughput_warnings": list(problem.throughput_warnings),
             **prior_status(
                 problem,
-                *self._observations(problem, recs)[:2],
+                *observations(problem, recs)[:2],
                 [f"trial {r.trial}" for r in observed],
             ),
             "trials": self.trials(now=True),
@@ -579,8 +483,8 @@ class Campaign:
 
     def observed_pareto_trials(self) -> list[int]:
         """Observed Pareto-optimal trials by Ax's own observed-data frontier (no model fit)."""
-        with self.store.read() as path, ax_session(path) as url:
-            ax = _ax_load(url, self.spec, self.store)
+        with self.store.transaction(write=False) as snapshot:
+            ax = snapshot.ax_load(self.spec)
             try:
                 return ax.observed_pareto_trials()
             except Exception as exc:  # noqa: BLE001 - shown, never hidden as an empty front
@@ -598,32 +502,7 @@ class Campaign:
         left out. Each dict has the proposal fields plus ``observed_loss``, ``source``
         (``"observed"`` / ``"predicted"``) and ``trial`` (or ``None``), sorted by throughput.
         """
-        from optim.core.front import front_indices
-
-        problem = self.problem
-        pred = self.candidate_loss()
-        idx, loss, _ = self._observations(problem, self._records)
-        observed_loss: dict[int, list[float]] = {}
-        for i, v in zip(idx, loss):
-            observed_loss.setdefault(int(i), []).append(float(v))
-        trial_of = {
-            problem.index_of(r.arch): r.trial
-            for r in self._records
-            if r.status in ("pending", "observed")
-        }
-        value = pred[0].copy()
-        for i, vs in observed_loss.items():
-            value[i] = float(np.mean(vs))
-        observed_in_band = np.isin(np.arange(problem.n), idx) & problem.in_band
-        front = front_indices(problem, value, np.flatnonzero(problem.proposable | observed_in_band))
-        rows = []
-        for i in front:
-            row = candidate_row(problem, int(i), pred, trial=trial_of.get(int(i)))
-            obs = observed_loss.get(int(i))
-            row["observed_loss"] = float(np.mean(obs)) if obs else None
-            row["source"] = "observed" if obs else "predicted"
-            rows.append(row)
-        return rows
+        return pareto_rows(self.problem, self.candidate_loss(), self._records)
 
     def export(self, directory: str | Path, ranks: Sequence[int] | None = None) -> list[Path]:
         """Write the Pareto set's HF configs, ``pareto.csv`` and ``pareto.json`` into
@@ -678,34 +557,6 @@ def _updated(payload: dict[str, Any] | None, changes: dict[str, Any]) -> dict[st
     return out
 
 
-def _campaign_row(snapshot: Snapshot, name: str) -> Any:
-    row = snapshot.campaign(name)
-    if row is None:
-        names = snapshot.names()
-        raise CampaignError(
-            f"unknown campaign {name!r} in {snapshot.store.path} "
-            f"(known: {', '.join(names) or 'none'})"
-        )
-    return row
-
-
-def _spec_of(data: dict[str, Any], name: str, store: CampaignStore) -> CampaignSpec:
-    try:
-        return CampaignSpec.from_dict(data)
-    except (ArchoptError, TypeError, ValueError, KeyError) as exc:
-        raise StoreError(
-            f"campaign {name!r} in {store.path} has an unreadable spec: "
-            f"{' '.join(str(exc).split())[:200]}"
-        ) from None
-
-
-def _ax_load(url: str, spec: CampaignSpec, store: CampaignStore) -> AxCampaign:
-    try:
-        return AxCampaign.load(url, spec)
-    except AxError as exc:
-        raise StoreError(f"campaign {spec.name!r} in {store.path}: {exc}") from None
-
-
 def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: bool) -> LawPosterior:
     """The default prior, or the law refitted on the bundled tables plus ``runs``."""
     from surrogate.prior import DEFAULT_PRIOR_SETTINGS, default_prior, default_prior_runs
@@ -721,39 +572,16 @@ def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: boo
     return fit_bayes(default_prior_runs(table), spec.law, progress=progress, **settings)
 
 
-def _prior_to_bytes(prior: LawPosterior) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = prior.save(Path(tmp) / "prior.nc")
-        return Path(path).read_bytes()
-
-
-def _prior_from_bytes(blob: bytes | None, name: str, store: CampaignStore) -> LawPosterior:
-    from surrogate.posterior import LawPosterior
-
-    if not blob:
-        raise StoreError(f"campaign {name!r} in {store.path} has no stored prior")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "prior.nc"
-        path.write_bytes(blob)
-        try:
-            return LawPosterior.load(path)
-        except ArchoptError as exc:
-            raise StoreError(
-                f"campaign {name!r} in {store.path}: its stored prior is unreadable ({exc})"
-            ) from None
-
-
-def list_campaigns(store: CampaignStore | str | Path | None = None) -> list[str]:
+def list_campaigns(store: StoreArg = None) -> list[str]:
     """Names of the campaigns in the store."""
-    return as_store(store).list_names()
+    return open_store(store).list_names()
 
 
-def delete_campaign(name: str, store: CampaignStore | str | Path | None = None) -> None:
+def delete_campaign(name: str, store: StoreArg = None) -> None:
     """Remove a campaign (its Ax experiment and archopt rows) from the store."""
-    store = as_store(store)
-    if name not in store.list_names():
-        raise CampaignError(f"unknown campaign {name!r} in {store.path}")
-    with store.write() as path:
-        with ax_session(path):
-            delete_ax_experiment(name)
-        Snapshot(path, store).delete_campaign(name)
+    store = open_store(store)
+    if name not in store.list_names():  # (a missing file store is not created)
+        raise CampaignError(f"unknown campaign {name!r} in {store.location}")
+    with store.transaction(write=True) as snapshot:
+        snapshot.require(name)
+        snapshot.delete_campaign(name)

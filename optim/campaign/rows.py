@@ -4,14 +4,16 @@ export read it. The field names are a contract other tools read (:data:`PROPOSAL
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
-from models.arch import SHAPE_FIELDS
+from models.arch import SHAPE_FIELDS, Arch
 from optim.core.problem import Problem
 
 from .ax_adapter import TrialRecord
+from .runs import observations
 
 __all__ = [
     "PROPOSAL_FIELDS",
@@ -20,6 +22,9 @@ __all__ = [
     "jsonable",
     "candidate_row",
     "trial_row",
+    "current_prediction",
+    "candidates_frame",
+    "pareto_rows",
 ]
 
 #: Fields every proposal / Pareto / trial dict carries (the CLI JSON contract).
@@ -141,7 +146,9 @@ def candidate_row(
 
 
 def trial_row(rec: TrialRecord, in_band: bool) -> dict[str, Any]:
-    """A trial with its observed loss and the prediction made when it was proposed."""
+    """A trial with its observed loss, the prediction made when it was proposed and its
+    training job (``job_backend``, ``job_id``, ``job_state``: ``pending``, ``submitting``,
+    ``running``, ``completed`` or ``failed``; ``failure_reason``)."""
     proposal: Mapping[str, Any] = rec.meta.get("proposal") or {}
     arch = rec.arch
     feats = arch.features()
@@ -170,4 +177,88 @@ def trial_row(rec: TrialRecord, in_band: bool) -> dict[str, Any]:
         *PRIOR_FIELDS,
     ):
         out[key] = proposal.get(key)
+    job = rec.meta.get("job") or {}
+    state = {"observed": "completed", "failed": "failed"}.get(rec.status)
+    out.update(
+        {
+            "job_backend": job.get("backend"),
+            "job_id": job.get("id"),
+            "job_state": state
+            or job.get("state")
+            or ("pending" if rec.status == "pending" else rec.status),
+            "failure_reason": job.get("reason") if rec.status == "failed" else None,
+        }
+    )
     return {k: jsonable(v) for k, v in out.items()}
+
+
+def current_prediction(
+    problem: Problem, loss: tuple[np.ndarray, ...], arch: Arch
+) -> dict[str, Any]:
+    """The current model's prediction for ``arch`` (a candidate of ``problem``):
+    ``pred_loss_mean_now``, ``pred_loss_q05_now``, ``pred_loss_q95_now``,
+    ``pred_tokens_per_s_now``. ``loss``: ``(mean, q05, q95)``, each ``(n,)``."""
+    i = problem.index_of(arch)
+    mean, q05, q95 = loss
+    return {
+        "pred_loss_mean_now": jsonable(mean[i]),
+        "pred_loss_q05_now": jsonable(q05[i]),
+        "pred_loss_q95_now": jsonable(q95[i]),
+        "pred_tokens_per_s_now": jsonable(problem.throughput_mean[i]),
+    }
+
+
+def candidates_frame(problem: Problem, loss: tuple[np.ndarray, ...]) -> pd.DataFrame:
+    """The proposable candidates: ``candidate`` (index into ``problem``), ``label``, shape
+    features, ``pred_loss_mean/q05/q95`` (``loss``, each ``(n,)``), ``pred_tokens_per_s`` and
+    ``throughput_source``."""
+    mean, q05, q95 = loss
+    rows = []
+    for i in np.flatnonzero(problem.proposable):
+        arch = problem.candidates[i]
+        rows.append(
+            {
+                "candidate": int(i),
+                "label": arch.label(),
+                **arch.features(),
+                "pred_loss_mean": float(mean[i]),
+                "pred_loss_q05": float(q05[i]),
+                "pred_loss_q95": float(q95[i]),
+                "pred_tokens_per_s": float(problem.throughput_mean[i]),
+                "throughput_source": str(problem.throughput_source[i]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def pareto_rows(
+    problem: Problem,
+    loss: tuple[np.ndarray, np.ndarray, np.ndarray],
+    records: Sequence[TrialRecord],
+) -> list[dict[str, Any]]:
+    """The Pareto set over the budget: observed trials (mean observed loss) and unobserved
+    proposable candidates (predicted mean ``loss[0]``, ``(n,)``), maximizing tokens/s and
+    minimizing loss (:func:`optim.core.front.front_indices`). Each row is a
+    :func:`candidate_row` plus ``observed_loss`` and ``source`` (``observed``/``predicted``)."""
+    from optim.core.front import front_indices
+
+    idx, observed, _ = observations(problem, records)
+    observed_loss: dict[int, list[float]] = {}
+    for i, v in zip(idx, observed):
+        observed_loss.setdefault(int(i), []).append(float(v))
+    trial_of = {
+        problem.index_of(r.arch): r.trial for r in records if r.status in ("pending", "observed")
+    }
+    value = loss[0].copy()
+    for i, vs in observed_loss.items():
+        value[i] = float(np.mean(vs))
+    observed_in_band = np.isin(np.arange(problem.n), idx) & problem.in_band
+    front = front_indices(problem, value, np.flatnonzero(problem.proposable | observed_in_band))
+    rows = []
+    for i in front:
+        row = candidate_row(problem, int(i), loss, trial=trial_of.get(int(i)))
+        obs = observed_loss.get(int(i))
+        row["observed_loss"] = float(np.mean(obs)) if obs else None
+        row["source"] = "observed" if obs else "predicted"
+        rows.append(row)
+    return rows

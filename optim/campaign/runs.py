@@ -11,12 +11,20 @@ import pandas as pd
 
 from models.arch import Arch
 from models.errors import ArchoptError
-from optim.core.problem import CampaignSpec
+from optim.core.problem import CampaignSpec, Problem
 
 from .ax_adapter import TrialRecord
 from .errors import RunError
 
-__all__ = ["checked_loss", "load_table", "check_runs_belong", "plan_runs", "RunError"]
+__all__ = [
+    "checked_loss",
+    "load_table",
+    "check_runs_belong",
+    "checked_runs",
+    "observations",
+    "plan_runs",
+    "RunError",
+]
 
 
 def checked_loss(loss: Any, *, force: bool, where: str = "--loss") -> float:
@@ -52,6 +60,45 @@ def check_runs_belong(
             raise RunError(
                 f"run {name!r} (row {j + 1}) {problem}; pass --force to attach it anyway"
             )
+
+
+def checked_runs(
+    spec: CampaignSpec, runs: str | Path | pd.DataFrame | Sequence, *, force: bool
+) -> tuple[list[Arch], list[float], list[str]]:
+    """``(archs, losses, run names)`` of a run table for campaign ``spec``: losses checked, runs
+    outside the budget refused (unless ``force``), archs carrying the campaign's vocab size and
+    tying (an Ax trial stores the block shape only; the band checks the run's own params)."""
+    from surrogate.runs import table_archs
+
+    table = load_table(runs, force=force)
+    archs = table_archs(table)
+    names = (
+        table["run"].astype(str).tolist()
+        if "run" in table.columns
+        else [f"row {i}" for i in range(len(table))]
+    )
+    losses = [
+        checked_loss(v, force=force, where=f"run {n!r}") for v, n in zip(table["loss"], names)
+    ]
+    tokens = table["tokens"].to_numpy(np.float64) if "tokens" in table.columns else None
+    if not force:
+        check_runs_belong(spec, archs, names, tokens)
+    archs = [
+        a.replace(vocab_size=spec.vocab_size, tie_embeddings=spec.tie_embeddings) for a in archs
+    ]
+    return archs, losses, names
+
+
+def observations(
+    problem: Problem, records: Sequence[TrialRecord]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(observed_idx, observed_loss, pending_idx)`` over ``problem``'s candidates (int64,
+    float64, int64 arrays; one entry per observed / pending trial)."""
+    obs = [(problem.index_of(r.arch), r.loss) for r in records if r.status == "observed"]
+    pend = [problem.index_of(r.arch) for r in records if r.status == "pending"]
+    idx = np.array([i for i, _ in obs], dtype=np.int64)
+    loss = np.array([v for _, v in obs], dtype=np.float64)
+    return idx, loss, np.array(pend, dtype=np.int64)
 
 
 def plan_runs(

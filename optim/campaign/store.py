@@ -1,12 +1,7 @@
-"""The campaign store: one SQLite file holding Ax's SQL storage plus archopt's own tables.
+"""The embedded campaign store: one SQLite file (the default, ``$ARCHOPT_HOME/campaigns.sqlite``).
 
-Ax keeps experiments, trials, data and generation strategies in its tables. archopt adds two
-tables in the same file (all of archopt's SQL is in this module):
-``archopt_campaigns`` (the :class:`~optim.core.problem.CampaignSpec`, the law posterior as an
-ArviZ netCDF blob so a campaign never depends on a cache elsewhere) and ``archopt_trials``
-(per-trial predictions made at proposal time, run names).
-
-The contract (what callers may rely on):
+The file holds Ax's SQL tables and archopt's (:mod:`.snapshot` owns the SQL). The contract
+(what callers may rely on):
 
 * **Writes are atomic and serialised.** :meth:`CampaignStore.write` takes an exclusive file lock
   (``<store>.lock``; waits at most :func:`lock_timeout` seconds, then a one-line
@@ -22,26 +17,31 @@ The contract (what callers may rely on):
   the store into a private temporary folder (writers replace the file atomically, so an open
   file is always one complete version) and yields the copy: a store in a read-only folder can be
   read, and Ax (which writes to the database it loads) never touches the store.
+
+:meth:`CampaignStore.transaction` (the :class:`~optim.campaign.storage.Store` interface) runs one
+:func:`~optim.campaign.snapshot.transaction` on the copy a read or a write yields.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sqlite3
 import stat
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from models.errors import ArchoptError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
 from models.home import archopt_home
 
-from .ax_adapter import create_ax_tables, dispose_engine
+from .ax_adapter import sqlite_url
+from .snapshot import CampaignRow, Snapshot, transaction
+from .sql_store import make_engine
+from .storage import LOCK_TIMEOUT_ENV, StoreError, lock_timeout
 
 __all__ = [
     "default_store_path",
@@ -55,51 +55,12 @@ __all__ = [
 ]
 
 STORE_FILENAME = "campaigns.sqlite"
-#: Environment variable: seconds a writer waits for the store lock (default 60).
-LOCK_TIMEOUT_ENV = "ARCHOPT_LOCK_TIMEOUT"
-_DEFAULT_LOCK_TIMEOUT_S = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-#: Largest JSON text accepted from a store row (a spec or a trial payload is a few kB).
-_MAX_ROW_JSON = 4 * 1024 * 1024
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS archopt_campaigns (
-    name TEXT PRIMARY KEY,
-    spec_json TEXT NOT NULL,
-    prior_netcdf BLOB,
-    info_json TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS archopt_trials (
-    campaign TEXT NOT NULL,
-    trial INTEGER NOT NULL,
-    payload_json TEXT NOT NULL,
-    PRIMARY KEY (campaign, trial)
-);
-"""
-
-
-class StoreError(ArchoptError):
-    """The store file is missing, corrupt, locked, read-only or not an archopt store."""
 
 
 def default_store_path() -> Path:
     """``$ARCHOPT_HOME/campaigns.sqlite``."""
     return archopt_home() / STORE_FILENAME
-
-
-def lock_timeout() -> float:
-    """Seconds a writer waits for the lock (``$ARCHOPT_LOCK_TIMEOUT``, default 60)."""
-    raw = os.environ.get(LOCK_TIMEOUT_ENV)
-    if raw is None or not raw.strip():
-        return _DEFAULT_LOCK_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise StoreError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
-    if not 0 <= value <= 86400:
-        raise StoreError(f"{LOCK_TIMEOUT_ENV}={raw!r} must be between 0 and 86400 seconds")
-    return value
 
 
 def _os_message(exc: OSError) -> str:
@@ -118,6 +79,10 @@ class CampaignStore:
 
     def __repr__(self) -> str:
         return f"CampaignStore({str(self.path)!r})"
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     @property
     def target(self) -> Path:
@@ -162,6 +127,14 @@ class CampaignStore:
 
     # ---- transactions --------------------------------------------------------------------
     @contextlib.contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Snapshot]:
+        """One transaction on a copy of the store (:meth:`write` or :meth:`read`): a write
+        replaces the store when the block succeeds; anything else leaves it untouched."""
+        with self.write() if write else self.read() as path:
+            with _sql_transaction(path, self.location, write=write) as snapshot:
+                yield snapshot
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[Path]:
         """Yield a private copy of the store (in a temporary folder, deleted afterwards)."""
         if not self.exists():
@@ -178,7 +151,6 @@ class CampaignStore:
             self._check_copy(copy)
             yield copy
         finally:
-            dispose_engine()
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
     def _check_copy(self, copy: Path) -> None:
@@ -213,10 +185,10 @@ class CampaignStore:
                 _copy_identity(target, tmp)
             else:
                 tmp.unlink()
-                _create(tmp)
+                with _sql_transaction(tmp, self.location, write=True):
+                    pass  # a new store: Ax's tables and archopt's
                 os.chmod(tmp, 0o666 & ~_umask())
             yield tmp
-            dispose_engine()
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             try:
@@ -228,7 +200,6 @@ class CampaignStore:
                 ) from None
             _fsync_dir(target.parent)
         finally:
-            dispose_engine()
             if tmp is not None and tmp.exists():
                 tmp.unlink()
             lock.release()
@@ -287,8 +258,26 @@ class CampaignStore:
         """Campaign names in the store (empty when there is no store yet)."""
         if not self.exists():
             return []
-        with self.read() as path:
-            return Snapshot(path, self).names()
+        with self.transaction(write=False) as snapshot:
+            return snapshot.names()
+
+
+@contextlib.contextmanager
+def _sql_transaction(path: Path, location: str, *, write: bool) -> Iterator[Snapshot]:
+    """A :func:`~optim.campaign.snapshot.transaction` on the SQLite file ``path`` (a private
+    copy: the file lock, not SQLite's, serialises writers)."""
+    url = sqlite_url(path)
+    engine = make_engine(make_url(url))
+    try:
+        with engine.connect() as conn:
+            try:
+                with transaction(conn, location, url, write=write) as snapshot:
+                    yield snapshot
+            except DBAPIError as exc:
+                reason = " ".join(str(exc.orig).split())[:300]
+                raise StoreError(f"campaign store {location}: {reason}") from None
+    finally:
+        engine.dispose()
 
 
 def _umask() -> int:
@@ -311,138 +300,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def _create(path: Path) -> None:
-    """A new store: Ax's tables and archopt's."""
-    create_ax_tables(path)
-    with contextlib.closing(sqlite3.connect(str(path))) as con:
-        con.executescript(_SCHEMA)
-        con.commit()
-
-
-def connect(path: Path) -> contextlib.closing:
-    """A closing sqlite3 connection to the snapshot ``path`` (commit explicitly)."""
-    try:
-        con = sqlite3.connect(str(path), timeout=60.0)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open campaign store {path}: {exc}") from None
-    return contextlib.closing(con)
-
-
-@dataclass
-class CampaignRow:
-    """archopt's row of one campaign: the spec as a dict, the prior blob, free-form info."""
-
-    name: str
-    spec: dict[str, Any]
-    prior_blob: bytes | None
-    info: dict[str, Any]
-    created_at: float
-
-
-class Snapshot:
-    """archopt's tables in one snapshot of the store (the file :meth:`CampaignStore.read` or
-    :meth:`CampaignStore.write` yields). Corrupt rows raise :class:`StoreError`."""
-
-    def __init__(self, path: Path, store: CampaignStore) -> None:
-        self.path = path
-        self.store = store
-
-    def _json(self, text: Any, what: str) -> Any:
-        if not isinstance(text, str) or len(text) > _MAX_ROW_JSON:
-            raise StoreError(f"campaign store {self.store.path}: {what} is not JSON text")
-        try:
-            return json.loads(text, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise StoreError(
-                f"campaign store {self.store.path}: {what} is corrupt ({type(exc).__name__})"
-            ) from None
-
-    def names(self) -> list[str]:
-        with connect(self.path) as con:
-            return [r[0] for r in con.execute("SELECT name FROM archopt_campaigns ORDER BY name")]
-
-    def has(self, name: str) -> bool:
-        with connect(self.path) as con:
-            return (
-                con.execute("SELECT 1 FROM archopt_campaigns WHERE name = ?", (name,)).fetchone()
-                is not None
-            )
-
-    def campaign(self, name: str) -> CampaignRow | None:
-        """The campaign's row, or ``None`` when there is no campaign ``name``."""
-        with connect(self.path) as con:
-            row = con.execute(
-                "SELECT spec_json, prior_netcdf, info_json, created_at FROM "
-                "archopt_campaigns WHERE name = ?",
-                (name,),
-            ).fetchone()
-        if row is None:
-            return None
-        spec = self._json(row[0], f"the spec of campaign {name!r}")
-        info = self._json(row[2] or "{}", f"the info of campaign {name!r}")
-        if not isinstance(spec, dict) or not isinstance(info, dict):
-            raise StoreError(
-                f"campaign store {self.store.path}: the row of campaign {name!r} "
-                "is corrupt (not a JSON object)"
-            )
-        blob = row[1]
-        if blob is not None and not isinstance(blob, bytes):
-            raise StoreError(
-                f"campaign store {self.store.path}: the prior of campaign {name!r} is corrupt"
-            )
-        return CampaignRow(name, spec, blob, info, float(row[3] or 0.0))
-
-    def trial_meta(self, name: str) -> dict[int, dict[str, Any]]:
-        """Trial index -> archopt's payload for campaign ``name``."""
-        with connect(self.path) as con:
-            rows = con.execute(
-                "SELECT trial, payload_json FROM archopt_trials WHERE campaign = ?", (name,)
-            ).fetchall()
-        out = {}
-        for trial, text in rows:
-            payload = self._json(text, f"trial {trial} of campaign {name!r}")
-            if not isinstance(payload, dict):
-                raise StoreError(
-                    f"campaign store {self.store.path}: trial {trial} of campaign "
-                    f"{name!r} is corrupt (not a JSON object)"
-                )
-            out[int(trial)] = payload
-        return out
-
-    def insert_campaign(
-        self, name: str, spec: dict[str, Any], prior_blob: bytes, info: dict[str, Any]
-    ) -> None:
-        with connect(self.path) as con:
-            con.execute(
-                "INSERT INTO archopt_campaigns VALUES (?,?,?,?,?)",
-                (
-                    name,
-                    json.dumps(spec, allow_nan=False),
-                    prior_blob,
-                    json.dumps(info, allow_nan=False),
-                    time.time(),
-                ),
-            )
-            con.commit()
-
-    def put_trial_meta(self, name: str, payloads: dict[int, dict[str, Any]]) -> None:
-        """Insert or replace the payloads of trials of campaign ``name``."""
-        with connect(self.path) as con:
-            for trial, payload in payloads.items():
-                con.execute(
-                    "INSERT OR REPLACE INTO archopt_trials VALUES (?,?,?)",
-                    (name, int(trial), json.dumps(payload, allow_nan=False)),
-                )
-            con.commit()
-
-    def delete_campaign(self, name: str) -> None:
-        with connect(self.path) as con:
-            con.execute("DELETE FROM archopt_campaigns WHERE name = ?", (name,))
-            con.execute("DELETE FROM archopt_trials WHERE campaign = ?", (name,))
-            con.commit()
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")

@@ -1,7 +1,7 @@
 """``archopt campaign create|list``, ``propose``, ``observe``, ``status``, ``pareto``, ``demo``.
 
-A thin shell over :class:`optim.campaign.Campaign`. Every command takes ``--store PATH``
-(default ``$ARCHOPT_HOME/campaigns.sqlite``). JSON outputs (a contract other tools read):
+A thin shell over :class:`optim.campaign.Campaign`. Every command takes ``--store PATH|URL``
+(default ``$ARCHOPT_HOME/campaigns.sqlite``; ``postgresql://user@host/db`` for a team store). JSON outputs (a contract other tools read):
 
 * ``propose --json``: a list of objects with :data:`optim.campaign.PROPOSAL_FIELDS` -- trial,
   d_model, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tie_embeddings, params,
@@ -29,8 +29,12 @@ from models.arch import DEFAULT_VOCAB_SIZE
 __all__ = ["register"]
 
 StoreOpt = Annotated[
-    Optional[Path],
-    typer.Option("--store", help="Campaign store file (default $ARCHOPT_HOME/campaigns.sqlite)."),
+    Optional[str],
+    typer.Option(
+        "--store",
+        help="Campaign store: a SQLite file (default $ARCHOPT_HOME/campaigns.sqlite) or a "
+        "PostgreSQL URL shared by a team (postgresql://user@host/db).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -9,7 +10,12 @@ import stat
 
 import pytest
 
-from optim.campaign.store import CampaignStore, StoreError, connect
+from optim.campaign.store import CampaignStore, StoreError
+
+
+def connect(path) -> contextlib.closing:
+    """A raw sqlite3 connection to a store file (or the copy a transaction yields)."""
+    return contextlib.closing(sqlite3.connect(str(path)))
 
 
 def _sha(path) -> str:
@@ -170,22 +176,18 @@ def test_a_held_lock_gives_a_one_line_error_after_the_timeout(store, monkeypatch
     [("spec_json", "{not json"), ("spec_json", "[1, 2]"), ("info_json", "\x00\x01binary")],
 )
 def test_corrupt_campaign_rows_give_store_errors(store, column, value):
-    from optim.campaign.store import Snapshot
-
     with store.write() as path, connect(path) as con:
         con.execute(f"UPDATE archopt_campaigns SET {column} = ? WHERE name = 'a'", (value,))
         con.commit()
-    with store.read() as path:
+    with store.transaction(write=False) as snapshot:
         with pytest.raises(StoreError, match="corrupt"):
-            Snapshot(path, store).campaign("a")
+            snapshot.campaign("a")
 
 
 def test_a_corrupt_trial_payload_gives_a_store_error(store):
-    from optim.campaign.store import Snapshot
-
     with store.write() as path, connect(path) as con:
         con.execute("INSERT INTO archopt_trials VALUES ('a', 0, '{\"x\": Infinity}')")
         con.commit()
-    with store.read() as path:
+    with store.transaction(write=False) as snapshot:
         with pytest.raises(StoreError, match="trial 0"):
-            Snapshot(path, store).trial_meta("a")
+            snapshot.trial_meta("a")
