@@ -17,7 +17,7 @@ import pandas as pd
 from models.arch import DEFAULT_VOCAB_SIZE, Arch, ArchError
 from models.parametrize import SearchSpace, build_arch
 
-from .posterior import quantile_column
+from .predictive import quantile_column
 from .runs import table_archs
 
 __all__ = [

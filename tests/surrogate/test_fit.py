@@ -227,7 +227,7 @@ def test_gp_marginal_likelihood_matches_dense_normal():
     from scipy.stats import multivariate_normal
 
     from surrogate.bayes import gp_normal_log_lik
-    from surrogate.posterior import gp_kernel
+    from surrogate.discrepancy import gp_kernel
 
     rng = np.random.default_rng(0)
     g = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
@@ -389,7 +389,7 @@ def test_orth_discrepancy_cannot_absorb_the_size_trend():
     cov_g = amp[:, None] * amp[None, :] * proj
     sig = 0.02 * np.exp(-0.5 * (g["u"] - g["u0"][g["src"]]))
     r = rng.normal(0, 0.03, idx.size)
-    from surrogate.posterior import GP_JITTER
+    from surrogate.discrepancy import GP_JITTER
 
     dense = cov_g + GP_JITTER * np.eye(len(cov_g))  # the closed form's jitter on the effects
     want = multivariate_normal(

@@ -9,7 +9,8 @@ import pytest
 from models.arch import Arch
 from surrogate.laws import law_features
 from surrogate.lsq import fit_lsq
-from surrogate.posterior import LawPosterior, PosteriorError, quantile_column
+from surrogate.posterior import LawPosterior, PosteriorError
+from surrogate.predictive import quantile_column
 from surrogate.runs import bundled_path, load_runs
 
 
