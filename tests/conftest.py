@@ -7,11 +7,14 @@ Also the session's one run of the real main job (:func:`real_demo`), shared by
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +128,175 @@ def _can_create_in(folder: Path) -> bool:
         return False
     (folder / ".probe").unlink()
     return True
+
+
+# ---- a throwaway PostgreSQL server (team campaign stores) ---------------------------------------
+@dataclass(frozen=True)
+class PostgresServer:
+    """A PostgreSQL cluster this test session started (Debian's ``postgresql`` package:
+    ``initdb`` + ``pg_ctl``) on a free localhost port, trust authentication for user
+    ``archopt``; :meth:`new_database` makes an empty database and returns its URL."""
+
+    bindir: Path
+    datadir: Path
+    port: int
+    run_as: tuple[str, ...]
+
+    def client(self, program: str, *args: str) -> subprocess.CompletedProcess:
+        """Run a PostgreSQL client program (``psql``, ``createdb``...) against the server."""
+        return subprocess.run(
+            [
+                str(self.bindir / program),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "archopt",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def new_database(self) -> str:
+        """A fresh empty database: its ``postgresql://`` URL."""
+        name = f"t{uuid.uuid4().hex[:12]}"
+        proc = self.client("createdb", name)
+        if proc.returncode != 0:
+            pytest.fail(f"createdb {name} failed: {proc.stderr.strip()}")
+        return f"postgresql://archopt@127.0.0.1:{self.port}/{name}"
+
+
+def service_unavailable(what: str, reason: str) -> None:
+    """A service a test needs cannot be had: fail under ``CI=true`` (CI installs and must run
+    it), skip elsewhere; the reason is shown either way."""
+    message = f"{what} is unavailable: {reason}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: this must not be skipped)", pytrace=False)
+    pytest.skip(message)
+
+
+def _postgres_bindir() -> Path | None:
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_postgres() -> PostgresServer:
+    """Start a cluster or raise RuntimeError with the reason."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        raise RuntimeError("no initdb found (apt-get install postgresql)")
+    run_as: tuple[str, ...] = ()
+    root = Path(tempfile.mkdtemp(prefix="archopt-pg-"))
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            raise RuntimeError("running as root and there is no 'postgres' user") from None
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            raise RuntimeError("running as root and there is no runuser to drop to 'postgres'")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        run_as = (runuser, "-u", "postgres", "--")
+    datadir = root / "data"
+
+    def run(*cmd: str) -> None:
+        proc = subprocess.run([*run_as, *cmd], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            log = root / "server.log"
+            tail = log.read_text()[-800:] if log.exists() else ""
+            raise RuntimeError(
+                f"{Path(cmd[0]).name} exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-800:]} {tail}"
+            )
+
+    run(
+        str(bindir / "initdb"),
+        "-D",
+        str(datadir),
+        "-U",
+        "archopt",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    )
+    for _ in range(5):  # a port taken between the probe and the start: try another
+        port = _free_port()
+        options = (
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        try:
+            run(
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(datadir),
+                "-l",
+                str(root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            )
+        except RuntimeError as exc:
+            if "already in use" not in str(exc):
+                raise
+            continue
+        return PostgresServer(bindir, datadir, port, run_as)
+    raise RuntimeError("no free port for PostgreSQL after 5 tries")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """A throwaway PostgreSQL server for the session (stopped and deleted afterwards). When it
+    cannot be started: skipped with the reason, or failed under ``CI=true``."""
+    try:
+        server = _start_postgres()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        service_unavailable("PostgreSQL", str(exc))
+    yield server
+    subprocess.run(
+        [
+            *server.run_as,
+            str(server.bindir / "pg_ctl"),
+            "-D",
+            str(server.datadir),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    shutil.rmtree(server.datadir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh database on :func:`postgres_server`; needs a PostgreSQL driver
+    (psycopg or psycopg2) in this Python, else skipped (failed under ``CI=true``)."""
+    import importlib.util
+
+    if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):
+        service_unavailable(
+            "PostgreSQL from Python", "no driver installed (pip install 'psycopg[binary]')"
+        )
+    return postgres_server.new_database()

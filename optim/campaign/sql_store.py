@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -48,6 +49,7 @@ _LOCK_KEY = 0x617263686F7074
 _PG_DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
 _ENGINES: dict[str, Engine] = {}
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -58,9 +60,21 @@ def _one_line(exc: BaseException) -> str:
 
 def _parse(url: str) -> URL:
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise StoreError(f"malformed campaign store URL {url!r}: {_one_line(exc)}") from None
+        shown = _PASSWORD.sub(r"\1***@", url)
+        raise StoreError(
+            f"malformed campaign store URL {shown!r} ({_one_line(exc)}); expected "
+            "postgresql://user[:password]@host[:port]/database or a file path"
+        ) from None
+    parsed = parsed.set(drivername=parsed.drivername.lower())
+    if parsed.drivername.split("+")[0] == "postgres":  # the short scheme many tools print
+        parsed = parsed.set(drivername="postgresql" + parsed.drivername[len("postgres") :])
+    return parsed
+
+
+def _backend(url: URL) -> str:
+    return url.drivername.split("+")[0]
 
 
 def sqlite_url_path(url: str) -> Path | None:
@@ -70,7 +84,7 @@ def sqlite_url_path(url: str) -> Path | None:
         StoreError: a malformed URL, or an in-memory SQLite URL.
     """
     parsed = _parse(url)
-    if parsed.get_backend_name() != "sqlite":
+    if _backend(parsed) != "sqlite":
         return None
     if not parsed.database or parsed.database == ":memory:":
         raise StoreError(f"campaign store URL {url!r} names no file (sqlite:///PATH)")
@@ -81,7 +95,7 @@ def make_engine(url: URL) -> Engine:
     """An engine whose transactions work as the stores need: SQLite with real ``BEGIN``
     (``BEGIN IMMEDIATE`` on connections with execution option ``archopt_write``) and
     savepoints; PostgreSQL with a connect timeout and a pinged pool."""
-    if url.get_backend_name() == "sqlite":
+    if _backend(url) == "sqlite":
         engine = create_engine(url, poolclass=NullPool)
 
         @event.listens_for(engine, "connect")
@@ -102,7 +116,7 @@ def make_engine(url: URL) -> Engine:
 
 
 def _resolve_driver(url: URL, shown: str) -> URL:
-    backend, driver = url.get_backend_name(), url.get_driver_name()
+    backend, _, driver = url.drivername.partition("+")
     if backend == "sqlite":
         return url
     if backend != "postgresql":
@@ -110,17 +124,23 @@ def _resolve_driver(url: URL, shown: str) -> URL:
             f"campaign store {shown}: archopt stores campaigns in a SQLite file or a "
             f"PostgreSQL database, not {backend}"
         )
-    if "+" not in url.drivername:
+    if not driver:
         for module, name in _PG_DRIVERS:
             if importlib.util.find_spec(module) is not None:
                 return url.set(drivername=name)
         raise StoreError(
-            f"campaign store {shown}: no PostgreSQL driver is installed (pip install 'psycopg[binary]')"
+            f"campaign store {shown}: no PostgreSQL driver is installed "
+            "(pip install 'psycopg[binary]')"
         )
-    if driver not in dict(_PG_DRIVERS) or importlib.util.find_spec(driver) is None:
+    if driver not in dict(_PG_DRIVERS):
+        raise StoreError(
+            f"campaign store {shown}: the PostgreSQL driver {driver!r} is not supported "
+            "(use postgresql://, postgresql+psycopg:// or postgresql+psycopg2://)"
+        )
+    if importlib.util.find_spec(driver) is None:
         raise StoreError(
             f"campaign store {shown}: the PostgreSQL driver {driver!r} is not installed "
-            "(use postgresql:// with psycopg or psycopg2 installed)"
+            "(pip install 'psycopg[binary]')"
         )
     return url
 
@@ -148,7 +168,7 @@ class SqlStore:
 
     @property
     def is_postgresql(self) -> bool:
-        return self.url.get_backend_name() == "postgresql"
+        return _backend(self.url) == "postgresql"
 
     def _engine(self) -> Engine:
         key = self.url.render_as_string(hide_password=False)
