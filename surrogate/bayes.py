@@ -738,9 +738,9 @@ def _point_fits(
         if n_chains > 1:
             cov = 0.5 * (fit.cov + fit.cov.T)
             if np.all(np.isfinite(cov)):
-                from .lsq import _Layout
+                from .layout import ParamLayout
 
-                layout = _Layout(law, fit.fixed, len(fit.sources), fit.source_terms)
+                layout = ParamLayout(law, fit.fixed, len(fit.sources), fit.source_terms)
                 lo, hi = layout.bounds()
                 for _ in range(n_chains - 1):
                     for _attempt in range(20):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,13 +35,10 @@ from models.errors import ArchoptError
 
 from .groups import size_groups
 from .laws import STACK_FAMILIES, STACKED, Law, get_law, law_features
-from .posterior import (
-    CHINCHILLA_PART,
-    SOURCE_TERMS,
-    LawPosterior,
-    apply_source_terms,
-    candidate_features,
-)
+from .layout import ParamLayout
+from .observation import SOURCE_TERMS, apply_source_terms
+from .posterior import LawPosterior
+from .predictive import candidate_features
 from .runs import source_keys, table_archs, validate_runs
 
 __all__ = [
@@ -91,8 +88,8 @@ class FitData:
     loss: np.ndarray
     src_idx: np.ndarray
     sources: list[str]
-    group_idx: np.ndarray | None = None
-    group_src: np.ndarray | None = None
+    group_idx: np.ndarray
+    group_src: np.ndarray
 
     @property
     def reference_source(self) -> str:
@@ -184,133 +181,7 @@ def _max_log_spread(values: np.ndarray, groups: np.ndarray) -> float:
     return max(float(np.ptp(logs[groups == g])) for g in np.unique(groups))
 
 
-class _Layout:
-    """The free-parameter vector: free law coefficients (the reference source's), then per
-    non-reference source its free Chinchilla coefficients (``source_terms="chinchilla"``) or
-    its log_scale / offset."""
-
-    def __init__(
-        self,
-        law: Law,
-        fixed: Mapping[str, float],
-        n_sources: int,
-        source_terms: str,
-        log_pivot: Mapping[str, float] | None = None,
-    ) -> None:
-        self.law = law
-        self.fixed = dict(fixed)
-        self.free = [p for p in law.params if p.name not in self.fixed]
-        self.n_sources = n_sources
-        self.has_scale = n_sources > 1 and source_terms in ("scale", "affine")
-        self.has_offset = n_sources > 1 and source_terms in ("offset", "affine")
-        self.per_source = (
-            [p for p in self.free if p.name in CHINCHILLA_PART]
-            if n_sources > 1 and source_terms == "chinchilla"
-            else []
-        )
-        # log of the geometric-mean N and D of the data (random starts are drawn around them)
-        self.log_pivot = dict(log_pivot or {})
-        k = n_sources - 1
-        self.size = len(self.free) + k * (len(self.per_source) + self.has_scale + self.has_offset)
-
-    def names(self, sources: Sequence[str]) -> list[str]:
-        out = [p.name for p in self.free]
-        for s in sources[1:]:
-            out += [f"{p.name}[{s}]" for p in self.per_source]
-        if self.has_scale:
-            out += [f"log_scale[{s}]" for s in sources[1:]]
-        if self.has_offset:
-            out += [f"offset[{s}]" for s in sources[1:]]
-        return out
-
-    def unpack(self, x: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
-        """``x (..., size)`` -> theta dict, scale ``(..., n_sources)``, offset ``(..., n_sources)``.
-
-        Per-source coefficients come back as ``(..., n_sources)`` arrays (index them with
-        :meth:`rows`)."""
-        theta: dict[str, Any] = {p.name: x[..., i] for i, p in enumerate(self.free)}
-        theta.update(self.fixed)
-        i = len(self.free)
-        k = self.n_sources - 1
-        lead = x.shape[:-1]
-        m = len(self.per_source)
-        if m:
-            other = x[..., i : i + k * m].reshape(lead + (k, m))
-            for j, p in enumerate(self.per_source):
-                theta[p.name] = np.concatenate(
-                    [x[..., [self.free.index(p)]], other[..., j]], axis=-1
-                )
-            i += k * m
-        scale = offset = None
-        if self.has_scale:
-            scale = np.concatenate([np.ones(lead + (1,)), np.exp(x[..., i : i + k])], axis=-1)
-            i += k
-        if self.has_offset:
-            offset = np.concatenate([np.zeros(lead + (1,)), x[..., i : i + k]], axis=-1)
-        return theta, scale, offset
-
-    def rows(self, theta: Mapping[str, Any], src_idx: np.ndarray) -> dict[str, Any]:
-        """Theta with per-source coefficients ``(..., n_sources)`` picked per row
-        ``(..., n)``; other entries unchanged."""
-        out = dict(theta)
-        for p in self.per_source:
-            out[p.name] = np.asarray(theta[p.name])[..., src_idx]
-        return out
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        k = self.n_sources - 1
-        lo = (
-            [p.bounds[0] for p in self.free]
-            + [p.bounds[0] for p in self.per_source] * k
-            + [-3.0] * k * self.has_scale
-            + [-5.0] * k * self.has_offset
-        )
-        hi = (
-            [p.bounds[1] for p in self.free]
-            + [p.bounds[1] for p in self.per_source] * k
-            + [3.0] * k * self.has_scale
-            + [5.0] * k * self.has_offset
-        )
-        return np.array(lo), np.array(hi)
-
-    def _start_values(self, rng: np.random.Generator, loss_min: float) -> dict[str, float]:
-        """One random start of the law coefficients. Prefactors are drawn as the value of their
-        term at the data's pivot (0.02-1.5 nats) and converted with the drawn exponent, so a
-        start is always on the scale of the data (uniform log_A and alpha are not: most such
-        pairs put the term orders of magnitude off); E starts below the smallest loss."""
-        v = {p.name: rng.uniform(*p.start) for p in self.law.params}
-        v["E"] = rng.uniform(0.3, 0.95) * loss_min
-        for log_name, key, exp_name in (("log_A", "N", "alpha"), ("log_B", "D", "beta")):
-            exp_name = exp_name if exp_name in v else "alpha"
-            if log_name in v and key in self.log_pivot:
-                term = math.exp(rng.uniform(math.log(0.02), math.log(1.5)))
-                v[log_name] = math.log(term) + v[exp_name] * self.log_pivot[key]
-        return v
-
-    def random_start(
-        self, rng: np.random.Generator, loss_min: Sequence[float] = (3.0,)
-    ) -> np.ndarray:
-        """A start vector; ``loss_min``: smallest loss per source (reference first)."""
-        k = self.n_sources - 1
-        ref = self._start_values(rng, loss_min[0])
-        out = [ref[p.name] for p in self.free]
-        for j in range(k):
-            other = self._start_values(rng, loss_min[min(j + 1, len(loss_min) - 1)])
-            out += [other[p.name] for p in self.per_source]
-        return np.array(out + [0.0] * k * (self.has_scale + self.has_offset))
-
-
-def _predict_vec(layout: _Layout, x: np.ndarray, data: FitData) -> np.ndarray:
-    theta, scale, offset = layout.unpack(x)
-    mu = layout.law(data.features, layout.rows(theta, data.src_idx), np)
-    return apply_source_terms(
-        mu,
-        None if scale is None else scale[data.src_idx],
-        None if offset is None else offset[data.src_idx],
-    )
-
-
-def _jacobian(fun, x: np.ndarray) -> np.ndarray:
+def _jacobian(fun: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
     """Central-difference Jacobian ``(n, p)`` of ``fun: (p,) -> (n,)``."""
     cols = []
     for j in range(x.size):
@@ -366,7 +237,7 @@ class LawFit:
         if self._posterior is not None and self._posterior.num_samples == n_samples:
             return self._posterior
         law = get_law(self.law)
-        layout = _Layout(law, self.fixed, len(self.sources), self.source_terms)
+        layout = ParamLayout(law, self.fixed, len(self.sources), self.source_terms)
         draws = self._laplace_draws(layout, n_samples, np.random.default_rng(seed))
         theta, scale, offset = layout.unpack(draws)
         samples: dict[str, np.ndarray] = {}
@@ -411,7 +282,7 @@ class LawFit:
         return self._posterior
 
     def _laplace_draws(
-        self, layout: _Layout, n_samples: int, rng: np.random.Generator
+        self, layout: ParamLayout, n_samples: int, rng: np.random.Generator
     ) -> np.ndarray:
         """``(n_samples, p)`` draws: Gaussian proposals ``N(x_hat, cov)`` re-weighted by the
         Gaussian likelihood of the residuals (sampling-importance-resampling, flat prior,
@@ -553,7 +424,7 @@ def fit_lsq(
         "N": float(np.mean(np.log(data.features[size_key]))),
         "D": float(np.mean(np.log(data.features["D"]))),
     }
-    layout = _Layout(law_obj, fixed_values, len(data.sources), source_terms, log_pivot)
+    layout = ParamLayout(law_obj, fixed_values, len(data.sources), source_terms, log_pivot)
     n = data.loss.size
     if n <= layout.size:
         raise FitError(f"{n} runs cannot determine {layout.size} coefficients of law {law!r}")
@@ -563,14 +434,14 @@ def fit_lsq(
 
     def residuals(x: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            r = _predict_vec(layout, x, data) - y
+            r = layout.law_values(x, data) - y
         return np.where(np.isfinite(r), r, 1e6)
 
     log_y = np.log(y)
 
     def huber_objective(x: np.ndarray) -> float:
         with np.errstate(all="ignore"):
-            pred = _predict_vec(layout, x, data)
+            pred = layout.law_values(x, data)
             r = np.log(pred) - log_y
         if not np.all(np.isfinite(r)):
             return 1e12
