@@ -191,7 +191,7 @@ def transaction(
     Args:
         location: the store as messages name it.
         ax_url: the URL handed to Ax's ``StorageConfig`` (Ax uses the bound session).
-        lock: called first in the transaction (a writer's lock).
+        lock: called first in the transaction (the store's lock).
 
     Raises:
         StoreError: a read of a database without archopt's tables.

@@ -11,14 +11,17 @@ contract (what callers may rely on):
   released by the commit or rollback, and by the server when a writer's connection dies.
 * **A failed write changes nothing.** Ax's writes and archopt's rows are one transaction
   (:mod:`.snapshot`); an error, a refused input or a killed writer rolls all of it back.
-* **Reads take no lock.** A read is a ``REPEATABLE READ`` transaction (one consistent view of
-  the store while Ax loads an experiment with several queries), always rolled back.
+* **Reads wait only for writers.** A read takes the same lock in shared mode and always rolls
+  back. (Ax saves an experiment back when it loads one, so a read writes rows too, then rolls
+  them back: under the shared lock readers never overlap a writer, so they never see a
+  half-written store nor fail on rows a writer changed meanwhile.)
 * **Bad URLs are one line.** A malformed URL, another database, a missing driver or an
   unreachable server is a :class:`StoreError`; the URL is shown without its password.
 
 A plain ``postgresql://`` URL uses psycopg (3) when it is installed, else psycopg2. SQLite URLs
-are accepted too (the same transactions, ``BEGIN IMMEDIATE`` for writers): the tests use them;
-``--store sqlite:///PATH`` opens the file store (:mod:`.store`) instead.
+are accepted too (the same transactions; ``BEGIN IMMEDIATE`` takes SQLite's one write lock for
+reads and writes alike): the tests use them; ``--store sqlite:///PATH`` opens the file store
+(:mod:`.store`) instead.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import re
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -92,8 +96,8 @@ def sqlite_url_path(url: str) -> Path | None:
 
 
 def make_engine(url: URL) -> Engine:
-    """An engine whose transactions work as the stores need: SQLite with real ``BEGIN``
-    (``BEGIN IMMEDIATE`` on connections with execution option ``archopt_write``) and
+    """An engine whose transactions work as the stores need: SQLite with real transactions
+    (``BEGIN IMMEDIATE``, waiting at most :func:`lock_timeout` s for the write lock) and
     savepoints; PostgreSQL with a connect timeout and a pinged pool."""
     if _backend(url) == "sqlite":
         engine = create_engine(url, poolclass=NullPool)
@@ -104,11 +108,8 @@ def make_engine(url: URL) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            if conn.get_execution_options().get("archopt_write"):
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout() * 1000)}")
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout() * 1000)}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # Ax writes even when it loads
 
         return engine
     connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
@@ -180,7 +181,7 @@ class SqlStore:
         return _ENGINES[key]
 
     @contextlib.contextmanager
-    def _connect(self, *, write: bool) -> Iterator[Connection]:
+    def _connect(self) -> Iterator[Connection]:
         try:
             conn = self._engine().connect()
         except DBAPIError as exc:
@@ -188,27 +189,24 @@ class SqlStore:
                 f"cannot connect to campaign store {self._shown}: {_one_line(exc)}"
             ) from None
         try:
-            if write:
-                conn = conn.execution_options(archopt_write=True)
-            elif self.is_postgresql:
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
         finally:
             conn.close()
 
-    def _lock(self, conn: Connection) -> None:
-        """Wait (at most :func:`lock_timeout` s) for the store's advisory lock, held until the
-        transaction ends."""
+    def _lock(self, conn: Connection, *, write: bool) -> None:
+        """Wait (at most :func:`lock_timeout` s) for the store's advisory lock (exclusive for a
+        writer, shared for a reader), held until the transaction ends."""
         if not self.is_postgresql:
             return  # SQLite: BEGIN IMMEDIATE took the database's write lock
+        mode = "" if write else "_shared"
         timeout = lock_timeout()
         if timeout == 0:
-            got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            if not got.scalar():
+            query = text(f"SELECT pg_try_advisory_xact_lock{mode}(:k)")
+            if not conn.execute(query, {"k": _LOCK_KEY}).scalar():
                 raise self._busy(timeout)
             return
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(timeout * 1000))}")
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        conn.execute(text(f"SELECT pg_advisory_xact_lock{mode}(:k)"), {"k": _LOCK_KEY})
 
     def _busy(self, timeout: float) -> StoreError:
         return StoreError(
@@ -232,10 +230,10 @@ class SqlStore:
         from .snapshot import transaction
 
         ax_url = self.url.render_as_string(hide_password=False)
-        with self._connect(write=write) as conn:
+        with self._connect() as conn:
             try:
                 with transaction(
-                    conn, self._shown, ax_url, write=write, lock=self._lock if write else None
+                    conn, self._shown, ax_url, write=write, lock=partial(self._lock, write=write)
                 ) as snapshot:
                     yield snapshot
             except DBAPIError as exc:
@@ -243,7 +241,7 @@ class SqlStore:
 
     def exists(self) -> bool:
         """Whether the database holds archopt's tables."""
-        with self._connect(write=False) as conn:
+        with self._connect() as conn:
             try:
                 return bool(inspect(conn).has_table("archopt_campaigns"))
             except DBAPIError as exc:
