@@ -15,6 +15,7 @@ from models.arch import DEFAULT_VOCAB_SIZE, Arch
 from models.errors import ArchoptError
 from models.parametrize import SearchSpace, budget_bounds
 from models.throughput import Workload
+from surrogate.laws import STACKED
 
 __all__ = ["CampaignSpec", "ProblemError", "DEFAULT_WORKLOAD", "TOKENS_RTOL"]
 
@@ -78,7 +79,9 @@ class CampaignSpec:
         min_throughput: optional tokens/s constraint (also the reference throughput).
         must_fit: drop candidates whose weights + KV cache do not fit the device memory.
         vocab_size, tie_embeddings: fixed for all candidates.
-        law: the scaling law of the prior posterior.
+        law: the scaling law of the prior posterior (default: the stacked law of the
+            validated default prior, :data:`surrogate.laws.STACKED`; another law is fitted on the
+            bundled tables when the campaign is created).
         space: the candidate grid.
         source: the run-table source whose offset/scale the campaign's losses are on
             (``None``: the prior's reference source); a remaining offset is learned.
@@ -98,7 +101,7 @@ class CampaignSpec:
     must_fit: bool = True
     vocab_size: int = DEFAULT_VOCAB_SIZE
     tie_embeddings: bool = True
-    law: str = "conditional"
+    law: str = STACKED
     space: SearchSpace = field(default_factory=SearchSpace)
     source: str | None = None
     hardware_profile: Mapping[str, Any] | None = field(default=None, hash=False)
