@@ -1,4 +1,4 @@
-"""The law's discrepancy outside the NumPyro model: its kernels and its predictive.
+"""The law's discrepancy outside the NumPyro model: kernels, size-group inputs, predictive.
 
 A law fitted on some sizes errs systematically (not i.i.d.) at a size it has not seen. The NUTS
 fit (:mod:`surrogate.bayes`) gives every (source, size group) an effect ``delta``; its sd
@@ -31,6 +31,11 @@ the GP's *conditional* mean and variance given that draw's training residuals
 variance grows with the distance from the fitted sizes (to ``eta^2`` for the Matern part,
 without bound for the linear part).
 
+The fit side (:func:`gp_groups`, :func:`orth_groups`, :func:`gp_group_cov`) builds the
+inputs of the NumPyro model and the ``info`` entries a fit stores for prediction
+(:func:`misfit_scale_info`, :func:`extrapolation_info`, :func:`gp_rows_info`); the closed-form
+likelihoods are in :mod:`surrogate.marginal`.
+
 Functions taking ``post`` read a :class:`~surrogate.posterior.LawPosterior`'s ``samples``,
 ``info`` and :meth:`~surrogate.posterior.LawPosterior.law_by_row`.
 """
@@ -43,12 +48,20 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 if TYPE_CHECKING:
+    from .lsq import FitData
     from .posterior import LawPosterior
 
 __all__ = [
     "GP_JITTER",
     "GP_GRID",
+    "ORTH_DEGREE",
     "gp_kernel",
+    "gp_group_cov",
+    "gp_groups",
+    "orth_groups",
+    "misfit_scale_info",
+    "extrapolation_info",
+    "gp_rows_info",
     "gp_rows",
     "extrapolation_sd",
     "misfit_scale",
@@ -59,6 +72,10 @@ __all__ = [
 
 #: Added to the diagonal of GP covariances (loss units squared).
 GP_JITTER: float = 1e-8
+#: The trend-orthogonal discrepancy is orthogonal to polynomials in ``ln N`` of this degree
+#: per source: the law alone explains the level, the slope (and with 2 the curvature) of the
+#: size-group means, so the discrepancy cannot take over the law's size trend.
+ORTH_DEGREE: int = 2
 #: Above this many distinct candidate sizes, the GP conditional is evaluated on a grid of this
 #: many points in ln N and interpolated linearly (the kernel is smooth on that scale).
 GP_GRID: int = 256
@@ -87,6 +104,103 @@ def gp_kernel(
     return eta**2 * amp * (1.0 + r) * xp.exp(-r) + slope**2 * (u1[..., :, None] - u0) * (
         u2[..., None, :] - u0
     )
+
+
+# ---- fit side: the size groups and what a fit stores for prediction --------------------------
+def gp_groups(data: FitData) -> dict[str, np.ndarray]:
+    """Size groups of the GP discrepancy: ``idx`` ``(n,)`` (the fit's (source, size) groups,
+    :func:`surrogate.groups.size_groups`), ``u`` ``(G,)`` the group's mean ln N, ``src`` ``(G,)`` its source,
+    ``u0`` ``(n_sources,)`` (mean training ln N of each source).
+
+    Merging near-equal sizes matters: shapes of almost the same size (every morph size has
+    several) would otherwise pull the GP to a short lengthscale to explain their scatter, and
+    the scatter belongs to the within-group noise."""
+    u = np.log(data.features["N"])
+    idx = np.asarray(data.group_idx, np.int64)
+    n_groups = len(data.group_src)
+    u_g = np.bincount(idx, u, n_groups) / np.bincount(idx, None, n_groups)
+    u0 = np.array([u[data.src_idx == j].mean() for j in range(len(data.sources))])
+    return {"idx": idx, "u": u_g, "src": np.asarray(data.group_src, np.int64), "u0": u0}
+
+
+def orth_groups(data: FitData) -> dict[str, np.ndarray]:
+    """Inputs of the trend-orthogonal group discrepancy: :func:`gp_groups` plus ``proj``
+    ``(G, G)``, block-diagonal over sources, each block ``I - X (X^T X)^+ X^T`` with ``X`` the
+    polynomials of degree :data:`ORTH_DEGREE` in ``c = u - mean u`` over that source's groups
+    (``[1, c, c^2]``; zero with that many groups or fewer)."""
+    out = gp_groups(data)
+    n_groups = out["u"].size
+    proj = np.zeros((n_groups, n_groups))
+    for j in range(len(data.sources)):
+        g = np.flatnonzero(out["src"] == j)
+        c = out["u"][g] - out["u"][g].mean()
+        x = np.stack([c**k for k in range(ORTH_DEGREE + 1)], axis=1)
+        proj[np.ix_(g, g)] = np.eye(g.size) - x @ np.linalg.pinv(x)
+    out["proj"] = proj
+    return out
+
+
+def gp_group_cov(
+    gp: Mapping[str, Any], eta: Any, ell: Any, slope: Any, kappa: Any = 0.0, xp: Any = np
+) -> Any:
+    """``(G, G)`` covariance of the GP discrepancy at the fit's size groups (zero between
+    sources): :func:`gp_kernel` with a per-source amplitude ``eta[src]`` ``(n_sources,)`` and
+    ``u0``, as the NumPyro model evaluates it (``xp`` = jax.numpy there). ``gp``: the
+    :func:`gp_groups` inputs."""
+    u, src = gp["u"], gp["src"]
+    d = xp.abs(u[:, None] - u[None, :])
+    r = math.sqrt(3.0) * d / ell
+    c = u - gp["u0"][src]
+    amp = eta[src] * xp.exp(-kappa * c)
+    k = amp[:, None] * amp[None, :] * (1.0 + r) * xp.exp(-r) + slope**2 * c[:, None] * c[None, :]
+    return xp.where(src[:, None] == src[None, :], k, 0.0)
+
+
+def misfit_scale_info(data: FitData) -> dict[str, Any]:
+    """Per source the fitted ``ln N`` range (group means) and its mean, stored in
+    ``LawPosterior.info["misfit_scale"]``: where the size-dependent misfit scale of the
+    trend-orthogonal discrepancy is held at its edge value."""
+    groups = gp_groups(data)
+    return {
+        src: {
+            "u": [
+                float(groups["u"][groups["src"] == j].min()),
+                float(groups["u"][groups["src"] == j].max()),
+            ],
+            "u0": float(groups["u0"][j]),
+        }
+        for j, src in enumerate(data.sources)
+    }
+
+
+def extrapolation_info(data: FitData, sd_per_efold: float) -> dict[str, Any]:
+    """``LawPosterior.info["extrapolation"]``: the misfit-trend sd per e-fold of N beyond the
+    fitted sizes (``sd_per_efold``, :data:`surrogate.bayes.EXTRAPOLATION_SD`) and per source
+    the fitted ``ln N`` range ``[min, max]`` (:func:`extrapolation_sd` reads it)."""
+    u = np.log(data.features["N"])
+    sizes = {
+        src: [float(u[data.src_idx == j].min()), float(u[data.src_idx == j].max())]
+        for j, src in enumerate(data.sources)
+    }
+    return {"sd_per_efold": sd_per_efold, "sizes": sizes}
+
+
+def gp_rows_info(data: FitData) -> dict[str, Any]:
+    """The training rows per source stored in ``LawPosterior.info["gp"]`` for prediction."""
+    groups = gp_groups(data)
+    rows = {}
+    for j, src in enumerate(data.sources):
+        m = data.src_idx == j
+        local = np.unique(groups["idx"][m], return_inverse=True)[1].reshape(-1)
+        first = np.unique(groups["idx"][m])
+        rows[src] = {
+            "features": {k: [float(x) for x in v[m]] for k, v in data.features.items()},
+            "loss": [float(x) for x in data.loss[m]],
+            "group": local.tolist(),
+            "u": [float(x) for x in groups["u"][first]],
+            "u0": float(groups["u0"][j]),
+        }
+    return {"u": "ln N (non-embedding parameters)", "rows": rows}
 
 
 # ---- predictive --------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def test_grouped_likelihood_matches_dense_multivariate_normal():
     import jax.numpy as jnp
     from scipy.stats import multivariate_normal
 
-    from surrogate.bayes import grouped_normal_log_lik
+    from surrogate.marginal import grouped_normal_log_lik
 
     rng = np.random.default_rng(0)
     g = np.array([0, 0, 0, 1, 1, 2, 4, 4, 4, 4])  # group 3 has no rows
@@ -154,7 +154,7 @@ def test_grouped_likelihood_matches_dense_multivariate_normal():
 
 
 def test_level_parametrisation_inverts_to_law_coefficients():
-    from surrogate.bayes import chinchilla_from_level
+    from surrogate.pivot import chinchilla_from_level
 
     theta = {"E": 1.9, "log_A": 6.5, "alpha": 0.35, "log_B": 9.0, "beta": 0.38}
     ln0, ld0 = np.log(2e8), np.log(4e9)
@@ -226,8 +226,8 @@ def test_gp_marginal_likelihood_matches_dense_normal():
     import jax.numpy as jnp
     from scipy.stats import multivariate_normal
 
-    from surrogate.bayes import gp_normal_log_lik
     from surrogate.discrepancy import gp_kernel
+    from surrogate.marginal import gp_normal_log_lik
 
     rng = np.random.default_rng(0)
     g = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
@@ -326,7 +326,7 @@ def test_tree_depth_saturation_is_reported():
 
 
 def test_gp_groups_are_the_merged_size_groups():
-    from surrogate.bayes import gp_groups
+    from surrogate.discrepancy import gp_groups
     from surrogate.lsq import prepare_fit_data
 
     data = prepare_fit_data(load_runs(bundled_path("morph_runs.csv")))
@@ -362,8 +362,9 @@ def test_orth_discrepancy_cannot_absorb_the_size_trend():
     import jax.numpy as jnp
     from scipy.stats import multivariate_normal
 
-    from surrogate.bayes import ORTH_DEGREE, gp_normal_log_lik, orth_groups
+    from surrogate.discrepancy import ORTH_DEGREE, orth_groups
     from surrogate.lsq import prepare_fit_data
+    from surrogate.marginal import gp_normal_log_lik
 
     runs = pd.concat(
         [load_runs(bundled_path("gemstones_runs.csv")), load_runs(bundled_path("morph_runs.csv"))],
