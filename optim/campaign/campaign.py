@@ -379,13 +379,14 @@ class Campaign:
         }
 
     # ---- training jobs -------------------------------------------------------------------
-    def record_job(self, trial: int, job: dict[str, Any]) -> None:
-        """Store ``job`` (backend, id, run folder, state, reason: JSON-able) with ``trial``;
-        keys given replace the stored ones (:mod:`optim.campaign.jobs` keeps this current)."""
+    def record_job(self, trial: int, job: dict[str, Any], *, key: str = "job") -> None:
+        """Store ``job`` (backend, id, run folder, state, reason: JSON-able) with ``trial`` under
+        ``key`` (``"job"``: its training job, ``"measure"``: its measurement job); keys given
+        replace the stored ones (:mod:`optim.campaign.jobs` keeps this current)."""
         with self._session() as s:
             if trial not in {r.trial for r in s.records}:
                 raise CampaignError(f"campaign {self.name!r} has no trial {trial}")
-            self._put_job(s, trial, job)
+            self._put_job(s, trial, job, key)
 
     def fail_trial(self, trial: int, reason: str) -> None:
         """Mark a pending trial failed (its training job failed) with ``reason``; a failed
@@ -397,11 +398,19 @@ class Campaign:
             s.ax.fail(trial, reason)
             self._put_job(s, trial, {"state": "failed", "reason": reason})
 
-    def _put_job(self, s: CampaignState, trial: int, job: dict[str, Any]) -> None:
+    def _put_job(self, s: CampaignState, trial: int, job: dict[str, Any], key: str = "job") -> None:
         payload = _updated(s.meta.get(trial), {})
-        payload["job"] = {**payload.get("job", {}), **job}
+        payload[key] = {**payload.get(key, {}), **job}
         s.snapshot.put_trial_meta(self.name, {trial: payload})
         self._records = s.ax.records({**s.meta, trial: payload})
+
+    def refresh_throughput(self) -> list[int]:
+        """Rebuild the candidate set with the measurement cache as it is now and update the
+        tokens/s Ax stores for observed trials whose value changed; returns those trials."""
+        self._problem = None
+        with self._session() as s:
+            problem = self._problem_for(s.records)
+            return s.ax.sync_throughput(self._throughput_of_observed(problem, s.records))
 
     def reload(self) -> "Campaign":
         """This campaign's current state from the store (another process may have changed it)."""

@@ -48,6 +48,9 @@ __all__ = [
     "BACKENDS",
     "make_backend",
     "METRICS_FILE",
+    "substitute",
+    "poll_job",
+    "recover_job",
 ]
 
 #: The file a training job writes into its run folder.
@@ -287,10 +290,35 @@ def _no_constant(name: str) -> Any:
 
 
 # ---- the loop -----------------------------------------------------------------------------------
-def _command(template: str, config: Path, out: Path) -> str:
-    return template.replace("{config}", shlex.quote(str(config))).replace(
-        "{out}", shlex.quote(str(out))
+def substitute(template: str, fields: dict[str, Any]) -> str:
+    """``template`` with each ``{name}`` of ``fields`` replaced by its value, shell-quoted."""
+    for name, value in fields.items():
+        template = template.replace("{" + name + "}", shlex.quote(str(value)))
+    return template
+
+
+def poll_job(backend: JobBackend, job: dict[str, Any], timeout_seconds: float | None) -> JobResult:
+    """Poll ``job``; one running longer than ``timeout_seconds`` (from its ``started_at``) is
+    cancelled and reported failed."""
+    result = backend.poll(job)
+    if result.state != "running" or timeout_seconds is None:
+        return result
+    started = float(job.get("started_at") or time.time())
+    if time.time() - started <= timeout_seconds:
+        return result
+    backend.cancel(job)
+    return JobResult(
+        "failed", f"the job ran longer than --timeout {timeout_seconds:g} s and was cancelled"
     )
+
+
+def recover_job(backend: JobBackend, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The id of a job recorded as ``submitting`` whose launch was interrupted before its id was
+    stored: a local job's pid file in its run folder; ``None`` when it cannot be found."""
+    pid_file = Path(job["out"]) / _PID_FILE
+    if backend.name == "local" and pid_file.exists():
+        return dict(json.loads(pid_file.read_text()))
+    return None
 
 
 def check_train_command(template: str) -> None:
@@ -349,9 +377,8 @@ def run_jobs(
     campaign.reload()
     for trial, job in active().items():
         if job.get("state") == "submitting" and not job.get("id"):
-            pid_file = Path(job["out"]) / _PID_FILE
-            if backend.name == "local" and pid_file.exists():
-                recovered = json.loads(pid_file.read_text())
+            recovered = recover_job(backend, job)
+            if recovered is not None:
                 campaign.record_job(trial, {**recovered, "state": "running"})
                 say(f"trial {trial}: re-attached to job {recovered['id']}")
             else:
@@ -362,18 +389,9 @@ def run_jobs(
     while True:
         running = active()
         for trial, job in running.items():
-            result = backend.poll(job)
+            result = poll_job(backend, job, timeout_seconds)
             if result.state == "running":
-                started = float(job.get("started_at") or time.time())
-                if timeout_seconds is not None and time.time() - started > timeout_seconds:
-                    backend.cancel(job)
-                    result = JobResult(
-                        "failed",
-                        f"the job ran longer than --timeout "
-                        f"{timeout_seconds:g} s and was cancelled",
-                    )
-                else:
-                    continue
+                continue
             if result.state == "completed":
                 try:
                     loss = read_metrics(Path(job["out"]))
@@ -410,7 +428,7 @@ def run_jobs(
                 }
                 campaign.record_job(trial, base)  # before launching: never launched twice
                 try:
-                    job = backend.submit(_command(train_cmd, config, out), out)
+                    job = backend.submit(substitute(train_cmd, {"config": config, "out": out}), out)
                 except (OSError, ArchoptError) as exc:
                     campaign.fail_trial(trial, f"could not launch the job: {exc}")
                     failed.append(trial)
