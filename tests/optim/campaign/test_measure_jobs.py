@@ -136,3 +136,35 @@ def test_bad_measure_commands_and_trials_are_refused(setup):
             trials=[9],
         )
     assert json.loads(json.dumps(Campaign.load("small", store).trials()))[0]["status"] == "pending"
+
+
+def test_an_interrupted_loop_reattaches_and_never_measures_a_shape_twice(setup):
+    store, script, runs = setup
+    slow = f"sleep 1; {_cmd(script)}"
+
+    def interrupt(_seconds):
+        raise KeyboardInterrupt  # the user stops the loop while its jobs run
+
+    with pytest.raises(KeyboardInterrupt):
+        run_measurements(
+            Campaign.load("small", store),
+            LocalBackend(),
+            slow,
+            runs_dir=runs,
+            max_jobs=2,
+            parallel=2,
+            poll_seconds=0.1,
+            sleep=interrupt,
+        )
+    states = [r.meta["measure"]["state"] for r in Campaign.load("small", store).trial_records()[:2]]
+    assert states == ["running", "running"]
+    out = run_measurements(
+        Campaign.load("small", store),
+        LocalBackend(),
+        slow,
+        runs_dir=runs,
+        max_jobs=0,
+        poll_seconds=0.2,
+    )
+    assert out["launched"] == [] and sorted(out["completed"]) == [0, 1]
+    assert sorted(p.name for p in (runs / "small").iterdir()) == ["measure-0000", "measure-0001"]
