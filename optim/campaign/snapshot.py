@@ -13,8 +13,10 @@ archopt's transaction, so Ax's writes and archopt's rows commit together or not 
 commits only when its block succeeds; a read always rolls back.
 
 Ax's table definitions declare lengths PostgreSQL refuses (``TEXT(4294967295)``,
-``VARCHAR(4294967295)``: Ax issue #283, open); this module compiles them as ``TEXT`` for the
-PostgreSQL dialect only (checked with PostgreSQL 15: every Ax table is created).
+``VARCHAR(4294967295)``: Ax issue #283, open) and JSON columns of ``VARCHAR(4096)`` that its
+generation strategy overflows (SQLite ignores declared lengths, PostgreSQL enforces them); this
+module compiles all of them as ``TEXT`` for the PostgreSQL dialect only (checked with
+PostgreSQL 15).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from sqlalchemy import (
+    VARCHAR,
     Column,
     Connection,
     Float,
@@ -68,8 +71,9 @@ __all__ = [
 
 #: Largest JSON text accepted from a store row (a spec or a trial payload is a few kB).
 _MAX_ROW_JSON = 4 * 1024 * 1024
-#: PostgreSQL's largest declared VARCHAR length.
-_PG_MAX_VARCHAR = 10_485_760
+#: Declared string lengths from which the PostgreSQL dialect compiles ``TEXT`` (Ax's JSON
+#: columns are ``VARCHAR(4096)``; its names are at most 255).
+_PG_TEXT_FROM_LENGTH = 4096
 
 ARCHOPT_TABLES = MetaData()
 _CAMPAIGNS = Table(
@@ -97,9 +101,16 @@ def _pg_text(type_: Text, compiler: Any, **kw: Any) -> str:
 
 @compiles(String, "postgresql")
 def _pg_string(type_: String, compiler: Any, **kw: Any) -> str:
-    if type_.length is not None and type_.length > _PG_MAX_VARCHAR:
+    if type_.length is not None and type_.length >= _PG_TEXT_FROM_LENGTH:
         return "TEXT"
     return str(compiler.visit_string(type_, **kw))
+
+
+@compiles(VARCHAR, "postgresql")
+def _pg_varchar(type_: VARCHAR, compiler: Any, **kw: Any) -> str:
+    if type_.length is not None and type_.length >= _PG_TEXT_FROM_LENGTH:
+        return "TEXT"
+    return str(compiler.visit_VARCHAR(type_, **kw))
 
 
 @dataclass

@@ -110,6 +110,17 @@ def test_ax_and_archopt_tables_are_valid_postgresql_ddl(postgres_server):
     assert {"experiment_v2", "trial_v2", "archopt_campaigns", "archopt_trials"} <= set(
         listed.stdout.split()
     )
+    # Ax's JSON columns (VARCHAR(4096), which its generation strategy overflows) are TEXT.
+    steps = postgres_server.client(
+        "psql",
+        "-At",
+        "-d",
+        db,
+        "-c",
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'generation_strategy' AND column_name = 'steps'",
+    )
+    assert steps.stdout.strip() == "text"
 
 
 # ---- transactions -----------------------------------------------------------------------------------
