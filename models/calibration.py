@@ -1,23 +1,13 @@
-"""The throughput models' constants: documented priors, fitted posteriors, calibration files.
+"""The throughput models' constants for one (hardware, backend): the record and its files.
 
-Every constant has a **prior**: a documented 90% range (:data:`PRIOR_RANGES`, per backend and
-device kind), read as a normal distribution in a transformed space -- ``logit`` for fractions
-(efficiencies, overlap), ``log`` for positive scales (overheads, memory) -- whose 5% and 95%
-quantiles are the range's ends. An uncalibrated (hardware, backend) pair uses the prior
-medians (:func:`default_calibration`) and draws its uncertainty from the prior itself.
-
-:func:`calibrate` fits the constants a backend uses to measurements: the maximum a posteriori
-point of ``log(predicted / measured)`` time residuals (total time; time to first token and
-time per output token at weight 0.5 where measured) with noise ``sigma``, plus the prior, by
-``scipy.optimize.least_squares``; and a **Laplace approximation** around it, ``cov = (J^T
-J)^-1`` of the scaled residuals in the transformed space. ``sigma`` is the leave-one-out RMS log
-error when there are >= 3 measurements (floored at 0.02; the held-out fits assume 0.02), else
-0.02 (measurement noise alone). The leave-one-out error is stored as ``rel_sigma``, the model's
-per-shape structural error (:data:`STRUCTURAL_SIGMA` with fewer than 3 measurements). Constants the data cannot
-identify (e.g. FLOP efficiency from batch-1 decode) keep their prior width in the posterior.
+A :class:`Calibration` holds the constants a backend's model reads, their Laplace posterior and
+the model's structural error. Their priors are :mod:`models.constant_priors` (re-exported here);
+:func:`models.calibration_fit.calibrate` fits them to measurements. An uncalibrated pair uses the
+prior medians (:func:`default_calibration`).
 
 Bundled calibrations are in ``models/data/calibrations.json``; :func:`save_calibration` writes
-user ones to ``$ARCHOPT_HOME/calibrations.json``, which override bundled ones.
+user ones to ``$ARCHOPT_HOME/calibrations.json``, which override bundled ones
+(:func:`load_calibration`).
 """
 
 from __future__ import annotations
@@ -29,127 +19,47 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from .arch import Arch
-from .backends import run_times
+from .constant_priors import (
+    BACKEND_CONSTANTS,
+    CONSTANT_NAMES,
+    LOGIT_CONSTANTS,
+    PRIOR_RANGES,
+    STRUCTURAL_SIGMA,
+    device_kind,
+    from_theta,
+    prior_center_sd,
+    prior_median,
+    to_theta,
+)
 from .errors import ArchoptError
 from .files import read_json
-from .hardware import Hardware, get_hardware
 from .home import HOME_HINT, archopt_home, ensure_writable_folder
-from .roofline import arch_arrays
-from .workload import BACKENDS, Workload
+from .workload import BACKENDS
 
 __all__ = [
+    "Calibration",
+    "CalibrationError",
+    "default_calibration",
+    "load_calibration",
+    "save_calibration",
+    "BUNDLED_CALIBRATIONS",
+    "USER_CALIBRATION_FILE",
+    # the priors (models.constant_priors), re-exported for existing callers
     "CONSTANT_NAMES",
     "BACKEND_CONSTANTS",
     "LOGIT_CONSTANTS",
     "PRIOR_RANGES",
     "STRUCTURAL_SIGMA",
-    "Calibration",
-    "CalibrationError",
-    "TimingRecord",
     "device_kind",
     "prior_median",
     "prior_center_sd",
     "to_theta",
     "from_theta",
-    "default_calibration",
-    "load_calibration",
-    "save_calibration",
-    "calibrate",
-    "BUNDLED_CALIBRATIONS",
-    "USER_CALIBRATION_FILE",
 ]
-
-#: Every constant, in the order the fit uses.
-CONSTANT_NAMES: tuple[str, ...] = (
-    "flops_efficiency",
-    "bandwidth_efficiency",
-    "layer_overhead_s",
-    "step_overhead_s",
-    "overhead_overlap",
-    "token_layer_s",
-    "runtime_memory_bytes",
-    "allreduce_latency_s",
-    "interconnect_efficiency",
-)
-#: The constants each backend's model reads (and a calibration fits).
-BACKEND_CONSTANTS: dict[str, tuple[str, ...]] = {"hf": CONSTANT_NAMES[:6], "vllm": CONSTANT_NAMES}
-#: Fractions in (0, 1), drawn in logit space (the rest: positive scales, in log space).
-LOGIT_CONSTANTS = frozenset(
-    {"flops_efficiency", "bandwidth_efficiency", "overhead_overlap", "interconnect_efficiency"}
-)
-
-_VLLM_ENGINE = {
-    # Non-KV memory vLLM keeps besides weights and profiled activations: CUDA graph pools,
-    # cuBLAS/NCCL workspaces, allocator slack (a few hundred MB to a few GB by version and size).
-    "runtime_memory_bytes": (3e8, 3e9),
-    # One all-reduce's fixed cost: vLLM's custom all-reduce on NVLink ~5-10 us, NCCL 20-40 us.
-    "allreduce_latency_s": (4e-6, 4e-5),
-    # Achieved fraction of the per-direction link bandwidth in a ring all-reduce.
-    "interconnect_efficiency": (0.4, 0.85),
-}
-#: 90% prior ranges per (backend, device kind). GPU: achieved decode bandwidth is typically
-#: 0.6-0.85 of peak and large matmuls reach 0.35-0.8 of dense peak. HF eager ``generate`` pays
-#: 0.1-0.9 ms per decoder layer per step in Python and kernel launches (the A100 Morph-1B table:
-#: ~0.5 ms) plus 1-9 ms per step for the generate loop, almost fully hidden behind device work
-#: when the device is busy (asynchronous launches). vLLM replays CUDA graphs at decode (3-30 us
-#: of gaps per layer) and pays 0.3-4 ms of scheduling, input preparation and sampling per step,
-#: mostly not overlapped (synchronous scheduling). ``token_layer_s``: norms, RoPE and
-#: activations, 1-100 ns per token per layer. CPU ranges are wide (measure, then calibrate).
-PRIOR_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
-    ("hf", "gpu"): {
-        "flops_efficiency": (0.3, 0.7),
-        "bandwidth_efficiency": (0.5, 0.85),
-        "layer_overhead_s": (1e-4, 9e-4),
-        "step_overhead_s": (1e-3, 9e-3),
-        "overhead_overlap": (0.8, 0.999),
-        "token_layer_s": (1e-9, 1e-7),
-        **_VLLM_ENGINE,
-    },
-    ("vllm", "gpu"): {
-        "flops_efficiency": (0.35, 0.8),
-        "bandwidth_efficiency": (0.55, 0.9),
-        "layer_overhead_s": (3e-6, 3e-5),
-        "step_overhead_s": (3e-4, 4e-3),
-        "overhead_overlap": (0.01, 0.5),
-        "token_layer_s": (1e-9, 1e-7),
-        **_VLLM_ENGINE,
-    },
-    ("hf", "cpu"): {
-        "flops_efficiency": (0.05, 0.9),
-        "bandwidth_efficiency": (0.05, 0.9),
-        "layer_overhead_s": (1e-5, 1e-2),
-        "step_overhead_s": (1e-4, 1e-1),
-        "overhead_overlap": (0.001, 0.2),
-        "token_layer_s": (1e-9, 1e-5),
-        **_VLLM_ENGINE,
-    },
-}
-PRIOR_RANGES[("vllm", "cpu")] = dict(PRIOR_RANGES[("hf", "cpu")])
-
-#: The model's per-shape structural log error when it cannot be estimated (fewer than three
-#: measurements at hand): a shape's time may differ from the model by about 10% for reasons the
-#: model leaves out (kernel choice, tile quantisation, fused ops).
-STRUCTURAL_SIGMA = 0.1
-_SIGMA_FLOOR = 0.02
-_FIRST_PASS_SIGMA = 0.02
-_SIDE_WEIGHT = 0.5  # TTFT and TPOT residuals, relative to total time
-_Z95 = 1.6448536269514722
-_BOUNDS = {
-    "flops_efficiency": (1e-4, 1 - 1e-6),
-    "bandwidth_efficiency": (1e-4, 1 - 1e-6),
-    "layer_overhead_s": (1e-9, 1.0),
-    "step_overhead_s": (1e-9, 10.0),
-    "overhead_overlap": (1e-6, 1 - 1e-6),
-    "token_layer_s": (1e-12, 1e-2),
-    "runtime_memory_bytes": (1e6, 1e12),
-    "allreduce_latency_s": (1e-8, 1e-1),
-    "interconnect_efficiency": (1e-3, 1 - 1e-6),
-}
 
 #: Bundled calibrations (shipped with the package).
 BUNDLED_CALIBRATIONS = Path(__file__).resolve().parent / "data" / "calibrations.json"
@@ -159,43 +69,6 @@ USER_CALIBRATION_FILE = "calibrations.json"
 
 class CalibrationError(ArchoptError):
     """Invalid calibration data, records or calibration file."""
-
-
-# ---- priors -----------------------------------------------------------------------------------
-def device_kind(hardware_id: str) -> str:
-    """``"cpu"`` for the CPU profile, else ``"gpu"``."""
-    return "cpu" if str(hardware_id).strip().lower() == "cpu" else "gpu"
-
-
-def to_theta(name: str, value: np.ndarray | float) -> np.ndarray:
-    """A constant in its fit/draw space (logit for fractions, log for scales). Fractions of
-    exactly 0 or 1 (an overlap stored by older versions) are read as 1e-6 from the edge."""
-    v = np.asarray(value, dtype=float)
-    if name in LOGIT_CONSTANTS:
-        v = np.clip(v, 1e-6, 1 - 1e-6)
-        return np.log(v / (1 - v))
-    return np.log(v)
-
-
-def from_theta(name: str, theta: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`to_theta`."""
-    t = np.asarray(theta, dtype=float)
-    return 1 / (1 + np.exp(-t)) if name in LOGIT_CONSTANTS else np.exp(t)
-
-
-def prior_center_sd(backend: str, kind: str, name: str) -> tuple[float, float]:
-    """Mean and sd of the prior of ``name`` in its transformed space."""
-    lo, hi = PRIOR_RANGES[(backend, kind)][name]
-    a, b = float(to_theta(name, lo)), float(to_theta(name, hi))
-    return (a + b) / 2, (b - a) / (2 * _Z95)
-
-
-def prior_median(backend: str, kind: str) -> dict[str, float]:
-    """Prior medians of every constant (the uncalibrated model's constants)."""
-    return {
-        name: float(from_theta(name, prior_center_sd(backend, kind, name)[0]))
-        for name in CONSTANT_NAMES
-    }
 
 
 _ENGINE_DEFAULTS = prior_median("vllm", "gpu")
@@ -415,189 +288,3 @@ def save_calibration(cal: Calibration, path: str | Path | None = None) -> Path:
                 f"cannot write calibration file {target}: {exc.strerror or exc}"
             ) from None
     return target
-
-
-# ---- records ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TimingRecord:
-    """One measured run: ``total_s`` wall time of all requests; time to first token and time
-    per output token when known."""
-
-    arch: Arch
-    workload: Workload
-    total_s: float
-    ttft_s: float | None = None
-    tpot_s: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("total_s", "ttft_s", "tpot_s"):
-            value = getattr(self, name)
-            if value is None and name != "total_s":
-                continue
-            try:
-                ok = math.isfinite(float(value)) and float(value) > 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise CalibrationError(f"{name} must be a positive number, got {value!r}")
-
-
-def _coerce_record(record: Any, backend: str, index: int) -> TimingRecord | None:
-    """A TimingRecord from a TimingRecord, a Measurement (``to_timing_record()``; failed ones
-    give None) or a mapping with the shape fields, workload sizes and ``total_s``/``latency_s``."""
-    try:
-        if isinstance(record, TimingRecord):
-            return record
-        if hasattr(record, "to_timing_record"):
-            return record.to_timing_record()
-        if isinstance(record, Mapping):
-            total = record.get("total_s", record.get("latency_s"))
-            ttft = record.get("ttft_s")
-            wl = Workload(
-                batch_size=record.get("batch_size", 1),
-                input_len=record.get("input_len", record.get("input_tokens")),
-                output_len=record.get("output_len", record.get("output_tokens")),
-                dtype=record.get("dtype", "bfloat16"),
-                backend=backend,
-            )
-            return TimingRecord(
-                Arch.from_mapping(record),
-                wl,
-                float(total) if total is not None else float("nan"),
-                None if ttft in (None, "") else float(ttft),
-            )
-    except (ArchoptError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"calibration record {index}: {exc}") from None
-    raise CalibrationError(f"calibration record {index}: unsupported type {type(record).__name__}")
-
-
-class _Records:
-    """Records grouped by workload, with their arch arrays (built once per fit)."""
-
-    def __init__(self, recs: Sequence[TimingRecord]) -> None:
-        self.recs = list(recs)
-        groups: dict[Workload, list[int]] = {}
-        for i, r in enumerate(self.recs):
-            groups.setdefault(r.workload, []).append(i)
-        self.groups = [
-            (wl, np.array(idx), arch_arrays([self.recs[i].arch for i in idx], wl.dtype))
-            for wl, idx in groups.items()
-        ]
-        self.log_total = np.log([r.total_s for r in self.recs])
-        self.has = {
-            k: np.array([getattr(r, k) is not None for r in self.recs])
-            for k in ("ttft_s", "tpot_s")
-        }
-        self.log = {
-            k: np.log([getattr(r, k) or 1.0 for r in self.recs]) for k in ("ttft_s", "tpot_s")
-        }
-
-    def log_times(self, hw: Hardware, constants: Mapping[str, float]) -> dict[str, np.ndarray]:
-        out = {k: np.empty(len(self.recs)) for k in ("total_s", "ttft_s", "tpot_s")}
-        for wl, idx, q in self.groups:
-            run = run_times(q, wl, hw, constants)
-            for k in out:
-                out[k][idx] = np.log(np.maximum(run[k], 1e-30))
-        return out
-
-    def residuals(self, hw: Hardware, constants: Mapping[str, float], sigma: float) -> np.ndarray:
-        pred = self.log_times(hw, constants)
-        parts = [(pred["total_s"] - self.log_total) / sigma]
-        for k in ("ttft_s", "tpot_s"):
-            parts.append(_SIDE_WEIGHT * (pred[k] - self.log[k])[self.has[k]] / sigma)
-        return np.concatenate(parts)
-
-
-def _fit(
-    data: _Records, hw: Hardware, backend: str, center: Mapping[str, float], sigma: float
-) -> tuple[dict[str, float], np.ndarray]:
-    """MAP constants and the Laplace covariance of the fitted ones (transformed space)."""
-    from scipy.optimize import least_squares
-
-    names = BACKEND_CONSTANTS[backend]
-    kind = device_kind(hw.id)
-    mu = np.array([float(to_theta(n, center[n])) for n in names])
-    sd = np.array([prior_center_sd(backend, kind, n)[1] for n in names])
-    lo = np.array([float(to_theta(n, _BOUNDS[n][0])) for n in names])
-    hi = np.array([float(to_theta(n, _BOUNDS[n][1])) for n in names])
-
-    def constants(theta: np.ndarray) -> dict[str, float]:
-        out = dict(center)
-        out.update({n: float(from_theta(n, t)) for n, t in zip(names, theta)})
-        return out
-
-    def residuals(theta: np.ndarray) -> np.ndarray:
-        return np.concatenate([data.residuals(hw, constants(theta), sigma), (theta - mu) / sd])
-
-    start = np.clip(mu, lo + 1e-6, hi - 1e-6)
-    result = least_squares(residuals, start, bounds=(lo, hi), method="trf", x_scale=sd)
-    jac = np.asarray(result.jac, dtype=float)
-    cov = np.linalg.pinv(jac.T @ jac)
-    return constants(result.x), (cov + cov.T) / 2
-
-
-def calibrate(
-    records: Iterable[Any],
-    hardware: Hardware | str,
-    backend: str = "vllm",
-    *,
-    prior: Calibration | None = None,
-    source: str | None = None,
-) -> Calibration:
-    """Fit the constants of ``backend``'s model to measurements (see the module docstring).
-
-    Args:
-        records: :class:`TimingRecord`\\ s, measurements (anything with ``to_timing_record()``;
-            failed ones are skipped) or mappings with the shape fields, ``batch_size``,
-            ``input_len``/``input_tokens``, ``output_len``/``output_tokens`` and
-            ``total_s``/``latency_s``.
-        hardware: the device the records were measured on.
-        backend: their backend; records with another backend are an error.
-        prior: centre of the prior (default: the prior medians, :func:`default_calibration`);
-            the widths are always :data:`PRIOR_RANGES`'.
-
-    Returns:
-        The fitted :class:`Calibration` with its Laplace ``posterior_cov``, ``rel_sigma`` and
-        the ``workloads`` it was fitted on.
-    """
-    hw = get_hardware(hardware)
-    if backend not in BACKENDS:
-        raise CalibrationError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    recs: list[TimingRecord] = []
-    for i, record in enumerate(records):
-        rec = _coerce_record(record, backend, i)
-        if rec is None:
-            continue
-        if rec.workload.backend != backend:
-            raise CalibrationError(
-                f"calibration record {i}: backend {rec.workload.backend!r}, calibrating {backend!r}"
-            )
-        recs.append(rec)
-    if not recs:
-        raise CalibrationError(f"no successful measurements to calibrate {hw.id}/{backend}")
-    # The default prior is the documented medians, never a stored calibration: re-using a fit as
-    # its own prior would count its data twice (and leak held-out rows into leave-one-out).
-    center = (prior or default_calibration(hw.id, backend)).constants
-    data = _Records(recs)
-    if len(recs) >= 3:
-        held_out = []
-        for i in range(len(recs)):
-            fitted, _ = _fit(
-                _Records(recs[:i] + recs[i + 1 :]), hw, backend, center, _FIRST_PASS_SIGMA
-            )
-            one = _Records([recs[i]])
-            held_out.append(float(one.log_times(hw, fitted)["total_s"][0] - one.log_total[0]))
-        rel_sigma = fit_sigma = max(_SIGMA_FLOOR, float(np.sqrt(np.mean(np.square(held_out)))))
-    else:
-        rel_sigma, fit_sigma = STRUCTURAL_SIGMA, _FIRST_PASS_SIGMA
-    constants, cov = _fit(data, hw, backend, center, fit_sigma)
-    return Calibration(
-        hw.id,
-        backend,
-        **constants,
-        rel_sigma=rel_sigma,
-        n_points=len(recs),
-        source=source or f"least squares on {len(recs)} measurement(s)",
-        posterior_cov=tuple(map(tuple, cov)),
-        workloads=tuple(sorted({str(r.workload) for r in recs})),
-    )

@@ -21,20 +21,16 @@ import numpy as np
 from .arch import Arch
 from .backends import run_times
 from .calibration import (
-    BACKEND_CONSTANTS,
     BUNDLED_CALIBRATIONS,
-    CONSTANT_NAMES,
-    PRIOR_RANGES,
-    STRUCTURAL_SIGMA,
     USER_CALIBRATION_FILE,
     Calibration,
     CalibrationError,
-    TimingRecord,
-    calibrate,
     default_calibration,
     load_calibration,
     save_calibration,
 )
+from .calibration_fit import TimingRecord, calibrate
+from .constant_priors import BACKEND_CONSTANTS, CONSTANT_NAMES, PRIOR_RANGES, STRUCTURAL_SIGMA
 from .hardware import Hardware, get_hardware
 from .roofline import arch_arrays, hf_memory_bytes
 from .serving import roofline_bound

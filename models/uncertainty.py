@@ -7,9 +7,9 @@ For draw ``s`` and arch ``i``::
                   = log median_i + common[s] + shape[s, i]
 
 ``theta_s`` are the constants drawn from the calibration's Laplace posterior (or, uncalibrated,
-from the documented prior ranges, :data:`models.calibration.PRIOR_RANGES`); ``z`` is i.i.d.
+from the documented prior ranges, :data:`models.constant_priors.PRIOR_RANGES`); ``z`` is i.i.d.
 standard normal (the per-shape structural error, ``Calibration.rel_sigma``, widened to
-:data:`~models.calibration.STRUCTURAL_SIGMA` when the calibration's workloads differ from the
+:data:`~models.constant_priors.STRUCTURAL_SIGMA` when the calibration's workloads differ from the
 one predicted). ``common[s]`` is the mean deviation over the candidate set (or the columns in
 ``common_over``): it scales every shape alike (e.g. the achieved bandwidth), moves the whole
 front and does not change which shape is faster. ``shape[s, i]`` is the rest: what ranking
@@ -27,13 +27,12 @@ import numpy as np
 
 from .arch import Arch
 from .backends import run_times
-from .calibration import (
+from .calibration import Calibration, load_calibration
+from .constant_priors import (
     BACKEND_CONSTANTS,
     STRUCTURAL_SIGMA,
-    Calibration,
     device_kind,
     from_theta,
-    load_calibration,
     prior_center_sd,
     to_theta,
 )
@@ -118,7 +117,7 @@ def _same(text: str, wl: Workload) -> bool:
 
 def structural_sigma(cal: Calibration, wl: Workload) -> float:
     """The per-shape log sd to add: the calibration's own where it was fitted at ``wl``, else at
-    least :data:`~models.calibration.STRUCTURAL_SIGMA`."""
+    least :data:`~models.constant_priors.STRUCTURAL_SIGMA`."""
     return (
         cal.rel_sigma
         if cal.calibrated and _matches(cal, wl)
