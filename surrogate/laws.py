@@ -115,7 +115,9 @@ class Prior:
         if not self.scale > 0:
             raise LawError(f"prior scale must be positive, got {self.scale}")
 
-    def _scipy(self):
+    def distribution(self) -> Any:
+        """The prior as a frozen :mod:`scipy.stats` distribution (``rvs``, ``pdf``, ``ppf``,
+        ``mean``, ``std``): ``norm``, ``lognorm`` or ``truncnorm``."""
         from scipy import stats
 
         if self.kind == "normal":
@@ -128,7 +130,7 @@ class Prior:
 
     @property
     def mean(self) -> float:
-        return float(self._scipy().mean())
+        return float(self.distribution().mean())
 
     @property
     def center(self) -> float:
@@ -140,7 +142,7 @@ class Prior:
     @property
     def sd(self) -> float:
         """Prior standard deviation (used to say whether a term is data- or prior-dominated)."""
-        return float(self._scipy().std())
+        return float(self.distribution().std())
 
 
 @dataclass(frozen=True)

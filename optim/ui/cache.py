@@ -267,7 +267,7 @@ def prior_draws(law: str, names: list[str], n: int = 2000) -> dict[str, np.ndarr
     out = {}
     for i, name in enumerate(names):
         try:
-            dist = law_obj.param(name).prior._scipy()  # the law's own prior definition
+            dist = law_obj.param(name).prior.distribution()  # the law's own prior definition
         except Exception:  # noqa: BLE001 - a term without a prior (per-source terms)
             continue
         out[name] = np.asarray(dist.rvs(size=n, random_state=i), dtype=float)

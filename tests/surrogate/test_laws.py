@@ -12,6 +12,7 @@ from surrogate.laws import (
     R0_MLP_ATTN,
     X0_D_OVER_SQRT_N,
     LawError,
+    Prior,
     get_law,
     law_features,
 )
@@ -101,3 +102,27 @@ def test_conditional_factors_are_one_at_reference_shape():
     assert LAWS["conditional"](f, theta)[0] == pytest.approx(chin[0])
     f2 = dict(f, r=np.array([3.0]))
     assert LAWS["conditional"](f2, theta)[0] != pytest.approx(chin[0])
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        Prior("normal", 0.5, 0.2),
+        Prior("lognormal", np.log(0.3), 1.0),
+        Prior("truncnormal", 0.4, 0.25, low=0.02, high=1.5),
+    ],
+    ids=["normal", "lognormal", "truncnormal"],
+)
+def test_prior_distribution_is_the_prior(prior):
+    """``Prior.distribution()`` (the app's prior overlay draws from it) has the prior's
+    support, centre and moments."""
+    dist = prior.distribution()
+    draws = dist.rvs(size=20_000, random_state=0)
+    assert dist.mean() == pytest.approx(prior.mean) and dist.std() == pytest.approx(prior.sd)
+    assert np.mean(draws) == pytest.approx(prior.mean, abs=4 * prior.sd / np.sqrt(draws.size))
+    if prior.kind == "truncnormal":
+        assert draws.min() >= prior.low and draws.max() <= prior.high
+    if prior.kind == "lognormal":
+        assert draws.min() > 0 and dist.median() == pytest.approx(prior.center)
+    else:
+        assert dist.cdf(prior.center) == pytest.approx(0.5, abs=0.15)
