@@ -60,6 +60,7 @@ __all__ = [
     "SHIPPED_PRIOR",
     "default_prior_is_cached",
     "write_shipped_prior",
+    "campaign_prior",
 ]
 
 #: The default prior as fitted at release, shipped in the package: used (no fit, no wait) when
@@ -197,6 +198,32 @@ def default_prior(progress: bool = True) -> LawPosterior:
     posterior.info["training_rows"] = int(len(runs))
     posterior.save(path)
     return posterior
+
+
+def campaign_prior(
+    law: str = DEFAULT_PRIOR_SETTINGS["law"],
+    runs: pd.DataFrame | None = None,
+    *,
+    progress: bool = True,
+) -> LawPosterior:
+    """A campaign's loss prior: :func:`default_prior` (shipped or cached) for the default law
+    without extra runs; otherwise ``law`` fitted with the default prior's settings on the
+    bundled tables plus a user's ``runs`` (:func:`default_prior_runs`: bundled rows collapsed and
+    thinned, the user's rows kept), uncached.
+
+    Args:
+        law: registered law name or ``"stacked"``.
+        runs: a validated run table (a campaign created with ``--runs``), or None.
+        progress: show the NUTS progress bar.
+    """
+    if runs is None and law == DEFAULT_PRIOR_SETTINGS["law"]:
+        return default_prior(progress=progress)
+    from .bayes import fit_bayes
+
+    table = bundled_runs() if runs is None else pd.concat([bundled_runs(), runs], ignore_index=True)
+    settings = dict(DEFAULT_PRIOR_SETTINGS)
+    settings.pop("law")
+    return fit_bayes(default_prior_runs(table), law, progress=progress, **settings)
 
 
 def write_shipped_prior(progress: bool = True) -> Path:

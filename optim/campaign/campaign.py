@@ -125,7 +125,9 @@ class Campaign:
         table = load_table(runs) if runs is not None and prior is None else None
         Problem.build(spec, None)  # validates the spec (candidates, memory) before a long fit
         if prior is None:
-            prior = _campaign_prior(spec, table, progress)
+            from surrogate.prior import campaign_prior
+
+            prior = campaign_prior(spec.law, table, progress=progress)
         blob = prior_to_bytes(prior)
         problem = Problem.build(spec, prior)
         info = {"prior_runs": int(len(table)) if table is not None else 0, "prior": repr(prior)}
@@ -564,21 +566,6 @@ def _updated(payload: dict[str, Any] | None, changes: dict[str, Any]) -> dict[st
     out = dict(payload) if payload else {"kind": "attached"}
     out.update({k: v for k, v in changes.items() if v is not None})
     return out
-
-
-def _campaign_prior(spec: CampaignSpec, runs: pd.DataFrame | None, progress: bool) -> LawPosterior:
-    """The default prior, or the law refitted on the bundled tables plus ``runs``."""
-    from surrogate.prior import DEFAULT_PRIOR_SETTINGS, default_prior, default_prior_runs
-
-    if runs is None and spec.law == DEFAULT_PRIOR_SETTINGS["law"]:
-        return default_prior(progress=progress)
-    from surrogate.bayes import fit_bayes
-    from surrogate.runs import bundled_runs
-
-    table = bundled_runs() if runs is None else pd.concat([bundled_runs(), runs], ignore_index=True)
-    settings = dict(DEFAULT_PRIOR_SETTINGS)
-    settings.pop("law")
-    return fit_bayes(default_prior_runs(table), spec.law, progress=progress, **settings)
 
 
 def list_campaigns(store: StoreArg = None) -> list[str]:

@@ -42,3 +42,33 @@ def test_user_runs_are_all_kept_or_dropped_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(default_prior_runs(big_only)) == len(rows)
+
+
+def test_campaign_prior_uses_the_default_prior_or_refits_with_its_settings(monkeypatch):
+    """The default law without runs is the default prior itself; a user's runs (or another
+    law) refit on the bundled rows plus all the user's runs, with the default prior's settings."""
+    import surrogate.bayes as bayes
+    import surrogate.prior as prior
+
+    default, fitted, calls = object(), object(), []
+    monkeypatch.setattr(prior, "default_prior", lambda progress=True: default)
+
+    def fake_fit(runs, law, **kwargs):
+        calls.append((runs, law, kwargs))
+        return fitted
+
+    monkeypatch.setattr(bayes, "fit_bayes", fake_fit)
+    assert prior.campaign_prior(progress=False) is default and not calls
+
+    big = _user_runs()
+    big = big[[a.non_embedding_params >= MIN_NON_EMBEDDING_PARAMS for a in table_archs(big)]]
+    assert prior.campaign_prior(runs=big, progress=False) is fitted
+    runs, law, kwargs = calls[-1]
+    settings = dict(prior.DEFAULT_PRIOR_SETTINGS)
+    assert law == settings.pop("law") and kwargs == {"progress": False, **settings}
+    assert sorted(runs.loc[runs["source"] == "my-lab", "run"]) == sorted(big["run"])
+    assert len(runs) == len(default_prior_runs()) + len(big)
+
+    assert prior.campaign_prior("chinchilla", progress=False) is fitted
+    runs, law, _ = calls[-1]
+    assert law == "chinchilla" and len(runs) == len(default_prior_runs())
