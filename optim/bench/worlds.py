@@ -53,19 +53,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from models.arch import Arch
 from models.errors import ArchoptError
+from surrogate.protocols import LawDraws
 
 __all__ = [
     "World",
     "WorldError",
     "NoiseEstimate",
-    "TruthLaw",
     "TruthFn",
     "ThroughputError",
     "ShapeEffect",
@@ -96,18 +96,6 @@ SIZE_BIN: float = 0.1
 
 class WorldError(ArchoptError):
     """A world cannot be built from the given inputs."""
-
-
-class TruthLaw(Protocol):
-    """What a world needs from a fitted law: draws of the loss for given features."""
-
-    def law_draws(
-        self,
-        features: Mapping[str, np.ndarray],
-        source: str | None = None,
-        n_draws: int | None = None,
-        xp: Any = np,
-    ) -> np.ndarray: ...
 
 
 # ---- estimates from the real tables -------------------------------------------------------
@@ -203,7 +191,7 @@ def size_groups(runs: pd.DataFrame, *, by_tokens: bool = True) -> np.ndarray:
 
 
 def estimate_shape_residual(
-    truth: TruthLaw, runs: pd.DataFrame, noise_rel_sigma: float, n_draws: int | None = 64
+    truth: LawDraws, runs: pd.DataFrame, noise_rel_sigma: float, n_draws: int | None = 64
 ) -> float:
     """Relative size of what the law misses about *shape*, from real runs.
 
@@ -305,7 +293,7 @@ def reference_shape(
 TruthFn = Callable[[Sequence[Arch], float, np.random.Generator], tuple[np.ndarray, dict]]
 
 
-def law_truth(truth: TruthLaw, source: str | None, n_law_draws: int | None = None) -> TruthFn:
+def law_truth(truth: LawDraws, source: str | None, n_law_draws: int | None = None) -> TruthFn:
     """A truth from one posterior draw of ``truth`` (chosen by the world's seed), evaluated at
     ``source``'s scale."""
     from surrogate.laws import law_features
