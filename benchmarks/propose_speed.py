@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs one qLogNEHVI per member with the 32 quasi-MC samples split between them by "
         "weight; the members' posteriors are cached look-ups over the candidate set, while plain "
         "qNEHVI evaluates its SingleTaskGP as Ax does. The ensemble mode (one mixture member per "
-        "law draw, the NOTES.md recipe) pays S times the MC samples for the law member.",
+        "law draw: a batch-S SingleTaskGP on the residuals to each draw) pays S times the MC "
+        "samples for the law member.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -22,9 +22,11 @@ widened by ``offset_var + outputscale``: every prediction carries uncertainty fr
   fixed draws never does. It is a Gaussian approximation of the law posterior at the candidates
   (first two moments of 64 draws), and one Gaussian posterior keeps batch qLogNEHVI as cheap as
   for a plain GP (``benchmarks/propose_speed.py``).
-* ``"ensemble"``: one member per draw with prior mean ``m_s`` and the residual kernel: the
-  batched-``SingleTaskGP`` recipe of NOTES.md (tested equal to it), an equal-weight mixture
-  (``GaussianMixturePosterior``) whose MC acquisition pays ``S`` times the samples.
+* ``"ensemble"``: one member per draw with prior mean ``m_s`` and the residual kernel, i.e. a
+  BoTorch ``SingleTaskGP`` with batch shape ``S`` fitted to the residuals ``y - m_s`` (zero
+  mean, shared kernel, fixed noise) with ``m_s`` added back to its posterior mean (tested equal
+  to it), an equal-weight mixture (``GaussianMixturePosterior``) whose MC acquisition pays
+  ``S`` times the samples.
 
 Members share the kernel, so conditioning on ``n`` runs costs one ``n x n`` Cholesky; the
 cross-covariances with every table point are computed once per fit. Kernel hyper-parameters
@@ -149,8 +151,9 @@ class LawPriorGP:
       disagree with the campaign's runs lose weight, which an ensemble of fixed draws never does.
       The posterior is one Gaussian, so batch acquisition costs what a plain GP costs.
     * ``"ensemble"``: one member per draw, prior mean ``m_s``, kernel ``offset_var +
-      outputscale * Matern52`` (the batched-``SingleTaskGP`` recipe of NOTES.md); posteriors are
-      equal-weight mixtures, and MC acquisition pays ``S`` times the samples.
+      outputscale * Matern52`` (a batch-``S`` ``SingleTaskGP`` on the residuals ``y - m_s``,
+      ``m_s`` added back); posteriors are equal-weight mixtures, and MC acquisition pays ``S``
+      times the samples.
 
     Both use one Cholesky of ``n x n`` for all members (kernel hyper-parameters are shared).
 
