@@ -67,6 +67,7 @@ __all__ = [
     "prior_to_bytes",
     "prior_from_bytes",
     "ARCHOPT_TABLES",
+    "quiet_ax",
 ]
 
 #: Largest JSON text accepted from a store row (a spec or a trial payload is a few kB).
@@ -138,7 +139,7 @@ class CampaignState:
 
 
 # ---- Ax in the transaction ----------------------------------------------------------------------
-def _quiet_ax() -> None:
+def quiet_ax() -> None:
     """Ax logs INFO/WARNING lines on import, every load and fit; archopt reports its own state."""
     previous = logging.root.manager.disable
     logging.disable(logging.INFO)  # Ax logs an INFO line while it is imported
@@ -207,7 +208,7 @@ def transaction(
     Raises:
         StoreError: a read of a database without archopt's tables.
     """
-    _quiet_ax()
+    quiet_ax()
     tx = conn.begin()
     try:
         if lock is not None:

@@ -88,7 +88,7 @@ def test_ax_and_archopt_tables_are_valid_postgresql_ddl(postgres_server):
 
     import optim.campaign.snapshot as snapshot
 
-    snapshot._quiet_ax()  # imports Ax's table definitions
+    snapshot.quiet_ax()  # imports Ax's table definitions
     from ax.storage.sqa_store.db import Base
 
     tables = [*Base.metadata.sorted_tables, *snapshot.ARCHOPT_TABLES.sorted_tables]
