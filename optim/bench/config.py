@@ -1,4 +1,5 @@
-"""What the benchmark runs and how big (:class:`BenchConfig`, its presets), and its target."""
+"""What the benchmark runs and how big (:class:`BenchConfig`, its presets), the world kinds, the
+target and the benchmark's errors."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from typing import Any
 
 from models.errors import ArchoptError
 
-from .worlds import WORLD_KINDS
-
 __all__ = [
     "BenchConfig",
     "BenchError",
+    "WorldError",
     "HV_TARGET",
+    "WORLD_KINDS",
 ]
+
+#: World kinds (:mod:`optim.bench.worlds`); ``matched`` is the upper bound.
+WORLD_KINDS: tuple[str, ...] = ("held_out_source", "real_shapes", "shifted", "matched")
 
 #: Fraction of the true hypervolume a method must reach.
 HV_TARGET: float = 0.95
@@ -21,6 +25,10 @@ HV_TARGET: float = 0.95
 
 class BenchError(ArchoptError):
     """Invalid benchmark settings."""
+
+
+class WorldError(ArchoptError):
+    """A world cannot be built from the given inputs."""
 
 
 # ---- configuration ------------------------------------------------------------------------

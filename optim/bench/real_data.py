@@ -30,7 +30,7 @@ def real_data_check(
 ) -> dict[str, Any]:
     """Leave-one-size-out ranking check on the bundled tables.
 
-    For each table and each size group (:func:`~optim.bench.worlds.size_groups` across token
+    For each table and each size group (:func:`~optim.bench.estimates.size_groups` across token
     budgets): fit ``law`` by least squares on the table without that group (Laplace posterior,
     ``n_draws`` draws), then at every token budget of the held-out size rank its real shapes by
     predicted loss, and record whether the truly best shape is in the top ``k``.
@@ -58,7 +58,7 @@ def real_data_check(
     from surrogate.lsq import FitError, fit_lsq
     from surrogate.runs import bundled_path, load_runs, table_archs
 
-    from .worlds import size_groups
+    from .estimates import size_groups
 
     cases: list[dict[str, Any]] = []
     jobs = []

@@ -101,7 +101,9 @@ def _run(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .worlds import estimate_run_noise, make_world, reference_shape
+    from .estimates import estimate_run_noise
+    from .truths import reference_shape
+    from .worlds import make_world
 
     strategies = make_strategies(config.methods)  # unknown names fail before any fitting
     if prior is None:

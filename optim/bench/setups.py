@@ -147,13 +147,8 @@ def world_setups(
     from surrogate.laws import law_features
     from surrogate.runs import bundled_path, load_runs
 
-    from .worlds import (
-        estimate_run_noise,
-        estimate_shape_residual,
-        fit_shape_effect,
-        law_truth,
-        shape_effect_truth,
-    )
+    from .estimates import estimate_run_noise, estimate_shape_residual
+    from .truths import fit_shape_effect, law_truth, shape_effect_truth
 
     noise = estimate_run_noise()
     truths = dict(truths or {})

@@ -22,7 +22,10 @@ from optim.bench import (
     trainings_to,
     write_report,
 )
-from optim.bench.worlds import NoiseEstimate, ThroughputError, law_truth, make_world
+from optim.bench.estimates import NoiseEstimate
+from optim.bench.residuals import ThroughputError
+from optim.bench.truths import law_truth
+from optim.bench.worlds import make_world
 
 
 class GreedyTruthStrategy:

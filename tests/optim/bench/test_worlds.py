@@ -10,24 +10,22 @@ import pytest
 from support import REFERENCE, fake_truth, max_loss_of
 
 from models.parametrize import enumerate_archs
-from optim.bench.worlds import (
-    WORLD_KINDS,
+from optim.bench.config import WORLD_KINDS, WorldError
+from optim.bench.estimates import (
     NoiseEstimate,
-    ThroughputError,
-    World,
-    WorldError,
     estimate_run_noise,
     estimate_shape_residual,
-    fit_shape_effect,
-    hypervolume,
-    law_truth,
-    make_world,
-    shape_effect_truth,
-    shape_feature_matrix,
     size_groups,
+)
+from optim.bench.hypervolume import hypervolume
+from optim.bench.residuals import (
+    ThroughputError,
+    shape_feature_matrix,
     smooth_residual,
     true_throughput,
 )
+from optim.bench.truths import fit_shape_effect, law_truth, shape_effect_truth
+from optim.bench.worlds import World, make_world
 from surrogate.runs import bundled_path, load_runs
 
 
