@@ -1,4 +1,4 @@
-"""The benchmark's report: PNG plots and the Markdown write-up of a :class:`~.run.BenchResult`.
+"""The benchmark's report: PNG plots and the Markdown write-up of a :class:`~.result.BenchResult`.
 
 Prose and plots live here, apart from the runner (:mod:`.run`), which only computes.
 """
