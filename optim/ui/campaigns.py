@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from models.arch import DEFAULT_VOCAB_SIZE
+from optim.core.spec import DEFAULT_WORKLOAD
 from optim.ui import cache, figures
 from optim.ui.common import SELECT_NEXT_KEY, current_campaign, fmt_params, show_error, store_path
 
@@ -135,7 +136,7 @@ def _create_form() -> tuple[BaseException, str] | None:
         )
         workload = c[2].text_input(
             "Workload",
-            value=str(Workload(64, 4096, 1024)),
+            value=str(DEFAULT_WORKLOAD),
             key="new_workload",
             help="batch=..,input=..,output=..[,dtype=..][,backend=hf|vllm]",
         )

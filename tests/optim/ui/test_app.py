@@ -23,6 +23,8 @@ import pandas as pd
 import pytest
 from support import REPO
 
+from surrogate import prior
+
 TIMEOUT = 240
 PICKER = "from optim.ui.common import campaign_picker\ncampaign_picker()\n"
 
@@ -117,7 +119,8 @@ def test_pages_on_the_real_demo_campaign_and_default_prior(real_home):
     at = _app("scaling_law").run()
     _no_exception(at)
     assert at.radio(key="sl_kind").value == "campaign prior"
-    assert [m.value for m in at.metric][:2] == ["conditional", "bayes"]
+    # the campaign prior is the default prior: its law (stacked) fitted by NUTS
+    assert [m.value for m in at.metric][:2] == [prior.DEFAULT_PRIOR_SETTINGS["law"], "bayes"]
 
 
 def test_shipped_streamlit_config_keeps_the_app_local():

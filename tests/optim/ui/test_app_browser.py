@@ -440,7 +440,8 @@ def test_app_states_in_chromium(browser, server):
         == prior.default_prior_path().stem
     )
     if shipped:  # the package ships the default prior fitted: shown at once, no fit
-        assert "Fit the default prior now" not in text and "conditional" in text
+        assert "Fit the default prior now" not in text
+        assert prior.DEFAULT_PRIOR_SETTINGS["law"] in text
     else:  # never fitted silently on a page visit
         assert "Fit the default prior now" in text
 
