@@ -57,6 +57,9 @@ class BenchConfig:
             measured on that table.
         held_out_table: the table the ``held_out_source`` and ``real_shapes`` worlds come from;
             archopt's prior in those worlds is refitted without it (:func:`prior_without`).
+        held_out_law: the law of the ``held_out_source`` world's truth (least squares on
+            ``held_out_table``): the shape-aware ``conditional`` family, whatever law archopt's
+            prior uses (the default prior's ``stacked`` mixture has no least-squares fit).
         source: the loss source (scale) of the shifted and matched worlds' campaigns (the
             held-out worlds use the refitted prior's reference source).
         quick: label only (the report says which preset ran).
@@ -78,6 +81,7 @@ class BenchConfig:
     truth_law: str = "aspect_paper"
     truth_table: str = "morph_runs.csv"
     held_out_table: str = "gemstones_runs.csv"
+    held_out_law: str = "conditional"
     source: str = "open-lm-morph"
     quick: bool = False
 

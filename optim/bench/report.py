@@ -306,9 +306,9 @@ def _report_markdown(result: BenchResult) -> str:
         )
         if kind == "held_out_source":
             what = (
-                f"the truth is archopt's law family (`{truth['law']}`) fitted by least "
-                f"squares on `{truth['table']}` alone (Laplace draws); {prior_text} never "
-                "saw that table."
+                f"the truth is the `{truth['law']}` law fitted by least squares on "
+                f"`{truth['table']}` alone (Laplace draws); {prior_text} never saw that "
+                "table."
             )
         elif kind == "real_shapes":
             eff = truth.get("shape_effect", {})

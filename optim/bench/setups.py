@@ -191,7 +191,7 @@ def world_setups(
             table, cols = config.truth_table, (0, 1, 2, 3)
         elif kind == "held_out_source":
             law = truths.get("held_out_source") or shifted_truth(
-                config, law=prior.law, table=config.held_out_table
+                config, law=config.held_out_law, table=config.held_out_table
             )
             truth, info = (
                 law_truth(law, law.reference_source),

@@ -292,3 +292,15 @@ def test_final_choice_uses_only_the_first_trainings(world):
         world, None, oracle, init_idx=np.array([best]), batch_sizes=[3], seed=0, choose_at=0
     )
     assert late.chosen is None and late.regret == 1.0 and late.missed
+
+
+def test_held_out_truth_is_a_least_squares_law_even_when_the_prior_is_a_mixture():
+    """The default prior's ``stacked`` law has no least-squares fit: the held-out world's truth
+    is the configured family fitted on the held-out table, whatever archopt's prior law is."""
+    from optim.bench.config import BenchConfig
+    from optim.bench.setups import shifted_truth
+
+    config = BenchConfig()
+    truth = shifted_truth(config, law=config.held_out_law, table=config.held_out_table)
+    assert truth.law == config.held_out_law != "stacked"
+    assert truth.method == "lsq" and truth.num_samples >= 100
