@@ -1,4 +1,5 @@
-"""``archopt campaign create|list``, ``propose``, ``observe``, ``status``, ``pareto``, ``demo``.
+"""``archopt campaign create|list``, ``propose``, ``observe``, ``status``, ``pareto``, ``run``,
+``measure-run``, ``demo``.
 
 A thin shell over :class:`optim.campaign.Campaign`. Every command takes ``--store PATH|URL``
 (default ``$ARCHOPT_HOME/campaigns.sqlite``; ``postgresql://user@host/db`` for a team store). JSON outputs (a contract other tools read):
@@ -11,6 +12,8 @@ A thin shell over :class:`optim.campaign.Campaign`. Every command takes ``--stor
 * ``pareto --json``: the same fields plus observed_loss (null when not observed) and source
   (``"observed"`` / ``"predicted"``); trial is null for never-proposed candidates.
 * ``status --json``: :meth:`Campaign.status`; ``observe --json``: the trial(s) recorded.
+* ``run --json`` / ``measure-run --json``: launched, completed, failed (trial indices) of this
+  invocation; ``measure-run`` adds tokens_per_s (trial -> measured output tokens/s).
 
 Heavy libraries (torch, ax, botorch, jax) are imported inside the command bodies.
 """
@@ -94,6 +97,24 @@ def _print(renderable: Any) -> None:
     from rich.console import Console
 
     Console(width=200).print(renderable)
+
+
+def _parse_trials(values: list[str] | None) -> list[int] | None:
+    """``--trials 0,2 --trials 5`` -> ``[0, 2, 5]``; None when not given."""
+    from optim.campaign.jobs import JobError
+
+    if not values:
+        return None
+    out = []
+    for part in ",".join(values).split(","):
+        try:
+            trial = int(part.strip())
+        except ValueError:
+            raise JobError(f"--trials takes trial indices like 0,2; got {part.strip()!r}") from None
+        if trial < 0:
+            raise JobError(f"--trials takes trial indices >= 0; got {trial}")
+        out.append(trial)
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -380,6 +401,82 @@ def register(app: typer.Typer) -> None:
             runs_dir=runs_dir,
             max_trials=max_trials,
             parallel=parallel,
+            poll_seconds=poll,
+            timeout_seconds=timeout,
+            on_event=None if json_out else lambda m: typer.echo(m, err=True),
+        )
+        if json_out:
+            _echo_json(out)
+        else:
+            typer.echo(
+                f"launched {len(out['launched'])}, completed {len(out['completed'])}, "
+                f"failed {len(out['failed'])}"
+            )
+
+    @app.command("measure-run")
+    def measure_run(
+        name: Annotated[str, typer.Argument(help="Campaign name.")],
+        measure_cmd: Annotated[
+            str,
+            typer.Option(
+                "--measure-cmd",
+                help="Shell command serving one shape (e.g. vllm bench throughput --model "
+                "{model} --load-format dummy ... --output-json {result}); {model} is a folder "
+                "holding the shape's config.json ({config}), {result} the vLLM result JSON to "
+                "write, {out} the run folder; the workload gives {batch}, {input}, {output}, "
+                "{requests}, {tp}, {dtype}.",
+            ),
+        ],
+        max_jobs: Annotated[
+            int,
+            typer.Option(
+                "--max-jobs", help="New measurements to launch in this invocation (then wait)."
+            ),
+        ],
+        backend: Annotated[
+            str, typer.Option("--backend", help="local | slurm | submitit-local")
+        ] = "local",
+        parallel: Annotated[int, typer.Option("--parallel", help="Jobs at once.")] = 1,
+        trials: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--trials",
+                help="Trials to measure, e.g. 0,2 (repeatable; default: every pending or "
+                "observed trial whose shape is not measured yet).",
+            ),
+        ] = None,
+        poll: Annotated[float, typer.Option("--poll", help="Seconds between polls.")] = 30.0,
+        timeout: Annotated[
+            Optional[float],
+            typer.Option(
+                "--timeout", help="Cancel and fail a job running longer than this (seconds)."
+            ),
+        ] = None,
+        runs_dir: Annotated[
+            Path,
+            typer.Option("--runs-dir", help="Where run folders go (RUNS_DIR/NAME/measure-NNNN)."),
+        ] = Path("runs"),
+        store: StoreOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Measure the campaign's trial shapes on the target GPU through the job backends
+        (cached as measured; proposals and tokens/s use them; resumable like ``run``)."""
+        from optim.campaign import Campaign
+        from optim.campaign.jobs import make_backend
+        from optim.campaign.measure_jobs import check_measure_command, run_measurements
+
+        check_measure_command(measure_cmd)
+        chosen = _parse_trials(trials)
+        job_backend = make_backend(backend)
+        camp = Campaign.load(name, store)
+        out = run_measurements(
+            camp,
+            job_backend,
+            measure_cmd,
+            runs_dir=runs_dir,
+            max_jobs=max_jobs,
+            parallel=parallel,
+            trials=chosen,
             poll_seconds=poll,
             timeout_seconds=timeout,
             on_event=None if json_out else lambda m: typer.echo(m, err=True),
