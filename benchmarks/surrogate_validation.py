@@ -47,13 +47,10 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from models.arch import SHAPE_FIELDS  # noqa: E402
-from surrogate.laws import STACK_FAMILIES, STACKED, get_law  # noqa: E402
-from surrogate.runs import bundled_path, load_runs  # noqa: E402
-from surrogate.validation import (  # noqa: E402
+from models.arch import SHAPE_FIELDS
+from surrogate.laws import STACK_FAMILIES, STACKED, get_law
+from surrogate.runs import bundled_path, load_runs
+from surrogate.validation import (
     SPLIT_ROLES,
     Split,
     cell_labels,
@@ -67,6 +64,8 @@ from surrogate.validation import (  # noqa: E402
     table_splits,
 )
 
+#: The repository (reports go to its results/ by default).
+ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("morph_runs.csv", "openlm_grid.csv", "openlm_runs.csv", "gemstones_runs.csv")
 LAWS = ("chinchilla", "aspect", "conditional", "stacked")
 #: name -> fit_bayes keyword arguments (``lsq`` is the least-squares baseline); ``model:
