@@ -1,4 +1,5 @@
-# Two entry points (see README): `make demo` runs the main job, `make test` runs the tests.
+# Two entry points (see README): `make demo` runs the main job, `make test` runs the lint, format
+# and type gates (`make lint`) and then the tests.
 # Both create or reuse .venv. On CPU-only machines the CPU torch wheel is installed first;
 # a venv that already has torch (e.g. a CUDA build) keeps it.
 PY ?= python3
@@ -22,10 +23,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/archopt demo
 
-test: $(STAMP)
+# The gates first (ruff check, ruff format --check, mypy), then the tests.
+test: lint
 	$(BIN)/python -m pytest -q tests
 
-# Lint, format check and type check (configured in pyproject.toml).
+# Lint, format check and type check (configured in pyproject.toml, installed by the dev extra).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
