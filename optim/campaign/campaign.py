@@ -345,7 +345,9 @@ class Campaign:
         is refused unless ``force`` (which replaces the result); others are attached as new
         trials. Runs outside the budget (non-embedding params outside the band, another vocab
         size / tying, tokens off by more than 1%) are refused unless ``force``. Nothing is
-        written unless every row is accepted.
+        written unless every row is accepted. Each ingested run outside the 90% band the law
+        prior predicts for it from the other runs is recorded and warned about (one
+        :class:`optim.core.weighting.PriorBandWarning` per run, named by its run name).
         """
         archs, losses, names = checked_runs(self.spec, runs, force=force)
         with self._session() as s:
@@ -362,7 +364,30 @@ class Campaign:
                 payloads[target] = _updated(s.meta.get(target), changes)
             s.snapshot.put_trial_meta(self.name, payloads)
             self._records = s.ax.records({**s.meta, **payloads})
+        self._warn_outside_band({t: payloads[t]["run"] for t in payloads})
         return [self._trial_dict(r) for r in self._records if r.trial in payloads]
+
+    def _warn_outside_band(self, ingested: dict[int, str]) -> None:
+        """One :class:`~optim.core.weighting.PriorBandWarning` per ingested run (trial -> run
+        name) outside the prior's 90% band for it given the other observed runs."""
+        import warnings
+
+        from optim.core.weighting import PriorBandWarning, prior_status
+
+        problem = self._problem_for(self._records)
+        observed = [r for r in self._records if r.status == "observed"]
+        labels = [
+            f"run {ingested[r.trial]!r} (trial {r.trial})" if r.trial in ingested else ""
+            for r in observed
+        ]
+        status = prior_status(problem, *observations(problem, self._records)[:2], labels)
+        for message in status["warnings"]:
+            if any(label and message.startswith(f"{label}: ") for label in labels):
+                warnings.warn(
+                    f"{message} (prior weight {status['prior_weight']:.2f})",
+                    PriorBandWarning,
+                    stacklevel=3,
+                )
 
     @staticmethod
     def _throughput_datum(problem: Problem, arch: Arch) -> tuple[float, float]:

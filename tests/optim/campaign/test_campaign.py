@@ -114,6 +114,32 @@ def test_observed_runs_complete_pending_trials_or_attach_new_ones(store):
     assert trials[2]["kind"] == "attached" and trials[2]["observed_loss"] == 3.3
 
 
+@pytest.mark.parametrize("off", [None, 2])
+def test_ingested_runs_outside_the_prior_band_warn_once_each(store, off):
+    """Bulk ingestion warns like a single result: exactly the run whose loss is far off the
+    prior (given the others) gets a PriorBandWarning naming it; in-band runs give none."""
+    import warnings
+
+    from optim.core.weighting import PriorBandWarning
+
+    camp = Campaign.load("small", store)
+    camp.propose(6, seed=0)
+    pred = {t["trial"]: t["pred_loss_mean"] for t in camp.trials()}
+    recs = camp.trial_records()
+    archs = [r.arch for r in recs]
+    losses = [pred[r.trial] + (0.3 if r.trial == off else 0.02) for r in recs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = camp.observe_runs(_run_table(archs, losses))
+    band = [str(w.message) for w in caught if issubclass(w.category, PriorBandWarning)]
+    assert len(out) == 8  # recorded all the same
+    if off is None:
+        assert band == []
+    else:
+        assert len(band) == 1 and band[0].startswith(f"run 'r{off}' (trial {off}): ")
+        assert "above the prior's 90% band" in band[0]
+
+
 def test_runs_outside_the_budget_or_repeated_are_refused_unless_forced(store):
     camp = Campaign.load("small", store)
     arch = camp.trial_records()[0].arch
