@@ -1,5 +1,7 @@
-"""Campaigns: the :class:`Campaign` facade (:mod:`.campaign`), its store (:mod:`.store`),
-the Pareto export (:mod:`.export`) and the demo (:mod:`.demo`)."""
+"""Campaigns: the :class:`Campaign` facade (:mod:`.campaign`), its stores (:func:`open_store`
+names one: a SQLite :class:`CampaignStore`, :mod:`.store`, or a team :class:`SqlStore`,
+:mod:`.sql_store`, both :class:`Store`), the Pareto export (:mod:`.export`) and the demo
+(:mod:`.demo`)."""
 
 from .campaign import (
     AX_PARAMETERS,
@@ -11,6 +13,8 @@ from .campaign import (
     delete_campaign,
     list_campaigns,
 )
+from .sql_store import SqlStore
+from .storage import Store, open_store
 from .store import CampaignStore, StoreError, default_store_path
 
 __all__ = [
@@ -23,6 +27,9 @@ __all__ = [
     "TrialRecord",
     "AX_PARAMETERS",
     "CampaignStore",
+    "SqlStore",
+    "Store",
+    "open_store",
     "StoreError",
     "default_store_path",
 ]

@@ -6,19 +6,16 @@ with ``Client.attach_trial`` and results arrive with ``Client.complete_trial``. 
 read back with ``Client.summarize`` and the observed frontier with
 ``Client.get_pareto_frontier(use_model_predictions=False)``.
 
-Ax keeps one global SQL engine; :func:`ax_session` points it at one store snapshot for a block.
+Storage is the caller's: :class:`AxCampaign` loads and saves through Ax's (process-global) SQL
+session, which :func:`optim.campaign.snapshot.transaction` binds to its own connection for the
+block (that module also quiets Ax's logs, :func:`~optim.campaign.snapshot.quiet_ax`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import sys
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from models.arch import Arch
 from optim.core.problem import CampaignSpec
@@ -31,9 +28,6 @@ __all__ = [
     "AxCampaign",
     "AxError",
     "TrialRecord",
-    "ax_session",
-    "create_ax_tables",
-    "sqlite_url",
 ]
 
 #: Arch fields that are Ax parameters (vocab size and tying are fixed per campaign).
@@ -77,62 +71,6 @@ class TrialRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-# ---- the engine ---------------------------------------------------------------------------------
-def _quiet_ax_logs() -> None:
-    """Ax logs INFO/WARNING lines on every load and fit; archopt reports its own state."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)  # Ax logs an INFO line while it is imported
-    try:
-        import ax  # noqa: F401  (attaches Ax's stream handler to the "ax" logger)
-        import ax.storage.sqa_store.with_db_settings_base  # noqa: F401
-    finally:
-        logging.disable(previous)
-    for handler in logging.getLogger("ax").handlers:
-        handler.setLevel(logging.ERROR)
-    logging.getLogger("ax").setLevel(logging.ERROR)
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("ax."):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    from sqlalchemy.exc import SAWarning
-
-    warnings.filterwarnings("ignore", category=SAWarning)
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{Path(path).resolve()}"
-
-
-@contextlib.contextmanager
-def ax_session(path: Path) -> Iterator[str]:
-    """Point Ax's (global) SQL engine at the SQLite file ``path`` for the block; yields its URL."""
-    _quiet_ax_logs()
-    from ax.storage.sqa_store.db import init_engine_and_session_factory
-
-    url = sqlite_url(path)
-    init_engine_and_session_factory(url=url, force_init=True)
-    try:
-        yield url
-    finally:
-        dispose_engine()
-
-
-def dispose_engine() -> None:
-    """Close Ax's pooled connections (the file is about to be replaced or deleted)."""
-    db = sys.modules.get("ax.storage.sqa_store.db")
-    if db is None or db.SESSION_FACTORY is None:  # Ax never connected: nothing is open
-        return
-    db.SESSION_FACTORY.remove()
-    db.get_engine().dispose()
-
-
-def create_ax_tables(path: Path) -> None:
-    """Create Ax's SQL tables in the SQLite file ``path``."""
-    with ax_session(path):
-        from ax.storage.sqa_store.db import create_all_tables, get_engine
-
-        create_all_tables(get_engine())
-
-
 # ---- one experiment -----------------------------------------------------------------------------
 def _objective_thresholds(spec: CampaignSpec) -> list[str]:
     """Ax objective thresholds: the user's constraints, else bounds that exclude nothing.
@@ -157,7 +95,7 @@ def ax_parameters(arch: Arch) -> dict[str, float]:
 
 
 class AxCampaign:
-    """One campaign's Ax experiment in the store snapshot Ax's engine points at."""
+    """One campaign's Ax experiment in the store transaction Ax's session is bound to."""
 
     def __init__(self, client: Any, spec: CampaignSpec) -> None:
         self.client = client

@@ -38,7 +38,6 @@ from sqlalchemy.exc import DBAPIError
 
 from models.home import archopt_home
 
-from .ax_adapter import sqlite_url
 from .snapshot import CampaignRow, Snapshot, transaction
 from .sql_store import make_engine
 from .storage import LOCK_TIMEOUT_ENV, StoreError, lock_timeout
@@ -260,6 +259,11 @@ class CampaignStore:
             return []
         with self.transaction(write=False) as snapshot:
             return snapshot.names()
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite file ``path`` (absolute)."""
+    return f"sqlite:///{Path(path).resolve()}"
 
 
 @contextlib.contextmanager

@@ -215,11 +215,11 @@ def test_killed_process_mid_write_leaves_the_old_store(store):
 def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home):
     """A trial completed with the model's tokens/s gets the measured value once one exists."""
     from models.measure import Measurement, MeasurementCache
-    from optim.campaign.ax_adapter import THROUGHPUT_METRIC, AxCampaign, ax_session
+    from optim.campaign.ax_adapter import THROUGHPUT_METRIC
 
     def stored_tps():
-        with store.read() as path, ax_session(path) as url:
-            return AxCampaign.load(url, small_spec()).stored_means(THROUGHPUT_METRIC)
+        with store.transaction(write=False) as snap:
+            return snap.ax_load(small_spec()).stored_means(THROUGHPUT_METRIC)
 
     camp = Campaign.load("small", store)
     camp.observe(0, 2.0)
