@@ -305,8 +305,6 @@ class Campaign:
         band the law prior predicts for the trial from the other runs is recorded and warned
         about (:class:`optim.core.weighting.PriorBandWarning`).
         """
-        from optim.core.weighting import warn_if_outside_band
-
         value = checked_loss(loss, force=force)
         if isinstance(trial, bool) or not isinstance(trial, (int, np.integer)):
             raise CampaignError(f"trial must be an integer, got {trial!r}")
@@ -330,10 +328,7 @@ class Campaign:
             payload = _updated(s.meta.get(trial), {"observed_at": time.time(), "run": run})
             s.snapshot.put_trial_meta(self.name, {trial: payload})
             self._records = s.ax.records({**s.meta, trial: payload})
-        problem = self._problem_for(self._records)
-        idx, losses, _ = observations(problem, self._records)
-        order = [r.trial for r in self._records if r.status == "observed"]
-        warn_if_outside_band(problem, idx, losses, order.index(trial), f"trial {trial}")
+        self._warn_outside_band({trial: f"trial {trial}"})
         return self._trial_dict(next(r for r in self._records if r.trial == trial))
 
     def observe_runs(
@@ -364,30 +359,18 @@ class Campaign:
                 payloads[target] = _updated(s.meta.get(target), changes)
             s.snapshot.put_trial_meta(self.name, payloads)
             self._records = s.ax.records({**s.meta, **payloads})
-        self._warn_outside_band({t: payloads[t]["run"] for t in payloads})
+        self._warn_outside_band({t: f"run {payloads[t]['run']!r} (trial {t})" for t in payloads})
         return [self._trial_dict(r) for r in self._records if r.trial in payloads]
 
-    def _warn_outside_band(self, ingested: dict[int, str]) -> None:
-        """One :class:`~optim.core.weighting.PriorBandWarning` per ingested run (trial -> run
-        name) outside the prior's 90% band for it given the other observed runs."""
-        import warnings
-
-        from optim.core.weighting import PriorBandWarning, prior_status
+    def _warn_outside_band(self, labels: dict[int, str]) -> None:
+        """:func:`optim.core.weighting.warn_outside_band` for the trials in ``labels`` (trial ->
+        how the warning names it), given every observed run."""
+        from optim.core.weighting import warn_outside_band
 
         problem = self._problem_for(self._records)
-        observed = [r for r in self._records if r.status == "observed"]
-        labels = [
-            f"run {ingested[r.trial]!r} (trial {r.trial})" if r.trial in ingested else ""
-            for r in observed
-        ]
-        status = prior_status(problem, *observations(problem, self._records)[:2], labels)
-        for message in status["warnings"]:
-            if any(label and message.startswith(f"{label}: ") for label in labels):
-                warnings.warn(
-                    f"{message} (prior weight {status['prior_weight']:.2f})",
-                    PriorBandWarning,
-                    stacklevel=3,
-                )
+        idx, losses, _ = observations(problem, self._records)
+        order = [r.trial for r in self._records if r.status == "observed"]
+        warn_outside_band(problem, idx, losses, {order.index(t): n for t, n in labels.items()})
 
     @staticmethod
     def _throughput_datum(problem: Problem, arch: Arch) -> tuple[float, float]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -66,6 +66,7 @@ __all__ = [
     "band_check",
     "PriorBandWarning",
     "warn_if_outside_band",
+    "warn_outside_band",
 ]
 
 
@@ -421,23 +422,35 @@ def prior_status(
     }
 
 
+def warn_outside_band(
+    problem: Any, observed_idx: Any, observed_loss: Any, labels: Mapping[int, str]
+) -> list[int]:
+    """``warnings.warn`` one :class:`PriorBandWarning` for every observed run ``position`` in
+    ``labels`` (position -> the run's name) that is outside the prior's 90% band for it given
+    the other runs (:func:`band_check`); returns those positions.
+
+    The band check fits the model once for all of them (a batch of ingested runs costs one
+    fit), so every run is judged given all the others, the new ones included."""
+    import warnings
+
+    if getattr(problem, "law_samples", None) is None or not labels:
+        return []
+    model = fit_weighted_model(problem, observed_idx, observed_loss)
+    outside = []
+    for row in band_check(model):
+        position = row["position"]
+        if position in labels and row["outside"]:
+            warnings.warn(
+                _band_message(labels[position], row) + f" (prior weight {model.prior_weight:.2f})",
+                PriorBandWarning,
+                stacklevel=2,
+            )
+            outside.append(position)
+    return outside
+
+
 def warn_if_outside_band(
     problem: Any, observed_idx: Any, observed_loss: Any, position: int, label: str
 ) -> bool:
-    """``warnings.warn`` a :class:`PriorBandWarning` when run ``position`` (of the observed
-    runs) is outside the prior's 90% band for it given the other runs (:func:`band_check`);
-    returns whether it was."""
-    import warnings
-
-    if getattr(problem, "law_samples", None) is None:
-        return False
-    model = fit_weighted_model(problem, observed_idx, observed_loss)
-    rows = band_check(model)
-    if position < len(rows) and rows[position]["outside"]:
-        warnings.warn(
-            _band_message(label, rows[position]) + f" (prior weight {model.prior_weight:.2f})",
-            PriorBandWarning,
-            stacklevel=2,
-        )
-        return True
-    return False
+    """:func:`warn_outside_band` for one run: whether run ``position`` was outside its band."""
+    return bool(warn_outside_band(problem, observed_idx, observed_loss, {position: label}))

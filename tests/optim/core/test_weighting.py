@@ -179,3 +179,23 @@ def test_weighting_config_rejects_nonsense():
         WeightingConfig(prior_prob=1.0)
     with pytest.raises(ValueError):
         WeightingConfig(min_loo_runs=1)
+
+
+def test_warn_outside_band_names_only_the_labelled_runs_outside(problem):
+    """Several runs judged in one fit: a warning for each labelled run outside its band, none
+    for a labelled run inside or for an unlabelled run outside."""
+    import warnings
+
+    from optim.core.weighting import PriorBandWarning, band_check, warn_outside_band
+
+    idx = np.arange(0, 64, 8)
+    y = problem.law_samples.mean(0)[idx] + 0.02
+    y[[2, 5]] += 0.4  # two runs far above the law
+    rows = band_check(fit_weighted_model(problem, idx, y))
+    assert [r["position"] for r in rows if r["outside"]] == [2, 5]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = warn_outside_band(problem, idx, y, {2: "run a", 3: "run b"})
+    assert got == [2]
+    messages = [str(w.message) for w in caught if issubclass(w.category, PriorBandWarning)]
+    assert len(messages) == 1 and messages[0].startswith("run a: observed loss")
