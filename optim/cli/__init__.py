@@ -1,7 +1,9 @@
 """The ``archopt`` command line: a thin shell over the Python API.
 
-Each command group lives in its own module of this package exposing ``register(app)``; modules import
-heavy libraries (torch, ax, jax) inside the command bodies so ``archopt arch`` stays fast.
+Each command group's module exposes ``register(app)`` (``models``, ``surrogate``, ``campaign``,
+``bench``; ``models`` also registers the commands of ``throughput``); ``shape`` and ``output``
+hold the shape flags and printing those commands share. Modules import heavy libraries (torch,
+ax, jax) inside the command bodies so ``archopt arch`` stays fast.
 Every :class:`~models.errors.ArchoptError` (bad input) becomes one line on stderr and exit 2.
 """
 
