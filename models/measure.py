@@ -66,6 +66,8 @@ __all__ = [
     "library_versions",
     "detect_device",
     "MEASUREMENT_DB",
+    "RUNNERS",
+    "engine_memory",
 ]
 
 
@@ -246,7 +248,7 @@ def _device_memory_in_use() -> list[int]:
     ]
 
 
-def _engine_memory(baseline: list[int]) -> tuple[float | None, str]:
+def engine_memory(baseline: list[int]) -> tuple[float | None, str]:
     """Per-GPU device memory of this process and its children (the vLLM engine core), max over
     GPUs; else the largest growth of memory in use since ``baseline``."""
     import psutil
@@ -331,11 +333,13 @@ def _run_vllm(
         totals = [run(wl.output_len) for _ in range(repeats)]
         # A prefill-only run (one new token each): the time of all prefills, not a mean TTFT.
         prefills = [run(1) for _ in range(repeats)]
-        peak, how = _engine_memory(baseline)
+        peak, how = engine_memory(baseline)
     return _Timings(totals, [], peak, prefill_totals=prefills, peak_mem_source=how)
 
 
-_RUNNERS = {"hf": _run_hf, "vllm": _run_vllm}
+#: The measurement runner per backend (``arch, workload, repeats, device, threads -> timings``);
+#: tests and other harnesses replace an entry to run without a model.
+RUNNERS = {"hf": _run_hf, "vllm": _run_vllm}
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -435,7 +439,7 @@ def measure(
                 f"does not fit in memory: weights + KV cache need {need / 1e9:.2f} GB, "
                 f"{wl.gpu_memory_utilization:.0%} of the device's {have / 1e9:.2f} GB is usable"
             )
-        timings = _RUNNERS[wl.backend](arch, wl, repeats, torch_device, threads)
+        timings = RUNNERS[wl.backend](arch, wl, repeats, torch_device, threads)
     except Exception as exc:  # noqa: BLE001 - any failure of the run is a result to record
         result = Measurement(status="failed", reason=_failure_reason(exc), **base)
         cache.put(result)

@@ -169,6 +169,7 @@ class Campaign:
         return self._prior
 
     def trial_records(self) -> list[TrialRecord]:
+        """The trials as loaded (Ax state plus archopt's per-trial rows), in trial order."""
         return list(self._records)
 
     @property

@@ -111,7 +111,7 @@ def test_readonly_home_reads_work_and_writes_are_one_line_errors(
     with pytest.raises(HomeError, match=f"calibration folder {readonly_dir} is not writable"):
         save_calibration(Calibration("cpu", "hf", 0.5, 0.5, 1e-4, 1e-3))
     monkeypatch.setitem(
-        measure_mod._RUNNERS, "hf", lambda *a: (_ for _ in ()).throw(RuntimeError("no run needed"))
+        measure_mod.RUNNERS, "hf", lambda *a: (_ for _ in ()).throw(RuntimeError("no run needed"))
     )
     assert_one_line_error(
         capsys,

@@ -39,7 +39,7 @@ def test_tiny_model_really_runs_and_is_cached(cache, monkeypatch) -> None:
     def boom(*args, **kwargs):
         raise AssertionError("measured twice")
 
-    monkeypatch.setitem(measure_mod._RUNNERS, "hf", boom)
+    monkeypatch.setitem(measure_mod.RUNNERS, "hf", boom)
     assert measure(TINY, WL, repeats=2, cache=cache, device="cpu", threads=1) == m
     assert cache.lookup(TINY, "cpu", "hf", WL, versions=m.versions) == m
     assert cache.lookup(TINY, "cpu", "hf", WL) is None  # the thread count is part of the key
@@ -55,7 +55,7 @@ def test_runner_crash_is_recorded_not_raised(cache, monkeypatch) -> None:
         calls.append(1)
         raise RuntimeError("CUDA error: device-side assert\ntriggered")
 
-    monkeypatch.setitem(measure_mod._RUNNERS, "hf", crash)
+    monkeypatch.setitem(measure_mod.RUNNERS, "hf", crash)
     m = measure(TINY, WL, cache=cache, device="cpu")
     assert m.status == "failed" and not m.ok
     assert m.reason == "RuntimeError: CUDA error: device-side assert triggered"
@@ -69,13 +69,13 @@ def test_out_of_memory_is_recorded(cache, monkeypatch) -> None:
     def oom(arch, wl, repeats, device, threads=None):
         raise MemoryError("cannot allocate 12 GB")
 
-    monkeypatch.setitem(measure_mod._RUNNERS, "hf", oom)
+    monkeypatch.setitem(measure_mod.RUNNERS, "hf", oom)
     m = measure(TINY, WL, cache=cache, device="cpu")
     assert m.status == "failed" and m.reason.startswith("out of memory")
 
 
 def test_model_larger_than_memory_is_refused_before_running(cache, monkeypatch) -> None:
-    monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
+    monkeypatch.setitem(measure_mod.RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
     huge = Arch(16384, 126, 128, 8, 128, 53248, 128256)
     m = measure(huge, Workload(1, 16, 4, backend="hf"), cache=cache, device="cpu")
     assert m.status == "failed" and "does not fit in memory" in m.reason
@@ -143,7 +143,7 @@ def test_cache_persists_across_instances(tmp_path) -> None:
 
 def test_default_cache_lives_in_archopt_home(archopt_home, monkeypatch) -> None:
     monkeypatch.setitem(
-        measure_mod._RUNNERS, "hf", lambda *a: (_ for _ in ()).throw(RuntimeError("x"))
+        measure_mod.RUNNERS, "hf", lambda *a: (_ for _ in ()).throw(RuntimeError("x"))
     )
     measure(TINY, WL, device="cpu")
     assert (archopt_home / "measurements.sqlite").exists()
@@ -207,7 +207,7 @@ def test_corrupt_cache_is_one_line_error_and_left_untouched(
     path.write_bytes(_damage(kind, good))
     before = path.read_bytes()
     cache = MeasurementCache(path)
-    monkeypatch.setitem(measure_mod._RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
+    monkeypatch.setitem(measure_mod.RUNNERS, "hf", lambda *a: pytest.fail("should not run"))
     calls = {
         "records": lambda: cache.records("cpu", "hf", status="ok"),
         "lookup": lambda: cache.lookup(TINY, "cpu", "hf", Workload(1, 8, 4, backend="hf")),
@@ -281,10 +281,10 @@ def test_vllm_harness_reads_the_engine_memory_not_the_parent(monkeypatch) -> Non
             nvmlDeviceGetComputeRunningProcesses=lambda h: procs if h == 1 else [],
         )
         monkeypatch.setitem(sys.modules, "pynvml", fake)
-        peak, how = measure_mod._engine_memory([1e9, 1e9])
+        peak, how = measure_mod.engine_memory([1e9, 1e9])
         assert peak == 28e9 and "children" in how
         procs[0].pid = 2**22 + 8  # a container: NVML reports host PIDs
-        peak, how = measure_mod._engine_memory([1e9, 1e9])
+        peak, how = measure_mod.engine_memory([1e9, 1e9])
         assert peak == 29e9 and "growth" in how
     finally:
         child.kill()

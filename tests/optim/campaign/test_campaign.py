@@ -223,7 +223,7 @@ def test_later_measurement_updates_the_throughput_ax_stored(store, archopt_home)
 
     camp = Campaign.load("small", store)
     camp.observe(0, 2.0)
-    arch = next(r.arch for r in camp._records if r.trial == 0)
+    arch = next(r.arch for r in camp.trial_records() if r.trial == 0)
     model_tps = stored_tps()[0]
     wl = camp.spec.workload
     MeasurementCache().put(
