@@ -1,43 +1,18 @@
 """Pareto front, hypervolume and the scoring reference point of a world, in the objective space
-``(-loss, ln tokens/s)`` (both maximized), through BoTorch."""
+``(-loss, ln tokens/s)`` (both maximized): the front and hypervolume of
+:mod:`optim.core.front`, and the reference point the benchmark scores against."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from optim.core.front import hypervolume, pareto_mask
 
 __all__ = [
     "pareto_mask",
     "hypervolume",
     "reference_point",
 ]
-
-
-def pareto_mask(y: np.ndarray) -> np.ndarray:
-    """Non-dominated rows of ``y`` (``n x 2``, maximized), via BoTorch's ``is_non_dominated``."""
-    import torch
-    from botorch.utils.multi_objective.pareto import is_non_dominated
-
-    if len(y) == 0:
-        return np.zeros(0, dtype=bool)
-    return is_non_dominated(torch.as_tensor(y, dtype=torch.float64)).numpy()
-
-
-def hypervolume(y: np.ndarray, ref_point: np.ndarray) -> float:
-    """Hypervolume dominated by the rows of ``y`` (``n x 2``, maximized) above ``ref_point``.
-
-    Rows not strictly better than the reference point in every objective contribute nothing.
-    Uses BoTorch's ``Hypervolume`` on the non-dominated rows.
-    """
-    import torch
-    from botorch.utils.multi_objective.hypervolume import Hypervolume
-
-    y = np.asarray(y, float).reshape(-1, 2)
-    ref = np.asarray(ref_point, float)
-    y = y[np.all(y > ref, axis=1)]
-    if len(y) == 0:
-        return 0.0
-    front = torch.as_tensor(y[pareto_mask(y)], dtype=torch.float64)
-    return float(Hypervolume(torch.as_tensor(ref, dtype=torch.float64)).compute(front))
 
 
 def reference_point(true_loss: np.ndarray, true_tps: np.ndarray, loss_target: float) -> np.ndarray:

@@ -23,17 +23,14 @@ __all__ = [
 
 
 def hypervolume(loss: np.ndarray, tps: np.ndarray, ref_point: tuple[float, float]) -> float:
-    """BoTorch's hypervolume of points ``(loss, tokens/s)`` (``(k,)`` each) in the objective
-    space ``(-loss, log tokens/s)`` above ``ref_point`` = ``(loss, tokens/s)``; 0 for none."""
-    from botorch.utils.multi_objective import is_non_dominated
-    from botorch.utils.multi_objective.hypervolume import Hypervolume
+    """Hypervolume of points ``(loss, tokens/s)`` (``(k,)`` each) above ``ref_point`` =
+    ``(loss, tokens/s)``, in the objective space of :func:`optim.core.front.hypervolume`
+    (``(-loss, ln tokens/s)``); 0 for none."""
+    from optim.core.front import hypervolume as objective_hypervolume
+    from optim.core.front import objective_points
 
-    loss = np.asarray(loss, dtype=np.float64).reshape(-1)
-    if not len(loss):
-        return 0.0
-    Y = torch.as_tensor(np.stack([-loss, np.log(np.asarray(tps, dtype=np.float64))], -1))
-    ref = torch.tensor([-ref_point[0], math.log(ref_point[1])], dtype=torch.float64)
-    return float(Hypervolume(ref).compute(Y[is_non_dominated(Y)]))
+    ref = objective_points([ref_point[0]], [ref_point[1]])[0]
+    return objective_hypervolume(objective_points(loss, tps), ref)
 
 
 def batch_hypervolume(
