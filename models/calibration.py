@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,7 +34,7 @@ from .constant_priors import (
     to_theta,
 )
 from .errors import ArchoptError
-from .files import read_json
+from .files import read_json, write_atomic
 from .home import HOME_HINT, archopt_home, ensure_writable_folder
 from .workload import BACKENDS
 
@@ -276,14 +274,9 @@ def save_calibration(cal: Calibration, path: str | Path | None = None) -> Path:
                 for c in sorted(current.values(), key=lambda c: (c.hardware_id, c.backend))
             ]
         }
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".calibrations-", suffix=".json")
         try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(payload, fh, indent=2)
-                fh.write("\n")
-            os.replace(tmp, target)
+            write_atomic(target, json.dumps(payload, indent=2) + "\n")
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise CalibrationError(
                 f"cannot write calibration file {target}: {exc.strerror or exc}"
             ) from None

@@ -32,6 +32,7 @@ from typing import Any, Iterator
 from .errors import ArchoptError
 
 __all__ = [
+    "write_atomic",
     "JSON_MAX_BYTES",
     "JSON_MAX_DEPTH",
     "read_bytes",
@@ -284,3 +285,20 @@ def write_errors(
         yield
     except OSError as exc:
         raise error(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``: readers
+    see the old file or the new one, never a part; a link at ``path`` is replaced, never
+    followed; the temporary file is removed when the write fails (the ``OSError`` propagates)."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from models.arch import Arch
+from models.files import write_atomic
 from optim.core.spec import DEFAULT_WORKLOAD, CampaignSpec
 
 from .campaign import Campaign, as_store, delete_campaign
-from .export import ExportError, export_pareto, write_atomic
+from .export import ExportError, export_pareto
 from .rows import jsonable
 from .store import CampaignStore
 
@@ -240,7 +241,7 @@ def demo_summary(
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` to ``path`` atomically (:func:`~.export.write_atomic`)."""
+    """Write ``obj`` to ``path`` atomically (:func:`models.files.write_atomic`)."""
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
     try:
         write_atomic(path, text)

@@ -18,7 +18,6 @@ followed. A folder that cannot be written is refused up front, with one line.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -29,8 +28,9 @@ import pandas as pd
 
 from models.arch import Arch
 from models.errors import ArchoptError
+from models.files import write_atomic
 
-__all__ = ["export_pareto", "ExportError", "config_dirname", "write_atomic"]
+__all__ = ["export_pareto", "ExportError", "config_dirname"]
 
 _CONFIG_DIR = re.compile(r"^\d{2,}-d\d+-L\d+-h\d+_\d+x\d+-f\d+$")
 
@@ -42,19 +42,6 @@ class ExportError(ArchoptError):
 def config_dirname(rank: int, arch: Arch) -> str:
     """``NN-<label>`` with path separators removed."""
     return f"{rank:02d}-{arch.label().replace('/', '_')}"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path`` (a link at
-    ``path`` is replaced, never followed)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _prepare(out: Path, names: Sequence[str]) -> None:
