@@ -207,7 +207,9 @@ def _start_postgres() -> PostgresServer:
             pw = pwd.getpwnam("postgres")
         except KeyError:
             raise RuntimeError("running as root and there is no 'postgres' user") from None
-        runuser = shutil.which("runuser")
+        # runuser lives in /usr/sbin or /sbin, which a minimal PATH (env -i) leaves out
+        search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+        runuser = shutil.which("runuser", path=search)
         if runuser is None:
             raise RuntimeError("running as root and there is no runuser to drop to 'postgres'")
         os.chown(root, pw.pw_uid, pw.pw_gid)

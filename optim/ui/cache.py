@@ -233,6 +233,22 @@ def validation_report(path: str, version: float) -> str | None:
     return p.read_text() if p.exists() else None
 
 
+@st.cache_data(show_spinner=False)
+def validation_results(path: str, version: float) -> dict | None:
+    """The surrogate validation's JSON results, or None when missing or unreadable (the page
+    says so)."""
+    import json
+
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 # ---- law posteriors ----------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Fitting the default scaling-law prior (once per server)...")
 def default_posterior() -> Any:

@@ -3,7 +3,9 @@
 Coefficient posteriors (with the documented priors overlaid) and diagnostics; which terms the
 data determined and which the prior; posterior-predictive loss along d/sqrt(N), r, aspect
 ratio, N and D with 50% and 90% bands and the real runs overlaid; predictive calibration on
-the runs; the held-out comparison of laws and fit methods (results/surrogate_validation.md).
+the runs; the held-out validation of laws and fit methods (``results/surrogate_validation.json``,
+written by ``benchmarks/surrogate_validation.py``: dev splits chose the design, test splits
+only report).
 """
 
 from __future__ import annotations
@@ -18,10 +20,21 @@ from models.arch import DEFAULT_VOCAB_SIZE
 from optim.ui import cache, figures
 from optim.ui.common import current_campaign, fmt_params, results_dir, show_error, store_path
 
-__all__ = ["render", "VALIDATION_REPORT"]
+__all__ = ["render", "VALIDATION_RESULTS", "VALIDATION_REPORT", "validation_frames"]
 
-#: The surrogate engineer's held-out validation report (laws x fit methods).
+#: The surrogate validation's machine-readable results and its Markdown report.
+VALIDATION_RESULTS = results_dir() / "surrogate_validation.json"
 VALIDATION_REPORT = results_dir() / "surrogate_validation.md"
+#: Held-out metrics the page can chart (row field -> label).
+VALIDATION_METRICS = {
+    "mape": "MAPE % (lower is better)",
+    "bias": "signed bias % (0 is best)",
+    "cov50": "50% band coverage (0.5 is calibrated)",
+    "cov90": "90% band coverage (0.9 is calibrated)",
+    "crps": "CRPS (lower is better)",
+    "best_first": "best shape ranked first (higher is better)",
+    "spearman": "Spearman within cells (higher is better)",
+}
 
 _SWEEPS = (
     ("d_over_sqrt_n", "d_model / sqrt(N)", False),
@@ -292,66 +305,79 @@ def _sweeps(post: Any, key: str, context: dict[str, Any]) -> None:
             st.caption(text)
 
 
+def validation_frames(results: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The validation's rows (one per split, law and variant) and target checks as tables.
+
+    Args:
+        results: the JSON the surrogate validation writes (``rows``, ``checks``, ...).
+
+    Returns:
+        ``rows`` with ``table``, ``split``, ``role``, ``law``, ``variant`` and the metrics of
+        :data:`VALIDATION_METRICS`; ``checks`` with ``law``, ``kind``, ``role``, ``split``,
+        ``value``, ``reference``, ``ok`` (empty without checks).
+    """
+    rows = pd.DataFrame(results.get("rows", []))
+    if not rows.empty:
+        rows = rows.drop_duplicates(["table", "split", "law", "variant"], keep="last")
+    return rows, pd.DataFrame(results.get("checks", []))
+
+
 def _validation() -> None:
-    st.subheader("Held-out comparison of laws and fit methods")
-    text = cache.validation_report(str(VALIDATION_REPORT), cache.file_version(VALIDATION_REPORT))
-    if text is None:
+    st.subheader("Held-out validation of laws and fit methods")
+    results = cache.validation_results(
+        str(VALIDATION_RESULTS), cache.file_version(VALIDATION_RESULTS)
+    )
+    if results is None:
         st.info(
-            f"No validation report yet ({VALIDATION_REPORT.relative_to(VALIDATION_REPORT.parents[1])}); "
-            "the surrogate validation script writes it."
+            f"No readable validation results ({VALIDATION_RESULTS.name} in "
+            f"{VALIDATION_RESULTS.parent}); "
+            "`python benchmarks/surrogate_validation.py` writes them."
         )
         return
-    tables = [
-        (title, t) for title, t in markdown_tables(text) if {"law", "method"} <= set(t.columns)
-    ]
-    if tables:
-        numeric = [
-            c
-            for c in tables[0][1].columns
-            if c not in ("law", "method") and pd.api.types.is_numeric_dtype(tables[0][1][c])
-        ]
-        default = numeric.index("mape %") if "mape %" in numeric else 0
-        metric = st.selectbox("Held-out metric", numeric, index=default, key="sl_val_metric")
-        st.caption(
-            "Lower is better for MAPE and MSE, higher for R^2 and Spearman; a calibrated "
-            "model has cov50 near 0.5 and cov90 near 0.9."
+    rows, checks = validation_frames(results)
+    if rows.empty:
+        st.info("The validation results hold no rows.")
+        return
+    st.caption(
+        "Each split fits on smaller models and predicts larger ones it never saw. **dev** splits "
+        "chose the design; **test** splits only report; **transfer** leaves a data set out. "
+        "lsq is least squares (the baseline), bayes the NUTS posterior (the default), bayes-old "
+        "the model before the current one."
+    )
+    cols = st.columns(2)
+    metrics: list[str] = [m for m in VALIDATION_METRICS if m in rows.columns]
+    metric: str = str(
+        cols[0].selectbox(
+            "Held-out metric",
+            metrics,
+            index=metrics.index("mape") if "mape" in metrics else 0,
+            format_func=lambda m: VALIDATION_METRICS.get(str(m), str(m)),
+            key="sl_val_metric",
         )
-        grid = st.columns(2)
-        for i, (title, table) in enumerate(tables):
-            if metric not in table.columns:
-                continue
-            with grid[i % 2]:
-                st.plotly_chart(
-                    figures.law_comparison_figure(
-                        table, metric=metric, group="law", color="method", title=title
-                    ),
-                    key=f"sl_val_{i}",
-                )
-    with st.expander("Full report", expanded=not tables):
-        st.markdown(text)
-
-
-def markdown_tables(text: str) -> list[tuple[str, pd.DataFrame]]:
-    """Pipe tables of a markdown document with the heading above each (numbers parsed)."""
-    tables, block, heading = [], [], ""
-    for line in text.splitlines() + [""]:
-        stripped = line.strip()
-        if stripped.startswith("|"):
-            block.append(stripped)
-            continue
-        if len(block) >= 3:
-            rows = [[c.strip().strip("*`") for c in b.strip("|").split("|")] for b in block]
-            header, body = rows[0], [r for r in rows[2:] if len(r) == len(rows[0])]
-            df = pd.DataFrame(body, columns=[h.lower() for h in header])
-            for c in df.columns:
-                conv = pd.to_numeric(df[c].str.rstrip("%"), errors="coerce")
-                if conv.notna().all():
-                    df[c] = conv
-            tables.append((heading, df))
-        block = []
-        if stripped.startswith("#"):
-            heading = stripped.lstrip("#").strip()
-    return tables
+    )
+    roles = [r for r in ("test", "dev", "transfer") if r in set(rows["role"])]
+    role = cols[1].radio("Splits", roles, horizontal=True, key="sl_val_role")
+    grid = st.columns(2)
+    shown = rows[(rows["role"] == role) & rows[metric].notna()]
+    for i, ((table, split), sub) in enumerate(shown.groupby(["table", "split"], sort=False)):
+        with grid[i % 2]:
+            st.plotly_chart(
+                figures.law_comparison_figure(
+                    sub, metric=metric, group="law", color="variant", title=f"{table} / {split}"
+                ),
+                key=f"sl_val_{i}",
+            )
+    if not checks.empty:
+        missed = checks[~checks["ok"].astype(bool)]
+        text = f"{len(checks) - len(missed)} of {len(checks)} target checks met"
+        (st.warning if len(missed) else st.caption)(
+            f"{text}; see the table for which (value against its reference)."
+        )
+        st.dataframe(checks, hide_index=True, key="sl_val_checks")
+    report = cache.validation_report(str(VALIDATION_REPORT), cache.file_version(VALIDATION_REPORT))
+    if report is not None:
+        with st.expander("Full report"):
+            st.markdown(report)
 
 
 def render() -> None:

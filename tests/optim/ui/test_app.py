@@ -199,11 +199,13 @@ def test_scaling_law_page_shows_posterior_bands_and_terms(home, tiny_prior):
     assert any("b1, b2" in c.value for c in at.caption)
     summary = at.dataframe[0].value
     assert set(tiny_prior.law_obj.param_names) <= set(summary.index)
-    from optim.ui.scaling_law import VALIDATION_REPORT
+    from optim.ui.scaling_law import VALIDATION_RESULTS
 
-    if VALIDATION_REPORT.exists():  # the surrogate benchmark's held-out report, one chart per table
-        assert at.selectbox(key="sl_val_metric").value == "mape %"
+    if VALIDATION_RESULTS.exists():  # the surrogate benchmark's results, one chart per split
+        assert at.selectbox(key="sl_val_metric").value == "mape"
         at.selectbox(key="sl_val_metric").set_value("cov90").run()
+        _no_exception(at)
+        at.radio(key="sl_val_role").set_value("dev").run()
         _no_exception(at)
     at.radio(key="sl_plot_kind").set_value("violin").run()
     _no_exception(at)
@@ -212,20 +214,24 @@ def test_scaling_law_page_shows_posterior_bands_and_terms(home, tiny_prior):
     assert any(c.value.startswith("Slice: N = 300.0M") for c in at.caption)
 
 
-def test_validation_report_tables_are_parsed_with_their_headings():
-    from optim.ui.scaling_law import markdown_tables
+def test_validation_results_become_rows_and_checks():
+    """The page reads the benchmark's JSON (no Markdown parsing): rows per split, law and
+    variant (a re-run fit listed twice counts once) and the target checks."""
+    from optim.ui.scaling_law import validation_frames
 
-    text = (
-        "# Report\n\n### morph (train 3)\n\n| law | method | MAPE % | cov90 |\n"
-        "| --- | --- | --- | --- |\n| chinchilla | lsq | 1.00 | 0.75 |\n"
-        "| conditional | bayes | 0.97% | - |\n\ntext\n\n## Other\n| a | b |\n|---|---|\n| x | 2 |\n"
-    )
-    tables = markdown_tables(text)
-    assert [t for t, _ in tables] == ["morph (train 3)", "Other"]
-    morph = tables[0][1]
-    assert list(morph.columns) == ["law", "method", "mape %", "cov90"]
-    assert morph["mape %"].tolist() == [1.0, 0.97]  # numbers parsed, "%" dropped
-    assert morph["cov90"].tolist() == ["0.75", "-"]  # a column with a gap stays text
+    row = {"table": "t.csv", "split": "largest", "role": "test", "law": "aspect", "mape": 1.0}
+    results = {
+        "rows": [
+            {**row, "variant": "lsq"},
+            {**row, "variant": "bayes", "mape": 2.0},
+            {**row, "variant": "bayes", "mape": 0.5},
+        ],
+        "checks": [{"law": "aspect", "kind": "accuracy", "ok": False}],
+    }
+    rows, checks = validation_frames(results)
+    assert rows.set_index("variant")["mape"].to_dict() == {"lsq": 1.0, "bayes": 0.5}
+    assert checks["ok"].tolist() == [False]
+    assert validation_frames({})[0].empty
 
 
 def test_upload_validation_rejects_bad_tables():
