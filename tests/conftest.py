@@ -302,3 +302,24 @@ def postgres_url(postgres_server: PostgresServer) -> str:
             "PostgreSQL from Python", "no driver installed (pip install 'psycopg[binary]')"
         )
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A throwaway single-node SLURM cluster for the session (``tests/slurm_cluster.py``). When it
+    cannot be started: skipped with the reason, or failed under ``CI=true``."""
+    from slurm_cluster import start_slurm
+
+    try:
+        cluster = start_slurm()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        service_unavailable("SLURM", str(exc))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_conf(slurm_cluster, monkeypatch) -> Path:
+    """``SLURM_CONF`` pointing at :func:`slurm_cluster` for this test (sbatch, squeue, submitit)."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    return slurm_cluster.conf

@@ -224,15 +224,30 @@ class SubmititBackend:
             return JobResult("running")
         error = handle.exception()
         if error is not None:
-            return JobResult(
-                "failed", f"job {job['id']} failed: {' '.join(str(error).split())[:300]}"
-            )
+            return JobResult("failed", submitit_failure(str(job["id"]), str(error)))
         return JobResult("completed")
 
     def cancel(self, job: dict[str, Any]) -> None:
         handle = self._job(job)
         if handle is not None:
             handle.cancel(check=False)
+
+
+def submitit_failure(job_id: str, error: str) -> str:
+    """The reason of a failed submitit job in one line: the command's exit code when submitit's
+    trace reports one (as the local backend says it), else the end of the trace, where the
+    cause is."""
+    import re
+
+    text = " ".join(error.split())
+    code = re.findall(r"returned non-zero exit status (-?\d+)", text)
+    if code:
+        return f"job {job_id} exited with code {code[-1]}"
+    return (
+        f"job {job_id} failed: ...{text[-300:]}"
+        if len(text) > 300
+        else f"job {job_id} failed: {text}"
+    )
 
 
 BACKENDS: dict[str, Callable[[], JobBackend]] = {

@@ -1,5 +1,6 @@
-"""``archopt run``: launch, watch and ingest training jobs (local backend), failures with their
-reasons, timeouts, and a killed run resumed without launching any trial twice."""
+"""``archopt run``: launch, watch and ingest training jobs (local backend, and a real
+single-node SLURM through submitit), failures with their reasons, timeouts, and a killed run
+resumed without launching any trial twice."""
 
 from __future__ import annotations
 
@@ -193,3 +194,40 @@ def test_bad_train_commands_and_metrics(tmp_path, setup, capsys):
         read_metrics(tmp_path)
     (tmp_path / "metrics.jsonl").write_text('{"loss": 2.5}\n\n{"step": 3, "loss": 2.4}\n')
     assert read_metrics(tmp_path) == 2.4
+
+
+def test_slurm_jobs_run_on_a_real_cluster_and_a_new_process_reattaches(setup, slurm_conf):
+    """``--backend slurm``: each trial is an ``sbatch`` job whose SLURM id is stored with the
+    trial; a crashing job fails its trial with the reason; a new backend (another process)
+    re-attaches to a finished job by its stored id."""
+    from optim.campaign.jobs import SubmititBackend
+
+    store, script, runs = setup
+    argv = ["run", "small", "--store", str(store), "--backend", "slurm", "--poll", "0.5"]
+    argv += ["--runs-dir", str(runs), "--timeout", "300"]
+    cmd = _cmd(script, "ok")
+    assert main([*argv, "--train-cmd", cmd, "--max-trials", "2", "--parallel", "2"]) == 0
+    trials = Campaign.load("small", store).trials()
+    assert [t["status"] for t in trials] == ["observed", "observed"]
+    assert all(t["job_backend"] == "slurm" and str(t["job_id"]).isdigit() for t in trials)
+    for t in trials:
+        assert t["observed_loss"] == pytest.approx(3.0 + t["d_model"] * 1e-6)
+    assert main([*argv, "--train-cmd", _cmd(script, "crash"), "--max-trials", "1"]) == 0
+    failed = Campaign.load("small", store).trials()[-1]
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"] == f"job {failed['job_id']} exited with code 3"
+    first = trials[0]
+    folder = runs / "small" / f"trial-{first['trial']:04d}" / "submitit"
+    job = {"id": str(first["job_id"]), "folder": str(folder)}
+    assert SubmititBackend("slurm").poll(job).state == "completed"
+
+
+def test_a_submitit_failure_is_reported_by_its_exit_code_or_the_end_of_its_trace():
+    from optim.campaign.jobs import submitit_failure
+
+    trace = "Job (task=0) failed during processing with trace:\n" + "x " * 400
+    trace += "subprocess.CalledProcessError: Command '['/bin/sh']' returned non-zero exit status 3."
+    assert submitit_failure("7", trace) == "job 7 exited with code 3"
+    long = "Traceback " + "y " * 400 + "MemoryError: out of memory"
+    reason = submitit_failure("8", long)
+    assert reason.startswith("job 8 failed: ...") and reason.endswith("MemoryError: out of memory")
