@@ -139,6 +139,21 @@ class Measurement:
             max_batched_tokens=self.max_batched_tokens,
         )
 
+    @staticmethod
+    def workload_fields(workload: Workload) -> dict[str, Any]:
+        """The constructor fields that record ``workload`` (the inverse of :attr:`workload`)."""
+        return dict(
+            backend=workload.backend,
+            batch_size=workload.batch_size,
+            input_len=workload.input_len,
+            output_len=workload.output_len,
+            dtype=workload.dtype,
+            num_requests=workload.num_requests,
+            tp=workload.tp,
+            gpu_memory_utilization=workload.gpu_memory_utilization,
+            max_batched_tokens=workload.max_batched_tokens,
+        )
+
     def to_timing_record(self, clock: str = "wall") -> TimingRecord | None:
         """For :func:`models.throughput.calibrate`; None for a failed measurement.
 

@@ -289,3 +289,15 @@ def test_vllm_harness_reads_the_engine_memory_not_the_parent(monkeypatch) -> Non
     finally:
         child.kill()
         child.wait()
+
+
+def test_workload_fields_round_trip_through_a_measurement():
+    wl = Workload(64, 4096, 1024, "bfloat16", "vllm", num_requests=128, tp=2)
+    m = Measurement(
+        status="ok",
+        reason="",
+        arch=Arch(2048, 16, 16, 4, 128, 5632, 32000),
+        hardware_id="a100-40gb",
+        **Measurement.workload_fields(wl),
+    )
+    assert m.workload == wl
