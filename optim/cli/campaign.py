@@ -40,10 +40,29 @@ StoreOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# Options of the job loops (``run`` and ``measure-run``).
+BackendOpt = Annotated[str, typer.Option("--backend", help="local | slurm | submitit-local")]
+ParallelOpt = Annotated[int, typer.Option("--parallel", help="Jobs at once.")]
+PollOpt = Annotated[float, typer.Option("--poll", help="Seconds between polls.")]
+TimeoutOpt = Annotated[
+    Optional[float],
+    typer.Option("--timeout", help="Cancel and fail a job running longer than this (seconds)."),
+]
 
 
 def _echo_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str, allow_nan=False))
+
+
+def _echo_job_summary(out: dict[str, Any], json_out: bool) -> None:
+    """What a job loop (``run``, ``measure-run``) did: its JSON, or one line of counts."""
+    if json_out:
+        _echo_json(out)
+    else:
+        typer.echo(
+            f"launched {len(out['launched'])}, completed {len(out['completed'])}, "
+            f"failed {len(out['failed'])}"
+        )
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -368,17 +387,10 @@ def register(app: typer.Typer) -> None:
                 "--max-trials", help="New trials to launch in this invocation (then wait for them)."
             ),
         ],
-        backend: Annotated[
-            str, typer.Option("--backend", help="local | slurm | submitit-local")
-        ] = "local",
-        parallel: Annotated[int, typer.Option("--parallel", help="Jobs at once.")] = 1,
-        poll: Annotated[float, typer.Option("--poll", help="Seconds between polls.")] = 30.0,
-        timeout: Annotated[
-            Optional[float],
-            typer.Option(
-                "--timeout", help="Cancel and fail a job running longer than this (seconds)."
-            ),
-        ] = None,
+        backend: BackendOpt = "local",
+        parallel: ParallelOpt = 1,
+        poll: PollOpt = 30.0,
+        timeout: TimeoutOpt = None,
         runs_dir: Annotated[
             Path,
             typer.Option("--runs-dir", help="Where run folders go (RUNS_DIR/NAME/trial-NNNN)."),
@@ -405,13 +417,7 @@ def register(app: typer.Typer) -> None:
             timeout_seconds=timeout,
             on_event=None if json_out else lambda m: typer.echo(m, err=True),
         )
-        if json_out:
-            _echo_json(out)
-        else:
-            typer.echo(
-                f"launched {len(out['launched'])}, completed {len(out['completed'])}, "
-                f"failed {len(out['failed'])}"
-            )
+        _echo_job_summary(out, json_out)
 
     @app.command("measure-run")
     def measure_run(
@@ -433,10 +439,8 @@ def register(app: typer.Typer) -> None:
                 "--max-jobs", help="New measurements to launch in this invocation (then wait)."
             ),
         ],
-        backend: Annotated[
-            str, typer.Option("--backend", help="local | slurm | submitit-local")
-        ] = "local",
-        parallel: Annotated[int, typer.Option("--parallel", help="Jobs at once.")] = 1,
+        backend: BackendOpt = "local",
+        parallel: ParallelOpt = 1,
         trials: Annotated[
             Optional[list[str]],
             typer.Option(
@@ -445,13 +449,8 @@ def register(app: typer.Typer) -> None:
                 "observed trial whose shape is not measured yet).",
             ),
         ] = None,
-        poll: Annotated[float, typer.Option("--poll", help="Seconds between polls.")] = 30.0,
-        timeout: Annotated[
-            Optional[float],
-            typer.Option(
-                "--timeout", help="Cancel and fail a job running longer than this (seconds)."
-            ),
-        ] = None,
+        poll: PollOpt = 30.0,
+        timeout: TimeoutOpt = None,
         runs_dir: Annotated[
             Path,
             typer.Option("--runs-dir", help="Where run folders go (RUNS_DIR/NAME/measure-NNNN)."),
@@ -481,13 +480,7 @@ def register(app: typer.Typer) -> None:
             timeout_seconds=timeout,
             on_event=None if json_out else lambda m: typer.echo(m, err=True),
         )
-        if json_out:
-            _echo_json(out)
-        else:
-            typer.echo(
-                f"launched {len(out['launched'])}, completed {len(out['completed'])}, "
-                f"failed {len(out['failed'])}"
-            )
+        _echo_job_summary(out, json_out)
 
     @app.command("demo")
     def demo(
