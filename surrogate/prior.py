@@ -52,6 +52,8 @@ from .runs import bundled_runs, source_keys, table_archs
 
 __all__ = [
     "default_prior",
+    "cached_prior",
+    "fit_with_default_settings",
     "default_prior_runs",
     "DEFAULT_PRIOR_SETTINGS",
     "MAX_ROWS_PER_SOURCE",
@@ -149,10 +151,13 @@ def _cache_key(runs: pd.DataFrame) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _cache_path(runs: pd.DataFrame, name: str) -> Path:
+    return archopt_home() / "posteriors" / f"{name}-{_cache_key(runs)}.nc"
+
+
 def default_prior_path() -> Path:
     """Where the default prior is (or will be) cached."""
-    runs = default_prior_runs()
-    return archopt_home() / "posteriors" / f"default-prior-{_cache_key(runs)}.nc"
+    return _cache_path(default_prior_runs(), "default-prior")
 
 
 def _shipped(stem: str) -> LawPosterior | None:
@@ -176,28 +181,47 @@ def default_prior_is_cached() -> bool:
     return path.is_file() or _shipped(path.stem) is not None
 
 
-def default_prior(progress: bool = True) -> LawPosterior:
-    """The default posterior: the shipped one when it matches, else loaded from the cache, else
-    fitted once (tens of seconds) and saved under ``$ARCHOPT_HOME/posteriors``."""
-    runs = default_prior_runs()
-    path = archopt_home() / "posteriors" / f"default-prior-{_cache_key(runs)}.nc"
+def fit_with_default_settings(
+    runs: pd.DataFrame, law: str | None = None, *, progress: bool = True
+) -> LawPosterior:
+    """``law`` (default: the default prior's) fitted by NUTS on ``runs`` with the rest of
+    :data:`DEFAULT_PRIOR_SETTINGS`."""
+    from .bayes import fit_bayes
+
+    settings = dict(DEFAULT_PRIOR_SETTINGS)
+    default_law = settings.pop("law")
+    return fit_bayes(runs, law or default_law, progress=progress, **settings)
+
+
+def cached_prior(
+    runs: pd.DataFrame, name: str, *, progress: bool = True, shipped: bool = False
+) -> LawPosterior:
+    """The default law fitted with the default settings on ``runs``, cached as
+    ``$ARCHOPT_HOME/posteriors/{name}-{key}.nc`` (``key`` hashes the rows, the settings and
+    the model revision): loaded when cached (a corrupt file is refitted), else taken from the
+    shipped prior when ``shipped`` and it matches, else fitted and saved."""
+    path = _cache_path(runs, name)
     if path.is_file():
         try:
             return LawPosterior.load(path)
         except PosteriorError:
             path.unlink(missing_ok=True)  # a corrupt cache file is refitted
-    shipped = _shipped(path.stem)
-    if shipped is not None:
-        return shipped
-    from .bayes import fit_bayes
-
-    settings = dict(DEFAULT_PRIOR_SETTINGS)
-    law = settings.pop("law")
-    posterior = fit_bayes(runs, law, progress=progress, **settings)
+    if shipped:
+        found = _shipped(path.stem)
+        if found is not None:
+            return found
+    posterior = fit_with_default_settings(runs, progress=progress)
     posterior.info["cache_key"] = path.stem
     posterior.info["training_rows"] = int(len(runs))
     posterior.save(path)
     return posterior
+
+
+def default_prior(progress: bool = True) -> LawPosterior:
+    """The default posterior: loaded from the cache, else the shipped one when it matches, else
+    fitted once (minutes) and saved under ``$ARCHOPT_HOME/posteriors``
+    (:func:`cached_prior`)."""
+    return cached_prior(default_prior_runs(), "default-prior", progress=progress, shipped=True)
 
 
 def campaign_prior(
@@ -218,22 +242,14 @@ def campaign_prior(
     """
     if runs is None and law == DEFAULT_PRIOR_SETTINGS["law"]:
         return default_prior(progress=progress)
-    from .bayes import fit_bayes
-
     table = bundled_runs() if runs is None else pd.concat([bundled_runs(), runs], ignore_index=True)
-    settings = dict(DEFAULT_PRIOR_SETTINGS)
-    settings.pop("law")
-    return fit_bayes(default_prior_runs(table), law, progress=progress, **settings)
+    return fit_with_default_settings(default_prior_runs(table), law, progress=progress)
 
 
 def write_shipped_prior(progress: bool = True) -> Path:
     """Fit the default prior afresh and write it to :data:`SHIPPED_PRIOR` (a release step)."""
-    from .bayes import fit_bayes
-
     runs = default_prior_runs()
-    settings = dict(DEFAULT_PRIOR_SETTINGS)
-    law = settings.pop("law")
-    posterior = fit_bayes(runs, law, progress=progress, **settings)
+    posterior = fit_with_default_settings(runs, progress=progress)
     posterior.info["cache_key"] = f"default-prior-{_cache_key(runs)}"
     posterior.info["training_rows"] = int(len(runs))
     return posterior.save(SHIPPED_PRIOR)

@@ -5,8 +5,6 @@ shape-residual size (:func:`world_setups`)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -38,12 +36,9 @@ def shifted_truth(config: BenchConfig, law: str | None = None, table: str | None
 def prior_without(table: str, *, progress: bool = True) -> Any:
     """archopt's default prior refitted without one bundled ``table`` (same rows rule and NUTS
     settings as :func:`surrogate.prior.default_prior`), cached under
-    ``$ARCHOPT_HOME/posteriors/`` by a hash of the rows and settings (a minute or two to fit
-    on 2 cores the first time)."""
-    from models.home import archopt_home
-    from surrogate.bayes import MODEL_REVISION, fit_bayes
-    from surrogate.posterior import LawPosterior, PosteriorError
-    from surrogate.prior import DEFAULT_PRIOR_SETTINGS, default_prior_runs
+    ``$ARCHOPT_HOME/posteriors/`` by a hash of the rows and settings
+    (:func:`surrogate.prior.cached_prior`; a minute or two to fit on 2 cores the first time)."""
+    from surrogate.prior import cached_prior, default_prior_runs
     from surrogate.runs import bundled_path, bundled_runs, load_runs
 
     drop = load_runs(bundled_path(table))
@@ -51,21 +46,9 @@ def prior_without(table: str, *, progress: bool = True) -> Any:
     held = set(zip(drop["source"].astype(str), drop["run"].astype(str)))
     keep = [(s, r) not in held for s, r in zip(runs["source"].astype(str), runs["run"].astype(str))]
     rows = default_prior_runs(runs[keep].reset_index(drop=True))
-    payload = rows.to_csv(index=False) + json.dumps(
-        {**DEFAULT_PRIOR_SETTINGS, "model_revision": MODEL_REVISION}, sort_keys=True
-    )
-    key = hashlib.sha256(payload.encode()).hexdigest()[:16]
-    path = archopt_home() / "posteriors" / f"bench-prior-without-{table.split('.')[0]}-{key}.nc"
-    if path.is_file():
-        try:
-            return LawPosterior.load(path)
-        except PosteriorError:
-            path.unlink(missing_ok=True)  # a corrupt cache file is refitted
-    settings = dict(DEFAULT_PRIOR_SETTINGS)
-    law = settings.pop("law")
-    posterior = fit_bayes(rows, law, progress=progress, **settings)
+    name = f"bench-prior-without-{table.split('.')[0]}"
+    posterior = cached_prior(rows, name, progress=progress)
     posterior.info["held_out_table"] = table
-    posterior.save(path)
     return posterior
 
 
