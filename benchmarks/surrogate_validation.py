@@ -287,36 +287,23 @@ def predict_timing() -> dict[str, float]:
 
 
 def default_prior_check() -> dict[str, Any]:
-    """The campaign's default prior fitted uncached (fresh ARCHOPT_HOME): time and diagnostics,
-    plus the 1-minute load average (the machine is shared)."""
+    """The campaign's default prior fitted afresh on its rows (no shipped file, no cache):
+    time and diagnostics, plus the 1-minute load average (the machine is shared)."""
     import os
-    import tempfile
 
-    old = os.environ.get("ARCHOPT_HOME")
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["ARCHOPT_HOME"] = home
-        from surrogate import prior
+    from surrogate.prior import default_prior_runs, fit_with_default_settings
 
-        shipped = prior.SHIPPED_PRIOR
-        # Neither the shipped file nor a cache: the fit itself is what is timed.
-        prior.SHIPPED_PRIOR = Path(home) / "no-shipped-prior.nc"
-        try:
-            t0 = time.perf_counter()
-            post = prior.default_prior(progress=False)
-            seconds = time.perf_counter() - t0
-        finally:
-            prior.SHIPPED_PRIOR = shipped
-            if old is None:
-                os.environ.pop("ARCHOPT_HOME", None)
-            else:
-                os.environ["ARCHOPT_HOME"] = old
+    rows = default_prior_runs()
+    t0 = time.perf_counter()
+    post = fit_with_default_settings(rows, progress=False)
+    seconds = time.perf_counter() - t0
     diag = post.diagnostics
     return {
         "prior_s": seconds,
         "prior_r_hat": diag["max_r_hat"],
         "prior_div": diag["divergences"],
         "prior_ess": diag["min_ess_bulk"],
-        "prior_rows": post.info.get("training_rows"),
+        "prior_rows": len(rows),
         "prior_law": post.law,
         "prior_info": {k: post.info.get(k) for k in ("discrepancy", "n_obs")},
         "weights": {
