@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from models.arch import Arch
+from models.arch import SHAPE_FIELDS, Arch
 from optim.core.problem import CampaignSpec
 
 __all__ = [
@@ -31,13 +31,8 @@ __all__ = [
 ]
 
 #: Arch fields that are Ax parameters (vocab size and tying are fixed per campaign).
-AX_PARAMETERS: tuple[str, ...] = (
-    "d_model",
-    "n_layers",
-    "n_heads",
-    "n_kv_heads",
-    "head_dim",
-    "ffn_dim",
+AX_PARAMETERS: tuple[str, ...] = tuple(
+    f for f in SHAPE_FIELDS if f not in ("vocab_size", "tie_embeddings")
 )
 #: Integer bounds of the Ax parameters.
 AX_BOUNDS: dict[str, tuple[int, int]] = {

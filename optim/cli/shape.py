@@ -21,22 +21,12 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from models.arch import Arch, ArchError
+from models.arch import SHAPE_FIELDS, Arch, ArchError
 
 __all__ = ["shape_options", "arch_from_options", "SHAPE_OPTION_NAMES"]
 
 #: Parameter names :func:`shape_options` adds to a command.
-SHAPE_OPTION_NAMES: tuple[str, ...] = (
-    "d_model",
-    "n_layers",
-    "n_heads",
-    "n_kv_heads",
-    "head_dim",
-    "ffn_dim",
-    "vocab_size",
-    "tie_embeddings",
-    "hf_config",
-)
+SHAPE_OPTION_NAMES: tuple[str, ...] = (*SHAPE_FIELDS, "hf_config")
 
 _SHAPE_PANEL = "Shape (flags or --hf-config)"
 

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from models.arch import SHAPE_FIELDS
 from optim.ui import cache, figures
 from optim.ui.common import fmt_params, selected_campaign_tables
 
@@ -54,7 +55,7 @@ def _sync_pick_with_chart() -> None:
 
 
 def _details(row: dict[str, Any]) -> None:
-    from models.arch import SHAPE_FIELDS, Arch
+    from models.arch import Arch
 
     st.subheader(row.get("label") or row["key"])
     cols = st.columns(4)
@@ -91,20 +92,7 @@ def _details(row: dict[str, Any]) -> None:
         )
     else:
         cols[3].metric("Status", str(row.get("status", row.get("source", "candidate"))))
-    shape: dict[str, Any] = {
-        k: row[k]
-        for k in (
-            "d_model",
-            "n_layers",
-            "n_heads",
-            "n_kv_heads",
-            "head_dim",
-            "ffn_dim",
-            "vocab_size",
-            "tie_embeddings",
-        )
-        if k in row
-    }
+    shape: dict[str, Any] = {k: row[k] for k in SHAPE_FIELDS if k in row}
     derived = {
         k: row[k]
         for k in ("mlp_attn_ratio", "d_over_sqrt_n", "aspect_ratio", "gqa_group", "ehvi")
