@@ -85,3 +85,23 @@ def max_loss_of(truth, tokens=2e9, source="s"):
     from surrogate.laws import law_features
 
     return float(np.mean(truth.law_draws(law_features([REFERENCE], tokens), source=source)))
+
+
+#: A stand-in for ``vllm bench throughput --output-json``: arguments ``config result requests
+#: input output mode``; elapsed time grows with depth; mode ``crash`` exits 4, ``wrong-workload``
+#: reports twice the tokens, anything else (``ok``) a consistent result.
+FAKE_VLLM = """
+import json, sys
+config, result, requests, inp, out, mode = sys.argv[1:7]
+cfg = json.load(open(config))
+if mode == "crash":
+    sys.exit(4)
+n = int(requests)
+elapsed = 1.0 + 0.05 * cfg["num_hidden_layers"]
+total = n * (int(inp) + int(out))
+if mode == "wrong-workload":
+    total *= 2
+json.dump({"elapsed_time": elapsed, "num_requests": n, "total_num_tokens": total,
+           "requests_per_second": n / elapsed, "tokens_per_second": total / elapsed},
+          open(result, "w"))
+"""

@@ -11,30 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import small_posterior, small_spec
+from support import FAKE_VLLM, small_posterior, small_spec
 
 from optim.campaign import Campaign
 from optim.campaign.jobs import JobError, LocalBackend
 from optim.campaign.measure_jobs import check_measure_command, run_measurements
 
 pytestmark = pytest.mark.slow
-
-#: ``vllm bench throughput --output-json`` as the fake writes it: elapsed grows with depth.
-FAKE_VLLM = """
-import json, sys
-config, result, requests, inp, out, mode = sys.argv[1:7]
-cfg = json.load(open(config))
-if mode == "crash":
-    sys.exit(4)
-n = int(requests)
-elapsed = 1.0 + 0.05 * cfg["num_hidden_layers"]
-total = n * (int(inp) + int(out))
-if mode == "wrong-workload":
-    total *= 2
-json.dump({"elapsed_time": elapsed, "num_requests": n, "total_num_tokens": total,
-           "requests_per_second": n / elapsed, "tokens_per_second": total / elapsed},
-          open(result, "w"))
-"""
 
 
 @pytest.fixture(scope="module")

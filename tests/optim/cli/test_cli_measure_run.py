@@ -12,25 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import small_posterior, small_spec
+from support import FAKE_VLLM, small_posterior, small_spec
 
 from optim.campaign import Campaign
 from optim.cli import main
 
 pytestmark = pytest.mark.slow
-
-#: ``vllm bench throughput --output-json`` as the fake writes it: elapsed grows with depth.
-FAKE_VLLM = """
-import json, sys
-config, result, requests, inp, out = sys.argv[1:6]
-cfg = json.load(open(config))
-n = int(requests)
-elapsed = 1.0 + 0.05 * cfg["num_hidden_layers"]
-total = n * (int(inp) + int(out))
-json.dump({"elapsed_time": elapsed, "num_requests": n, "total_num_tokens": total,
-           "requests_per_second": n / elapsed, "tokens_per_second": total / elapsed},
-          open(result, "w"))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +34,7 @@ def setup(template, tmp_path, archopt_home):
     shutil.copyfile(template, store)
     script = tmp_path / "fake_vllm.py"
     script.write_text(FAKE_VLLM)
-    cmd = f"{sys.executable} {script} {{config}} {{result}} {{requests}} {{input}} {{output}}"
+    cmd = f"{sys.executable} {script} {{config}} {{result}} {{requests}} {{input}} {{output}} ok"
     return store, cmd, tmp_path / "runs"
 
 
