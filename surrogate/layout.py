@@ -140,11 +140,26 @@ class ParamLayout:
 
     def law_values(self, x: np.ndarray, data: FitData) -> np.ndarray:
         """The law with per-source terms at vector ``x`` ``(size,)`` for the rows of ``data``:
-        ``(n,)`` modelled losses."""
-        theta, scale, offset = self.unpack(x)
-        mu = self.law(data.features, self.rows(theta, data.src_idx), np)
-        return apply_source_terms(
+        ``(n,)`` modelled losses. A batch ``x (k, size)`` gives ``(k, n)``, row ``i`` equal to
+        ``law_values(x[i], data)`` (the least-squares Jacobian evaluates its ``size + 1``
+        points in one call this way)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            theta, scale, offset = self.unpack(x)
+            mu = self.law(data.features, self.rows(theta, data.src_idx), np)
+            return apply_source_terms(
+                mu,
+                None if scale is None else scale[data.src_idx],
+                None if offset is None else offset[data.src_idx],
+            )
+        theta, scale, offset = self.unpack(x[:, None, :])  # scalars (k, 1), per source (k, 1, S)
+        rows = self.rows(theta, data.src_idx)
+        for p in self.per_source:  # (k, 1, n) -> (k, n)
+            rows[p.name] = rows[p.name][:, 0, :]
+        mu = self.law(data.features, rows, np)
+        out = apply_source_terms(
             mu,
-            None if scale is None else scale[data.src_idx],
-            None if offset is None else offset[data.src_idx],
+            None if scale is None else scale[:, 0, data.src_idx],
+            None if offset is None else offset[:, 0, data.src_idx],
         )
+        return np.broadcast_to(out, (x.shape[0], data.src_idx.size))
