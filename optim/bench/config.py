@@ -13,11 +13,15 @@ __all__ = [
     "BenchError",
     "WorldError",
     "HV_TARGET",
+    "INIT_MODES",
     "WORLD_KINDS",
 ]
 
 #: World kinds (:mod:`optim.bench.worlds`); ``matched`` is the upper bound.
 WORLD_KINDS: tuple[str, ...] = ("held_out_source", "real_shapes", "shifted", "matched")
+
+#: How the first batch of every method is chosen (:attr:`BenchConfig.init`).
+INIT_MODES: tuple[str, ...] = ("own", "shared")
 
 #: Fraction of the true hypervolume a method must reach.
 HV_TARGET: float = 0.95
@@ -44,7 +48,12 @@ class BenchConfig:
         band: budget band of the candidate set.
         max_candidates: random subset of the candidate set (None = all), drawn once.
         seeds: seeds per world kind and method.
-        n_init: initial trainings shared by every method (random candidates, per seed).
+        n_init: size of the first batch of trainings.
+        init: how that batch is chosen. ``"own"`` (default): each method proposes it itself,
+            as it would in a campaign -- archopt from its prior before any run (the point of
+            a prior), plain qNEHVI a scrambled-Sobol batch as Ax does, Algorithm 1 from the
+            law, random search at random. ``"shared"``: the same random candidates for every
+            method (per seed), which isolates what each method does *after* the start.
         batches, batch_size: proposal budget after the initial trainings (the common budget at
             which HV ratio and regret are compared).
         max_trainings: after the common budget, model-based methods keep proposing batches of
@@ -73,6 +82,7 @@ class BenchConfig:
     max_candidates: int | None = None
     seeds: int = 20
     n_init: int = 4
+    init: str = "own"
     batches: int = 4
     batch_size: int = 4
     max_trainings: int | None = None
@@ -99,6 +109,8 @@ class BenchConfig:
             raise BenchError(
                 f"max_trainings must be >= the budget ({self.budget}), got {self.max_trainings}"
             )
+        if self.init not in INIT_MODES:
+            raise BenchError(f"init must be one of {', '.join(INIT_MODES)}; got {self.init!r}")
         if not self.methods:
             raise BenchError("give at least one method")
         unknown = set(self.worlds) - set(WORLD_KINDS)

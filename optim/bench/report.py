@@ -41,6 +41,8 @@ def _plot_hv(world: Mapping[str, Any], kind: str, budget: int, path: Path) -> No
     for name, m in world["methods"].items():
         t = np.asarray(m["trainings"])
         mean, half = np.asarray(m["hv_ratio_mean"]), np.asarray(m["hv_ratio_ci95_half"])
+        keep = t > 0  # the log axis starts at the first training (HV is 0 before it)
+        t, mean, half = t[keep], mean[keep], half[keep]
         color = _COLORS.get(name)
         ax.plot(t, mean, marker="o", ms=3, label=name, color=color)
         ax.fill_between(
@@ -48,7 +50,7 @@ def _plot_hv(world: Mapping[str, Any], kind: str, budget: int, path: Path) -> No
         )
     ax.axhline(HV_TARGET, color="k", ls="--", lw=0.8, label="95% of true HV")
     ax.axvline(budget, color="k", ls=":", lw=0.8)
-    ax.set_xlabel("trainings (incl. the shared initial ones; log scale)")
+    ax.set_xlabel("trainings (incl. the first batch; log scale)")
     ax.set_ylabel("HV of trained archs / true HV")
     ax.set_title(
         f"{KIND_LABELS.get(kind, kind)}\n(mean, 95% CI; a seed keeps its last value "
@@ -229,6 +231,8 @@ def _command(cfg: BenchConfig) -> str:
     ):
         if getattr(cfg, name) != getattr(base, name):
             parts.append(f"{flag} {getattr(cfg, name)}")
+    if cfg.init != base.init:
+        parts.append(f"--init {cfg.init}")
     if tuple(cfg.worlds) != tuple(base.worlds):
         parts.append("--worlds " + ",".join(cfg.worlds))
     if tuple(cfg.methods) != tuple(base.methods):
@@ -250,7 +254,14 @@ def _report_markdown(result: BenchResult) -> str:
             if cfg.max_candidates
             else " (every proposable candidate of the campaign)"
         )
-        + f", budget {cfg.n_init} shared initial random trainings + {cfg.batches} batches of "
+        + f", budget {cfg.n_init} initial trainings ("
+        + (
+            "the same random candidates for every method"
+            if cfg.init == "shared"
+            else "each method's own first batch: archopt's from its prior before any run, "
+            "plain qNEHVI's a Sobol batch, random search's at random"
+        )
+        + f") + {cfg.batches} batches of "
         f"{cfg.batch_size} = {cfg.budget} trainings (the common budget). After it every method "
         f"continues until each seed reaches 95% of the true hypervolume (model-based methods "
         f"at most {setup.get('max_trainings')} trainings, random search until it gets there). "

@@ -1,8 +1,10 @@
 """Sample-efficiency benchmark: archopt against the alternatives, on worlds grounded in real data.
 
 For each world kind (:mod:`optim.bench.worlds`: ``held_out_source``, ``real_shapes``, ``shifted``
-and the upper bound ``matched``) and seed, every method starts from the same initial trainings
-and then proposes batches of ``batch_size`` candidates through the one strategy interface
+and the upper bound ``matched``) and seed, every method chooses its own first batch of
+``n_init`` trainings (archopt from its prior before any run, plain qNEHVI a Sobol batch;
+``BenchConfig.init="shared"`` gives every method the same random ones instead) and then
+proposes batches of ``batch_size`` candidates through the one strategy interface
 (:mod:`optim.core.strategies`); each proposal is "trained" by observing the world. Every method
 receives the same ``max_loss``: the prior's predicted loss at the reference shape (what a user
 would set; no method sees the truth). Scores use the world's noise-free truth:
@@ -16,7 +18,7 @@ would set; no method sees the truth). Scores use the world's noise-free truth:
   at the budget; a seed that hits the cap is *censored* and counted as such. A method's
   ``trainings_to_95`` is the median over seeds (censored seeds count as larger than any
   measured value; ``None`` when more than half are censored).
-* **Paired differences** archopt - plain qNEHVI over seeds (same world, same initial runs, same
+* **Paired differences** archopt - plain qNEHVI over seeds (same world, same
   noise): HV ratio at the budget and trainings-to-95%, mean with a 95% t-interval.
 * **Regret** of the final choice: the fastest (by measured throughput) trained architecture whose
   *observed* loss meets ``max_loss``; ``1 - tps / tps_best`` in truth, and 1 when the choice
@@ -173,8 +175,13 @@ def _run(
                     kind=kind,
                     name=f"{kind}-{seed}",
                 )
-                init_idx = np.random.default_rng([seed, 31337]).choice(
-                    world.n, config.n_init, replace=False
+                shared = config.init == "shared"
+                init_idx = (
+                    np.random.default_rng([seed, 31337]).choice(
+                        world.n, config.n_init, replace=False
+                    )
+                    if shared
+                    else np.zeros(0, dtype=np.int64)
                 )
                 infos.append(
                     {
@@ -187,13 +194,14 @@ def _run(
                     bar.update(task, description=f"{kind} seed {seed} {name}")
                     limit = len(candidates) if name == "random" else cap
                     steps = math.ceil(max(limit - config.n_init, 0) / config.batch_size)
+                    opening = [] if shared else [config.n_init]
                     traces[name].append(
                         run_campaign(
                             world,
                             ws.problem,
                             strategy,
                             init_idx=init_idx,
-                            batch_sizes=[config.batch_size] * steps,
+                            batch_sizes=opening + [config.batch_size] * steps,
                             seed=seed,
                             choose_at=config.budget,
                             stop_at=HV_TARGET,

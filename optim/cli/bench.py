@@ -77,6 +77,14 @@ def register(app: typer.Typer) -> None:
                 "shifted, matched (first = headline; default: all four).",
             ),
         ] = None,
+        init: Annotated[
+            str,
+            typer.Option(
+                "--init",
+                help="First batch: 'own' (each method proposes it, archopt from its prior) "
+                "or 'shared' (the same random candidates for every method).",
+            ),
+        ] = "own",
         real_data: Annotated[
             bool,
             typer.Option(
@@ -103,6 +111,7 @@ def register(app: typer.Typer) -> None:
             overrides["max_trainings"] = max_trainings
         if max_candidates is not None:
             overrides["max_candidates"] = max_candidates
+        overrides["init"] = init
         config = BenchConfig.preset(quick, extra_batches=extra_batches, **overrides)
         result = run_bench(config, progress=True, real_data=real_data)  # bars on stderr
         report = write_report(result, out)

@@ -172,6 +172,10 @@ def test_tiny_bench_end_to_end(tmp_path):
         assert set(p) == {"hv_diff_mean", "hv_diff_ci95", "trainings_to_95_ratio"}
         assert len(p["hv_diff_ci95"]) == 2 and p["hv_diff_ci95"][0] <= p["hv_diff_mean"]
         assert p["trainings_to_95_ratio"] is None or p["trainings_to_95_ratio"] > 0
+    # Each method chose its own first batch: every curve starts at 0 trainings, then n_init.
+    for world in result.worlds.values():
+        for m in world["methods"].values():
+            assert all(t[:2] == [0, cfg.n_init] for t in m["trainings_per_seed"])
     random_curves = result.worlds["matched"]["methods"]["random"]["hv_ratio_per_seed"]
     assert all(0.0 <= v <= 1.0 for row in random_curves for v in row)
     report = write_report(result, tmp_path)
@@ -180,6 +184,30 @@ def test_tiny_bench_end_to_end(tmp_path):
     assert (tmp_path / "hv_real_shapes.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["seeds"] == 2 and set(saved["worlds"]) == set(payload["worlds"])
+
+
+def test_shared_initial_trainings_are_the_same_for_every_method():
+    cfg = BenchConfig(
+        params=1e8,
+        tokens=2e9,
+        max_candidates=30,
+        seeds=2,
+        batches=1,
+        max_trainings=8,
+        worlds=("matched",),
+        methods=("random", "algorithm1"),
+        init="shared",
+    )
+    prior = fake_truth("open-lm-morph", 16)
+    result = run_bench(cfg, prior=prior, progress=False, real_data=False)
+    methods = result.worlds["matched"]["methods"]
+    for seed in range(cfg.seeds):
+        curves = [m["trainings_per_seed"][seed] for m in methods.values()]
+        assert all(t[0] == cfg.n_init for t in curves)
+        starts = {m["hv_ratio_per_seed"][seed][0] for m in methods.values()}
+        assert len(starts) == 1  # the same trained set before any proposal
+    with pytest.raises(BenchError, match="init must be one of"):
+        BenchConfig(init="oracle")
 
 
 def test_archopt_beats_random_search_on_a_small_world():
