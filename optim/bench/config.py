@@ -13,6 +13,7 @@ __all__ = [
     "BenchError",
     "WorldError",
     "HV_TARGET",
+    "DEV_FIRST_SEED",
     "INIT_MODES",
     "WORLD_KINDS",
 ]
@@ -22,6 +23,9 @@ WORLD_KINDS: tuple[str, ...] = ("held_out_source", "real_shapes", "shifted", "ma
 
 #: How the first batch of every method is chosen (:attr:`BenchConfig.init`).
 INIT_MODES: tuple[str, ...] = ("own", "shared")
+
+#: First seed of the design (dev) worlds: world draws disjoint from the reported seeds 0-19.
+DEV_FIRST_SEED: int = 1000
 
 #: Fraction of the true hypervolume a method must reach.
 HV_TARGET: float = 0.95
@@ -48,6 +52,9 @@ class BenchConfig:
         band: budget band of the candidate set.
         max_candidates: random subset of the candidate set (None = all), drawn once.
         seeds: seeds per world kind and method.
+        first_seed: the first of them (``first_seed .. first_seed + seeds - 1``). Reported
+            numbers use seeds 0-19; design choices are made on other seeds (``DEV_FIRST_SEED``,
+            ``archopt bench --dev``) so that the reported worlds never chose the design.
         n_init: size of the first batch of trainings.
         init: how that batch is chosen. ``"own"`` (default): each method proposes it itself,
             as it would in a campaign -- archopt from its prior before any run (the point of
@@ -81,6 +88,7 @@ class BenchConfig:
     band: float = 0.05
     max_candidates: int | None = None
     seeds: int = 20
+    first_seed: int = 0
     n_init: int = 4
     init: str = "own"
     batches: int = 4
@@ -96,6 +104,8 @@ class BenchConfig:
     quick: bool = False
 
     def __post_init__(self) -> None:
+        if self.first_seed < 0:
+            raise BenchError(f"first_seed must be >= 0, got {self.first_seed}")
         if self.seeds < 1:
             raise BenchError(f"seeds must be >= 1, got {self.seeds}")
         for name in ("n_init", "batches", "batch_size"):

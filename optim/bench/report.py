@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .config import HV_TARGET, BenchConfig
+from .config import DEV_FIRST_SEED, HV_TARGET, BenchConfig
 from .result import BenchResult, json_default
 
 __all__ = ["write_report", "summary_table"]
@@ -224,6 +224,8 @@ def _command(cfg: BenchConfig) -> str:
     base = BenchConfig.preset(cfg.quick)
     parts = ["archopt bench"] + (["--quick"] if cfg.quick else [])
     parts.append(f"--seeds {cfg.seeds}")
+    if cfg.first_seed != base.first_seed:
+        parts.append(f"--first-seed {cfg.first_seed}")
     for name, flag in (
         ("max_candidates", "--max-candidates"),
         ("max_trainings", "--max-trainings"),
@@ -247,7 +249,14 @@ def _report_markdown(result: BenchResult) -> str:
     lines = [
         "# archopt sample-efficiency benchmark",
         "",
-        f"Preset: **{preset}** -- {cfg.seeds} seeds per world and method, "
+        f"Preset: **{preset}** -- {cfg.seeds} seeds per world and method "
+        f"({cfg.first_seed}-{cfg.first_seed + cfg.seeds - 1}"
+        + (
+            ", **dev** seeds: used to choose the design"
+            if cfg.first_seed >= DEV_FIRST_SEED
+            else ", report seeds: never used to choose the design"
+        )
+        + "), "
         f"{setup.get('n_candidates')} candidates"
         + (
             f" (a seeded random subset of the campaign's proposable set, max {cfg.max_candidates})"

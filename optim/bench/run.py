@@ -160,7 +160,7 @@ def _run(
         for kind, ws in setups.items():
             traces: dict[str, list[MethodTrace]] = {m: [] for m in config.methods}
             infos = []
-            for seed in range(config.seeds):
+            for seed in range(config.first_seed, config.first_seed + config.seeds):
                 world = make_world(
                     candidates,
                     config.tokens,

@@ -36,6 +36,18 @@ def register(app: typer.Typer) -> None:
         seeds: Annotated[
             Optional[int], typer.Option("--seeds", help="Seeds per world and method (default 20).")
         ] = None,
+        first_seed: Annotated[
+            Optional[int],
+            typer.Option("--first-seed", help="First seed (default 0; --dev: 1000)."),
+        ] = None,
+        dev: Annotated[
+            bool,
+            typer.Option(
+                "--dev",
+                help="Design seeds (1000 on), disjoint from the reported seeds 0-19: "
+                "compare design choices here, report on the default seeds.",
+            ),
+        ] = False,
         out: Annotated[
             Path, typer.Option("--out", help="Folder for report.md, results.json and PNGs.")
         ] = Path("results/bench"),
@@ -97,6 +109,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Benchmark archopt against plain qNEHVI, Algorithm 1 and random search."""
         from optim.bench import BenchConfig, bench_json, run_bench, write_report
+        from optim.bench.config import DEV_FIRST_SEED
 
         overrides: dict = {}
         if seeds is not None:
@@ -112,6 +125,10 @@ def register(app: typer.Typer) -> None:
         if max_candidates is not None:
             overrides["max_candidates"] = max_candidates
         overrides["init"] = init
+        if first_seed is not None:
+            overrides["first_seed"] = first_seed
+        elif dev:
+            overrides["first_seed"] = DEV_FIRST_SEED
         config = BenchConfig.preset(quick, extra_batches=extra_batches, **overrides)
         result = run_bench(config, progress=True, real_data=real_data)  # bars on stderr
         report = write_report(result, out)

@@ -277,6 +277,16 @@ def test_archopt_beats_random_search_on_a_small_world():
     assert np.mean(diffs) > 0.1 and sum(d > 0 for d in diffs) >= 4
 
 
+def test_dev_seeds_are_disjoint_from_the_reported_seeds():
+    from optim.bench.config import DEV_FIRST_SEED
+
+    reported = BenchConfig.quick_preset()
+    dev = BenchConfig.quick_preset(first_seed=DEV_FIRST_SEED)
+    report_seeds = set(range(reported.first_seed, reported.first_seed + reported.seeds))
+    dev_seeds = set(range(dev.first_seed, dev.first_seed + dev.seeds))
+    assert not report_seeds & dev_seeds
+
+
 def test_extra_batches_set_the_cap_after_the_common_budget():
     quick = BenchConfig.preset(True, extra_batches=2)
     assert quick.max_trainings == quick.budget + 2 * quick.batch_size
@@ -292,6 +302,8 @@ def test_cli_rejects_bad_input(capsys):
 
     assert main(["bench", "--seeds", "0", "--json"]) == 2
     assert main(["bench", "--extra-batches", "-1", "--json", "--no-real-data"]) == 2
+    assert main(["bench", "--first-seed", "-1", "--json", "--no-real-data"]) == 2
+    assert main(["bench", "--init", "oracle", "--json", "--no-real-data"]) == 2
     assert (
         main(["bench", "--methods", "nope", "--json", "--no-real-data", "--max-candidates", "1"])
         == 2
