@@ -13,6 +13,7 @@ __all__ = [
     "BenchError",
     "WorldError",
     "HV_TARGET",
+    "KNOWN_LOSS",
     "DEV_FIRST_SEED",
     "INIT_MODES",
     "WORLD_KINDS",
@@ -26,6 +27,9 @@ INIT_MODES: tuple[str, ...] = ("own", "shared")
 
 #: First seed of the design (dev) worlds: world draws disjoint from the reported seeds 0-19.
 DEV_FIRST_SEED: int = 1000
+
+#: The reference method that knows every true loss (:mod:`optim.bench.known_loss`): a floor.
+KNOWN_LOSS: str = "known_loss"
 
 #: Fraction of the true hypervolume a method must reach.
 HV_TARGET: float = 0.95
@@ -66,7 +70,9 @@ class BenchConfig:
         max_trainings: after the common budget, model-based methods keep proposing batches of
             ``batch_size`` until a seed reaches 95% of the true HV or this many trainings
             (None: every candidate); random search always runs until 95% (it costs nothing).
-        methods: strategy names (keys of ``optim.core.strategies.STRATEGIES``).
+        methods: strategy names (keys of ``optim.core.strategies.STRATEGIES``, and
+            :data:`KNOWN_LOSS`, the reference that knows every true loss: a floor, not a
+            competitor).
         worlds: world kinds (:data:`~optim.bench.worlds.WORLD_KINDS`), the first is the headline.
         truth_law, truth_table: the shifted world's law and the one table it is fitted on (least
             squares, Laplace posterior); the shape residual of the shifted and matched worlds is
@@ -94,7 +100,7 @@ class BenchConfig:
     batches: int = 4
     batch_size: int = 4
     max_trainings: int | None = None
-    methods: tuple[str, ...] = ("archopt", "plain_qnehvi", "algorithm1", "random")
+    methods: tuple[str, ...] = ("archopt", "plain_qnehvi", "algorithm1", "random", KNOWN_LOSS)
     worlds: tuple[str, ...] = WORLD_KINDS
     truth_law: str = "aspect_paper"
     truth_table: str = "morph_runs.csv"

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .config import DEV_FIRST_SEED, HV_TARGET, BenchConfig
+from .config import DEV_FIRST_SEED, HV_TARGET, KNOWN_LOSS, BenchConfig
 from .result import BenchResult, json_default
 
 __all__ = ["write_report", "summary_table"]
@@ -287,7 +287,15 @@ def _report_markdown(result: BenchResult) -> str:
         "Trainings to 95% is the median over seeds of each seed's count (a seed that hit the "
         "cap is censored and counted as larger than every measured value; 'censored' when more "
         "than half did). 'archopt loses' flags a world where the paired HV interval lies below "
-        "0 or archopt's median exceeds plain qNEHVI's.",
+        "0 or archopt's median exceeds plain qNEHVI's."
+        + (
+            " `known_loss` is not an optimizer: it reads every candidate's true loss and sees "
+            "only the modelled throughput, like the others (`optim/bench/known_loss.py`). Its "
+            "count is a floor no loss model can beat; what it still needs comes from the true "
+            "throughput the methods never see."
+            if KNOWN_LOSS in cfg.methods
+            else ""
+        ),
         "",
         "## Setting",
         "",

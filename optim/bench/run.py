@@ -43,7 +43,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .config import HV_TARGET, BenchConfig
+from .config import HV_TARGET, KNOWN_LOSS, BenchConfig
+from .known_loss import KnownLossStrategy
 from .loop import MethodTrace, run_campaign
 from .result import BenchResult
 from .setups import bench_candidates, make_strategies, prior_vs_truth, world_setups
@@ -192,7 +193,10 @@ def _run(
                 )
                 for name, strategy in strategies.items():
                     bar.update(task, description=f"{kind} seed {seed} {name}")
-                    limit = len(candidates) if name == "random" else cap
+                    if name == KNOWN_LOSS:
+                        strategy = KnownLossStrategy(world, ws.problem.throughput_mean)
+                    # Methods without a model cost nothing to run: until 95%, uncapped.
+                    limit = len(candidates) if name in ("random", KNOWN_LOSS) else cap
                     steps = math.ceil(max(limit - config.n_init, 0) / config.batch_size)
                     opening = [] if shared else [config.n_init]
                     traces[name].append(

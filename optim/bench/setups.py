@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .config import BenchConfig, BenchError
+from .config import KNOWN_LOSS, BenchConfig, BenchError
 
 __all__ = [
     "shifted_truth",
@@ -57,10 +57,12 @@ def make_strategies(names: Sequence[str]) -> dict[str, Any]:
     name fails before anything is fitted."""
     from optim.core.strategies import STRATEGIES
 
-    unknown = [n for n in names if n not in STRATEGIES]
+    known = [*STRATEGIES, KNOWN_LOSS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise BenchError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(STRATEGIES)}")
-    return {name: STRATEGIES[name]() for name in names}
+        raise BenchError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    # The known-loss reference reads each world's truth: built per world by the runner.
+    return {name: None if name == KNOWN_LOSS else STRATEGIES[name]() for name in names}
 
 
 def bench_candidates(config: BenchConfig, prior: Any) -> tuple[list[Any], Any]:

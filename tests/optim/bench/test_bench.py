@@ -160,7 +160,13 @@ def test_tiny_bench_end_to_end(tmp_path):
     payload = json.loads(json.dumps(bench_json(result)))
     assert {"methods", "seeds", "world", "targets", "worlds"} <= set(payload)
     assert payload["seeds"] == 2 and payload["world"] == "held_out_source"
-    assert set(payload["methods"]) == {"archopt", "plain_qnehvi", "algorithm1", "random"}
+    assert set(payload["methods"]) == {
+        "archopt",
+        "plain_qnehvi",
+        "algorithm1",
+        "random",
+        "known_loss",
+    }
     assert set(payload["worlds"]) == {"held_out_source", "real_shapes", "shifted", "matched"}
     for name, w in payload["worlds"].items():
         assert w["kind"] == name and set(w) == {"kind", "methods", "paired_vs_plain_qnehvi"}
@@ -184,6 +190,40 @@ def test_tiny_bench_end_to_end(tmp_path):
     assert (tmp_path / "hv_real_shapes.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["seeds"] == 2 and set(saved["worlds"]) == set(payload["worlds"])
+
+
+def test_known_loss_reference_reaches_the_whole_front_when_throughput_is_modelled_exactly():
+    from optim.bench.known_loss import KnownLossStrategy
+
+    cands = enumerate_archs(1e8)[:60]
+    tput = np.array([1e6 / a.n_layers / a.d_model**0.5 for a in cands])
+    exact = make_world(
+        cands,
+        2e9,
+        truth=law_truth(fake_truth(), "s"),
+        reference=REFERENCE,
+        max_loss=max_loss_of(fake_truth()),
+        throughput_model=tput,
+        seed=0,
+        noise=NoiseEstimate(0.003, 1, "t"),
+        residual_rel_sigma=0.005,
+        throughput_error=ThroughputError(common_sd=0.0, shape_sd=0.0, iid_sd=0.0),
+    )
+    np.testing.assert_allclose(exact.true_tokens_per_s, tput)
+    front = [i for i in exact.pareto_indices if exact.true_loss[i] <= exact.loss_target]
+    strategy = KnownLossStrategy(exact, tput)
+    assert set(strategy.order[: len(front)]) == set(front)
+    trace = run_campaign(
+        exact,
+        None,
+        strategy,
+        init_idx=np.zeros(0, dtype=np.int64),
+        batch_sizes=[1] * len(front),
+        seed=0,
+    )
+    assert trace.hv_ratio[-1] == pytest.approx(1.0)
+    assert trace.hv_ratio[-2] < 1.0  # every front point counts
+    assert sorted(strategy.order.tolist()) == list(range(exact.n))  # every candidate, once
 
 
 def test_shared_initial_trainings_are_the_same_for_every_method():
