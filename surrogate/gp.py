@@ -283,6 +283,29 @@ class LawPriorGP:
         mean = y.unsqueeze(0) - (self._alpha / diag.unsqueeze(-1)).T  # (S', n)
         return mean.numpy(), (1.0 / diag).numpy()
 
+    @torch.no_grad()
+    def conditional_means(self, given: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Posterior mean at some observed runs given only others (hyper-parameters as fitted
+        on all runs): the prequential check of :mod:`optim.core.weighting`.
+
+        Args:
+            given: ``(g,)`` positions in the training runs conditioned on (may be empty).
+            target: ``(t,)`` positions in the training runs predicted.
+
+        Returns:
+            ``S' x t`` means of the noise-free loss (one row per mixture member).
+        """
+        g = self.train_idx[torch.as_tensor(np.asarray(given), dtype=torch.long).reshape(-1)]
+        t = self.train_idx[torch.as_tensor(np.asarray(target), dtype=torch.long).reshape(-1)]
+        mean_t = self.prior_mean[:, t]  # (S', t)
+        if len(g) == 0:
+            return mean_t.numpy()
+        y_g = self._train_y[torch.as_tensor(np.asarray(given), dtype=torch.long).reshape(-1)]
+        K = self._k(g) + self.hyper.noise_var * torch.eye(len(g), dtype=DTYPE)
+        resid = (y_g.unsqueeze(0) - self.prior_mean[:, g]).T  # (g, S')
+        sol = torch.linalg.solve(K, resid)  # (g, S')
+        return (mean_t + (self._k(t, g) @ sol).T).numpy()
+
     def _fit_hyper(self, idx: Tensor, y: Tensor) -> None:
         """MAP length scales and outputscale on the residual to the mean law (BoTorch fitter).
 

@@ -121,6 +121,23 @@ class PlainGP:
         return mean.unsqueeze(0).numpy(), var.numpy()
 
     @torch.no_grad()
+    def conditional_means(self, given: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Posterior mean at the runs ``target`` given only the runs ``given`` (positions in
+        the training runs; hyper-parameters and standardization as fitted on all runs):
+        ``1 x t`` (see :meth:`surrogate.gp.LawPriorGP.conditional_means`)."""
+        x = self.model.train_inputs[0]
+        gi = torch.as_tensor(np.asarray(given), dtype=torch.long).reshape(-1)
+        ti = torch.as_tensor(np.asarray(target), dtype=torch.long).reshape(-1)
+        mean = torch.full((len(ti),), self._const, dtype=DTYPE)
+        if len(gi):
+            K = self.model.covar_module(x[gi]).to_dense() + self._noise_std * torch.eye(
+                len(gi), dtype=DTYPE
+            )
+            Kx = self.model.covar_module(x[ti], x[gi]).to_dense()
+            mean = mean + Kx @ torch.linalg.solve(K, self._y_std[gi] - self._const)
+        return (mean * self._scale + self._shift).unsqueeze(0).numpy()
+
+    @torch.no_grad()
     def loo(self) -> tuple[np.ndarray, np.ndarray]:
         """Closed-form leave-one-out predictive of every run (hyper-parameters fitted on all):
         means ``1 x n`` and variances ``(n,)`` of the held-out run's loss (noise included)."""

@@ -19,6 +19,7 @@ from optim.core.weighting import (
     combine_prior_weight,
     fit_weighted_model,
     loo_spearman,
+    prequential_ranking_losses,
     prior_status,
     rank_weights,
     ranking_losses,
@@ -61,6 +62,50 @@ def test_plain_gp_loo_equals_refitting_without_each_run():
             v = m.covar_module(x_j).to_dense()[0, 0] - k @ torch.linalg.solve(K, k) + noise
             assert mean[0, j] == pytest.approx(float(mu) * scale + shift, abs=1e-9)
             assert var[j] == pytest.approx(float(v) * scale**2, rel=1e-6)
+
+
+def test_conditional_means_given_all_other_runs_are_the_loo_means(problem):
+    law = problem.law_mean()
+    idx, y = _runs(problem, 9, law + 0.02 + 0.01 * np.sin(np.arange(len(law))))
+    model = fit_weighted_model(problem, idx, y)
+    for _, member in model.members:
+        loo_mean = member.loo()[0]
+        for j in (0, 4, 8):
+            others = np.delete(np.arange(len(idx)), j)
+            cond = member.conditional_means(others, np.array([j]))
+            np.testing.assert_allclose(cond[:, 0], loo_mean[:, j], rtol=0, atol=1e-8)
+    # Given nothing, the law GP predicts its prior mean.
+    law_gp = model.members[0][1]
+    np.testing.assert_allclose(
+        law_gp.conditional_means(np.zeros(0, dtype=int), np.arange(3)),
+        law_gp.prior_mean[:, idx[:3]].numpy(),
+    )
+
+
+class _Fixed:
+    """A member whose prequential predictions are fixed numbers."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def conditional_means(self, given: np.ndarray, target: np.ndarray) -> np.ndarray:
+        assert len(given) and given.max() < target.min()  # only earlier runs are given
+        return self.values[target][None, :]
+
+
+def test_prequential_ranking_counts_pairs_within_each_later_block():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=12)
+    right, reversed_ = _Fixed(y), _Fixed(-y)
+    losses = prequential_ranking_losses([right, reversed_], y, 4, 300, rng)
+    assert losses is not None and losses.shape == (2, 300)
+    # Two predicted blocks of 4 runs: 6 pairs within each, and 4 x 4 then 4 x 8 pairs of a new
+    # run against an earlier one; the right member misorders none.
+    assert np.all(losses[0] == 0) and np.all(losses[1] > 12)
+    assert rank_weights(losses, rng)[0] == 1.0
+    # One block only, or blocks of one run: no evidence.
+    assert prequential_ranking_losses([right, reversed_], y[:4], 4, 10, rng) is None
+    assert prequential_ranking_losses([right, reversed_], y[:5], 4, 10, rng) is None
 
 
 def test_ranking_losses_prefer_the_model_that_orders_the_runs():
@@ -179,6 +224,10 @@ def test_weighting_config_rejects_nonsense():
         WeightingConfig(prior_prob=1.0)
     with pytest.raises(ValueError):
         WeightingConfig(min_loo_runs=1)
+    with pytest.raises(ValueError):
+        WeightingConfig(evidence="vibes")
+    with pytest.raises(ValueError):
+        WeightingConfig(block_size=1)
 
 
 def test_warn_outside_band_names_only_the_labelled_runs_outside(problem):
