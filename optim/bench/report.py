@@ -427,9 +427,17 @@ def _world_section(kind: str, world: Mapping[str, Any], cfg: BenchConfig) -> lis
             else f"{p['trainings_to_95_diff_mean']:+.1f} {_ci(p['trainings_to_95_diff_ci95'], 1)} "
             f"over the {p['n_both_reached']} seeds where both reached 95%"
         )
+        curve = p.get("hv_diff_curve") or {}
+        first = [j for j, t in enumerate(curve.get("trainings", [])) if t == cfg.n_init]
+        after_first = (
+            f"HV after the first {cfg.n_init} trainings {curve['mean'][first[0]]:+.3f} "
+            f"{_ci(curve['ci95'][first[0]])}; "
+            if first
+            else ""
+        )
         lines += [
             "",
-            f"Paired archopt - plain qNEHVI: HV at {cfg.budget} "
+            f"Paired archopt - plain qNEHVI: {after_first}HV at {cfg.budget} "
             f"{p['hv_diff_mean']:+.3f} {_ci(p['hv_diff_ci95'])}; trainings to 95% {t95} "
             f"(archopt alone reached it in {p['a_reached_only']} seeds, plain alone in "
             f"{p['b_reached_only']}); ratio of medians "
