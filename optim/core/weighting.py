@@ -136,7 +136,11 @@ class WeightingConfig:
             real-shapes, shifted and matched worlds: LOO 20/22, 34/32, 10/20, 26/24; pairs
             within blocks only 22/22, 36/32, 10/20, 24/24; prequential (within and against
             earlier runs) 20/22, 30/32, 10/20, 24/24; the law GP alone 16/22, 44/32, 8/20,
-            18/24 (best where the law is right, worst where it is not).
+            18/24 (best where the law is right, worst where it is not). Also tried there and
+            not kept: the prequential log predictive density (a Bayes factor over blocks)
+            20/22, 34/32, 10/20, 24/24; acquisition on the heavier member only
+            (``min_acquisition_weight=0.5``) 20/22, 32/32, 8/20, 24/24; ``beta=4`` with LOO
+            20/22, 40/32, 8/20, 28/24 and with prequential evidence 20/22, 38/32, 8/20, 26/24.
         block_size: runs per block of the prequential check.
     """
 
