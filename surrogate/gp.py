@@ -295,12 +295,13 @@ class LawPriorGP:
         Returns:
             ``S' x t`` means of the noise-free loss (one row per mixture member).
         """
-        g = self.train_idx[torch.as_tensor(np.asarray(given), dtype=torch.long).reshape(-1)]
+        gpos = torch.as_tensor(np.asarray(given), dtype=torch.long).reshape(-1)
+        g = self.train_idx[gpos]
         t = self.train_idx[torch.as_tensor(np.asarray(target), dtype=torch.long).reshape(-1)]
         mean_t = self.prior_mean[:, t]  # (S', t)
         if len(g) == 0:
             return mean_t.numpy()
-        y_g = self._train_y[torch.as_tensor(np.asarray(given), dtype=torch.long).reshape(-1)]
+        y_g = self._train_y[gpos]
         K = self._k(g) + self.hyper.noise_var * torch.eye(len(g), dtype=DTYPE)
         resid = (y_g.unsqueeze(0) - self.prior_mean[:, g]).T  # (g, S')
         sol = torch.linalg.solve(K, resid)  # (g, S')

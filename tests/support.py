@@ -105,3 +105,23 @@ json.dump({"elapsed_time": elapsed, "num_requests": n, "total_num_tokens": total
            "requests_per_second": n / elapsed, "tokens_per_second": total / elapsed},
           open(result, "w"))
 """
+
+
+def pending_campaign(path: Path, n: int) -> Path:
+    """A store at ``path`` holding campaign 'small' with ``n`` pending trials (0 .. n-1)."""
+    from optim.campaign import Campaign
+
+    Campaign.create(small_spec(), store=path, prior=small_posterior()).propose(n, seed=0)
+    return path
+
+
+def store_with_fake_vllm(template: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the store ``template`` in ``tmp_path`` and :data:`FAKE_VLLM` written there:
+    ``(store, script)``."""
+    import shutil
+
+    store = tmp_path / "campaigns.sqlite"
+    shutil.copyfile(template, store)
+    script = tmp_path / "fake_vllm.py"
+    script.write_text(FAKE_VLLM)
+    return store, script

@@ -39,7 +39,8 @@ def known_loss_order(world: World, model_tokens_per_s: np.ndarray) -> np.ndarray
             gains = [hypervolume(y[order + [i]], ref) - base for i in layer]
             best = layer.pop(int(np.argmax(gains)))
             order.append(int(best))
-        left = [i for i in left if i not in set(order)]
+        done = set(order)
+        left = [i for i in left if i not in done]
     rest = np.setdiff1d(np.arange(world.n), order)
     order += [int(i) for i in rest[np.argsort(-tps[rest], kind="stable")]]
     return np.asarray(order, dtype=np.int64)

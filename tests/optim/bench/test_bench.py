@@ -45,11 +45,12 @@ class GreedyTruthStrategy:
         return type("Batch", (), {"indices": np.asarray(picked)})()
 
 
-@pytest.fixture(scope="module")
-def world():
+def _small_world(**kwargs):
+    """60 candidates at 100M, a fake law truth and a made-up throughput model ``tput``;
+    returns ``(world, tput)``."""
     cands = enumerate_archs(1e8)[:60]
     tput = np.array([1e6 / a.n_layers / a.d_model**0.5 for a in cands])
-    return make_world(
+    world = make_world(
         cands,
         2e9,
         truth=law_truth(fake_truth(), "s"),
@@ -59,7 +60,14 @@ def world():
         seed=0,
         noise=NoiseEstimate(0.003, 1, "t"),
         residual_rel_sigma=0.005,
+        **kwargs,
     )
+    return world, tput
+
+
+@pytest.fixture(scope="module")
+def world():
+    return _small_world()[0]
 
 
 def test_oracle_reaches_full_hypervolume_and_zero_regret(world):
@@ -195,19 +203,8 @@ def test_tiny_bench_end_to_end(tmp_path):
 def test_known_loss_reference_reaches_the_whole_front_when_throughput_is_modelled_exactly():
     from optim.bench.known_loss import KnownLossStrategy
 
-    cands = enumerate_archs(1e8)[:60]
-    tput = np.array([1e6 / a.n_layers / a.d_model**0.5 for a in cands])
-    exact = make_world(
-        cands,
-        2e9,
-        truth=law_truth(fake_truth(), "s"),
-        reference=REFERENCE,
-        max_loss=max_loss_of(fake_truth()),
-        throughput_model=tput,
-        seed=0,
-        noise=NoiseEstimate(0.003, 1, "t"),
-        residual_rel_sigma=0.005,
-        throughput_error=ThroughputError(common_sd=0.0, shape_sd=0.0, iid_sd=0.0),
+    exact, tput = _small_world(
+        throughput_error=ThroughputError(common_sd=0.0, shape_sd=0.0, iid_sd=0.0)
     )
     np.testing.assert_allclose(exact.true_tokens_per_s, tput)
     front = [i for i in exact.pareto_indices if exact.true_loss[i] <= exact.loss_target]

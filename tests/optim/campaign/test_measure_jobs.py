@@ -6,12 +6,11 @@ throughput and Ax's stored tokens/s follow, failures keep their reason, nothing 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from support import FAKE_VLLM, small_posterior, small_spec
+from support import pending_campaign, store_with_fake_vllm
 
 from optim.campaign import Campaign
 from optim.campaign.jobs import JobError, LocalBackend
@@ -23,17 +22,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """Campaign 'small' with three pending trials (0-2)."""
-    path = tmp_path_factory.mktemp("measure") / "campaigns.sqlite"
-    Campaign.create(small_spec(), store=path, prior=small_posterior()).propose(3, seed=0)
-    return path
+    return pending_campaign(tmp_path_factory.mktemp("measure") / "campaigns.sqlite", 3)
 
 
 @pytest.fixture
 def setup(template, tmp_path, archopt_home):
-    store = tmp_path / "campaigns.sqlite"
-    shutil.copyfile(template, store)
-    script = tmp_path / "fake_vllm.py"
-    script.write_text(FAKE_VLLM)
+    store, script = store_with_fake_vllm(template, tmp_path)
     return store, script, tmp_path / "runs"
 
 
